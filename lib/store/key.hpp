@@ -1,0 +1,32 @@
+// Symmetric keys for state ("file") and migration encryption, and how they
+// are read from `--key` / `--migration-key` option values
+// (state-format.md §2.5).
+#pragma once
+
+#include <string_view>
+
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::store {
+
+/// An AES-CBC key of 16 or 32 bytes. Key bytes are wiped on destruction.
+struct Key {
+    SecureBytes bytes;
+    bool is256() const { return bytes.size() == 32; }
+};
+
+/// Parse a `--key`/`--migration-key` value: `file=|fd=|pwdfile=|pwdfd=`,
+/// `mode=aes-cbc|aes-128-cbc|aes-256-cbc`, `format=hex|binary`,
+/// `kdf=pbkdf2|sha512`, `remove[=bool]`; reads the key material (closing a
+/// given fd, unlinking with remove). Errors name what was wrong.
+Result<Key> load_key_option(std::string_view value);
+
+/// PBKDF2-HMAC-SHA512(passphrase, "swtpm", 1000) truncated to keylen.
+Result<Key> derive_key_pbkdf2(ByteView passphrase, size_t keylen);
+/// First keylen bytes of SHA-512(passphrase).
+Result<Key> derive_key_sha512(ByteView passphrase, size_t keylen);
+/// Hex key text: optional 0x, exactly 2*keylen digits, optional trailing whitespace.
+Result<Key> parse_hex_key(std::string_view text, size_t keylen);
+
+}  // namespace vtpm::store

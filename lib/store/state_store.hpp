@@ -1,0 +1,68 @@
+// Where vTPM state lives. An interface so the directory backend (swtpm's
+// dir://) and others (file://) sit behind one seam; the engine's NV callbacks
+// talk only to this.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/key.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::store {
+
+/// libtpms blob names (tpm_nvfilename.h).
+inline constexpr std::string_view kPermall = "permall";
+inline constexpr std::string_view kVolatile = "volatilestate";
+inline constexpr std::string_view kSavestate = "savestate";
+
+struct StateEntry {
+    std::string name;  // permall, volatilestate, savestate
+    uint64_t size = 0;
+};
+
+class StateStore {
+public:
+    virtual ~StateStore() = default;
+
+    /// Take the storage lock (swtpm's fcntl write lock on `.lock`). Idempotent.
+    /// rc::kFail with a message naming the holder situation when taken.
+    virtual Result<void> lock() = 0;
+    /// Release the storage lock (release-lock-outgoing).
+    virtual void unlock() = 0;
+    virtual bool locked() const = 0;
+
+    /// Plain libtpms blob `name`. Error rc::kRetry when it does not exist.
+    virtual Result<SecureBytes> load(std::string_view name) = 0;
+    /// Raw stored bytes of `name` (header+TLV, possibly encrypted).
+    virtual Result<Bytes> load_raw(std::string_view name) = 0;
+    /// Atomically replace `name` with `plain` (encrypted with the state key if any).
+    virtual Result<void> store(std::string_view name, ByteView plain) = 0;
+    /// Delete `name`; a missing one is fine unless must_exist.
+    virtual Result<void> remove(std::string_view name, bool must_exist) = 0;
+    /// Existing blobs in the order permall, volatilestate, savestate.
+    virtual Result<std::vector<StateEntry>> list() = 0;
+
+    virtual const Key* state_key() const = 0;
+};
+
+/// swtpm's dir:// backend: files `tpm2-00.<name>` (TPM 2) or `tpm-00.<name>`
+/// (TPM 1.2) in `dir`, temp files `TMP2-00.<name>`/`TMP-00.<name>`, written
+/// with mode `file_mode`, each write: temp file, fsync, rename, fsync dir.
+/// Loading fchmods existing files to file_mode as swtpm does.
+std::unique_ptr<StateStore> make_dir_store(std::string dir, bool tpm2, mode_t file_mode,
+                                           std::optional<Key> state_key);
+
+/// Open a backend from a URI: `dir://PATH` (file:// is reported as unsupported).
+Result<std::unique_ptr<StateStore>> open_store(std::string_view uri, bool tpm2, mode_t file_mode,
+                                               std::optional<Key> state_key);
+
+/// swtpm's --print-states JSON (no trailing newline).
+std::string format_print_states(const std::vector<StateEntry>& entries);
+
+}  // namespace vtpm::store

@@ -1,0 +1,51 @@
+#include <catch2/catch.hpp>
+
+#include "util/subopts.hpp"
+
+using vtpm::SubOpts;
+
+TEST_CASE("subopts: name=value and bare flags") {
+    auto r = SubOpts::parse("type=unixio,path=/tmp/x,,terminate", {"type", "path", "terminate"});
+    REQUIRE(r.ok());
+    CHECK(r->str("type") == "unixio");
+    CHECK(r->str("path") == "/tmp/x");
+    CHECK(r->flag("terminate"));
+    CHECK_FALSE(r->has("mode"));
+}
+
+TEST_CASE("subopts: first occurrence wins") {
+    auto r = SubOpts::parse("port=1,port=2", {"port"});
+    REQUIRE(r.ok());
+    CHECK(r->integer("port").value() == 1);
+}
+
+TEST_CASE("subopts: unknown names and empty values are errors naming the token") {
+    auto r = SubOpts::parse("type=tcp,bogus=1", {"type"});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("bogus=1") != std::string::npos);
+    auto e = SubOpts::parse("path=", {"path"});
+    REQUIRE_FALSE(e.ok());
+}
+
+TEST_CASE("subopts: typed accessors reject junk") {
+    auto r = SubOpts::parse("mode=0640,bad=0999,port=12x,level=5", {"mode", "bad", "port", "level"});
+    REQUIRE(r.ok());
+    CHECK(r->mode("mode").value() == 0640);
+    CHECK_FALSE(r->mode("bad").ok());
+    CHECK_FALSE(r->integer("port").ok());
+    CHECK(r->integer("level").value() == 5);
+    CHECK(r->uid("absent").value() == std::nullopt);
+    auto u = SubOpts::parse("uid=0,gid=root", {"uid", "gid"});
+    REQUIRE(u.ok());
+    CHECK(u->uid("uid").value() == 0u);
+    CHECK(u->gid("gid").value() == 0u);
+}
+
+TEST_CASE("subopts: boolean spelling follows swtpm") {
+    auto r = SubOpts::parse("a=TRUE,b=1,c=yes,d", {"a", "b", "c", "d"});
+    REQUIRE(r.ok());
+    CHECK(r->flag("a"));
+    CHECK(r->flag("b"));
+    CHECK_FALSE(r->flag("c"));
+    CHECK(r->flag("d"));
+}
