@@ -1,0 +1,121 @@
+// swtpm control-channel codec (control-channel.md §2-§6): bytes <-> structs.
+// Pure: no I/O, no engine. All integers big-endian. The transport uses
+// `frame_size` to know when a message is complete (the protocol has no length
+// prefix), then `decode_request`; handlers build responses with the encoders.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <variant>
+
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::ctrl {
+
+enum class Cmd : uint32_t {
+    GetCapability = 0x01,
+    Init = 0x02,
+    Shutdown = 0x03,
+    GetTpmEstablished = 0x04,
+    SetLocality = 0x05,
+    HashStart = 0x06,
+    HashData = 0x07,
+    HashEnd = 0x08,
+    CancelTpmCmd = 0x09,
+    StoreVolatile = 0x0a,
+    ResetTpmEstablished = 0x0b,
+    GetStateBlob = 0x0c,
+    SetStateBlob = 0x0d,
+    Stop = 0x0e,
+    GetConfig = 0x0f,
+    SetDataFd = 0x10,
+    SetBufferSize = 0x11,
+    GetInfo = 0x12,
+    LockStorage = 0x13,
+};
+
+/// Name of a command for logs ("CMD_INIT"), or "unknown".
+std::string_view cmd_name(uint32_t code);
+
+/// PTM_CAP_* bits.
+namespace cap {
+inline constexpr uint64_t kInit = 1u << 0, kShutdown = 1u << 1, kGetTpmEstablished = 1u << 2,
+    kSetLocality = 1u << 3, kHashing = 1u << 4, kCancelTpmCmd = 1u << 5, kStoreVolatile = 1u << 6,
+    kResetTpmEstablished = 1u << 7, kGetStateBlob = 1u << 8, kSetStateBlob = 1u << 9, kStop = 1u << 10,
+    kGetConfig = 1u << 11, kSetDataFd = 1u << 12, kSetBufferSize = 1u << 13, kGetInfo = 1u << 14,
+    kSendCommandHeader = 1u << 15, kLockStorage = 1u << 16;
+}
+
+inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
+inline constexpr uint32_t kBlobTypePermanent = 1, kBlobTypeVolatile = 2, kBlobTypeSavestate = 3;
+inline constexpr uint32_t kConfigFlagFileKey = 1, kConfigFlagMigrationKey = 2;
+/// Largest SET_STATEBLOB payload accepted (a TPM 2 permall is ~6-60 KiB).
+inline constexpr uint32_t kMaxStateBlob = 2u << 20;
+
+/// Framing: given the bytes received so far for one message (starting with the
+/// 4-byte code), how many bytes the whole message has. std::nullopt while
+/// fewer than needed to tell (e.g. < 4 bytes, or a SET_STATEBLOB/HASH_DATA
+/// header not complete yet). Unknown codes are 4 bytes. For SET_LOCALITY and
+/// RESET_TPMESTABLISHED the size is 8 (QEMU sends 4-byte bodies) but a
+/// transport must also accept the 5-byte form: it decodes whatever arrived
+/// in one read once at least 5 bytes are there.
+std::optional<size_t> frame_size(ByteView prefix);
+
+// ---- decoded requests ----
+struct GetCapabilityReq {};
+struct InitReq { uint32_t flags = 0; };
+struct ShutdownReq {};
+struct GetTpmEstablishedReq {};
+struct SetLocalityReq { uint8_t locality = 0; };
+struct HashStartReq {};
+struct HashDataReq { ByteView data; };  // view into the input message
+struct HashEndReq {};
+struct CancelTpmCmdReq {};
+struct StoreVolatileReq {};
+struct ResetTpmEstablishedReq { uint8_t locality = 0; };
+struct GetStateBlobReq { uint32_t state_flags = 0, type = 0, offset = 0; };
+struct SetStateBlobReq { uint32_t state_flags = 0, type = 0; ByteView data; };  // view into input
+struct StopReq {};
+struct GetConfigReq {};
+struct SetDataFdReq {};
+struct SetBufferSizeReq { uint32_t buffersize = 0; };
+struct GetInfoReq { uint64_t flags = 0; uint32_t offset = 0; };
+struct LockStorageReq { uint32_t retries = 0; };
+
+using Request = std::variant<GetCapabilityReq, InitReq, ShutdownReq, GetTpmEstablishedReq, SetLocalityReq,
+                             HashStartReq, HashDataReq, HashEndReq, CancelTpmCmdReq, StoreVolatileReq,
+                             ResetTpmEstablishedReq, GetStateBlobReq, SetStateBlobReq, StopReq, GetConfigReq,
+                             SetDataFdReq, SetBufferSizeReq, GetInfoReq, LockStorageReq>;
+
+/// Decode one complete message (4-byte code + body). Errors follow swtpm:
+/// unknown code -> rc::kBadOrdinal; wrong body size -> rc::kBadParameter
+/// (message says which command and what size was expected);
+/// SET_STATEBLOB length > kMaxStateBlob -> rc::kFail.
+/// `lock_storage_supported`=false makes code 0x13 unknown (swtpm 0.7.1).
+Result<Request> decode_request(ByteView msg, bool lock_storage_supported = true);
+
+// ---- responses ----
+/// 4-byte result (also every error response).
+Bytes encode_result(uint32_t result);
+/// GET_CAPABILITY: 8 bytes, u32 0 + u32 mask (identical to 0.7.1's u64 form).
+Bytes encode_capability(uint64_t caps);
+/// GET_TPMESTABLISHED: result, bit, 3 zero bytes.
+Bytes encode_tpm_established(uint32_t result, bool established);
+/// GET_CONFIG: result, flags.
+Bytes encode_config(uint32_t result, uint32_t flags);
+/// SET_BUFFERSIZE: result, buffersize, minsize, maxsize.
+Bytes encode_buffersize(uint32_t result, uint32_t size, uint32_t min, uint32_t max);
+/// GET_STATEBLOB (socket form): result, state_flags, totlength, length, data
+/// from `offset` to the end (empty when offset >= blob size).
+Bytes encode_stateblob(uint32_t result, uint32_t state_flags, ByteView blob, uint32_t offset);
+/// GET_INFO: result, totlength (strlen+1), length (min(tot-offset, 3072)),
+/// then that many bytes of info (NUL-terminated string) from offset.
+/// Caller has already checked offset < strlen(info).
+Bytes encode_info(std::string_view info, uint32_t offset);
+
+// ---- request encoders (clients: tests, benchmarks, vtpm tools) ----
+Bytes encode_request(const Request& req);
+
+}  // namespace vtpm::ctrl
