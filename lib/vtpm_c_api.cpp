@@ -1,1 +1,154 @@
-// C ABI of libvtpm (include/vtpm/vtpm.h). Filled in with the engine.
+// The C ABI (include/vtpm/vtpm.h) over the engine, store and dispatcher.
+#include "vtpm/vtpm.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "ctrl/dispatcher.hpp"
+#include "engine/engine.hpp"
+#include "store/state_file.hpp"
+#include "store/state_store.hpp"
+#include "vtpm_config.h"
+
+struct vtpm {
+    std::unique_ptr<vtpm::engine::Engine> engine;
+    std::unique_ptr<vtpm::ctrl::Dispatcher> dispatcher;
+    std::optional<vtpm::store::Key> migration_key;
+    std::string last_error;
+};
+
+namespace {
+
+thread_local std::string g_open_error;
+
+uint32_t fail(vtpm_t* t, const vtpm::Error& e) {
+    t->last_error = e.message;
+    return e.code;
+}
+
+std::optional<vtpm::store::Key> make_key(const uint8_t* p, size_t n) {
+    if (!p || n == 0) return std::nullopt;
+    return vtpm::store::Key{vtpm::SecureBytes{vtpm::ByteView(p, n)}};
+}
+
+uint8_t* copy_out(vtpm::ByteView v) {
+    auto* p = static_cast<uint8_t*>(std::malloc(v.empty() ? 1 : v.size()));
+    if (p && !v.empty()) std::memcpy(p, v.data(), v.size());
+    return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* vtpm_version(void) { return VTPM_VERSION; }
+
+const char* vtpm_open_error(void) { return g_open_error.c_str(); }
+
+uint32_t vtpm_open(const vtpm_options* o, vtpm_t** out) {
+    g_open_error.clear();
+    if (!o || !out || o->struct_size < sizeof(vtpm_options) || !o->state_dir) {
+        g_open_error = "vtpm_open: missing options, state_dir or output pointer";
+        return vtpm::rc::kBadParameter;
+    }
+    for (size_t len : {o->state_key_len, o->migration_key_len}) {
+        if (len != 0 && len != 16 && len != 32) {
+            g_open_error = "vtpm_open: keys must be 16 or 32 bytes";
+            return vtpm::rc::kBadKeyProperty;
+        }
+    }
+    bool tpm2 = o->tpm_version != VTPM_TPM_1_2;
+    auto st = vtpm::store::open_store(std::string("dir://") + o->state_dir, tpm2,
+                                      o->state_file_mode ? o->state_file_mode : 0640,
+                                      make_key(o->state_key, o->state_key_len));
+    if (!st) {
+        g_open_error = st.error().message;
+        return st.code();
+    }
+    vtpm::engine::EngineConfig ec;
+    ec.version = tpm2 ? vtpm::engine::TpmVersion::V2 : vtpm::engine::TpmVersion::V1_2;
+    ec.auto_shutdown = (o->flags & VTPM_OPEN_NO_AUTO_SHUTDOWN) == 0;
+    ec.reject_locality_4 = (o->flags & VTPM_OPEN_REJECT_LOCALITY_4) != 0;
+    auto eng = vtpm::engine::Engine::create(ec, std::move(*st));
+    if (!eng) {
+        g_open_error = eng.error().message;
+        return eng.code();
+    }
+    auto t = std::make_unique<vtpm>();
+    t->engine = std::move(*eng);
+    t->migration_key = make_key(o->migration_key, o->migration_key_len);
+    vtpm::ctrl::DispatcherConfig dc;
+    dc.migration_key = t->migration_key;
+    t->dispatcher = std::make_unique<vtpm::ctrl::Dispatcher>(*t->engine, std::move(dc));
+    *out = t.release();
+    return 0;
+}
+
+void vtpm_close(vtpm_t* t) {
+    // Ownership came from vtpm_open's unique_ptr.
+    std::unique_ptr<vtpm> owned(t);
+}
+
+const char* vtpm_last_error(const vtpm_t* t) { return t ? t->last_error.c_str() : ""; }
+
+uint32_t vtpm_init(vtpm_t* t, int delete_volatile) {
+    auto r = t->engine->init(delete_volatile != 0);
+    return r ? 0 : fail(t, r.error());
+}
+
+uint32_t vtpm_stop(vtpm_t* t) {
+    t->engine->stop();
+    return 0;
+}
+
+uint32_t vtpm_process(vtpm_t* t, const uint8_t* cmd, size_t cmd_len, uint8_t* rsp, size_t rsp_cap, size_t* rsp_len) {
+    auto out = t->engine->process(vtpm::ByteView(cmd, cmd_len));
+    if (out.size() > rsp_cap) return fail(t, {vtpm::rc::kSize, "response buffer too small"});
+    std::memcpy(rsp, out.data(), out.size());
+    *rsp_len = out.size();
+    return 0;
+}
+
+uint32_t vtpm_ctrl(vtpm_t* t, const uint8_t* msg, size_t msg_len, uint8_t** rsp, size_t* rsp_len) {
+    vtpm::ctrl::TransportState ts;
+    ts.data_channel_busy = true;  // no transport to hand a data fd to
+    auto reply = t->dispatcher->handle(vtpm::ByteView(msg, msg_len), ts);
+    *rsp = copy_out(reply.bytes);
+    *rsp_len = reply.bytes.size();
+    return *rsp ? 0 : fail(t, {vtpm::rc::kFail, "out of memory"});
+}
+
+uint32_t vtpm_get_state_blob(vtpm_t* t, int type, int decrypted, uint8_t** blob, size_t* blob_len,
+                             uint32_t* state_flags) {
+    if (type < 1 || type > 3) return fail(t, {vtpm::rc::kBadParameter, "unknown blob type"});
+    auto plain = t->engine->get_state(static_cast<vtpm::engine::BlobType>(type));
+    if (!plain) return fail(t, plain.error());
+    auto b = vtpm::store::encode_migration_blob(plain->data, t->engine->store().state_key(),
+                                                t->migration_key ? &*t->migration_key : nullptr, decrypted != 0);
+    if (!b) return fail(t, b.error());
+    *blob = copy_out(b->bytes);
+    *blob_len = b->bytes.size();
+    if (state_flags) *state_flags = b->state_flags;
+    return *blob ? 0 : fail(t, {vtpm::rc::kFail, "out of memory"});
+}
+
+uint32_t vtpm_set_state_blob(vtpm_t* t, int type, uint32_t state_flags, const uint8_t* blob, size_t blob_len) {
+    if (type < 1 || type > 3) return fail(t, {vtpm::rc::kBadParameter, "unknown blob type"});
+    if (t->engine->running()) return fail(t, {vtpm::rc::kBadOrdinal, "the TPM is running: stop it first"});
+    if (blob_len == 0) {
+        auto r = t->engine->set_state(static_cast<vtpm::engine::BlobType>(type), {});
+        return r ? 0 : fail(t, r.error());
+    }
+    auto plain = vtpm::store::decode_migration_blob(vtpm::ByteView(blob, blob_len), state_flags,
+                                                    t->engine->store().state_key(),
+                                                    t->migration_key ? &*t->migration_key : nullptr);
+    if (!plain) return fail(t, plain.error());
+    auto r = t->engine->set_state(static_cast<vtpm::engine::BlobType>(type), plain->view());
+    return r ? 0 : fail(t, r.error());
+}
+
+void vtpm_free(void* p) { std::free(p); }
+
+}  // extern "C"

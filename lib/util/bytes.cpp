@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <cstdio>
+
 namespace vtpm {
 
 void SecureBytes::wipe() noexcept {
@@ -30,6 +32,12 @@ std::string to_hex(ByteView v) {
         s.push_back(kDigits[b & 15]);
     }
     return s;
+}
+
+std::string hex32(uint32_t v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%x", v);
+    return buf;
 }
 
 }  // namespace vtpm

@@ -75,5 +75,7 @@ inline void store_be32(uint8_t* p, uint32_t v) {
 
 /// Lower-case hex of a byte range (for logs of non-secret data and tests).
 std::string to_hex(ByteView v);
+/// "0x" and the value in hex, for result codes in messages.
+std::string hex32(uint32_t v);
 
 }  // namespace vtpm

@@ -1,0 +1,219 @@
+#include "ctrl/dispatcher.hpp"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "store/state_file.hpp"
+#include "util/log.hpp"
+
+namespace vtpm::ctrl {
+namespace {
+
+Reply result(uint32_t rc) { return Reply{encode_result(rc), Action::None}; }
+
+Reply error(const Error& e, std::string_view what) {
+    VTPM_LOG_ERROR("%.*s: %s", static_cast<int>(what.size()), what.data(), e.message.c_str());
+    return result(e.code);
+}
+
+template <class... Ts>
+struct Overloaded : Ts... {
+    using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+}  // namespace
+
+Dispatcher::Dispatcher(engine::Engine& engine, DispatcherConfig cfg) : engine_(engine), cfg_(std::move(cfg)) {}
+
+uint64_t Dispatcher::capabilities() const {
+    uint64_t caps = cap::kInit | cap::kShutdown | cap::kGetTpmEstablished | cap::kSetLocality | cap::kHashing |
+                    cap::kCancelTpmCmd | cap::kStoreVolatile | cap::kResetTpmEstablished | cap::kGetStateBlob |
+                    cap::kSetStateBlob | cap::kStop | cap::kGetConfig | cap::kSetDataFd | cap::kSetBufferSize |
+                    cap::kGetInfo;
+    if (engine_.tpm2()) caps |= cap::kSendCommandHeader;
+    if (cfg_.lock_storage) caps |= cap::kLockStorage;
+    return caps;
+}
+
+Result<void> Dispatcher::relock(uint32_t retries) {
+    for (uint32_t i = 0;; ++i) {
+        auto r = engine_.store().lock();
+        if (r) {
+            lock_released_ = false;
+            return r;
+        }
+        if (i >= retries) return r;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
+    auto decoded = decode_request(msg, cfg_.lock_storage);
+    if (!decoded) {
+        if (msg.size() >= 4)
+            VTPM_LOG_ERROR("control message %s rejected: %s", std::string(cmd_name(load_be32(msg.data()))).c_str(),
+                           decoded.error().message.c_str());
+        else
+            VTPM_LOG_ERROR("control message rejected: %s", decoded.error().message.c_str());
+        return result(decoded.code());
+    }
+    const bool running = engine_.running();
+    const Reply not_running = result(rc::kBadOrdinal);
+
+    return std::visit(
+        Overloaded{
+            [&](const GetCapabilityReq&) { return Reply{encode_capability(capabilities())}; },
+            [&](const InitReq& r) {
+                if (lock_released_) {
+                    if (auto l = relock(0); !l) return error(l.error(), "CMD_INIT");
+                }
+                auto res = engine_.init((r.flags & kInitFlagDeleteVolatile) != 0);
+                if (!res) return error(res.error(), "CMD_INIT");
+                VTPM_LOG_INFO("TPM initialised");
+                return result(rc::kSuccess);
+            },
+            [&](const ShutdownReq&) {
+                engine_.stop();
+                return Reply{encode_result(rc::kSuccess), Action::Shutdown};
+            },
+            [&](const GetTpmEstablishedReq&) {
+                if (!running) return not_running;
+                auto b = engine_.tpm_established();
+                if (!b) return error(b.error(), "CMD_GET_TPMESTABLISHED");
+                return Reply{encode_tpm_established(rc::kSuccess, *b)};
+            },
+            [&](const SetLocalityReq& r) {
+                auto res = engine_.set_locality(r.locality);
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_SET_LOCALITY");
+            },
+            [&](const HashStartReq&) {
+                if (!running) return not_running;
+                auto res = engine_.hash_start();
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_HASH_START");
+            },
+            [&](const HashDataReq& r) {
+                if (!running) return not_running;
+                auto res = engine_.hash_data(r.data);
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_HASH_DATA");
+            },
+            [&](const HashEndReq&) {
+                if (!running) return not_running;
+                auto res = engine_.hash_end();
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_HASH_END");
+            },
+            [&](const CancelTpmCmdReq&) {
+                if (!running) return not_running;
+                auto res = engine_.cancel();
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_CANCEL_TPM_CMD");
+            },
+            [&](const StoreVolatileReq&) {
+                if (!running) return not_running;
+                auto res = engine_.store_volatile();
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_STORE_VOLATILE");
+            },
+            [&](const ResetTpmEstablishedReq& r) {
+                if (!running) return not_running;
+                auto res = engine_.reset_tpm_established(r.locality);
+                return res ? result(rc::kSuccess) : error(res.error(), "CMD_RESET_TPMESTABLISHED");
+            },
+            [&](const GetStateBlobReq& r) {
+                if (!running) return not_running;
+                return get_state_blob(r);
+            },
+            [&](const SetStateBlobReq& r) {
+                if (running) return not_running;
+                return set_state_blob(r);
+            },
+            [&](const StopReq&) {
+                engine_.stop();
+                return result(rc::kSuccess);
+            },
+            [&](const GetConfigReq&) {
+                uint32_t flags = 0;
+                if (engine_.store().state_key()) flags |= kConfigFlagFileKey;
+                if (cfg_.migration_key) flags |= kConfigFlagMigrationKey;
+                return Reply{encode_config(rc::kSuccess, flags)};
+            },
+            [&](const SetDataFdReq&) {
+                if (ts.data_channel_busy) return result(rc::kIoError);
+                if (ts.received_fd < 0) return result(rc::kBadParameter);
+                return Reply{encode_result(rc::kSuccess), Action::AdoptDataFd};
+            },
+            [&](const SetBufferSizeReq& r) {
+                auto b = engine_.buffer_size(r.buffersize);
+                if (!b) return error(b.error(), "CMD_SET_BUFFERSIZE");
+                return Reply{encode_buffersize(rc::kSuccess, b->size, b->min, b->max)};
+            },
+            [&](const GetInfoReq& r) { return get_info(r); },
+            [&](const LockStorageReq& r) {
+                auto res = relock(r.retries);
+                return res ? result(rc::kSuccess) : error(Error{rc::kFail, res.error().message}, "CMD_LOCK_STORAGE");
+            },
+        },
+        *decoded);
+}
+
+Reply Dispatcher::get_state_blob(const GetStateBlobReq& req) {
+    if (req.type < kBlobTypePermanent || req.type > kBlobTypeSavestate) {
+        VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
+        return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
+    }
+    auto type = static_cast<engine::BlobType>(req.type);
+    auto plain = engine_.get_state(type);
+    Reply reply;
+    if (!plain) {
+        if (plain.code() != rc::kRetry)
+            VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, plain.error().message.c_str());
+        reply.bytes = encode_stateblob(plain.code(), 0, {}, 0);
+    } else {
+        auto blob = store::encode_migration_blob(plain->data, engine_.store().state_key(),
+                                                 cfg_.migration_key ? &*cfg_.migration_key : nullptr,
+                                                 (req.state_flags & store::kStateFlagDecrypted) != 0);
+        if (!blob) {
+            VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, blob.error().message.c_str());
+            reply.bytes = encode_stateblob(blob.code(), 0, {}, 0);
+        } else {
+            reply.bytes = encode_stateblob(rc::kSuccess, blob->state_flags, blob->bytes, req.offset);
+        }
+    }
+    // QEMU fetches permanent, volatile, then savestate: after the last one the
+    // destination may take over shared storage.
+    if (type == engine::BlobType::Savestate && cfg_.release_lock_outgoing) {
+        engine_.store().unlock();
+        lock_released_ = true;
+        VTPM_LOG_INFO("released the state lock for the outgoing migration");
+    }
+    return reply;
+}
+
+Reply Dispatcher::set_state_blob(const SetStateBlobReq& req) {
+    if (req.type < kBlobTypePermanent || req.type > kBlobTypeSavestate) {
+        VTPM_LOG_ERROR("CMD_SET_STATEBLOB: unknown blob type %u", req.type);
+        return result(rc::kBadParameter);
+    }
+    auto type = static_cast<engine::BlobType>(req.type);
+    if (req.data.empty()) {
+        auto r = engine_.set_state(type, {});
+        return r ? result(rc::kSuccess) : error(r.error(), "CMD_SET_STATEBLOB");
+    }
+    auto plain = store::decode_migration_blob(req.data, req.state_flags, engine_.store().state_key(),
+                                              cfg_.migration_key ? &*cfg_.migration_key : nullptr);
+    if (!plain) return error(plain.error(), "CMD_SET_STATEBLOB");
+    auto r = engine_.set_state(type, plain->view());
+    if (!r) return error(r.error(), "CMD_SET_STATEBLOB");
+    lock_released_ = false;
+    VTPM_LOG_INFO("CMD_SET_STATEBLOB: accepted blob type %u (%zu bytes)", req.type, req.data.size());
+    return result(rc::kSuccess);
+}
+
+Reply Dispatcher::get_info(const GetInfoReq& req) {
+    auto info = engine_.info(static_cast<uint32_t>(req.flags));
+    if (!info) return error(info.error(), "CMD_GET_INFO");
+    if (req.offset >= info->size()) return result(rc::kBadParameter);
+    return Reply{encode_info(*info, req.offset)};
+}
+
+}  // namespace vtpm::ctrl

@@ -1,0 +1,68 @@
+// Control-channel dispatcher: one decoded message in, the response bytes and
+// what the transport must do out. Holds swtpm's rules about which commands
+// need a running or stopped TPM; knows nothing about sockets.
+#pragma once
+
+#include <optional>
+
+#include "ctrl/codec.hpp"
+#include "engine/engine.hpp"
+#include "store/key.hpp"
+
+namespace vtpm::ctrl {
+
+struct DispatcherConfig {
+    std::optional<store::Key> migration_key;
+    /// --migration release-lock-outgoing: drop the state lock once QEMU has
+    /// fetched the last (savestate) blob, so the destination can take it.
+    bool release_lock_outgoing = false;
+    /// Advertise and serve CMD_LOCK_STORAGE (swtpm >= 0.8).
+    bool lock_storage = true;
+    /// PTM_CAP_SEND_COMMAND_HEADER etc. follow the TPM version.
+};
+
+/// What the transport does after sending the reply.
+enum class Action {
+    None,
+    Shutdown,     // CMD_SHUTDOWN: close everything and exit 0
+    AdoptDataFd,  // CMD_SET_DATAFD accepted: the received fd is the data channel
+};
+
+struct Reply {
+    Bytes bytes;
+    Action action = Action::None;
+};
+
+/// Facts about the transport the dispatcher needs.
+struct TransportState {
+    int received_fd = -1;            // fd that came with this message (SCM_RIGHTS), or -1
+    bool data_channel_busy = false;  // a data server/fd is configured or active
+};
+
+class Dispatcher {
+public:
+    Dispatcher(engine::Engine& engine, DispatcherConfig cfg);
+
+    /// The capability mask this server reports.
+    uint64_t capabilities() const;
+
+    /// Handle one complete message (4-byte code + body).
+    Reply handle(ByteView msg, const TransportState& ts);
+
+    /// True after the state lock was released for an outgoing migration and
+    /// not yet taken back; TPM commands must re-take it first.
+    bool lock_released() const { return lock_released_; }
+    /// Re-take the state lock (LOCK_STORAGE or before a TPM command).
+    Result<void> relock(uint32_t retries);
+
+private:
+    Reply get_state_blob(const GetStateBlobReq& req);
+    Reply set_state_blob(const SetStateBlobReq& req);
+    Reply get_info(const GetInfoReq& req);
+
+    engine::Engine& engine_;
+    DispatcherConfig cfg_;
+    bool lock_released_ = false;
+};
+
+}  // namespace vtpm::ctrl

@@ -1,0 +1,336 @@
+#include "engine/engine.hpp"
+
+extern "C" {
+#include <libtpms/tpm_error.h>
+#include <libtpms/tpm_library.h>
+#include <libtpms/tpm_tis.h>
+}
+
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/tpm_commands.hpp"
+#include "util/log.hpp"
+
+namespace vtpm::engine {
+namespace {
+
+// libtpms calls plain C functions with no user pointer: they reach the one
+// engine of the process through this.
+Engine* g_engine = nullptr;
+
+TPM_RESULT cb_nvram_init() {
+    auto r = g_engine->store().lock();
+    if (!r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
+    return r.code();
+}
+
+TPM_RESULT cb_load(unsigned char** data, uint32_t* length, uint32_t /*tpm_number*/, const char* name) {
+    *data = nullptr;
+    *length = 0;
+    auto r = g_engine->store().load(name);
+    if (!r) {
+        if (r.code() != rc::kRetry) VTPM_LOG_ERROR("loading %s failed: %s", name, r.error().message.c_str());
+        return r.code();
+    }
+    // libtpms takes ownership and releases it with free().
+    auto* buf = static_cast<unsigned char*>(std::malloc(r->size() ? r->size() : 1));
+    if (!buf) return TPM_FAIL;
+    std::memcpy(buf, r->data(), r->size());
+    *data = buf;
+    *length = static_cast<uint32_t>(r->size());
+    return TPM_SUCCESS;
+}
+
+TPM_RESULT cb_store(const unsigned char* data, uint32_t length, uint32_t /*tpm_number*/, const char* name) {
+    auto r = g_engine->store().store(name, ByteView(data, length));
+    if (!r) VTPM_LOG_ERROR("storing %s failed: %s", name, r.error().message.c_str());
+    return r.code();
+}
+
+TPM_RESULT cb_delete(uint32_t /*tpm_number*/, const char* name, TPM_BOOL must_exist) {
+    auto r = g_engine->store().remove(name, must_exist != 0);
+    if (!r) VTPM_LOG_ERROR("deleting %s failed: %s", name, r.error().message.c_str());
+    return r.code();
+}
+
+TPM_RESULT cb_io_init() { return TPM_SUCCESS; }
+
+TPM_RESULT cb_get_locality(TPM_MODIFIER_INDICATOR* loc, uint32_t /*tpm_number*/) {
+    *loc = g_engine->locality();
+    return TPM_SUCCESS;
+}
+
+TPMLIB_StateType to_libtpms(BlobType t) {
+    switch (t) {
+    case BlobType::Permanent: return TPMLIB_STATE_PERMANENT;
+    case BlobType::Volatile: return TPMLIB_STATE_VOLATILE;
+    case BlobType::Savestate: return TPMLIB_STATE_SAVE_STATE;
+    }
+    return TPMLIB_STATE_PERMANENT;
+}
+
+TPMLIB_TPMVersion to_libtpms(TpmVersion v) {
+    return v == TpmVersion::V2 ? TPMLIB_TPM_VERSION_2 : TPMLIB_TPM_VERSION_1_2;
+}
+
+// Frees a malloc'ed libtpms buffer on scope exit.
+struct FreeDeleter {
+    void operator()(void* p) const noexcept { std::free(p); }
+};
+
+}  // namespace
+
+Engine::Engine(Token, EngineConfig cfg, std::unique_ptr<store::StateStore> store)
+    : cfg_(cfg), store_(std::move(store)) {}
+
+Result<std::unique_ptr<Engine>> Engine::create(EngineConfig cfg, std::unique_ptr<store::StateStore> store) {
+    if (g_engine) return make_error(rc::kFail, "a TPM engine already exists in this process");
+    if (!store) return make_error(rc::kFail, "no state store given");
+    if (TPMLIB_ChooseTPMVersion(to_libtpms(cfg.version)) != TPM_SUCCESS)
+        return make_error(rc::kFail, cfg.version == TpmVersion::V2 ? "libtpms does not support TPM 2.0"
+                                                                   : "libtpms does not support TPM 1.2");
+    auto e = std::make_unique<Engine>(Token{}, cfg, std::move(store));
+    g_engine = e.get();
+    libtpms_callbacks cbs{};
+    cbs.sizeOfStruct = sizeof cbs;
+    cbs.tpm_nvram_init = cb_nvram_init;
+    cbs.tpm_nvram_loaddata = cb_load;
+    cbs.tpm_nvram_storedata = cb_store;
+    cbs.tpm_nvram_deletename = cb_delete;
+    cbs.tpm_io_init = cb_io_init;
+    cbs.tpm_io_getlocality = cb_get_locality;
+    if (TPMLIB_RegisterCallbacks(&cbs) != TPM_SUCCESS) {
+        g_engine = nullptr;
+        return make_error(rc::kFail, "libtpms refused the callbacks");
+    }
+    return e;
+}
+
+Engine::~Engine() {
+    stop();
+    std::free(respbuf_);
+    if (g_engine == this) g_engine = nullptr;
+}
+
+Bytes Engine::run(ByteView command) {
+    // TPMLIB_Process takes a mutable buffer; libtpms does not keep it.
+    Bytes cmd(command.begin(), command.end());
+    uint32_t rsp_len = 0;
+    TPM_RESULT r = TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, cmd.data(), static_cast<uint32_t>(cmd.size()));
+    last_cc_ = command_code(command);
+    if (r != TPM_SUCCESS || !respbuf_ || rsp_len < 10) {
+        VTPM_LOG_ERROR("libtpms failed to process command 0x%x: 0x%x", last_cc_, r);
+        return fatal_response(kTpm2RcFailure, kTpm12Fail);
+    }
+    return Bytes(respbuf_, respbuf_ + rsp_len);
+}
+
+Bytes Engine::fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const {
+    return tpm2() ? response_header(kTpm2StNoSessions, rc_tpm2) : response_header(kTpm12TagRspCommand, rc_tpm12);
+}
+
+Bytes Engine::process(ByteView command) {
+    // TCG/mssim "send command" prefix (TPM 2 only): u32 8, locality, u32 length, command.
+    bool framed = false;
+    ByteView cmd = command;
+    if (tpm2() && command.size() >= 4 && load_be16(command.data()) != 0x8001 &&
+        load_be16(command.data()) != 0x8002 && load_be32(command.data()) == 8) {
+        framed = true;
+        uint8_t loc = command.size() > 4 ? command[4] : 0;
+        cmd = command.size() >= 9 ? command.subspan(9) : ByteView{};
+        if (loc > 4 || (loc == 4 && cfg_.reject_locality_4)) {
+            cmd = {};
+        } else {
+            locality_ = loc;
+        }
+    }
+    Bytes rsp;
+    if (cmd.size() < 10) {
+        rsp = fatal_response(kTpm2RcInsufficient, kTpm12BadParamSize);
+    } else if (!running_) {
+        rsp = fatal_response(kTpm2RcFailure, kTpm12Fail);
+    } else if (command_code(cmd) == kCcSetLocality) {
+        if (!cfg_.allow_set_locality) {
+            rsp = fatal_response(kTpm2RcFailure, kTpm12Fail);
+        } else if (cmd.size() < 11 || cmd[10] > 4 || (cmd[10] == 4 && cfg_.reject_locality_4)) {
+            rsp = fatal_response(kTpm2RcLocality, kTpm12BadLocality);
+        } else {
+            locality_ = cmd[10];
+            rsp = fatal_response(0, 0);
+        }
+    } else {
+        rsp = run(cmd);
+    }
+    if (!framed) return rsp;
+    Bytes out;
+    out.reserve(rsp.size() + 8);
+    put_be32(out, static_cast<uint32_t>(rsp.size()));
+    out.insert(out.end(), rsp.begin(), rsp.end());
+    put_be32(out, 0);
+    return out;
+}
+
+void Engine::auto_shutdown() {
+    if (!running_ || !tpm2() || !cfg_.auto_shutdown || last_cc_ == kTpm2CcShutdown) return;
+    for (uint16_t su : {uint16_t{1} /*SU_STATE*/, uint16_t{0} /*SU_CLEAR*/}) {
+        uint32_t r = response_code(run(tpm2_shutdown(su)));
+        if (r == 0) {
+            VTPM_LOG_INFO("sent TPM2_Shutdown(%s) before power-off", su ? "SU_STATE" : "SU_CLEAR");
+            return;
+        }
+        if (r == kTpm2RcInitialize) return;  // TPM was never started: nothing to shut down
+    }
+}
+
+Result<void> Engine::init(bool delete_volatile) {
+    auto_shutdown();
+    TPMLIB_Terminate();
+    running_ = false;
+    if (TPMLIB_ChooseTPMVersion(to_libtpms(cfg_.version)) != TPM_SUCCESS)
+        return make_error(rc::kFail, "libtpms refused the TPM version");
+    TPM_RESULT r = TPMLIB_MainInit();
+    if (r != TPM_SUCCESS) {
+        TPMLIB_Terminate();
+        return make_error(r, "TPM initialisation failed (libtpms result " + hex32(r) + ")");
+    }
+    if (delete_volatile) {
+        auto d = store_->remove(store::kVolatile, false);
+        if (!d) {
+            TPMLIB_Terminate();
+            return d;
+        }
+    }
+    running_ = true;
+    last_cc_ = 0;
+    return {};
+}
+
+void Engine::stop() {
+    auto_shutdown();
+    TPMLIB_Terminate();
+    running_ = false;
+}
+
+Result<void> Engine::set_locality(uint8_t loc) {
+    if (loc > 4 || (loc == 4 && cfg_.reject_locality_4))
+        return make_error(rc::kBadLocality, "locality " + std::to_string(loc) + " is not allowed");
+    locality_ = loc;
+    return {};
+}
+
+Result<bool> Engine::tpm_established() const {
+    TPM_BOOL b = 0;
+    TPM_RESULT r = TPM_IO_TpmEstablished_Get(&b);
+    if (r != TPM_SUCCESS) return make_error(r, "reading the TPM established flag failed");
+    return b != 0;
+}
+
+Result<void> Engine::reset_tpm_established(uint8_t loc) {
+    if (loc > 4) return make_error(rc::kBadLocality, "locality " + std::to_string(loc) + " is out of range");
+    uint8_t saved = locality_;
+    locality_ = loc;
+    TPM_RESULT r = TPM_IO_TpmEstablished_Reset();
+    locality_ = saved;
+    if (r != TPM_SUCCESS) return make_error(r, "resetting the TPM established flag failed");
+    return {};
+}
+
+Result<void> Engine::hash_start() {
+    TPM_RESULT r = TPM_IO_Hash_Start();
+    if (r != TPM_SUCCESS) return make_error(r, "TPM_Hash_Start failed");
+    return {};
+}
+
+Result<void> Engine::hash_data(ByteView data) {
+    TPM_RESULT r = TPM_IO_Hash_Data(data.data(), static_cast<uint32_t>(data.size()));
+    if (r != TPM_SUCCESS) return make_error(r, "TPM_Hash_Data failed");
+    return {};
+}
+
+Result<void> Engine::hash_end() {
+    TPM_RESULT r = TPM_IO_Hash_End();
+    if (r != TPM_SUCCESS) return make_error(r, "TPM_Hash_End failed");
+    return {};
+}
+
+Result<void> Engine::cancel() {
+    TPM_RESULT r = TPMLIB_CancelCommand();
+    if (r != TPM_SUCCESS) return make_error(r, "cancel failed");
+    return {};
+}
+
+Result<void> Engine::store_volatile() {
+    unsigned char* raw = nullptr;
+    uint32_t len = 0;
+    TPM_RESULT r = TPMLIB_VolatileAll_Store(&raw, &len);
+    std::unique_ptr<unsigned char, FreeDeleter> buf(raw);
+    if (r != TPM_SUCCESS) return make_error(r, "serialising the volatile state failed");
+    SecureBytes plain{ByteView(buf.get(), len)};
+    std::memset(buf.get(), 0, len);
+    return store_->store(store::kVolatile, plain);
+}
+
+Result<Engine::BufferSize> Engine::buffer_size(uint32_t wanted) {
+    if (wanted != 0 && running_)
+        return make_error(rc::kBadOrdinal, "the buffer size can only be changed while the TPM is stopped");
+    BufferSize b{};
+    b.size = TPMLIB_SetBufferSize(wanted, &b.min, &b.max);
+    return b;
+}
+
+Result<std::string> Engine::info(uint32_t flags) const {
+    std::unique_ptr<char, FreeDeleter> s(TPMLIB_GetInfo(static_cast<TPMLIB_InfoFlags>(flags)));
+    if (!s) return make_error(rc::kSize, "libtpms returned no info");
+    return std::string(s.get());
+}
+
+Result<PlainBlob> Engine::get_state(BlobType type) {
+    if (!running_) return make_error(rc::kBadOrdinal, "the TPM is not running");
+    switch (type) {
+    case BlobType::Volatile: {
+        unsigned char* raw = nullptr;
+        uint32_t len = 0;
+        TPM_RESULT r = TPMLIB_VolatileAll_Store(&raw, &len);
+        std::unique_ptr<unsigned char, FreeDeleter> buf(raw);
+        if (r != TPM_SUCCESS) return make_error(r, "serialising the volatile state failed");
+        PlainBlob b{SecureBytes{ByteView(buf.get(), len)}};
+        std::memset(buf.get(), 0, len);
+        return b;
+    }
+    case BlobType::Permanent:
+    case BlobType::Savestate: {
+        auto r = store_->load(type == BlobType::Permanent ? store::kPermall : store::kSavestate);
+        if (!r) return r.error();
+        return PlainBlob{std::move(*r)};
+    }
+    }
+    return make_error(rc::kBadParameter, "unknown blob type");
+}
+
+Result<void> Engine::set_state(BlobType type, ByteView plain) {
+    if (running_) return make_error(rc::kInvalidPostInit, "state can only be set while the TPM is stopped");
+    auto l = store_->lock();
+    if (!l) return l;
+    TPM_RESULT r = TPMLIB_SetState(to_libtpms(type), plain.empty() ? nullptr : plain.data(),
+                                   static_cast<uint32_t>(plain.size()));
+    if (r != TPM_SUCCESS)
+        return make_error(r, "libtpms rejected the state blob (result " + hex32(r) + ")");
+    return {};
+}
+
+Result<void> Engine::startup(int type) {
+    if (!running_) return make_error(rc::kFail, "the TPM is not running");
+    Bytes cmd;
+    if (tpm2()) {
+        if (type == 2) return make_error(rc::kBadParameter, "startup-deactivated is not valid for TPM 2");
+        cmd = tpm2_startup(static_cast<uint16_t>(type));
+    } else {
+        cmd = tpm12_startup(static_cast<uint16_t>(type + 1));
+    }
+    uint32_t r = response_code(run(cmd));
+    if (r != 0) VTPM_LOG_WARN("the startup command at program start returned 0x%x", r);
+    return {};
+}
+
+}  // namespace vtpm::engine

@@ -1,0 +1,118 @@
+// The libtpms instance behind a small class. libtpms is a process-wide
+// singleton, so at most one Engine exists per process; its NV callbacks go to
+// the StateStore it owns.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "store/state_store.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::engine {
+
+enum class TpmVersion { V1_2, V2 };
+
+/// PTM blob types of the control channel (1 permanent, 2 volatile, 3 savestate).
+enum class BlobType : uint32_t { Permanent = 1, Volatile = 2, Savestate = 3 };
+
+struct EngineConfig {
+    TpmVersion version = TpmVersion::V2;
+    /// Send TPM2_Shutdown(SU_STATE) (fallback SU_CLEAR) before terminating
+    /// libtpms in INIT/STOP/SHUTDOWN when the last command was not
+    /// TPM2_Shutdown, as swtpm >= 0.8 does: an abrupt reset otherwise counts
+    /// towards dictionary-attack lockout.
+    bool auto_shutdown = true;
+    bool reject_locality_4 = false;
+    bool allow_set_locality = false;
+};
+
+/// The plain libtpms blob for GET_STATEBLOB, or rc::kRetry when absent.
+struct PlainBlob {
+    SecureBytes data;
+};
+
+class Engine {
+public:
+    /// Create the process's engine. Fails if one exists or libtpms refuses
+    /// the version.
+    static Result<std::unique_ptr<Engine>> create(EngineConfig cfg,
+                                                  std::unique_ptr<store::StateStore> store);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    TpmVersion version() const { return cfg_.version; }
+    bool tpm2() const { return cfg_.version == TpmVersion::V2; }
+    bool running() const { return running_; }
+    store::StateStore& store() { return *store_; }
+    const EngineConfig& config() const { return cfg_; }
+
+    /// CMD_INIT: (auto-shutdown,) terminate, power on from cached blobs or
+    /// files; with delete_volatile remove the volatile-state file afterwards.
+    Result<void> init(bool delete_volatile);
+    /// CMD_STOP / CMD_SHUTDOWN: (auto-shutdown,) power off. Idempotent.
+    void stop();
+
+    /// Execute one data-channel command (raw or TCG-prefixed, see
+    /// control-channel.md §7) and return the complete response. When the TPM
+    /// is not running the answer is the version's 10-byte fatal error.
+    Bytes process(ByteView command);
+
+    /// The current locality and CMD_SET_LOCALITY semantics.
+    uint8_t locality() const { return locality_; }
+    Result<void> set_locality(uint8_t loc);
+
+    Result<bool> tpm_established() const;
+    Result<void> reset_tpm_established(uint8_t loc);
+    Result<void> hash_start();
+    Result<void> hash_data(ByteView data);
+    Result<void> hash_end();
+    Result<void> cancel();
+    /// CMD_STORE_VOLATILE: write the volatile state file.
+    Result<void> store_volatile();
+
+    /// CMD_SET_BUFFERSIZE: 0 queries; otherwise only while stopped.
+    struct BufferSize { uint32_t size, min, max; };
+    Result<BufferSize> buffer_size(uint32_t wanted);
+    /// TPMLIB_GetInfo JSON, rc::kSize if libtpms gives nothing.
+    Result<std::string> info(uint32_t flags) const;
+
+    /// Plain blob of a type as it stands now (requires running). Volatile is
+    /// serialised from the live TPM without touching the disk.
+    Result<PlainBlob> get_state(BlobType type);
+    /// Hand a plain blob to libtpms (requires stopped); consumed by the next
+    /// init(). An empty blob clears the cached one.
+    Result<void> set_state(BlobType type, ByteView plain);
+
+    /// Run TPM2_Startup / TPM_Startup of the given type at program start
+    /// (--flags startup-*). type: 0 clear, 1 state, 2 deactivated (1.2 only).
+    Result<void> startup(int type);
+
+    /// Code of the last command processed (for auto-shutdown).
+    uint32_t last_command() const { return last_cc_; }
+
+    /// Only create() can build the token, so only create() constructs engines.
+    class Token {
+        friend class Engine;
+        Token() = default;
+    };
+    Engine(Token, EngineConfig cfg, std::unique_ptr<store::StateStore> store);
+
+private:
+    void auto_shutdown();
+    Bytes fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const;
+    Bytes run(ByteView command);
+
+    EngineConfig cfg_;
+    std::unique_ptr<store::StateStore> store_;
+    bool running_ = false;
+    uint8_t locality_ = 0;
+    uint32_t last_cc_ = 0;
+    unsigned char* respbuf_ = nullptr;  // libtpms-owned (malloc'ed) response buffer
+    uint32_t respbuf_size_ = 0;
+};
+
+}  // namespace vtpm::engine

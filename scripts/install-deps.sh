@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what libvtpm needs to build, test and run its demo on Debian 12.
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+PKGS=(
+  build-essential g++ meson ninja-build pkg-config python3
+  libtpms-dev libssl-dev libglib2.0-dev libtss2-dev catch2
+  swtpm swtpm-tools tpm2-tools
+  qemu-system-x86 qemu-utils busybox-static cpio linux-image-cloud-amd64
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,290 @@
+#include "server.hpp"
+
+#include <glib-unix.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "engine/tpm_commands.hpp"
+#include "sockets.hpp"
+#include "util/log.hpp"
+
+namespace vtpm::bridge {
+namespace {
+
+// Largest TPM command accepted on the data channel: libtpms' buffer plus the
+// TCG "send command" prefix.
+constexpr size_t kMaxTpmCommand = 4096 + 9;
+// No control message may be larger than a SET_STATEBLOB of the maximum size.
+constexpr size_t kMaxCtrlMessage = ctrl::kMaxStateBlob + 16;
+constexpr guint kCtrlPartialTimeoutMs = 500;
+
+uint32_t code_of(const Bytes& b) { return b.size() >= 4 ? load_be32(b.data()) : 0; }
+
+}  // namespace
+
+Server::Server(engine::Engine& engine, ctrl::Dispatcher& dispatcher, ServerConfig cfg)
+    : engine_(engine), dispatcher_(dispatcher), cfg_(std::move(cfg)) {
+    loop_ = g_main_loop_new(nullptr, FALSE);
+}
+
+Server::~Server() {
+    for (guint id : {ctrl_listen_watch_, data_listen_watch_, ctrl_timer_, sigterm_, ctrl_.watch, data_.watch})
+        if (id) g_source_remove(id);
+    g_main_loop_unref(loop_);
+}
+
+void Server::run() {
+    std::signal(SIGPIPE, SIG_IGN);
+    sigterm_ = g_unix_signal_add(SIGTERM, on_sigterm, this);
+    if (cfg_.ctrl_client) adopt_ctrl_client(std::move(cfg_.ctrl_client));
+    else if (cfg_.ctrl_listen) watch_ctrl_listen();
+    if (cfg_.data_client) adopt_data_client(std::move(cfg_.data_client));
+    else if (cfg_.data_listen) watch_data_listen();
+    g_main_loop_run(loop_);
+}
+
+void Server::quit() { g_main_loop_quit(loop_); }
+
+gboolean Server::on_sigterm(gpointer self) {
+    VTPM_LOG_INFO("SIGTERM: shutting down");
+    static_cast<Server*>(self)->quit();
+    return G_SOURCE_CONTINUE;
+}
+
+// ---------------------------------------------------------------- control
+
+void Server::watch_ctrl_listen() {
+    if (!ctrl_listen_watch_ && cfg_.ctrl_listen)
+        ctrl_listen_watch_ = g_unix_fd_add(cfg_.ctrl_listen.get(), G_IO_IN, on_ctrl_listen, this);
+}
+
+gboolean Server::on_ctrl_listen(gint fd, GIOCondition, gpointer p) {
+    auto* s = static_cast<Server*>(p);
+    int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return G_SOURCE_CONTINUE;
+    // One control client at a time: stop accepting until this one leaves.
+    s->ctrl_listen_watch_ = 0;
+    s->adopt_ctrl_client(UniqueFd(c));
+    return G_SOURCE_REMOVE;
+}
+
+void Server::adopt_ctrl_client(UniqueFd fd) {
+    ctrl_.fd = std::move(fd);
+    ctrl_.buf.clear();
+    ctrl_.watch = g_unix_fd_add(ctrl_.fd.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+                                on_ctrl_client, this);
+}
+
+void Server::close_ctrl_client() {
+    if (ctrl_.watch) g_source_remove(ctrl_.watch);
+    if (ctrl_timer_) g_source_remove(ctrl_timer_);
+    ctrl_.watch = ctrl_timer_ = 0;
+    ctrl_.fd.reset();
+    ctrl_.buf.clear();
+    ctrl_passed_fd_.reset();
+    if (cfg_.ctrl_terminate) {
+        VTPM_LOG_INFO("control connection closed: terminating");
+        quit();
+        return;
+    }
+    watch_ctrl_listen();
+}
+
+gboolean Server::on_ctrl_client(gint fd, GIOCondition, gpointer p) {
+    auto* s = static_cast<Server*>(p);
+    UniqueFd passed;
+    ssize_t n = recv_some(fd, s->ctrl_.buf, &passed);
+    if (passed) s->ctrl_passed_fd_ = std::move(passed);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return G_SOURCE_CONTINUE;
+    if (n <= 0) {
+        s->ctrl_.watch = 0;  // removed by returning G_SOURCE_REMOVE
+        s->close_ctrl_client();
+        return G_SOURCE_REMOVE;
+    }
+    s->process_ctrl(false);
+    // process_ctrl may have closed the connection (and removed this source).
+    return s->ctrl_.fd && s->ctrl_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+gboolean Server::on_ctrl_timeout(gpointer p) {
+    auto* s = static_cast<Server*>(p);
+    s->ctrl_timer_ = 0;
+    if (s->ctrl_.fd) s->process_ctrl(true);
+    return G_SOURCE_REMOVE;
+}
+
+void Server::send_ctrl(ByteView bytes, bool close_after) {
+    if (!write_all(ctrl_.fd.get(), bytes)) {
+        VTPM_LOG_ERROR("could not send the control response: %s", std::strerror(errno));
+        close_after = true;
+    }
+    if (close_after) {
+        guint w = ctrl_.watch;
+        ctrl_.watch = 0;
+        if (w) g_source_remove(w);
+        close_ctrl_client();
+    }
+}
+
+void Server::process_ctrl(bool timed_out) {
+    while (ctrl_.fd && !ctrl_.buf.empty()) {
+        Bytes& buf = ctrl_.buf;
+        const uint32_t code = code_of(buf);
+        auto need = ctrl::frame_size(buf);
+        size_t take = 0;
+        bool fatal_framing = false;
+        if ((code == static_cast<uint32_t>(ctrl::Cmd::SetLocality) ||
+             code == static_cast<uint32_t>(ctrl::Cmd::ResetTpmEstablished)) && buf.size() >= 5) {
+            // QEMU sends a 4-byte body, tpm2-tss a 1-byte one, each in one write.
+            take = std::min<size_t>(buf.size(), 8);
+        } else if (need && *need > kMaxCtrlMessage) {
+            take = buf.size();
+            fatal_framing = true;
+        } else if (code == static_cast<uint32_t>(ctrl::Cmd::SetStateBlob) && buf.size() >= 16 &&
+                   load_be32(buf.data() + 12) > ctrl::kMaxStateBlob) {
+            take = 16;
+            fatal_framing = true;  // the announced payload cannot be skipped safely
+        } else if (need && buf.size() >= *need) {
+            take = *need;
+        } else if (timed_out) {
+            take = buf.size();
+        } else {
+            if (!ctrl_timer_) ctrl_timer_ = g_timeout_add(kCtrlPartialTimeoutMs, on_ctrl_timeout, this);
+            return;
+        }
+        if (ctrl_timer_) {
+            g_source_remove(ctrl_timer_);
+            ctrl_timer_ = 0;
+        }
+        Bytes msg(buf.begin(), buf.begin() + static_cast<long>(take));
+        buf.erase(buf.begin(), buf.begin() + static_cast<long>(take));
+        timed_out = false;
+
+        VTPM_LOG_DEBUG("ctrl: %s (%zu bytes)", std::string(ctrl::cmd_name(code)).c_str(), msg.size());
+        ctrl::TransportState ts;
+        ts.received_fd = ctrl_passed_fd_.get();
+        ts.data_channel_busy = data_.fd.valid() || cfg_.data_listen.valid();
+        ctrl::Reply reply;
+        if (fatal_framing) {
+            VTPM_LOG_ERROR("control message %s announces %zu bytes, more than the %zu allowed: closing the connection",
+                           std::string(ctrl::cmd_name(code)).c_str(), need ? *need : size_t{0}, kMaxCtrlMessage);
+            reply.bytes = ctrl::encode_result(code == static_cast<uint32_t>(ctrl::Cmd::SetStateBlob) ? rc::kFail
+                                                                                                     : rc::kBadParameter);
+        } else {
+            reply = dispatcher_.handle(msg, ts);
+        }
+        if (reply.action == ctrl::Action::AdoptDataFd) {
+            data_from_datafd_ = true;
+            adopt_data_client(std::move(ctrl_passed_fd_));
+        }
+        ctrl_passed_fd_.reset();
+        send_ctrl(reply.bytes, fatal_framing);
+        if (reply.action == ctrl::Action::Shutdown) {
+            VTPM_LOG_INFO("CMD_SHUTDOWN: terminating");
+            quit();
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+void Server::watch_data_listen() {
+    if (!data_listen_watch_ && cfg_.data_listen)
+        data_listen_watch_ = g_unix_fd_add(cfg_.data_listen.get(), G_IO_IN, on_data_listen, this);
+}
+
+gboolean Server::on_data_listen(gint fd, GIOCondition, gpointer p) {
+    auto* s = static_cast<Server*>(p);
+    int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return G_SOURCE_CONTINUE;
+    s->data_listen_watch_ = 0;
+    s->data_from_datafd_ = false;
+    s->adopt_data_client(UniqueFd(c));
+    return G_SOURCE_REMOVE;
+}
+
+void Server::adopt_data_client(UniqueFd fd) {
+    if (data_.fd) close_data_client();
+    data_.fd = std::move(fd);
+    data_.buf.clear();
+    data_.watch = g_unix_fd_add(data_.fd.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
+                                on_data_client, this);
+}
+
+void Server::close_data_client() {
+    if (data_.watch) g_source_remove(data_.watch);
+    data_.watch = 0;
+    data_.fd.reset();
+    data_.buf.clear();
+}
+
+gboolean Server::on_data_client(gint fd, GIOCondition, gpointer p) {
+    auto* s = static_cast<Server*>(p);
+    ssize_t n = recv_some(fd, s->data_.buf, nullptr);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return G_SOURCE_CONTINUE;
+    if (n <= 0) {
+        s->data_.watch = 0;
+        s->close_data_client();
+        if (s->cfg_.terminate) {
+            VTPM_LOG_INFO("data connection lost: terminating");
+            s->quit();
+        } else {
+            s->watch_data_listen();
+        }
+        return G_SOURCE_REMOVE;
+    }
+    s->process_data();
+    return s->data_.fd && s->data_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+void Server::process_data() {
+    while (data_.fd && data_.buf.size() >= 10) {
+        Bytes& buf = data_.buf;
+        size_t total = 0;
+        const bool prefixed = engine_.tpm2() && load_be16(buf.data()) != 0x8001 &&
+                              load_be16(buf.data()) != 0x8002 && load_be32(buf.data()) == 8;
+        if (prefixed) {
+            if (buf.size() < 9 + 6) return;
+            total = 9 + size_t{load_be32(buf.data() + 9 + 2)};
+        } else {
+            total = load_be32(buf.data() + 2);
+        }
+        // A size that cannot be right: hand libtpms what arrived so it answers
+        // with its own size error, rather than waiting forever.
+        if (total < 10 || total > kMaxTpmCommand) total = buf.size();
+        if (buf.size() < total) return;
+        Bytes cmd(buf.begin(), buf.begin() + static_cast<long>(total));
+        buf.erase(buf.begin(), buf.begin() + static_cast<long>(total));
+
+        Bytes rsp;
+        if (dispatcher_.lock_released() && !dispatcher_.relock(0)) {
+            // After handing the state to a migration destination this process
+            // must not touch it again unless it gets the lock back.
+            VTPM_LOG_ERROR("TPM command refused: the state lock was released for an outgoing migration");
+            rsp = engine_.tpm2() ? engine::response_header(engine::kTpm2StNoSessions, engine::kTpm2RcFailure)
+                                 : engine::response_header(engine::kTpm12TagRspCommand, engine::kTpm12Fail);
+        } else {
+            rsp = engine_.process(cmd);
+        }
+        // One write: several clients do a single read() for the whole response.
+        if (!write_all(data_.fd.get(), rsp)) {
+            VTPM_LOG_ERROR("could not send the TPM response: %s", std::strerror(errno));
+            close_data_client();
+            if (cfg_.terminate) quit();
+            else watch_data_listen();
+            return;
+        }
+        if (cfg_.data_disconnect) {
+            close_data_client();
+            watch_data_listen();
+            return;
+        }
+    }
+}
+
+}  // namespace vtpm::bridge

@@ -1,0 +1,81 @@
+// The bridge's event loop (GLib): one control connection and one data
+// connection at a time, as swtpm serves them. Control messages go to the
+// ctrl::Dispatcher, TPM commands to the engine.
+#pragma once
+
+#include <glib.h>
+
+#include <string>
+#include <vector>
+
+#include "ctrl/dispatcher.hpp"
+#include "engine/engine.hpp"
+#include "util/bytes.hpp"
+#include "util/fd.hpp"
+
+namespace vtpm::bridge {
+
+struct ServerConfig {
+    UniqueFd ctrl_listen;       // listening control socket, or invalid
+    UniqueFd ctrl_client;       // already connected control client (clientfd=), or invalid
+    bool ctrl_terminate = false;  // exit when the control client goes away
+    UniqueFd data_listen;       // listening data socket, or invalid
+    UniqueFd data_client;       // already connected data socket (--fd, fd=), or invalid
+    bool data_disconnect = false;  // close the data connection after each response
+    bool terminate = false;        // exit when the data connection is lost
+};
+
+class Server {
+public:
+    Server(engine::Engine& engine, ctrl::Dispatcher& dispatcher, ServerConfig cfg);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    /// Serve until CMD_SHUTDOWN, SIGTERM or a terminating disconnect.
+    void run();
+
+private:
+    struct Conn {
+        UniqueFd fd;
+        Bytes buf;
+        guint watch = 0;
+    };
+
+    static gboolean on_ctrl_listen(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_ctrl_client(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_ctrl_timeout(gpointer self);
+    static gboolean on_data_listen(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_data_client(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_sigterm(gpointer self);
+
+    void watch_ctrl_listen();
+    void adopt_ctrl_client(UniqueFd fd);
+    void close_ctrl_client();
+    /// Handle every complete message in the control buffer; with `timed_out`
+    /// also a partial one (swtpm gives a message 500 ms to arrive).
+    void process_ctrl(bool timed_out);
+    void send_ctrl(ByteView bytes, bool close_after);
+
+    void watch_data_listen();
+    void adopt_data_client(UniqueFd fd);
+    void close_data_client();
+    void process_data();
+
+    void quit();
+
+    engine::Engine& engine_;
+    ctrl::Dispatcher& dispatcher_;
+    ServerConfig cfg_;
+    GMainLoop* loop_ = nullptr;
+    guint ctrl_listen_watch_ = 0;
+    guint data_listen_watch_ = 0;
+    guint ctrl_timer_ = 0;
+    guint sigterm_ = 0;
+    Conn ctrl_;
+    UniqueFd ctrl_passed_fd_;  // fd received with the current control message
+    Conn data_;
+    bool data_from_datafd_ = false;
+};
+
+}  // namespace vtpm::bridge
