@@ -1,0 +1,112 @@
+#include <catch2/catch.hpp>
+
+#include "capabilities.hpp"
+#include "options.hpp"
+
+using namespace vtpm::bridge;
+
+namespace {
+vtpm::Result<BridgeOptions> parse(std::vector<std::string> a, std::string tpm_path = "", std::string port = "") {
+    return parse_options(a, tpm_path, port);
+}
+}  // namespace
+
+TEST_CASE("options: libvirt 9.0's command line") {
+    auto r = parse({"--ctrl", "type=unixio,path=/run/x-swtpm.sock,mode=0600", "--tpmstate",
+                    "dir=/var/lib/libvirt/swtpm/u/tpm2,mode=0600", "--log", "file=/var/log/x.log", "--terminate",
+                    "--tpm2", "--key", "pwdfd=5,mode=aes-256-cbc", "--migration-key", "pwdfd=6,mode=aes-256-cbc",
+                    "--migration", "release-lock-outgoing,incoming"});
+    REQUIRE(r.ok());
+    CHECK(r->ctrl.type == ChannelOpts::Type::Unix);
+    CHECK(r->ctrl.path == "/run/x-swtpm.sock");
+    CHECK(r->ctrl.mode == 0600);
+    CHECK(r->state_uri == "dir:///var/lib/libvirt/swtpm/u/tpm2");
+    CHECK(r->state_mode == 0600);
+    CHECK(r->log->file == "/var/log/x.log");
+    CHECK_FALSE(r->log->level.has_value());
+    CHECK(r->terminate);
+    CHECK(r->tpm2);
+    CHECK(r->key == "pwdfd=5,mode=aes-256-cbc");
+    CHECK(r->migration_key == "pwdfd=6,mode=aes-256-cbc");
+    CHECK(r->incoming_migration);
+    CHECK(r->release_lock_outgoing);
+    CHECK(r->need_init);
+}
+
+TEST_CASE("options: swtpm_setup's command line") {
+    auto r = parse({"--flags", "not-need-init,startup-clear", "--tpmstate", "backend-uri=dir:///tmp/st", "--pid",
+                    "file=/tmp/.swtpm_setup.pidfile.abc", "--tpm2", "--server", "type=tcp,fd=7", "--ctrl",
+                    "type=unixio,clientfd=8"});
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->need_init);
+    CHECK(r->startup_type == 0);
+    CHECK(r->state_uri == "dir:///tmp/st");
+    CHECK(r->pid_file == "/tmp/.swtpm_setup.pidfile.abc");
+    CHECK(r->server.type == ChannelOpts::Type::Tcp);
+    CHECK(r->server.fd == 7);
+    CHECK(r->ctrl.clientfd == 8);
+}
+
+TEST_CASE("options: tpm2-tools style TCP server and abbreviations") {
+    auto r = parse({"--tpm2", "--tpmst=dir=/tmp/a", "--serv", "type=tcp,port=2321", "--ctrl", "type=tcp,port=2322",
+                    "--flags", "startup-state,disable-auto-shutdown"});
+    REQUIRE(r.ok());
+    CHECK(r->server.port == 2321u);
+    CHECK(r->server.bindaddr == "127.0.0.1");
+    CHECK(r->ctrl.port == 2322u);
+    CHECK(r->startup_type == 1);
+    CHECK_FALSE(r->need_init);
+    CHECK(r->disable_auto_shutdown);
+}
+
+TEST_CASE("options: -p implies a disconnecting TCP server; TPM_PATH and TPM_PORT") {
+    auto r = parse({"-p", "4000"}, "/state");
+    REQUIRE(r.ok());
+    CHECK(r->server.port == 4000u);
+    CHECK(r->server.disconnect);
+    CHECK(r->state_uri == "dir:///state");
+    auto p = parse({"--server", "type=tcp"}, "", "5555");
+    REQUIRE(p.ok());
+    CHECK(p->server.port == 5555u);
+    CHECK_FALSE(parse({"--server", "type=tcp"}).ok());
+}
+
+TEST_CASE("options: the last occurrence of an option wins") {
+    auto r = parse({"--tpmstate", "dir=/a", "--tpmstate", "dir=/b"});
+    REQUIRE(r.ok());
+    CHECK(r->state_uri == "dir:///b");
+}
+
+TEST_CASE("options: errors name the option") {
+    auto unknown = parse({"--bogus"});
+    REQUIRE_FALSE(unknown.ok());
+    CHECK(unknown.error().message.find("--bogus") != std::string::npos);
+    auto sub = parse({"--ctrl", "type=unixio,path=/x,colour=red"});
+    REQUIRE_FALSE(sub.ok());
+    CHECK(sub.error().message.find("--ctrl") != std::string::npos);
+    CHECK(sub.error().message.find("colour=red") != std::string::npos);
+    auto unsupported = parse({"--chroot", "/x"});
+    REQUIRE_FALSE(unsupported.ok());
+    CHECK(unsupported.error().message.find("--chroot") != std::string::npos);
+    auto seccomp = parse({"--seccomp", "action=kill"});
+    REQUIRE_FALSE(seccomp.ok());
+    CHECK(seccomp.error().message.find("seccomp") != std::string::npos);
+    CHECK(parse({"--seccomp", "action=none"}).ok());
+    CHECK_FALSE(parse({"stray"}).ok());
+    CHECK_FALSE(parse({"--ctrl", "path=/x"}).ok());  // type= is mandatory
+    CHECK_FALSE(parse({"--fd", "1"}).ok());          // standard streams are refused
+    CHECK_FALSE(parse({"--tpmstate", "mode=0600"}).ok());
+    CHECK_FALSE(parse({"--tpmstate", "dir=/x,mode=999"}).ok());
+    CHECK_FALSE(parse({"--tpm"}).ok());  // ambiguous prefix of tpm2/tpmstate
+}
+
+TEST_CASE("capabilities: swtpm's JSON shape with the features libvirt checks") {
+    std::string j = capabilities_json(true);
+    CHECK(j.rfind("{ \"type\": \"swtpm\", \"features\": [ \"tpm-1.2\", \"tpm-2.0\", ", 0) == 0);
+    CHECK(j.find("\"cmdarg-pwd-fd\"") != std::string::npos);
+    CHECK(j.find("\"cmdarg-migration\"") != std::string::npos);
+    CHECK(j.find("\"rsa-keysize-2048\"") != std::string::npos);
+    CHECK(j.find("\"cmdarg-seccomp\"") == std::string::npos);  // not implemented: not advertised
+    CHECK(j.find(" ], \"version\": \"") != std::string::npos);
+    CHECK(capabilities_json(false).find("rsa-keysize") == std::string::npos);
+}
