@@ -12,7 +12,7 @@
 #include "store/state_store.hpp"
 #include "vtpm_config.h"
 
-struct vtpm {
+struct vtpm_instance {
     std::unique_ptr<vtpm::engine::Engine> engine;
     std::unique_ptr<vtpm::ctrl::Dispatcher> dispatcher;
     std::optional<vtpm::store::Key> migration_key;
@@ -76,7 +76,7 @@ uint32_t vtpm_open(const vtpm_options* o, vtpm_t** out) {
         g_open_error = eng.error().message;
         return eng.code();
     }
-    auto t = std::make_unique<vtpm>();
+    auto t = std::make_unique<vtpm_instance>();
     t->engine = std::move(*eng);
     t->migration_key = make_key(o->migration_key, o->migration_key_len);
     vtpm::ctrl::DispatcherConfig dc;
@@ -88,7 +88,7 @@ uint32_t vtpm_open(const vtpm_options* o, vtpm_t** out) {
 
 void vtpm_close(vtpm_t* t) {
     // Ownership came from vtpm_open's unique_ptr.
-    std::unique_ptr<vtpm> owned(t);
+    std::unique_ptr<vtpm_instance> owned(t);
 }
 
 const char* vtpm_last_error(const vtpm_t* t) { return t ? t->last_error.c_str() : ""; }

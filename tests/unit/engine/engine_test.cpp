@@ -4,6 +4,7 @@
 #include <tss2/tss2_mu.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 

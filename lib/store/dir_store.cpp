@@ -1,0 +1,209 @@
+// swtpm's dir:// backend: where state hits the disk. Every write is atomic
+// and durable (temp file, fsync, rename, fsync of the directory), so a crash
+// leaves either the old or the new file, never a torn one.
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "store/state_file.hpp"
+#include "store/state_store.hpp"
+#include "util/fd.hpp"
+
+namespace vtpm::store {
+namespace {
+
+std::string errstr() { return std::strerror(errno); }
+
+// Encoded files may hold plain state: wipe them once written or decoded.
+void wipe(Bytes& b) {
+    if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
+}
+
+class DirStore final : public StateStore {
+public:
+    DirStore(std::string dir, bool tpm2, mode_t mode, std::optional<Key> key)
+        : dir_(std::move(dir)), tpm2_(tpm2), mode_(mode), key_(std::move(key)) {
+        while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+    }
+
+    Result<void> lock() override {
+        if (lock_fd_) return {};
+        std::string path = dir_ + "/.lock";
+        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0660));
+        if (!fd) return make_error(rc::kFail, "could not open the lock file " + path + ": " + errstr());
+        // The same fcntl lock swtpm takes, so the two exclude each other.
+        struct flock fl{};
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        if (::fcntl(fd.get(), F_SETLK, &fl) < 0)
+            return make_error(rc::kFail, "the state directory " + dir_ + " is locked by another process (" + errstr() + ")");
+        lock_fd_ = std::move(fd);
+        return {};
+    }
+
+    void unlock() override { lock_fd_.reset(); }
+    bool locked() const override { return lock_fd_.valid(); }
+
+    Result<Bytes> load_raw(std::string_view name) override {
+        std::string path = file_path("tpm", name);
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd) {
+            if (errno == ENOENT) return make_error(rc::kRetry, path + " does not exist");
+            return make_error(rc::kFail, "could not open " + path + ": " + errstr());
+        }
+        // swtpm applies the configured mode to files it loads.
+        if (::fchmod(fd.get(), mode_) < 0 && errno != EPERM)
+            return make_error(rc::kFail, "could not chmod " + path + ": " + errstr());
+        struct stat st{};
+        if (::fstat(fd.get(), &st) < 0) return make_error(rc::kFail, "could not stat " + path + ": " + errstr());
+        if (!S_ISREG(st.st_mode)) return make_error(rc::kFail, path + " is not a regular file");
+        Bytes data(static_cast<size_t>(st.st_size));
+        size_t off = 0;
+        while (off < data.size()) {
+            ssize_t n = ::read(fd.get(), data.data() + off, data.size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return make_error(rc::kFail, "could not read " + path + ": " + errstr());
+            if (n == 0) break;
+            off += static_cast<size_t>(n);
+        }
+        data.resize(off);
+        return data;
+    }
+
+    Result<SecureBytes> load(std::string_view name) override {
+        auto raw = load_raw(name);
+        if (!raw) return raw.error();
+        auto plain = decode_state_file(*raw, key_ ? &*key_ : nullptr);
+        wipe(*raw);
+        if (!plain)
+            return make_error(plain.code(), file_path("tpm", name) + ": " + plain.error().message);
+        return plain;
+    }
+
+    Result<void> store(std::string_view name, ByteView plain) override {
+        auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
+        if (!file) return file.error();
+        std::string tmp = file_path("TMP", name), final_path = file_path("tpm", name);
+        auto r = write_durably(tmp, final_path, *file);
+        wipe(*file);
+        return r;
+    }
+
+    Result<void> remove(std::string_view name, bool must_exist) override {
+        std::string path = file_path("tpm", name);
+        if (::unlink(path.c_str()) < 0) {
+            if (errno == ENOENT && !must_exist) return {};
+            return make_error(rc::kFail, "could not delete " + path + ": " + errstr());
+        }
+        sync_dir();
+        return {};
+    }
+
+    Result<std::vector<StateEntry>> list() override {
+        std::vector<StateEntry> out;
+        for (std::string_view n : {kPermall, kVolatile, kSavestate}) {
+            std::string path = file_path("tpm", n);
+            struct stat st{};
+            if (::stat(path.c_str(), &st) < 0) {
+                if (errno == ENOENT) continue;
+                return make_error(rc::kFail, "could not stat " + path + ": " + errstr());
+            }
+            if (S_ISREG(st.st_mode)) out.push_back({std::string(n), static_cast<uint64_t>(st.st_size)});
+        }
+        return out;
+    }
+
+    const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
+
+private:
+    // "tpm2-00.permall" / "TMP2-00.permall"; TPM 1.2 without the "2".
+    std::string file_path(std::string_view prefix, std::string_view name) const {
+        std::string p = dir_;
+        p += '/';
+        p += prefix;
+        if (tpm2_) p += '2';
+        p += "-00.";
+        p += name;
+        return p;
+    }
+
+    void sync_dir() const {
+        UniqueFd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (d) ::fsync(d.get());
+    }
+
+    Result<void> write_durably(const std::string& tmp, const std::string& final_path, ByteView data) const {
+        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode_));
+        if (!fd) return make_error(rc::kFail, "could not create " + tmp + ": " + errstr());
+        size_t off = 0;
+        while (off < data.size()) {
+            ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                std::string e = "could not write " + tmp + ": " + errstr();
+                ::unlink(tmp.c_str());
+                return make_error(rc::kFail, e);
+            }
+            off += static_cast<size_t>(n);
+        }
+        if (::fsync(fd.get()) < 0) {
+            std::string e = "could not sync " + tmp + ": " + errstr();
+            ::unlink(tmp.c_str());
+            return make_error(rc::kFail, e);
+        }
+        fd.reset();
+        if (::rename(tmp.c_str(), final_path.c_str()) < 0) {
+            std::string e = "could not rename " + tmp + " to " + final_path + ": " + errstr();
+            ::unlink(tmp.c_str());
+            return make_error(rc::kFail, e);
+        }
+        sync_dir();
+        return {};
+    }
+
+    std::string dir_;
+    bool tpm2_;
+    mode_t mode_;
+    std::optional<Key> key_;
+    UniqueFd lock_fd_;
+};
+
+}  // namespace
+
+std::unique_ptr<StateStore> make_dir_store(std::string dir, bool tpm2, mode_t file_mode, std::optional<Key> state_key) {
+    return std::make_unique<DirStore>(std::move(dir), tpm2, file_mode, std::move(state_key));
+}
+
+Result<std::unique_ptr<StateStore>> open_store(std::string_view uri, bool tpm2, mode_t file_mode,
+                                               std::optional<Key> state_key) {
+    constexpr std::string_view kDir = "dir://";
+    if (uri.substr(0, kDir.size()) == kDir) {
+        std::string dir(uri.substr(kDir.size()));
+        if (dir.empty()) return make_error(rc::kFail, "empty state directory in '" + std::string(uri) + "'");
+        if (dir.size() + 20 > 4096) return make_error(rc::kFail, "state directory path too long");
+        struct stat st{};
+        if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode))
+            return make_error(rc::kFail, "state directory " + dir + " does not exist or is not a directory");
+        return make_dir_store(std::move(dir), tpm2, file_mode, std::move(state_key));
+    }
+    if (uri.substr(0, 7) == "file://")
+        return make_error(rc::kFail, "the file:// state backend is not supported yet; use dir://");
+    return make_error(rc::kFail, "unsupported state backend URI '" + std::string(uri) + "'");
+}
+
+std::string format_print_states(const std::vector<StateEntry>& entries) {
+    std::string out = "{ \"type\": \"swtpm\", \"states\": [";
+    for (size_t i = 0; i < entries.size(); ++i) {
+        out += i ? ", " : " ";
+        out += "{\"name\": \"" + entries[i].name + "\", \"size\": " + std::to_string(entries[i].size) + "}";
+    }
+    out += entries.empty() ? "] }" : " ] }";
+    return out;
+}
+
+}  // namespace vtpm::store

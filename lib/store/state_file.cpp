@@ -1,0 +1,120 @@
+// State files and migration blobs (state-format.md §2.3, §3).
+#include "store/state_file.hpp"
+
+#include <openssl/crypto.h>
+
+#include "store/blob.hpp"
+#include "store/cipher.hpp"
+
+namespace vtpm::store {
+namespace {
+
+// The inner stream holds plain state: wipe it once it is wrapped.
+void wipe(Bytes& b) {
+    if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
+}
+
+Result<void> check_key_size(const Key& key, bool flag256, const char* which) {
+    if (key.is256() != flag256)
+        return make_error(rc::kBadKeyProperty, std::string("the blob was encrypted with a ") +
+                                                   (flag256 ? "256" : "128") + "-bit " + which + " key, the configured one has " +
+                                                   std::to_string(key.bytes.size() * 8) + " bits");
+    return {};
+}
+
+}  // namespace
+
+Result<Bytes> encode_state_file(ByteView plain, const Key* state_key) {
+    if (!state_key) {
+        Bytes tlvs;
+        append_tlv(tlvs, kTagData, plain);
+        return make_blob(0, tlvs);
+    }
+    auto tlvs = encrypt_to_tlvs(*state_key, plain, kTagEncryptedData, kTagIvEncryptedData);
+    if (!tlvs) return tlvs.error();
+    return make_blob(static_cast<uint16_t>(kFlagEncrypted | (state_key->is256() ? kFlagEncrypted256 : 0)), *tlvs);
+}
+
+Result<SecureBytes> decode_state_file(ByteView file, const Key* state_key) {
+    auto hdr = parse_header(file);
+    if (!hdr) {
+        // No valid v2 header: a version-1 file is the bare payload.
+        if (state_key) return decrypt_legacy_v1(*state_key, file);
+        return SecureBytes(file);
+    }
+    ByteView tlvs = file.subspan(kBlobHeaderSize);
+    if (state_key) {
+        if (!(hdr->flags & kFlagEncrypted))
+            return make_error(rc::kFail, "the state file is not encrypted but a state key is configured");
+        if (auto k = check_key_size(*state_key, hdr->flags & kFlagEncrypted256, "state"); !k) return k.error();
+        return decrypt_from_tlvs(*state_key, tlvs, kTagEncryptedData, kTagIvEncryptedData);
+    }
+    if (hdr->flags & kFlagEncrypted)
+        return make_error(rc::kFail, "the state file is encrypted but no state key (--key) is configured");
+    auto data = find_tlv(tlvs, kTagData);
+    if (!data) return make_error(rc::kFail, "the state file has no data record");
+    return SecureBytes(*data);
+}
+
+Result<MigrationBlob> encode_migration_blob(ByteView plain, const Key* state_key, const Key* migration_key,
+                                            bool decrypted) {
+    MigrationBlob out;
+    uint16_t flags = kFlagMigrationData;
+    Bytes inner;
+    if (state_key && !decrypted) {
+        auto t = encrypt_to_tlvs(*state_key, plain, kTagEncryptedData, kTagIvEncryptedData);
+        if (!t) return t.error();
+        inner = std::move(*t);
+        flags |= kFlagEncrypted | (state_key->is256() ? kFlagEncrypted256 : 0);
+        out.state_flags = kStateFlagEncrypted;
+    } else {
+        append_tlv(inner, kTagData, plain);
+    }
+    Bytes outer;
+    if (migration_key) {
+        auto t = encrypt_to_tlvs(*migration_key, inner, kTagEncryptedMigrationData, kTagIvEncryptedMigrationData);
+        wipe(inner);
+        if (!t) return t.error();
+        outer = std::move(*t);
+        flags |= kFlagMigrationEncrypted | (migration_key->is256() ? kFlagMigration256 : 0);
+    } else {
+        append_tlv(outer, kTagMigrationData, inner);
+        wipe(inner);
+    }
+    out.bytes = make_blob(flags, outer);
+    return out;
+}
+
+Result<SecureBytes> decode_migration_blob(ByteView blob, uint32_t request_flags, const Key* state_key,
+                                          const Key* migration_key) {
+    auto hdr = parse_header(blob);
+    if (!hdr) return hdr.error();
+    ByteView tlvs = blob.subspan(kBlobHeaderSize);
+    SecureBytes inner_owned;
+    ByteView inner;
+    if (hdr->flags & kFlagMigrationEncrypted) {
+        if (!migration_key)
+            return make_error(rc::kKeyNotFound, "the blob is encrypted with a migration key but none is configured");
+        if (auto k = check_key_size(*migration_key, hdr->flags & kFlagMigration256, "migration"); !k) return k.error();
+        auto d = decrypt_from_tlvs(*migration_key, tlvs, kTagEncryptedMigrationData, kTagIvEncryptedMigrationData);
+        if (!d) return d.error();
+        inner_owned = std::move(*d);
+        inner = inner_owned.view();
+    } else {
+        // Accepted even when a migration key is configured, as swtpm does.
+        auto m = find_tlv(tlvs, kTagMigrationData);
+        if (!m) return make_error(rc::kBadParameter, "the blob has no migration data record");
+        inner = *m;
+    }
+    if ((hdr->flags & kFlagEncrypted) || (request_flags & kStateFlagEncrypted)) {
+        if (!state_key)
+            return make_error(rc::kKeyNotFound, "the blob is encrypted with a state key but none is configured");
+        if (auto k = check_key_size(*state_key, hdr->flags & kFlagEncrypted256, "state"); !k) return k.error();
+        return decrypt_from_tlvs(*state_key, inner, kTagEncryptedData, kTagIvEncryptedData);
+    }
+    auto data = find_tlv(inner, kTagData);
+    if (!data) return make_error(rc::kBadParameter, "the blob has no data record");
+    return SecureBytes(*data);
+}
+
+}  // namespace vtpm::store
