@@ -24,7 +24,7 @@ extern "C" {
 #define VTPM_API
 #endif
 
-typedef struct vtpm vtpm_t;
+typedef struct vtpm_instance vtpm_t;
 
 /** TPM version emulated by an instance. */
 enum vtpm_tpm_version { VTPM_TPM_1_2 = 1, VTPM_TPM_2_0 = 2 };
