@@ -21,6 +21,8 @@ constexpr size_t kMaxTpmCommand = 4096 + 9;
 // No control message may be larger than a SET_STATEBLOB of the maximum size.
 constexpr size_t kMaxCtrlMessage = ctrl::kMaxStateBlob + 16;
 constexpr guint kCtrlPartialTimeoutMs = 500;
+// swtpm's receive buffer: the 500 ms deadline applies to this much of a message.
+constexpr size_t kCtrlDeadlineBytes = 4096;
 
 uint32_t code_of(const Bytes& b) { return b.size() >= 4 ? load_be32(b.data()) : 0; }
 
@@ -151,9 +153,24 @@ void Server::process_ctrl(bool timed_out) {
         } else if (need && buf.size() >= *need) {
             take = *need;
         } else if (timed_out) {
-            take = buf.size();
+            // swtpm gives a message 500 ms and then drops the connection
+            // without an answer; answering a half message would desync the peer.
+            VTPM_LOG_ERROR("control message %s incomplete after %u ms (%zu bytes): closing the connection",
+                           std::string(ctrl::cmd_name(code)).c_str(), kCtrlPartialTimeoutMs, buf.size());
+            guint w = ctrl_.watch;
+            ctrl_.watch = 0;
+            if (w) g_source_remove(w);
+            close_ctrl_client();
+            return;
         } else {
-            if (!ctrl_timer_) ctrl_timer_ = g_timeout_add(kCtrlPartialTimeoutMs, on_ctrl_timeout, this);
+            // The deadline covers the first kCtrlDeadlineBytes of a message;
+            // a large state blob may take longer to arrive.
+            if (buf.size() < kCtrlDeadlineBytes) {
+                if (!ctrl_timer_) ctrl_timer_ = g_timeout_add(kCtrlPartialTimeoutMs, on_ctrl_timeout, this);
+            } else if (ctrl_timer_) {
+                g_source_remove(ctrl_timer_);
+                ctrl_timer_ = 0;
+            }
             return;
         }
         if (ctrl_timer_) {

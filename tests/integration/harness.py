@@ -279,15 +279,18 @@ def transact(sock, cmd):
 # ------------------------------------------------------------ CLI tools
 
 def run(cmd, check_rc=True, timeout=60, env=None, input=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env, input=input)
+    p.stdout = p.stdout.decode("latin-1")
+    p.stderr = p.stderr.decode("latin-1")
     if check_rc and p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stdout}{p.stderr}")
     return p
 
 
-def tpm2(port, *args, check_rc=True, timeout=60):
+def tpm2(port, *args, check_rc=True, timeout=60, input_data=None):
     env = dict(os.environ, TPM2TOOLS_TCTI=f"swtpm:host=127.0.0.1,port={port}")
-    return run(["tpm2_" + args[0]] + list(args[1:]), check_rc=check_rc, env=env, timeout=timeout)
+    return run(["tpm2_" + args[0]] + list(args[1:]), check_rc=check_rc, env=env, timeout=timeout,
+               input=input_data)
 
 
 def ioctl(*args, check_rc=True, timeout=20):

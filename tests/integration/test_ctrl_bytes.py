@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Byte-level control channel: QEMU 7.2's exact boot, save and restore
+sequences (SET_DATAFD with a socketpair over SCM_RIGHTS, the version probe
+before INIT, ...), then bad input — garbage, truncated and oversized messages,
+truncated / bit-flipped / wrongly encrypted state blobs, a corrupt state file.
+Each probe runs against Debian's swtpm and the server under test and the
+response bytes must be identical; the server must stay up and the state on
+disk must not change."""
+import os
+import socket
+import struct
+import time
+
+import harness as h
+
+KEY_A = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+KEY_B = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+
+
+def cmd(code, body=b""):
+    return struct.pack(">I", code) + body
+
+
+class Target:
+    """One server plus a control connection and a QEMU-style data socketpair."""
+
+    def __init__(self, work, stack, tag, server, extra=(), state=None):
+        self.state = state or os.path.join(work, f"state-{tag}")
+        os.makedirs(self.state, exist_ok=True)
+        self.sock = os.path.join(work, f"{tag}.sock")
+        self.srv = h.Server(stack, ["--tpm2", "--tpmstate", f"dir={self.state}",
+                                    "--ctrl", f"type=unixio,path={self.sock}"] + list(extra),
+                            cmd=server, wait_path=self.sock)
+        self.ctrl = h.Ctrl(path=self.sock)
+        self.data = None
+
+    def x(self, data, n, fds=None):
+        """Send raw bytes, read exactly n response bytes."""
+        self.ctrl.send(data, fds)
+        return self.ctrl.recv(n)
+
+    def set_datafd(self):
+        a, b = socket.socketpair()
+        rsp = self.x(cmd(0x10), 4, fds=[b.fileno()])
+        b.close()
+        self.data = a
+        self.data.settimeout(5)
+        return rsp
+
+    def tpm(self, command):
+        return h.transact(self.data, command)
+
+
+def pair(work, stack, tag, extra=(), state_init=None):
+    ours = Target(work, stack, f"{tag}-ours", None, extra)
+    ref = Target(work, stack, f"{tag}-swtpm", [h.SWTPM], extra)
+    if state_init:
+        state_init(ours.state)
+        state_init(ref.state)
+    return ours, ref
+
+
+def same(ours, ref, what, fn):
+    a, b = fn(ours), fn(ref)
+    h.check_eq(a.hex(), b.hex(), what)
+    return a
+
+
+def qemu_boot(t):
+    out = t.set_datafd()
+    out += t.tpm(bytes.fromhex("8001 0000000a 00000181"))  # TPM2_ReadClock probe before INIT
+    t.caps = t.x(cmd(0x01), 8)                               # GET_CAPABILITY (compared below)
+    out += t.x(cmd(0x0e), 4)                                 # STOP
+    out += t.x(cmd(0x11, struct.pack(">I", 0)), 16)         # SET_BUFFERSIZE query
+    out += t.x(cmd(0x0e), 4)
+    out += t.x(cmd(0x11, struct.pack(">I", 3968)), 16)
+    out += t.x(cmd(0x02, struct.pack(">I", 0)), 4)          # INIT
+    out += t.x(cmd(0x04), 8)                                 # GET_TPMESTABLISHED
+    out += t.x(cmd(0x05, bytes([0, 0, 0, 0])), 4)           # SET_LOCALITY (QEMU's 4-byte body)
+    out += t.tpm(h.tpm2_startup(0))[:10]
+    return out
+
+
+def test(work, stack):
+    ours, ref = pair(work, stack, "boot")
+    rsp = same(ours, ref, "QEMU boot sequence answered byte for byte like swtpm", qemu_boot)
+    h.check_eq(rsp[4:14].hex(), "80010000000a00000101", "version probe before INIT gets TPM2 RC_FAILURE")
+    h.check_eq(rsp[14:18].hex(), "00000000", "CMD_STOP ok")
+    h.check_eq(ref.caps.hex(), "000000000000ffff", "swtpm 0.7.1's capability mask")
+    h.check_eq(ours.caps.hex(), "000000000001ffff" if h.is_ours() else "000000000000ffff", "capability mask")
+    same(ours, ref, "SET_DATAFD again while one is active -> TPM_IOERROR", lambda t: t.x(cmd(0x10), 4))
+    same(ours, ref, "GET_STATEBLOB savestate of a TPM 2 -> TPM_RETRY header",
+         lambda t: t.x(cmd(0x0c, struct.pack(">III", 1, 3, 0)), 16))
+    same(ours, ref, "SET_STATEBLOB while running -> TPM_BAD_ORDINAL",
+         lambda t: t.x(cmd(0x0d, struct.pack(">III", 0, 1, 0)), 4))
+    same(ours, ref, "unknown command 0x99 -> TPM_BAD_ORDINAL", lambda t: t.x(cmd(0x99), 4))
+    same(ours, ref, "SET_BUFFERSIZE while running -> TPM_BAD_ORDINAL",
+         lambda t: t.x(cmd(0x11, struct.pack(">I", 3000)), 4))
+    same(ours, ref, "SET_LOCALITY 5 -> TPM_BAD_LOCALITY", lambda t: t.x(cmd(0x05, bytes([5, 0, 0, 0])), 4))
+    same(ours, ref, "GET_INFO flags 3", lambda t: t.x(cmd(0x12, struct.pack(">QII", 3, 0, 0)), 12 + 150))
+    same(ours, ref, "GET_INFO offset past the end -> TPM_BAD_PARAMETER",
+         lambda t: t.x(cmd(0x12, struct.pack(">QII", 3, 1000, 0)), 4))
+
+    def partial(data):
+        def probe(t):
+            t.ctrl.send(data)
+            time.sleep(0.8)  # longer than the 500 ms a message may take to arrive
+            closed = t.ctrl.recv_nothing(0.2)
+            t.ctrl = h.Ctrl(path=t.sock)
+            return b"closed" if closed else b"answered"
+        return probe
+    same(ours, ref, "INIT with a truncated body: connection dropped after 500 ms, no answer",
+         partial(cmd(0x02) + b"\x00\x00"))
+    same(ours, ref, "SET_STATEBLOB with 10 of 100 bytes: dropped likewise",
+         partial(cmd(0x0d, struct.pack(">III", 0, 1, 100)) + b"x" * 10))
+    same(ours, ref, "garbage shorter than a command code: dropped likewise", partial(b"\xde\xad"))
+    same(ours, ref, "server still answers on a new connection", lambda t: t.x(cmd(0x0f), 8))
+
+    # Blobs for the SET_STATEBLOB probes: fetch them from each server.
+    blobs = {}
+    for t in (ours, ref):
+        hdr = t.x(cmd(0x0c, struct.pack(">III", 1, 1, 0)), 16)
+        blobs[t] = t.ctrl.recv(h.u32(hdr, 8))
+        h.check(h.u32(hdr, 0) == 0 and len(blobs[t]) > 1000, "GET_STATEBLOB permanent")
+        t.x(cmd(0x0e), 4)  # STOP (ours records an orderly TPM2_Shutdown first)
+        t.digest = h.dir_digest(t.state)
+
+    def set_blob(blob, flags=0):
+        return lambda t: t.x(cmd(0x0d, struct.pack(">III", flags, 1, len(blob(t)))) + blob(t), 4)
+    same(ours, ref, "SET_STATEBLOB truncated blob -> error",
+         set_blob(lambda t: blobs[t][:-100]))
+    same(ours, ref, "SET_STATEBLOB bit-flipped libtpms data -> error",
+         set_blob(lambda t: blobs[t][:200] + bytes([blobs[t][200] ^ 0x40]) + blobs[t][201:]))
+    same(ours, ref, "SET_STATEBLOB with a garbage header -> error",
+         set_blob(lambda t: b"\xff" * 64))
+    same(ours, ref, "SET_STATEBLOB claiming state-key encryption without a key -> TPM_KEYNOTFOUND",
+         set_blob(lambda t: blobs[t], flags=2))
+
+    if h.is_ours():
+        big = cmd(0x0d, struct.pack(">III", 0, 1, 0x7FFFFFFF))
+        ours.ctrl.send(big)
+        h.check_eq(ours.ctrl.recv(4).hex(), "00000009", "SET_STATEBLOB announcing 2 GiB -> TPM_FAIL")
+        h.check(ours.ctrl.recv_nothing(0.5), "and the connection is closed (the payload cannot be skipped)")
+        ours.ctrl = h.Ctrl(path=ours.sock)
+        log = ours.srv.output()
+        h.check("CMD_SET_STATEBLOB" in log, "the log names the rejected command")
+
+    for t in (ours, ref):
+        h.check_eq(h.dir_digest(t.state), t.digest, "state files unchanged by the bad blobs")
+    same(ours, ref, "INIT after the bad blobs still works", lambda t: t.x(cmd(0x02, struct.pack(">I", 0)), 4))
+    same(ours, ref, "and the TPM answers commands", lambda t: t.tpm(h.tpm2_startup(0))[:10])
+    h.check(ours.srv.alive(), "server stayed up through all bad input")
+
+    # Wrong migration key: blob from a server with key A fed to one with key B.
+    kdir = os.path.join(work, "keys")
+    os.mkdir(kdir)
+    for name, k in (("a", KEY_A), ("b", KEY_B)):
+        with open(os.path.join(kdir, name), "w") as f:
+            f.write(k)
+    mig = lambda n: ["--migration-key", f"file={kdir}/{n},mode=aes-256-cbc"]  # noqa: E731
+    srcs = [Target(work, stack, f"mkA-{i}", s, mig("a") + ["--flags", "not-need-init"])
+            for i, s in enumerate((None, [h.SWTPM]))]
+    dsts = [Target(work, stack, f"mkB-{i}", s, mig("b")) for i, s in enumerate((None, [h.SWTPM]))]
+    results = []
+    for src, dst in zip(srcs, dsts):
+        hdr = src.x(cmd(0x0c, struct.pack(">III", 1, 1, 0)), 16)
+        blob = src.ctrl.recv(h.u32(hdr, 8))
+        h.check_eq(struct.unpack(">H", blob[4:6])[0] & 0x12, 0x12, "blob is migration-encrypted (256-bit)")
+        before = h.dir_digest(dst.state)
+        results.append(dst.x(cmd(0x0d, struct.pack(">III", 0, 1, len(blob))) + blob, 4))
+        h.check_eq(h.dir_digest(dst.state), before, "destination state unchanged")
+        h.check(dst.srv.alive(), "destination stays up")
+    h.check_eq(results[0].hex(), results[1].hex(), "wrong migration key: same result as swtpm")
+    h.check_eq(results[0].hex(), "00000021", "wrong migration key -> TPM_DECRYPT_ERROR")
+
+    # A corrupt state file: INIT fails cleanly, the file is left alone.
+    def corrupt(state):
+        with open(os.path.join(state, "tpm2-00.permall"), "wb") as f:
+            f.write(b"\x02\x01\x00\x0a\x00\x00\x00\x00\x00\x20" + b"\x00\x01\x00\x00\x00\x10" + b"\x13" * 16)
+    bad = [Target(work, stack, f"corrupt-{i}", s) for i, s in enumerate((None, [h.SWTPM]))]
+    for t in bad:
+        corrupt(t.state)
+    codes = []
+    for t in bad:
+        before = h.dir_digest(t.state)
+        codes.append(t.x(cmd(0x02, struct.pack(">I", 0)), 4))
+        h.check_eq(h.dir_digest(t.state), before, "corrupt permall left untouched")
+        h.check(t.srv.alive(), "server stays up after a failed INIT")
+    h.check(h.u32(codes[0]) != 0, "INIT on a corrupt state fails")
+    h.check_eq(codes[0].hex(), codes[1].hex(), "same INIT result as swtpm on a corrupt state")
+    if h.is_ours():
+        h.check("permall" in bad[0].srv.output() or "libtpms" in bad[0].srv.output(),
+                "the log says what was wrong")
+
+
+if __name__ == "__main__":
+    h.main(test)
