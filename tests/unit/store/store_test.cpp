@@ -1,0 +1,317 @@
+// Store: blob/TLV codec, swtpm's AES-CBC+HMAC, key options, state files and
+// migration blobs, the directory backend with its lock.
+#include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "store/blob.hpp"
+#include "store/cipher.hpp"
+#include "store/key.hpp"
+#include "store/state_file.hpp"
+#include "store/state_store.hpp"
+
+using namespace vtpm;
+using namespace vtpm::store;
+namespace fs = std::filesystem;
+
+namespace {
+
+Key key_of(size_t n, uint8_t fill) { return Key{SecureBytes(ByteView(Bytes(n, fill)))}; }
+
+Bytes pattern(size_t n) {
+    Bytes b(n);
+    for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(i * 7 + 3);
+    return b;
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char t[] = "/tmp/vtpm-store-XXXXXX";
+        path = ::mkdtemp(t);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+Bytes slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return Bytes(std::istreambuf_iterator<char>(f), {});
+}
+
+}  // namespace
+
+TEST_CASE("blob header: every validation rule") {
+    Bytes payload{1, 2, 3};
+    Bytes b = make_blob(0x0004, payload);
+    REQUIRE(b.size() == 13);
+    CHECK(to_hex(ByteView(b).first(10)) == "0201000a00040000000d");
+    auto h = parse_header(b);
+    REQUIRE(h.ok());
+    CHECK(h->flags == 4);
+
+    CHECK(parse_header(ByteView(b).first(9)).code() == rc::kBadParameter);  // short
+    Bytes trunc(b.begin(), b.end() - 1);
+    CHECK(parse_header(trunc).code() == rc::kBadParameter);  // totlen mismatch
+    Bytes newer = b;
+    newer[1] = 3;
+    CHECK(parse_header(newer).code() == rc::kBadVersion);
+    Bytes bad_hdr = b;
+    bad_hdr[3] = 12;
+    CHECK(parse_header(bad_hdr).code() == rc::kBadDataSize);
+}
+
+TEST_CASE("TLV: lookup by tag, stop at a record running past the end") {
+    Bytes s;
+    append_tlv(s, 7, Bytes{9});
+    append_tlv(s, 1, Bytes{1, 2});
+    auto t = find_tlv(s, 1);
+    REQUIRE(t);
+    CHECK(t->size() == 2);
+    CHECK_FALSE(find_tlv(s, 3));
+    Bytes broken = s;
+    broken[7 + 2] = 0xff;  // top byte of the second record's length
+    CHECK_FALSE(find_tlv(broken, 1));
+    CHECK(find_tlv(broken, 7));
+    CHECK_FALSE(find_tlv(ByteView(s).first(5), 7));
+}
+
+TEST_CASE("cipher: round trip for 16 and 32-byte keys and lengths 0..70") {
+    for (size_t kl : {16u, 32u}) {
+        Key k = key_of(kl, 0x11);
+        for (size_t n = 0; n <= 70; ++n) {
+            Bytes p = pattern(n);
+            auto t = encrypt_to_tlvs(k, p, kTagEncryptedData, kTagIvEncryptedData);
+            REQUIRE(t.ok());
+            auto ct = find_tlv(*t, kTagEncryptedData);
+            REQUIRE(ct);
+            CHECK(ct->size() == (n / kl + 1) * kl);  // swtpm pads to the key length, always
+            CHECK(find_tlv(*t, kTagIvEncryptedData)->size() == kl);
+            CHECK(find_tlv(*t, kTagHmac)->size() == 32);
+            auto d = decrypt_from_tlvs(k, *t, kTagEncryptedData, kTagIvEncryptedData);
+            REQUIRE(d.ok());
+            CHECK(Bytes(d->data(), d->data() + d->size()) == p);
+        }
+    }
+}
+
+TEST_CASE("cipher: tampering and wrong keys are detected") {
+    Key k = key_of(32, 0x22);
+    auto t = encrypt_to_tlvs(k, pattern(100), kTagEncryptedData, kTagIvEncryptedData);
+    REQUIRE(t.ok());
+    for (size_t pos : {size_t{6}, size_t{50}, t->size() - 1}) {  // ciphertext, hmac region, iv
+        Bytes x = *t;
+        x[pos] ^= 1;
+        CHECK(decrypt_from_tlvs(k, x, kTagEncryptedData, kTagIvEncryptedData).code() == rc::kDecryptError);
+    }
+    CHECK(decrypt_from_tlvs(key_of(32, 0x23), *t, kTagEncryptedData, kTagIvEncryptedData).code() ==
+          rc::kDecryptError);
+    CHECK(decrypt_from_tlvs(key_of(7, 1), *t, kTagEncryptedData, kTagIvEncryptedData).code() == rc::kBadKeyProperty);
+    CHECK_FALSE(decrypt_from_tlvs(k, Bytes{}, kTagEncryptedData, kTagIvEncryptedData).ok());
+}
+
+TEST_CASE("keys: hex parsing") {
+    std::string hex32 = "000102030405060708090a0b0c0d0e0f";
+    auto k = parse_hex_key(hex32, 16);
+    REQUIRE(k.ok());
+    CHECK(k->bytes[15] == 0x0f);
+    CHECK(parse_hex_key("0x" + hex32 + " \n", 16).ok());
+    CHECK(parse_hex_key(hex32, 32).code() == rc::kBadKeyProperty);
+    CHECK(parse_hex_key(hex32.substr(2), 16).code() == rc::kBadKeyProperty);
+    CHECK(parse_hex_key(hex32 + "zz", 16).code() == rc::kBadKeyProperty);
+}
+
+TEST_CASE("keys: PBKDF2-SHA512 and SHA-512 derivation match independent vectors") {
+    const std::string pw = "secretpass";
+    ByteView v(reinterpret_cast<const uint8_t*>(pw.data()), pw.size());
+    auto k = derive_key_pbkdf2(v, 32);
+    REQUIRE(k.ok());
+    CHECK(to_hex(k->bytes) == "cea065ac0118e9e1774cc97f208907f1f5392b0f8e0eb680a416420ac2546b66");
+    auto s = derive_key_sha512(v, 32);
+    REQUIRE(s.ok());
+    CHECK(to_hex(s->bytes) == "4aa7d0542fa97281ca6c24eb9d0df4b99e31fd2397804d9eb2506caa6d672245");
+}
+
+TEST_CASE("keys: option values from files and pipes") {
+    TempDir d;
+    auto kf = d.path / "key";
+    std::ofstream(kf) << "0x" << std::string(64, 'a') << "\n";
+    auto k = load_key_option("file=" + kf.string() + ",mode=aes-256-cbc");
+    REQUIRE(k.ok());
+    CHECK(k->bytes.size() == 32);
+    CHECK(k->bytes[0] == 0xaa);
+    CHECK(load_key_option("file=" + kf.string()).code() == rc::kBadKeyProperty);  // 128-bit mode, 64 digits
+    CHECK(load_key_option("file=" + kf.string() + ",mode=aes-512-cbc").code() == rc::kBadMode);
+    CHECK_FALSE(load_key_option("file=/nonexistent/key").ok());
+    CHECK_FALSE(load_key_option("mode=aes-256-cbc").ok());
+    CHECK_FALSE(load_key_option("file=" + kf.string() + ",pwdfile=" + kf.string()).ok());
+
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    REQUIRE(::write(p[1], "secretpass", 10) == 10);
+    ::close(p[1]);
+    auto pk = load_key_option("pwdfd=" + std::to_string(p[0]) + ",mode=aes-256-cbc");
+    REQUIRE(pk.ok());
+    CHECK(to_hex(pk->bytes) == "cea065ac0118e9e1774cc97f208907f1f5392b0f8e0eb680a416420ac2546b66");
+    CHECK(::fcntl(p[0], F_GETFD) < 0);  // the fd was consumed and closed
+
+    auto bf = d.path / "bin";
+    std::ofstream(bf, std::ios::binary) << std::string(16, '\x01');
+    auto bk = load_key_option("file=" + bf.string() + ",format=binary,remove");
+    REQUIRE(bk.ok());
+    CHECK(bk->bytes.size() == 16);
+    CHECK_FALSE(fs::exists(bf));  // remove
+}
+
+TEST_CASE("state files: plain and encrypted, and the wrong key situations") {
+    Bytes plain = pattern(1299);
+    auto f = encode_state_file(plain, nullptr);
+    REQUIRE(f.ok());
+    CHECK(to_hex(ByteView(*f).first(16)) == "0201000a0000000005230001" "00000513");
+    auto back = decode_state_file(*f, nullptr);
+    REQUIRE(back.ok());
+    CHECK(Bytes(back->data(), back->data() + back->size()) == plain);
+
+    Key k = key_of(32, 0x5a);
+    auto e = encode_state_file(plain, &k);
+    REQUIRE(e.ok());
+    CHECK(load_be16(e->data() + 4) == 0x0009);
+    CHECK(e->size() == 10 + 6 + 1312 + 6 + 32 + 6 + 32);  // the sizes swtpm writes for 1299 bytes
+    auto de = decode_state_file(*e, &k);
+    REQUIRE(de.ok());
+    CHECK(de->size() == plain.size());
+    CHECK_FALSE(decode_state_file(*e, nullptr).ok());  // encrypted, no key
+    CHECK_FALSE(decode_state_file(*f, &k).ok());       // plain, key configured
+    Key k16 = key_of(16, 0x5a);
+    CHECK(decode_state_file(*e, &k16).code() == rc::kBadKeyProperty);
+    // No valid header: read as a legacy version-1 file (whole file is the payload).
+    Bytes legacy = pattern(40);
+    auto l = decode_state_file(legacy, nullptr);
+    REQUIRE(l.ok());
+    CHECK(l->size() == 40);
+}
+
+TEST_CASE("migration blobs: exact unencrypted layout") {
+    Bytes plain{0xab, 0xcd};
+    auto b = encode_migration_blob(plain, nullptr, nullptr, true);
+    REQUIRE(b.ok());
+    CHECK(b->state_flags == 0);
+    CHECK(to_hex(b->bytes) == "0201000a000400000018" "0004" "00000008" "0001" "00000002" "abcd");
+}
+
+TEST_CASE("migration blobs: every key combination round-trips") {
+    Bytes plain = pattern(500);
+    Key sk = key_of(32, 1), mk = key_of(16, 2);
+    for (const Key* s : {static_cast<const Key*>(nullptr), static_cast<const Key*>(&sk)}) {
+        for (const Key* m : {static_cast<const Key*>(nullptr), static_cast<const Key*>(&mk)}) {
+            for (bool decrypted : {false, true}) {
+                auto b = encode_migration_blob(plain, s, m, decrypted);
+                REQUIRE(b.ok());
+                uint16_t flags = load_be16(b->bytes.data() + 4);
+                CHECK((flags & kFlagMigrationData) != 0);
+                CHECK(((flags & kFlagMigrationEncrypted) != 0) == (m != nullptr));
+                const bool state_enc = s && !decrypted;
+                CHECK(((flags & kFlagEncrypted) != 0) == state_enc);
+                CHECK(b->state_flags == (state_enc ? kStateFlagEncrypted : 0u));
+                auto d = decode_migration_blob(b->bytes, b->state_flags, s, m);
+                REQUIRE(d.ok());
+                CHECK(Bytes(d->data(), d->data() + d->size()) == plain);
+                if (m) CHECK(decode_migration_blob(b->bytes, 0, s, nullptr).code() == rc::kKeyNotFound);
+                if (state_enc) CHECK(decode_migration_blob(b->bytes, 0, nullptr, m).code() == rc::kKeyNotFound);
+            }
+        }
+    }
+    // An unencrypted blob is accepted even when a migration key is configured.
+    auto b = encode_migration_blob(plain, nullptr, nullptr, true);
+    CHECK(decode_migration_blob(b->bytes, 0, nullptr, &mk).ok());
+    // Request flag ENCRYPTED on a plain blob means "decrypt with the state key": fails cleanly.
+    CHECK_FALSE(decode_migration_blob(b->bytes, kStateFlagEncrypted, &sk, nullptr).ok());
+}
+
+TEST_CASE("dir store: atomic store, load, remove, mode, list") {
+    TempDir d;
+    auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+    CHECK(st->load(kPermall).code() == rc::kRetry);
+    REQUIRE(st->store(kPermall, pattern(100)).ok());
+    auto p = d.path / "tpm2-00.permall";
+    REQUIRE(fs::exists(p));
+    CHECK((fs::status(p).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+    CHECK_FALSE(fs::exists(d.path / "TMP2-00.permall"));
+    auto l = st->load(kPermall);
+    REQUIRE(l.ok());
+    CHECK(l->size() == 100);
+    ::chmod(p.c_str(), 0644);
+    REQUIRE(st->load(kPermall).ok());
+    CHECK((fs::status(p).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+    REQUIRE(st->store(kVolatile, pattern(10)).ok());
+    auto list = st->list();
+    REQUIRE(list.ok());
+    REQUIRE(list->size() == 2);
+    CHECK((*list)[0].name == "permall");
+    CHECK((*list)[0].size == 10 + 6 + 100);
+    CHECK(format_print_states(*list) ==
+          "{ \"type\": \"swtpm\", \"states\": [ {\"name\": \"permall\", \"size\": 116}, "
+          "{\"name\": \"volatilestate\", \"size\": 26} ] }");
+    CHECK(format_print_states({}) == "{ \"type\": \"swtpm\", \"states\": [] }");
+    REQUIRE(st->remove(kVolatile, true).ok());
+    CHECK(st->remove(kVolatile, false).ok());
+    CHECK_FALSE(st->remove(kVolatile, true).ok());
+    auto tpm12 = make_dir_store(d.path.string(), false, 0640, std::nullopt);
+    REQUIRE(tpm12->store(kPermall, pattern(5)).ok());
+    CHECK(fs::exists(d.path / "tpm-00.permall"));
+}
+
+TEST_CASE("dir store: a corrupt file is reported and left alone") {
+    TempDir d;
+    auto st = make_dir_store(d.path.string(), true, 0600, key_of(16, 9));
+    REQUIRE(st->store(kPermall, pattern(64)).ok());
+    auto p = d.path / "tpm2-00.permall";
+    Bytes raw = slurp(p);
+    raw[30] ^= 0x80;
+    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(raw.data()), static_cast<long>(raw.size()));
+    auto l = st->load(kPermall);
+    CHECK(l.code() == rc::kDecryptError);
+    CHECK(l.error().message.find("tpm2-00.permall") != std::string::npos);
+    CHECK(slurp(p) == raw);
+}
+
+TEST_CASE("dir store: the lock excludes another process") {
+    TempDir d;
+    auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+    REQUIRE(st->lock().ok());
+    CHECK(st->locked());
+    CHECK(st->lock().ok());  // idempotent
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        auto other = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+        auto r = other->lock();
+        ::_exit(!r.ok() && r.code() == rc::kFail && r.error().message.find("locked") != std::string::npos ? 0 : 1);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    st->unlock();
+    CHECK_FALSE(st->locked());
+    pid = ::fork();
+    if (pid == 0) {
+        auto other = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+        ::_exit(other->lock().ok() ? 0 : 1);
+    }
+    ::waitpid(pid, &status, 0);
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("open_store: URIs") {
+    TempDir d;
+    CHECK(open_store("dir://" + d.path.string(), true, 0600, std::nullopt).ok());
+    CHECK_FALSE(open_store("dir:///nonexistent/dir", true, 0600, std::nullopt).ok());
+    auto f = open_store("file:///x", true, 0600, std::nullopt);
+    REQUIRE_FALSE(f.ok());
+    CHECK(f.error().message.find("file://") != std::string::npos);
+    CHECK_FALSE(open_store("nfs://x", true, 0600, std::nullopt).ok());
+}
