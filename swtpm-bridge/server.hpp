@@ -47,7 +47,7 @@ private:
     static gboolean on_ctrl_timeout(gpointer self);
     static gboolean on_data_listen(gint fd, GIOCondition cond, gpointer self);
     static gboolean on_data_client(gint fd, GIOCondition cond, gpointer self);
-    static gboolean on_sigterm(gpointer self);
+    static gboolean on_sigterm(gint fd, GIOCondition cond, gpointer self);
 
     void watch_ctrl_listen();
     void adopt_ctrl_client(UniqueFd fd);
@@ -73,7 +73,8 @@ private:
     guint ctrl_timer_ = 0;
     guint sigterm_ = 0;
     Conn ctrl_;
-    UniqueFd ctrl_passed_fd_;  // fd received with the current control message
+    UniqueFd ctrl_passed_fd_;
+    UniqueFd sigfd_;  // fd received with the current control message
     Conn data_;
     bool data_from_datafd_ = false;
 };
