@@ -173,6 +173,8 @@ Bytes Engine::process(ByteView command) {
 
 void Engine::auto_shutdown() {
     if (!running_ || !tpm2() || !cfg_.auto_shutdown || last_cc_ == kTpm2CcShutdown) return;
+    // Without the lock the state may belong to a migration destination now.
+    if (!store_->locked()) return;
     for (uint16_t su : {uint16_t{1} /*SU_STATE*/, uint16_t{0} /*SU_CLEAR*/}) {
         uint32_t r = response_code(run(tpm2_shutdown(su)));
         if (r == 0) {

@@ -86,6 +86,7 @@ public:
     }
 
     Result<void> store(std::string_view name, ByteView plain) override {
+        if (auto l = require_lock(name); !l) return l;
         auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
         if (!file) return file.error();
         std::string tmp = file_path("TMP", name), final_path = file_path("tpm", name);
@@ -95,6 +96,7 @@ public:
     }
 
     Result<void> remove(std::string_view name, bool must_exist) override {
+        if (auto l = require_lock(name); !l) return l;
         std::string path = file_path("tpm", name);
         if (::unlink(path.c_str()) < 0) {
             if (errno == ENOENT && !must_exist) return {};
@@ -121,6 +123,14 @@ public:
     const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
 
 private:
+    // Writing without the lock could clobber state another process (a
+    // migration destination on shared storage) owns now.
+    Result<void> require_lock(std::string_view name) const {
+        if (lock_fd_) return {};
+        return make_error(rc::kFail, "refusing to change " + file_path("tpm", name) +
+                                         ": the state lock is not held");
+    }
+
     // "tpm2-00.permall" / "TMP2-00.permall"; TPM 1.2 without the "2".
     std::string file_path(std::string_view prefix, std::string_view name) const {
         std::string p = dir_;

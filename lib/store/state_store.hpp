@@ -42,7 +42,8 @@ public:
     virtual Result<SecureBytes> load(std::string_view name) = 0;
     /// Raw stored bytes of `name` (header+TLV, possibly encrypted).
     virtual Result<Bytes> load_raw(std::string_view name) = 0;
-    /// Atomically replace `name` with `plain` (encrypted with the state key if any).
+    /// Atomically replace `name` with `plain` (encrypted with the state key if
+    /// any). Requires the lock (rc::kFail otherwise), as does remove().
     virtual Result<void> store(std::string_view name, ByteView plain) = 0;
     /// Delete `name`; a missing one is fine unless must_exist.
     virtual Result<void> remove(std::string_view name, bool must_exist) = 0;

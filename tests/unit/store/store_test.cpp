@@ -236,6 +236,11 @@ TEST_CASE("dir store: atomic store, load, remove, mode, list") {
     TempDir d;
     auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
     CHECK(st->load(kPermall).code() == rc::kRetry);
+    auto unlocked = st->store(kPermall, pattern(100));
+    CHECK(unlocked.code() == rc::kFail);
+    CHECK(unlocked.error().message.find("lock") != std::string::npos);
+    CHECK_FALSE(fs::exists(d.path / "tpm2-00.permall"));
+    REQUIRE(st->lock().ok());
     REQUIRE(st->store(kPermall, pattern(100)).ok());
     auto p = d.path / "tpm2-00.permall";
     REQUIRE(fs::exists(p));
@@ -260,7 +265,9 @@ TEST_CASE("dir store: atomic store, load, remove, mode, list") {
     REQUIRE(st->remove(kVolatile, true).ok());
     CHECK(st->remove(kVolatile, false).ok());
     CHECK_FALSE(st->remove(kVolatile, true).ok());
+    st->unlock();
     auto tpm12 = make_dir_store(d.path.string(), false, 0640, std::nullopt);
+    REQUIRE(tpm12->lock().ok());
     REQUIRE(tpm12->store(kPermall, pattern(5)).ok());
     CHECK(fs::exists(d.path / "tpm-00.permall"));
 }
@@ -268,6 +275,7 @@ TEST_CASE("dir store: atomic store, load, remove, mode, list") {
 TEST_CASE("dir store: a corrupt file is reported and left alone") {
     TempDir d;
     auto st = make_dir_store(d.path.string(), true, 0600, key_of(16, 9));
+    REQUIRE(st->lock().ok());
     REQUIRE(st->store(kPermall, pattern(64)).ok());
     auto p = d.path / "tpm2-00.permall";
     Bytes raw = slurp(p);
