@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/tpm_commands.hpp"
@@ -22,6 +23,8 @@ constexpr size_t kMaxTpmCommand = 4096 + 9;
 // No control message may be larger than a SET_STATEBLOB of the maximum size.
 constexpr size_t kMaxCtrlMessage = ctrl::kMaxStateBlob + 16;
 constexpr guint kCtrlPartialTimeoutMs = 500;
+// Upper bound of the adaptive busy-poll window (VTPM_BUSY_POLL_US overrides; 0 disables).
+constexpr long kDefaultMaxSpinUs = 200;
 // swtpm's receive buffer: the 500 ms deadline applies to this much of a message.
 constexpr size_t kCtrlDeadlineBytes = 4096;
 
@@ -44,6 +47,35 @@ guint add_fd_watch(int fd, GIOCondition cond, GUnixFDSourceFunc fn, gpointer dat
 Server::Server(engine::Engine& engine, ctrl::Dispatcher& dispatcher, ServerConfig cfg)
     : engine_(engine), dispatcher_(dispatcher), cfg_(std::move(cfg)) {
     loop_ = g_main_loop_new(nullptr, FALSE);
+    max_spin_us_ = kDefaultMaxSpinUs;
+    if (const char* e = std::getenv("VTPM_BUSY_POLL_US")) max_spin_us_ = std::max(0L, std::strtol(e, nullptr, 10));
+}
+
+void Server::note_reply(Conn& c) { c.last_reply = std::chrono::steady_clock::now(); }
+
+void Server::note_input(Conn& c) {
+    if (max_spin_us_ <= 0 || !c.is_socket || c.last_reply.time_since_epoch().count() == 0) return;
+    auto gap = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - c.last_reply)
+                   .count();
+    // Spin next time only if this command came quickly; allow some slack.
+    c.spin_us = gap < max_spin_us_ ? std::min<int64_t>(max_spin_us_, 2 * gap + 20) : 0;
+}
+
+bool Server::spin_for_input(Conn& c) {
+    if (c.spin_us <= 0 || !c.fd) return false;
+    const auto end = c.last_reply + std::chrono::microseconds(c.spin_us);
+    uint8_t tmp[8192];
+    while (std::chrono::steady_clock::now() < end) {
+        ssize_t n = ::recv(c.fd.get(), tmp, sizeof tmp, MSG_DONTWAIT);
+        if (n > 0) {
+            c.buf.insert(c.buf.end(), tmp, tmp + n);
+            return true;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;  // poll sees EOF
+        __builtin_ia32_pause();
+    }
+    c.spin_us = 0;  // nothing came: sleep in poll() until the peer is busy again
+    return false;
 }
 
 Server::~Server() {
@@ -100,6 +132,9 @@ gboolean Server::on_ctrl_listen(gint fd, GIOCondition, gpointer p) {
 void Server::adopt_ctrl_client(UniqueFd fd) {
     ctrl_.fd = std::move(fd);
     ctrl_.buf.clear();
+    ctrl_.is_socket = is_socket(ctrl_.fd.get());
+    ctrl_.spin_us = 0;
+    ctrl_.last_reply = {};
     ctrl_.watch = add_fd_watch(ctrl_.fd.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
                                 on_ctrl_client, this);
 }
@@ -130,7 +165,10 @@ gboolean Server::on_ctrl_client(gint fd, GIOCondition, gpointer p) {
         s->close_ctrl_client();
         return G_SOURCE_REMOVE;
     }
-    s->process_ctrl(false);
+    do {
+        s->note_input(s->ctrl_);
+        s->process_ctrl(false);
+    } while (s->ctrl_.fd && s->ctrl_.buf.empty() && s->spin_for_input(s->ctrl_));
     // process_ctrl may have closed the connection (and removed this source).
     return s->ctrl_.fd && s->ctrl_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
@@ -223,6 +261,7 @@ void Server::process_ctrl(bool timed_out) {
         }
         ctrl_passed_fd_.reset();
         send_ctrl(reply.bytes, fatal_framing);
+        note_reply(ctrl_);
         if (reply.action == ctrl::Action::Shutdown) {
             VTPM_LOG_INFO("CMD_SHUTDOWN: terminating");
             quit();
@@ -252,6 +291,9 @@ void Server::adopt_data_client(UniqueFd fd) {
     if (data_.fd) close_data_client();
     data_.fd = std::move(fd);
     data_.buf.clear();
+    data_.is_socket = is_socket(data_.fd.get()) && !cfg_.data_disconnect;
+    data_.spin_us = 0;
+    data_.last_reply = {};
     data_.watch = add_fd_watch(data_.fd.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR),
                                 on_data_client, this);
 }
@@ -278,7 +320,10 @@ gboolean Server::on_data_client(gint fd, GIOCondition, gpointer p) {
         }
         return G_SOURCE_REMOVE;
     }
-    s->process_data();
+    do {
+        s->note_input(s->data_);
+        s->process_data();
+    } while (s->data_.fd && s->data_.buf.empty() && s->spin_for_input(s->data_));
     return s->data_.fd && s->data_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
 
@@ -312,7 +357,9 @@ void Server::process_data() {
             rsp = engine_.process(cmd);
         }
         // One write: several clients do a single read() for the whole response.
-        if (!write_all(data_.fd.get(), rsp)) {
+        bool sent = write_all(data_.fd.get(), rsp);
+        note_reply(data_);
+        if (!sent) {
             VTPM_LOG_ERROR("could not send the TPM response: %s", std::strerror(errno));
             close_data_client();
             if (cfg_.terminate) quit();
