@@ -102,7 +102,7 @@ Bytes pcr_read(uint32_t mask) {
         .done();
 }
 
-Bytes create_primary_ecc() {
+Bytes create_primary_ecc(uint32_t variant) {
     TPM2B_PUBLIC pub{};
     pub.publicArea.type = TPM2_ALG_ECC;
     pub.publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -115,10 +115,12 @@ Bytes create_primary_ecc() {
     e.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
     e.curveID = TPM2_ECC_NIST_P256;
     e.kdf.scheme = TPM2_ALG_NULL;
+    pub.publicArea.unique.ecc.x.size = sizeof variant;
+    std::memcpy(pub.publicArea.unique.ecc.x.buffer, &variant, sizeof variant);
     return create_primary(pub);
 }
 
-Bytes create_primary_rsa() {
+Bytes create_primary_rsa(uint32_t variant) {
     TPM2B_PUBLIC pub{};
     pub.publicArea.type = TPM2_ALG_RSA;
     pub.publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -131,6 +133,8 @@ Bytes create_primary_rsa() {
     r.symmetric.mode.aes = TPM2_ALG_CFB;
     r.scheme.scheme = TPM2_ALG_NULL;
     r.keyBits = 2048;
+    pub.publicArea.unique.rsa.size = sizeof variant;
+    std::memcpy(pub.publicArea.unique.rsa.buffer, &variant, sizeof variant);
     return create_primary(pub);
 }
 

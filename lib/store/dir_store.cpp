@@ -3,10 +3,12 @@
 // leaves either the old or the new file, never a torn one.
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -46,7 +48,11 @@ public:
         return {};
     }
 
-    void unlock() override { lock_fd_.reset(); }
+    void unlock() override {
+        lock_fd_.reset();
+        // Someone else may write the files now: forget what we knew.
+        digests_ = {};
+    }
     bool locked() const override { return lock_fd_.valid(); }
 
     Result<Bytes> load_raw(std::string_view name) override {
@@ -82,21 +88,30 @@ public:
         wipe(*raw);
         if (!plain)
             return make_error(plain.code(), file_path("tpm", name) + ": " + plain.error().message);
+        if (Digest* known = known_digest(name)) *known = digest(*plain);
         return plain;
     }
 
     Result<void> store(std::string_view name, ByteView plain) override {
         if (auto l = require_lock(name); !l) return l;
+        // libtpms stores the whole blob after every NV change and again at
+        // start-up; a byte-identical blob needs no write (and no fsync). We
+        // hold the lock, so the file is what we last loaded or wrote.
+        Digest d = digest(plain);
+        Digest* known = known_digest(name);
+        if (known && *known == d && ::access(file_path("tpm", name).c_str(), F_OK) == 0) return {};
         auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
         if (!file) return file.error();
         std::string tmp = file_path("TMP", name), final_path = file_path("tpm", name);
         auto r = write_durably(tmp, final_path, *file);
         wipe(*file);
+        if (known) *known = r ? d : Digest{};
         return r;
     }
 
     Result<void> remove(std::string_view name, bool must_exist) override {
         if (auto l = require_lock(name); !l) return l;
+        if (Digest* known = known_digest(name)) *known = Digest{};
         std::string path = file_path("tpm", name);
         if (::unlink(path.c_str()) < 0) {
             if (errno == ENOENT && !must_exist) return {};
@@ -123,6 +138,23 @@ public:
     const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
 
 private:
+    using Digest = std::array<uint8_t, 32>;
+
+    static Digest digest(ByteView data) {
+        Digest d{};
+        unsigned len = 0;
+        EVP_Digest(data.data(), data.size(), d.data(), &len, EVP_sha256(), nullptr);
+        return d;
+    }
+    // The digest of the plain blob currently in the file, for the blobs
+    // libtpms stores; all-zero when unknown.
+    Digest* known_digest(std::string_view name) {
+        if (name == kPermall) return &digests_[0];
+        if (name == kVolatile) return &digests_[1];
+        if (name == kSavestate) return &digests_[2];
+        return nullptr;
+    }
+
     // Writing without the lock could clobber state another process (a
     // migration destination on shared storage) owns now.
     Result<void> require_lock(std::string_view name) const {
@@ -181,6 +213,7 @@ private:
     mode_t mode_;
     std::optional<Key> key_;
     UniqueFd lock_fd_;
+    std::array<Digest, 3> digests_{};
 };
 
 }  // namespace
