@@ -273,6 +273,7 @@ int main(int argc, char** argv) {
             }
         }
         long rss_ours = ours.proc->rss_kb(), rss_theirs = theirs.proc->rss_kb();
+        long uss_ours = ours.proc->uss_kb(), uss_theirs = theirs.proc->uss_kb();
 
         const int cold_n = o.quick ? 3 : 15;
         std::vector<double> cold_ours, cold_theirs;
@@ -308,7 +309,12 @@ int main(int argc, char** argv) {
         double rr = rss_theirs > 0 ? static_cast<double>(rss_ours) / static_cast<double>(rss_theirs) : 0;
         std::printf("%-34s %12ld %12s %12ld %12s %8.2f %7.2f  %s\n", "RSS after the run (KiB)", rss_ours, "", rss_theirs,
                     "", rr, 1.0, rr <= 1.0 ? "PASS" : "MISS");
+        double ur = uss_theirs > 0 ? static_cast<double>(uss_ours) / static_cast<double>(uss_theirs) : 0;
+        std::printf("%-34s %12ld %12s %12ld %12s %8.2f %7s  %s\n", "private memory (USS, KiB)", uss_ours, "", uss_theirs,
+                    "", ur, "-", "(info)");
         if (js) {
+            std::fprintf(js, ",\n{\"op\": \"USS KiB\", \"ours\": %ld, \"swtpm\": %ld, \"ratio\": %.3f}", uss_ours,
+                         uss_theirs, ur);
             std::fprintf(js, ",\n{\"op\": \"RSS KiB\", \"ours\": %ld, \"swtpm\": %ld, \"ratio\": %.3f, \"target\": 1.0}\n]}\n",
                          rss_ours, rss_theirs, rr);
             std::fclose(js);

@@ -124,6 +124,16 @@ long ServerProc::rss_kb() const {
     return -1;
 }
 
+long ServerProc::uss_kb() const {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/smaps_rollup");
+    std::string line;
+    long kb = 0;
+    while (std::getline(f, line))
+        if (line.rfind("Private_Clean:", 0) == 0 || line.rfind("Private_Dirty:", 0) == 0)
+            kb += std::strtol(line.c_str() + line.find(':') + 1, nullptr, 10);
+    return kb;
+}
+
 Bytes read_n(int fd, size_t n) {
     Bytes b(n);
     size_t off = 0;

@@ -28,6 +28,8 @@ public:
     int connect_data(int deadline_ms = 5000) const;
     int connect_ctrl(int deadline_ms = 5000) const;
     long rss_kb() const;
+    /// Private (unshared) memory: Private_Clean + Private_Dirty of smaps_rollup.
+    long uss_kb() const;
 
     const std::string& name() const { return name_; }
     const std::string& state_dir() const { return state_dir_; }

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""The command line as libvirt and swtpm_setup use it: --print-capabilities
+(swtpm's JSON shape, features that work), --print-states (byte-identical to
+swtpm's output on the same directory), --version, --help, errors that name
+the option (never silently ignored), --daemon with --pid, --log levels, and
+the TPM 1.2 mode answering swtpm_ioctl like swtpm."""
+import json
+import os
+import time
+
+import harness as h
+
+
+def srv(*args, check=False):
+    return h.run(h.server_cmd() + ["socket"] + list(args), check_rc=check, timeout=20)
+
+
+def test(work, stack):
+    caps = srv("--print-capabilities", check=True)
+    j = json.loads(caps.stdout)
+    h.check_eq(j["type"], "swtpm", "capabilities: type swtpm")
+    h.check(caps.stdout.startswith('{ "type": "swtpm", "features": [ ') and caps.stdout.endswith(" }\n"),
+            "capabilities: swtpm's one-line JSON shape")
+    for f in ("tpm-1.2", "tpm-2.0", "cmdarg-pwd-fd", "cmdarg-key-fd", "cmdarg-print-states", "nvram-backend-dir"):
+        h.check(f in j["features"], f"capabilities list {f}")
+    caps2 = json.loads(srv("--tpm2", "--print-capabilities", check=True).stdout)
+    h.check("rsa-keysize-2048" in caps2["features"], "--tpm2 capabilities list RSA key sizes")
+    if h.is_ours():
+        h.check("cmdarg-migration" in j["features"], "cmdarg-migration advertised (implemented)")
+        h.check("cmdarg-seccomp" not in j["features"], "no seccomp feature advertised (not implemented)")
+        h.check("nvram-backend-file" not in j["features"], "no file backend advertised (not implemented)")
+
+    # --print-states on directories made by swtpm, compared with swtpm itself.
+    d = os.path.join(work, "st")
+    os.mkdir(d)
+    empty_ours = srv("--tpm2", "--print-states", "--tpmstate", f"dir={d}", check=True).stdout
+    empty_ref = h.run([h.SWTPM, "socket", "--tpm2", "--print-states", "--tpmstate", f"dir={d}"]).stdout
+    h.check_eq(empty_ours, empty_ref, "--print-states of an empty directory as swtpm prints it")
+    s, port = h.tcp_server(stack, d, cmd=[h.SWTPM])
+    h.ioctl("--tcp", f"127.0.0.1:{port + 1}", "-v")
+    s.stop()
+    ours = srv("--tpm2", "--print-states", "--tpmstate", f"dir={d}", check=True).stdout
+    ref = h.run([h.SWTPM, "socket", "--tpm2", "--print-states", "--tpmstate", f"dir={d}"]).stdout
+    h.check_eq(ours, ref, "--print-states with permall and volatilestate as swtpm prints it")
+    h.check("permall" in ours, "--print-states names permall")
+
+    v = srv("--version")
+    h.check(v.returncode == 0 and v.stdout.strip(), "--version")
+    hp = srv("--help")
+    h.check(hp.returncode == 0 and "--tpmstate" in hp.stdout, "--help lists the options")
+    for args, word in ((["--bogus"], "bogus"), (["--ctrl", "type=unixio,path=/x,colour=red"], "colour"),
+                       (["--tpmstate", "dir=/nonexistent/dir", "--ctrl", "type=tcp,port=1"], "")):
+        r = srv(*args)
+        h.check(r.returncode == 1 and word in (r.stdout + r.stderr), f"error exit naming the problem: {args}")
+    if h.is_ours():
+        for opt in (["--chroot", "/"], ["--seccomp", "action=kill"], ["--tpmstate", "backend-uri=file:///x"]):
+            r = srv("--tpm2", "--ctrl", "type=tcp,port=1", *opt)
+            h.check(r.returncode == 1 and opt[0].lstrip("-") in r.stderr + r.stdout,
+                    f"unsupported {opt[0]} refused with a message naming it")
+        r = h.run(h.server_cmd() + ["chardev"], check_rc=False)
+        h.check(r.returncode == 1 and "chardev" in r.stderr, "unsupported interface type refused")
+
+    # --daemon + --pid: the parent returns once the child serves; the pid file names it.
+    d2 = os.path.join(work, "daemon")
+    os.mkdir(d2)
+    pidfile = os.path.join(work, "tpm.pid")
+    sock = os.path.join(work, "daemon.sock")
+    log = os.path.join(work, "daemon.log")
+    r = srv("--tpm2", "--daemon", "--tpmstate", f"dir={d2}", "--ctrl", f"type=unixio,path={sock}",
+            "--pid", f"file={pidfile}", "--log", f"file={log},level=5", "--flags", "not-need-init")
+    h.check_eq(r.returncode, 0, "--daemon: parent exits 0")
+    pid = int(open(pidfile).read())
+    h.check(os.path.exists(f"/proc/{pid}") and os.path.exists(sock), "daemon runs and listens")
+    h.check_eq(h.ioctl("--unix", sock, "-g").stdout.strip(), "ptm configuration flags: 0x0", "daemon answers")
+    h.ioctl("--unix", sock, "-s")
+    h.wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5, "daemon exit")
+    h.check(not os.path.exists(pidfile), "pid file removed at exit")
+    h.check(not os.path.exists(sock), "socket removed at exit")
+    if h.is_ours():
+        text = open(log).read()
+        h.check("CMD_SHUTDOWN" in text and "serving" in text, "level-5 log has one line per event")
+
+    # TPM 1.2: swtpm_ioctl sees the same answers as with swtpm.
+    outs = []
+    for cmd in (None, [h.SWTPM]):
+        d3 = os.path.join(work, f"t12-{len(outs)}")
+        os.mkdir(d3)
+        sock3 = os.path.join(d3, "s")
+        s3 = h.Server(stack, ["--tpmstate", f"dir={d3}", "--ctrl", f"type=unixio,path={sock3}",
+                              "--flags", "not-need-init,startup-clear"], cmd=cmd, wait_path=sock3)
+        seq = []
+        for a in (["-c"], ["-e"], ["-b", "0"], ["--info", "1"], ["-v"], ["--save", "permanent", d3 + "/p"]):
+            p = h.ioctl(*(a + ["--unix", sock3]), check_rc=False)
+            seq.append((a[0], p.returncode, p.stdout.strip()))
+        seq.append(("print-states", sorted(os.listdir(d3))))
+        h.ioctl("--unix", sock3, "-s")
+        s3.wait(5)
+        outs.append(seq)
+    for a, b in zip(outs[0], outs[1]):
+        if a[0] == "-c" and h.is_ours():
+            h.check_eq(a[2], "ptm capability is 0x17fff", "TPM 1.2 capability mask (with LOCK_STORAGE)")
+            continue
+        h.check_eq(a, b, f"TPM 1.2: {a[0]} as with swtpm")
+
+
+if __name__ == "__main__":
+    h.main(test)
