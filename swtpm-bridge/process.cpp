@@ -13,10 +13,24 @@
 
 #include "util/log.hpp"
 
+extern "C" {
+#include <libtpms/tpm_library.h>
+}
+
 namespace vtpm::bridge {
 namespace {
 std::string errstr() { return std::strerror(errno); }
 int g_ready_fd = -1;
+}  // namespace
+
+namespace {
+// swtpm passes level - 4 on to libtpms' own debug output from level 5 on.
+void libtpms_debug(unsigned level, int fd, const std::string& prefix) {
+    if (level < 5 || fd < 0) return;
+    TPMLIB_SetDebugFD(fd);
+    TPMLIB_SetDebugLevel(level - 4);
+    if (!prefix.empty()) TPMLIB_SetDebugPrefix(prefix.c_str());
+}
 }  // namespace
 
 Result<void> setup_logging(const std::optional<LogOpts>& log) {
@@ -34,13 +48,16 @@ Result<void> setup_logging(const std::optional<LogOpts>& log) {
         int fd = ::open(log->file.c_str(), flags, 0600);
         if (fd < 0) return make_error(rc::kFail, "could not open log file " + log->file + ": " + errstr());
         log::configure({fd, level, log->prefix}, true);
+        libtpms_debug(level, fd, log->prefix);
         return {};
     }
     if (log->fd >= 0) {
         log::configure({log->fd, level, log->prefix}, true);
+        libtpms_debug(level, log->fd, log->prefix);
         return {};
     }
     log::configure({2, level, log->prefix}, false);
+    libtpms_debug(level, 2, log->prefix);
     return {};
 }
 
