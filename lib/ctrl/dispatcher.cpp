@@ -62,6 +62,12 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
     }
     const bool running = engine_.running();
     const Reply not_running = result(rc::kBadOrdinal);
+    // The shape of most commands: a status from the engine, as a 4-byte result.
+    auto status = [](const Result<void>& r, const char* what) {
+        return r ? result(rc::kSuccess) : error(r.error(), what);
+    };
+    // The same for commands that need a running TPM.
+    auto when_running = [&](auto&& call, const char* what) { return running ? status(call(), what) : not_running; };
 
     return std::visit(
         Overloaded{
@@ -85,40 +91,13 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
                 if (!b) return error(b.error(), "CMD_GET_TPMESTABLISHED");
                 return Reply{encode_tpm_established(rc::kSuccess, *b)};
             },
-            [&](const SetLocalityReq& r) {
-                auto res = engine_.set_locality(r.locality);
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_SET_LOCALITY");
-            },
-            [&](const HashStartReq&) {
-                if (!running) return not_running;
-                auto res = engine_.hash_start();
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_HASH_START");
-            },
-            [&](const HashDataReq& r) {
-                if (!running) return not_running;
-                auto res = engine_.hash_data(r.data);
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_HASH_DATA");
-            },
-            [&](const HashEndReq&) {
-                if (!running) return not_running;
-                auto res = engine_.hash_end();
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_HASH_END");
-            },
-            [&](const CancelTpmCmdReq&) {
-                if (!running) return not_running;
-                auto res = engine_.cancel();
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_CANCEL_TPM_CMD");
-            },
-            [&](const StoreVolatileReq&) {
-                if (!running) return not_running;
-                auto res = engine_.store_volatile();
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_STORE_VOLATILE");
-            },
-            [&](const ResetTpmEstablishedReq& r) {
-                if (!running) return not_running;
-                auto res = engine_.reset_tpm_established(r.locality);
-                return res ? result(rc::kSuccess) : error(res.error(), "CMD_RESET_TPMESTABLISHED");
-            },
+            [&](const SetLocalityReq& r) { return status(engine_.set_locality(r.locality), "CMD_SET_LOCALITY"); },
+            [&](const HashStartReq&) { return when_running([&] { return engine_.hash_start(); }, "CMD_HASH_START"); },
+            [&](const HashDataReq& r) { return when_running([&] { return engine_.hash_data(r.data); }, "CMD_HASH_DATA"); },
+            [&](const HashEndReq&) { return when_running([&] { return engine_.hash_end(); }, "CMD_HASH_END"); },
+            [&](const CancelTpmCmdReq&) { return when_running([&] { return engine_.cancel(); }, "CMD_CANCEL_TPM_CMD"); },
+            [&](const StoreVolatileReq&) { return when_running([&] { return engine_.store_volatile(); }, "CMD_STORE_VOLATILE"); },
+            [&](const ResetTpmEstablishedReq& r) { return when_running([&] { return engine_.reset_tpm_established(r.locality); }, "CMD_RESET_TPMESTABLISHED"); },
             [&](const GetStateBlobReq& r) {
                 if (!running) return not_running;
                 return get_state_blob(r);
