@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential g++ meson ninja-build pkg-config python3
-  libtpms-dev libssl-dev libglib2.0-dev libtss2-dev catch2
+  libtpms-dev libssl-dev libglib2.0-dev libtss2-dev libseccomp-dev catch2
   swtpm swtpm-tools tpm2-tools
   qemu-system-x86 qemu-utils busybox-static cpio linux-image-cloud-amd64
 )

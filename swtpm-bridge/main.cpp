@@ -12,6 +12,7 @@
 #include "engine/engine.hpp"
 #include "options.hpp"
 #include "process.hpp"
+#include "seccomp_policy.hpp"
 #include "server.hpp"
 #include "sockets.hpp"
 #include "store/key.hpp"
@@ -189,6 +190,7 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     }
 
     Server server(**eng, dispatcher, std::move(sc));
+    if (auto r = install_seccomp(o.seccomp_action); !r) return fail("--seccomp: " + r.error().message);
     daemon_ready();
     VTPM_LOG_INFO("vtpm-bridge %s serving (%s)", VTPM_VERSION, o.tpm2 ? "TPM 2.0" : "TPM 1.2");
     server.run();

@@ -274,8 +274,6 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         o.seccomp_action = so->str("action").value_or("kill");
         if (o.seccomp_action != "none" && o.seccomp_action != "kill" && o.seccomp_action != "log")
             return opt_error("seccomp", "unknown action '" + o.seccomp_action + "'");
-        if (o.seccomp_action != "none")
-            return opt_error("seccomp", "action=" + o.seccomp_action + " is not supported yet (only action=none)");
     }
     return o;
 }
@@ -310,7 +308,8 @@ A vTPM server that speaks swtpm's control and data channels (libvtpm).
           [,disable-auto-shutdown]
   --migration [incoming][,release-lock-outgoing]
   -r|--runas <user> switch to this user after start
-  --seccomp action=none
+  --seccomp action=none|kill|log
+                    deny-list of system calls (default kill)
   --print-capabilities  print the features as JSON and exit
   --print-states    print the stored state blobs as JSON and exit
   -h|--help         this text

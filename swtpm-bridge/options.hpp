@@ -69,7 +69,7 @@ struct BridgeOptions {
     bool release_lock_outgoing = false;
 
     std::optional<std::string> runas;
-    std::string seccomp_action;  // "", none, kill, log
+    std::string seccomp_action = "kill";  // none, kill, log
 };
 
 /// Parse argv after the `socket` word. `env_tpm_path` is $TPM_PATH (or empty)
