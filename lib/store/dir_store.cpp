@@ -234,8 +234,11 @@ Result<std::unique_ptr<StateStore>> open_store(std::string_view uri, bool tpm2, 
             return make_error(rc::kFail, "state directory " + dir + " does not exist or is not a directory");
         return make_dir_store(std::move(dir), tpm2, file_mode, std::move(state_key));
     }
-    if (uri.substr(0, 7) == "file://")
-        return make_error(rc::kFail, "the file:// state backend is not supported yet; use dir://");
+    if (uri.substr(0, 7) == "file://") {
+        std::string path(uri.substr(7));
+        if (path.empty()) return make_error(rc::kFail, "empty state file in '" + std::string(uri) + "'");
+        return make_linear_store(std::move(path), file_mode, std::move(state_key));
+    }
     return make_error(rc::kFail, "unsupported state backend URI '" + std::string(uri) + "'");
 }
 

@@ -60,7 +60,10 @@ public:
 std::unique_ptr<StateStore> make_dir_store(std::string dir, bool tpm2, mode_t file_mode,
                                            std::optional<Key> state_key);
 
-/// Open a backend from a URI: `dir://PATH` (file:// is reported as unsupported).
+/// swtpm's file:// backend: all blobs in one file (regular files only).
+std::unique_ptr<StateStore> make_linear_store(std::string path, mode_t file_mode, std::optional<Key> state_key);
+
+/// Open a backend from a URI: `dir://PATH` or `file://PATH`.
 Result<std::unique_ptr<StateStore>> open_store(std::string_view uri, bool tpm2, mode_t file_mode,
                                                std::optional<Key> state_key);
 

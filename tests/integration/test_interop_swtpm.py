@@ -94,7 +94,45 @@ def blob_transfer(work, stack, state, keyopts, migkey, src_cmd, dst_cmd, label):
     dst.stop()
 
 
+def linear_round_trip(work, stack):
+    """swtpm's file:// backend: one file holding all blobs, both ways."""
+    path = os.path.join(work, "linear", "tpm.state")
+    os.makedirs(os.path.dirname(path))
+
+    def serve(cmd, flags):
+        port = h.free_port(2)
+        args = ["--tpm2", "--tpmstate", f"backend-uri=file://{path}", "--server", f"type=tcp,port={port}",
+                "--ctrl", f"type=tcp,port={port + 1}", "--flags", flags]
+        return h.Server(stack, args, cmd=cmd, wait_port=port + 1), port
+
+    srv, port = serve(SWTPM, "not-need-init,startup-clear")
+    h.tpm2(port, "nvdefine", "0x1500030", "-C", "o", "-s", "16", "-a", "ownerread|ownerwrite")
+    h.tpm2(port, "nvwrite", "0x1500030", "-C", "o", "-i", "-", input_data=b"linear by swtpm!")
+    h.tpm2(port, "shutdown")
+    srv.stop()
+    with open(path, "rb") as f:
+        h.check(f.read(8) == b"nilmptws", "file:// state written by swtpm has the linear magic")
+    srv, port = serve(None, "not-need-init,startup-state")
+    h.check_eq(h.tpm2(port, "nvread", "0x1500030", "-C", "o", "-s", "16").stdout, "linear by swtpm!",
+               "file://: the server under test reads swtpm's linear state")
+    h.tpm2(port, "nvdefine", "0x1500031", "-C", "o", "-s", "16", "-a", "ownerread|ownerwrite")
+    h.tpm2(port, "nvwrite", "0x1500031", "-C", "o", "-i", "-", input_data=b"linear by vtpm!!")
+    h.tpm2(port, "shutdown")
+    srv.stop()
+    srv, port = serve(SWTPM, "not-need-init,startup-state")
+    h.check_eq(h.tpm2(port, "nvread", "0x1500031", "-C", "o", "-s", "16").stdout, "linear by vtpm!!",
+               "file://: swtpm reads what the server under test wrote")
+    h.check_eq(h.tpm2(port, "nvread", "0x1500030", "-C", "o", "-s", "16").stdout, "linear by swtpm!",
+               "file://: and its own earlier data")
+    srv.stop()
+    states = h.run(h.server_cmd() + ["socket", "--tpm2", "--print-states", "--tpmstate",
+                                     f"backend-uri=file://{path}"]).stdout
+    ref = h.run([h.SWTPM, "socket", "--tpm2", "--print-states", "--tpmstate", f"backend-uri=file://{path}"]).stdout
+    h.check_eq(states, ref, "file://: --print-states as swtpm prints it")
+
+
 def test(work, stack):
+    linear_round_trip(work, stack)
     plain = round_trip(work, stack, "plain", [], [])
     pw = os.path.join(work, "pass")
     with open(pw, "wb") as f:

@@ -318,8 +318,43 @@ TEST_CASE("open_store: URIs") {
     TempDir d;
     CHECK(open_store("dir://" + d.path.string(), true, 0600, std::nullopt).ok());
     CHECK_FALSE(open_store("dir:///nonexistent/dir", true, 0600, std::nullopt).ok());
-    auto f = open_store("file:///x", true, 0600, std::nullopt);
-    REQUIRE_FALSE(f.ok());
-    CHECK(f.error().message.find("file://") != std::string::npos);
+    CHECK(open_store("file://" + (d.path / "lin").string(), true, 0600, std::nullopt).ok());
+    CHECK_FALSE(open_store("file://", true, 0600, std::nullopt).ok());
     CHECK_FALSE(open_store("nfs://x", true, 0600, std::nullopt).ok());
+}
+
+TEST_CASE("linear store: swtpm's layout, growth, removal and compaction") {
+    TempDir d;
+    auto path = d.path / "tpm.state";
+    auto st = make_linear_store(path.string(), 0600, std::nullopt);
+    CHECK(st->load(kPermall).code() == rc::kRetry);
+    CHECK_FALSE(st->store(kPermall, pattern(10)).ok());  // no lock
+    REQUIRE(st->lock().ok());
+    REQUIRE(st->store(kPermall, pattern(100)).ok());   // file 116 bytes -> section 128
+    REQUIRE(st->store(kVolatile, pattern(300)).ok());  // 316 -> 512
+    Bytes img = slurp(path);
+    CHECK(std::string(img.begin(), img.begin() + 8) == "nilmptws");  // "swtpmlin" little-endian
+    CHECK(img[10] == 192);
+    auto le = [&](size_t off) { return uint32_t{img[off]} | uint32_t{img[off + 1]} << 8 | uint32_t{img[off + 2]} << 16; };
+    CHECK(le(12) == 192);        // permall offset
+    CHECK(le(16) == 116);        // data length
+    CHECK(le(20) == 128);        // section
+    CHECK(le(24) == 192 + 128);  // volatile after it
+    CHECK(img.size() == 192 + 128 + 512);
+    REQUIRE(st->store(kPermall, pattern(200)).ok());  // outgrows its section: moved to the end
+    img = slurp(path);
+    CHECK(le(24) == 192);        // volatile compacted forward
+    CHECK(le(12) == 192 + 512);  // permall re-allocated after it
+    auto p = st->load(kPermall);
+    REQUIRE(p.ok());
+    CHECK(p->size() == 200);
+    REQUIRE(st->remove(kVolatile, true).ok());
+    img = slurp(path);
+    CHECK(le(12) == 192);
+    CHECK(st->load(kVolatile).code() == rc::kRetry);
+    CHECK(st->load(kPermall)->size() == 200);
+    auto list = st->list();
+    REQUIRE(list.ok());
+    REQUIRE(list->size() == 1);
+    CHECK((*list)[0].size == 216);
 }
