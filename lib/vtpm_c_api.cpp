@@ -8,14 +8,12 @@
 
 #include "ctrl/dispatcher.hpp"
 #include "engine/engine.hpp"
-#include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "vtpm_config.h"
 
 struct vtpm_instance {
     std::unique_ptr<vtpm::engine::Engine> engine;
     std::unique_ptr<vtpm::ctrl::Dispatcher> dispatcher;
-    std::optional<vtpm::store::Key> migration_key;
     std::string last_error;
 };
 
@@ -78,9 +76,8 @@ uint32_t vtpm_open(const vtpm_options* o, vtpm_t** out) {
     }
     auto t = std::make_unique<vtpm_instance>();
     t->engine = std::move(*eng);
-    t->migration_key = make_key(o->migration_key, o->migration_key_len);
     vtpm::ctrl::DispatcherConfig dc;
-    dc.migration_key = t->migration_key;
+    dc.migration_key = make_key(o->migration_key, o->migration_key_len);
     t->dispatcher = std::make_unique<vtpm::ctrl::Dispatcher>(*t->engine, std::move(dc));
     *out = t.release();
     return 0;
@@ -123,10 +120,7 @@ uint32_t vtpm_ctrl(vtpm_t* t, const uint8_t* msg, size_t msg_len, uint8_t** rsp,
 uint32_t vtpm_get_state_blob(vtpm_t* t, int type, int decrypted, uint8_t** blob, size_t* blob_len,
                              uint32_t* state_flags) {
     if (type < 1 || type > 3) return fail(t, {vtpm::rc::kBadParameter, "unknown blob type"});
-    auto plain = t->engine->get_state(static_cast<vtpm::engine::BlobType>(type));
-    if (!plain) return fail(t, plain.error());
-    auto b = vtpm::store::encode_migration_blob(plain->data, t->engine->store().state_key(),
-                                                t->migration_key ? &*t->migration_key : nullptr, decrypted != 0);
+    auto b = t->dispatcher->export_blob(static_cast<vtpm::engine::BlobType>(type), decrypted != 0);
     if (!b) return fail(t, b.error());
     *blob = copy_out(b->bytes);
     *blob_len = b->bytes.size();
@@ -136,16 +130,8 @@ uint32_t vtpm_get_state_blob(vtpm_t* t, int type, int decrypted, uint8_t** blob,
 
 uint32_t vtpm_set_state_blob(vtpm_t* t, int type, uint32_t state_flags, const uint8_t* blob, size_t blob_len) {
     if (type < 1 || type > 3) return fail(t, {vtpm::rc::kBadParameter, "unknown blob type"});
-    if (t->engine->running()) return fail(t, {vtpm::rc::kBadOrdinal, "the TPM is running: stop it first"});
-    if (blob_len == 0) {
-        auto r = t->engine->set_state(static_cast<vtpm::engine::BlobType>(type), {});
-        return r ? 0 : fail(t, r.error());
-    }
-    auto plain = vtpm::store::decode_migration_blob(vtpm::ByteView(blob, blob_len), state_flags,
-                                                    t->engine->store().state_key(),
-                                                    t->migration_key ? &*t->migration_key : nullptr);
-    if (!plain) return fail(t, plain.error());
-    auto r = t->engine->set_state(static_cast<vtpm::engine::BlobType>(type), plain->view());
+    auto r = t->dispatcher->import_blob(static_cast<vtpm::engine::BlobType>(type), state_flags,
+                                        vtpm::ByteView(blob, blob_len));
     return r ? 0 : fail(t, r.error());
 }
 

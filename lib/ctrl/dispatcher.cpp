@@ -4,7 +4,6 @@
 
 #include <thread>
 
-#include "store/state_file.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::ctrl {
@@ -135,28 +134,38 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
         *decoded);
 }
 
+Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool decrypted) {
+    auto plain = engine_.get_state(type);
+    if (!plain) return plain.error();
+    return store::encode_migration_blob(plain->data, engine_.store().state_key(),
+                                        cfg_.migration_key ? &*cfg_.migration_key : nullptr, decrypted);
+}
+
+Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob) {
+    if (engine_.running()) return make_error(rc::kBadOrdinal, "the TPM is running: stop it first");
+    if (blob.empty()) return engine_.set_state(type, {});
+    auto plain = store::decode_migration_blob(blob, state_flags, engine_.store().state_key(),
+                                              cfg_.migration_key ? &*cfg_.migration_key : nullptr);
+    if (!plain) return plain.error();
+    auto r = engine_.set_state(type, plain->view());
+    if (r) lock_released_ = false;
+    return r;
+}
+
 Reply Dispatcher::get_state_blob(const GetStateBlobReq& req) {
     if (req.type < kBlobTypePermanent || req.type > kBlobTypeSavestate) {
         VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
         return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
     }
     auto type = static_cast<engine::BlobType>(req.type);
-    auto plain = engine_.get_state(type);
+    auto blob = export_blob(type, (req.state_flags & store::kStateFlagDecrypted) != 0);
     Reply reply;
-    if (!plain) {
-        if (plain.code() != rc::kRetry)
-            VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, plain.error().message.c_str());
-        reply.bytes = encode_stateblob(plain.code(), 0, {}, 0);
-    } else {
-        auto blob = store::encode_migration_blob(plain->data, engine_.store().state_key(),
-                                                 cfg_.migration_key ? &*cfg_.migration_key : nullptr,
-                                                 (req.state_flags & store::kStateFlagDecrypted) != 0);
-        if (!blob) {
+    if (!blob) {
+        if (blob.code() != rc::kRetry)
             VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, blob.error().message.c_str());
-            reply.bytes = encode_stateblob(blob.code(), 0, {}, 0);
-        } else {
-            reply.bytes = encode_stateblob(rc::kSuccess, blob->state_flags, blob->bytes, req.offset);
-        }
+        reply.bytes = encode_stateblob(blob.code(), 0, {}, 0);
+    } else {
+        reply.bytes = encode_stateblob(rc::kSuccess, blob->state_flags, blob->bytes, req.offset);
     }
     // QEMU fetches permanent, volatile, then savestate: after the last one the
     // destination may take over shared storage.
@@ -173,17 +182,8 @@ Reply Dispatcher::set_state_blob(const SetStateBlobReq& req) {
         VTPM_LOG_ERROR("CMD_SET_STATEBLOB: unknown blob type %u", req.type);
         return result(rc::kBadParameter);
     }
-    auto type = static_cast<engine::BlobType>(req.type);
-    if (req.data.empty()) {
-        auto r = engine_.set_state(type, {});
-        return r ? result(rc::kSuccess) : error(r.error(), "CMD_SET_STATEBLOB");
-    }
-    auto plain = store::decode_migration_blob(req.data, req.state_flags, engine_.store().state_key(),
-                                              cfg_.migration_key ? &*cfg_.migration_key : nullptr);
-    if (!plain) return error(plain.error(), "CMD_SET_STATEBLOB");
-    auto r = engine_.set_state(type, plain->view());
+    auto r = import_blob(static_cast<engine::BlobType>(req.type), req.state_flags, req.data);
     if (!r) return error(r.error(), "CMD_SET_STATEBLOB");
-    lock_released_ = false;
     VTPM_LOG_INFO("CMD_SET_STATEBLOB: accepted blob type %u (%zu bytes)", req.type, req.data.size());
     return result(rc::kSuccess);
 }

@@ -8,6 +8,7 @@
 #include "ctrl/codec.hpp"
 #include "engine/engine.hpp"
 #include "store/key.hpp"
+#include "store/state_file.hpp"
 
 namespace vtpm::ctrl {
 
@@ -54,6 +55,12 @@ public:
     bool lock_released() const { return lock_released_; }
     /// Re-take the state lock (LOCK_STORAGE or before a TPM command).
     Result<void> relock(uint32_t retries);
+
+    /// A state blob in swtpm's migration format, as GET_STATEBLOB hands it out
+    /// (TPM running). `decrypted`: no state-key encryption.
+    Result<store::MigrationBlob> export_blob(engine::BlobType type, bool decrypted);
+    /// Take a blob as SET_STATEBLOB does (TPM stopped); empty clears it.
+    Result<void> import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob);
 
 private:
     Reply get_state_blob(const GetStateBlobReq& req);

@@ -1,0 +1,89 @@
+// The public API as a hypervisor tool uses it: libvtpm.so through the C ABI,
+// via the C++ wrapper in vtpm.hpp.
+#include <catch2/catch.hpp>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "vtpm/vtpm.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char t[] = "/tmp/vtpm-capi-XXXXXX";
+        path = ::mkdtemp(t);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+const std::vector<uint8_t> kStartup = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0};
+// TPM2_PCR_Read(sha256, PCR 16)
+const std::vector<uint8_t> kPcrRead = {0x80, 0x01, 0, 0, 0, 0x14, 0, 0, 0x01, 0x7e, 0, 0, 0, 1, 0, 0x0b, 3, 0, 0, 1};
+// TPM2_PCR_Extend(16, password session, sha256 = 32 x 0x77)
+std::vector<uint8_t> extend() {
+    std::vector<uint8_t> c = {0x80, 0x02, 0, 0, 0, 0x41, 0, 0, 0x01, 0x82, 0, 0, 0, 0x10, 0, 0, 0, 9,
+                              0x40, 0, 0, 9, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0x0b};
+    c.insert(c.end(), 32, 0x77);
+    return c;
+}
+uint32_t rc(const std::vector<uint8_t>& r) { return uint32_t{r[6]} << 24 | uint32_t{r[7]} << 16 | uint32_t{r[8]} << 8 | r[9]; }
+}  // namespace
+
+TEST_CASE("C API: power on, run commands, move state through blobs") {
+    TempDir d;
+    vtpm::Vtpm::Options o;
+    o.state_dir = d.path.string();
+    o.migration_key = std::vector<uint8_t>(32, 0x3c);
+    auto t = vtpm::Vtpm::open(o);
+    REQUIRE(t.ok());
+    CHECK(std::string(vtpm_version()).size() > 0);
+    REQUIRE(t->init().ok());
+    REQUIRE(rc(*t->process(kStartup)) == 0);
+    REQUIRE(rc(*t->process(extend())) == 0);
+    auto before = t->process(kPcrRead);
+    REQUIRE(before.ok());
+
+    auto perm = t->get_state_blob(VTPM_BLOB_PERMANENT);
+    auto vol = t->get_state_blob(VTPM_BLOB_VOLATILE);
+    REQUIRE(perm.ok());
+    REQUIRE(vol.ok());
+    CHECK((((*perm)[4] << 8 | (*perm)[5]) & 0x12) == 0x12);  // migration-key encrypted, 256 bit
+    CHECK(t->get_state_blob(VTPM_BLOB_SAVESTATE).code() == vtpm::rc::kRetry);
+    CHECK(t->set_state_blob(VTPM_BLOB_PERMANENT, *perm).code() == vtpm::rc::kBadOrdinal);  // running
+
+    REQUIRE(t->stop().ok());
+    auto bad = *perm;
+    bad[bad.size() / 2] ^= 1;
+    auto r = t->set_state_blob(VTPM_BLOB_PERMANENT, bad);
+    CHECK(r.code() == vtpm::rc::kDecryptError);
+    CHECK(r.error().message.find("HMAC") != std::string::npos);
+    REQUIRE(t->set_state_blob(VTPM_BLOB_PERMANENT, *perm).ok());
+    REQUIRE(t->set_state_blob(VTPM_BLOB_VOLATILE, *vol).ok());
+    REQUIRE(t->init(true).ok());
+    auto after = t->process(kPcrRead);
+    REQUIRE(after.ok());
+    CHECK(*after == *before);  // PCR 16 came back through the blobs
+
+    auto ctrl = t->ctrl(std::vector<uint8_t>{0, 0, 0, 0x0f});  // CMD_GET_CONFIG
+    REQUIRE(ctrl.ok());
+    CHECK(*ctrl == std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 2});  // migration key configured
+}
+
+TEST_CASE("C API: bad options are refused with a message") {
+    vtpm_options o{};
+    o.struct_size = sizeof o;
+    vtpm_t* t = nullptr;
+    CHECK(vtpm_open(&o, &t) == vtpm::rc::kBadParameter);  // no state_dir
+    CHECK(std::string(vtpm_open_error()).find("state_dir") != std::string::npos);
+    o.state_dir = "/nonexistent/vtpm";
+    CHECK(vtpm_open(&o, &t) != 0);
+    CHECK(std::string(vtpm_open_error()).find("/nonexistent/vtpm") != std::string::npos);
+    uint8_t key[7] = {};
+    o.state_key = key;
+    o.state_key_len = sizeof key;
+    CHECK(vtpm_open(&o, &t) == vtpm::rc::kBadKeyProperty);
+    CHECK(t == nullptr);
+}
