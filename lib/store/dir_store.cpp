@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "store/durable_file.hpp"
 #include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"
@@ -35,16 +36,10 @@ public:
 
     Result<void> lock() override {
         if (lock_fd_) return {};
-        std::string path = dir_ + "/.lock";
-        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0660));
-        if (!fd) return make_error(rc::kFail, "could not open the lock file " + path + ": " + errstr());
         // The same fcntl lock swtpm takes, so the two exclude each other.
-        struct flock fl{};
-        fl.l_type = F_WRLCK;
-        fl.l_whence = SEEK_SET;
-        if (::fcntl(fd.get(), F_SETLK, &fl) < 0)
-            return make_error(rc::kFail, "the state directory " + dir_ + " is locked by another process (" + errstr() + ")");
-        lock_fd_ = std::move(fd);
+        auto fd = take_lock(dir_ + "/.lock", "the state directory " + dir_, O_TRUNC);
+        if (!fd) return fd.error();
+        lock_fd_ = std::move(*fd);
         return {};
     }
 
@@ -56,29 +51,7 @@ public:
     bool locked() const override { return lock_fd_.valid(); }
 
     Result<Bytes> load_raw(std::string_view name) override {
-        std::string path = file_path("tpm", name);
-        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-        if (!fd) {
-            if (errno == ENOENT) return make_error(rc::kRetry, path + " does not exist");
-            return make_error(rc::kFail, "could not open " + path + ": " + errstr());
-        }
-        // swtpm applies the configured mode to files it loads.
-        if (::fchmod(fd.get(), mode_) < 0 && errno != EPERM)
-            return make_error(rc::kFail, "could not chmod " + path + ": " + errstr());
-        struct stat st{};
-        if (::fstat(fd.get(), &st) < 0) return make_error(rc::kFail, "could not stat " + path + ": " + errstr());
-        if (!S_ISREG(st.st_mode)) return make_error(rc::kFail, path + " is not a regular file");
-        Bytes data(static_cast<size_t>(st.st_size));
-        size_t off = 0;
-        while (off < data.size()) {
-            ssize_t n = ::read(fd.get(), data.data() + off, data.size() - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return make_error(rc::kFail, "could not read " + path + ": " + errstr());
-            if (n == 0) break;
-            off += static_cast<size_t>(n);
-        }
-        data.resize(off);
-        return data;
+        return read_whole_file(file_path("tpm", name), mode_);
     }
 
     Result<SecureBytes> load(std::string_view name) override {
@@ -103,7 +76,7 @@ public:
         auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
         if (!file) return file.error();
         std::string tmp = file_path("TMP", name), final_path = file_path("tpm", name);
-        auto r = write_durably(tmp, final_path, *file);
+        auto r = replace_file_durably(tmp, final_path, *file, mode_);
         wipe(*file);
         if (known) *known = r ? d : Digest{};
         return r;
@@ -117,7 +90,6 @@ public:
             if (errno == ENOENT && !must_exist) return {};
             return make_error(rc::kFail, "could not delete " + path + ": " + errstr());
         }
-        sync_dir();
         return {};
     }
 
@@ -172,40 +144,6 @@ private:
         p += "-00.";
         p += name;
         return p;
-    }
-
-    void sync_dir() const {
-        UniqueFd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (d) ::fsync(d.get());
-    }
-
-    Result<void> write_durably(const std::string& tmp, const std::string& final_path, ByteView data) const {
-        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode_));
-        if (!fd) return make_error(rc::kFail, "could not create " + tmp + ": " + errstr());
-        size_t off = 0;
-        while (off < data.size()) {
-            ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                std::string e = "could not write " + tmp + ": " + errstr();
-                ::unlink(tmp.c_str());
-                return make_error(rc::kFail, e);
-            }
-            off += static_cast<size_t>(n);
-        }
-        if (::fsync(fd.get()) < 0) {
-            std::string e = "could not sync " + tmp + ": " + errstr();
-            ::unlink(tmp.c_str());
-            return make_error(rc::kFail, e);
-        }
-        fd.reset();
-        if (::rename(tmp.c_str(), final_path.c_str()) < 0) {
-            std::string e = "could not rename " + tmp + " to " + final_path + ": " + errstr();
-            ::unlink(tmp.c_str());
-            return make_error(rc::kFail, e);
-        }
-        sync_dir();
-        return {};
     }
 
     std::string dir_;

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "store/durable_file.hpp"
 #include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"
@@ -25,8 +26,6 @@ constexpr uint64_t kMagic = 0x737774706d6c696eull;  // "swtpmlin"
 constexpr uint8_t kVersion = 1;
 constexpr size_t kSlots = 15;
 constexpr size_t kHeaderSize = 8 + 1 + 1 + 2 + kSlots * 12;  // 192
-
-std::string errstr() { return std::strerror(errno); }
 
 uint32_t le32(const uint8_t* p) { return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24; }
 void put_le32(uint8_t* p, uint32_t v) {
@@ -58,15 +57,9 @@ public:
 
     Result<void> lock() override {
         if (lock_fd_) return {};
-        std::string lp = path_ + ".lock";
-        UniqueFd fd(::open(lp.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660));
-        if (!fd) return make_error(rc::kFail, "could not open the lock file " + lp + ": " + errstr());
-        struct flock fl{};
-        fl.l_type = F_WRLCK;
-        fl.l_whence = SEEK_SET;
-        if (::fcntl(fd.get(), F_SETLK, &fl) < 0)
-            return make_error(rc::kFail, "the state file " + path_ + " is locked by another process (" + errstr() + ")");
-        lock_fd_ = std::move(fd);
+        auto fd = take_lock(path_ + ".lock", "the state file " + path_, 0);
+        if (!fd) return fd.error();
+        lock_fd_ = std::move(*fd);
         return read_image();
     }
     void unlock() override { lock_fd_.reset(); }
@@ -136,24 +129,11 @@ public:
 private:
     // Load the file (a missing or unformatted one becomes an empty store).
     Result<void> read_image() {
-        UniqueFd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
         image_.assign(kHeaderSize, 0);
         slots_ = {};
-        if (!fd) {
-            if (errno == ENOENT) return {};
-            return make_error(rc::kFail, "could not open " + path_ + ": " + errstr());
-        }
-        struct stat st{};
-        if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode))
-            return make_error(rc::kFail, path_ + " is not a regular file (block devices are not supported)");
-        Bytes data(static_cast<size_t>(st.st_size));
-        size_t off = 0;
-        while (off < data.size()) {
-            ssize_t r = ::read(fd.get(), data.data() + off, data.size() - off);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) return make_error(rc::kFail, "could not read " + path_ + ": " + errstr());
-            off += static_cast<size_t>(r);
-        }
+        auto file = read_whole_file(path_);
+        if (!file) return file.code() == rc::kRetry ? Result<void>{} : Result<void>{file.error()};
+        Bytes data = std::move(*file);
         if (data.size() < kHeaderSize) return {};  // too small to be formatted: swtpm formats it anew too
         uint64_t magic = 0;
         for (int b = 7; b >= 0; --b) magic = magic << 8 | data[static_cast<size_t>(b)];
@@ -213,29 +193,7 @@ private:
             put_le32(p + 4, s.data_length);
             put_le32(p + 8, s.section_length);
         }
-        std::string tmp = path_ + ".tmp";
-        UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode_));
-        if (!fd) return make_error(rc::kFail, "could not create " + tmp + ": " + errstr());
-        size_t off = 0;
-        while (off < image_.size()) {
-            ssize_t r = ::write(fd.get(), image_.data() + off, image_.size() - off);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) {
-                ::unlink(tmp.c_str());
-                return make_error(rc::kFail, "could not write " + tmp + ": " + errstr());
-            }
-            off += static_cast<size_t>(r);
-        }
-        if (::fsync(fd.get()) < 0 || ::rename(tmp.c_str(), path_.c_str()) < 0) {
-            std::string e = "could not replace " + path_ + ": " + errstr();
-            ::unlink(tmp.c_str());
-            return make_error(rc::kFail, e);
-        }
-        fd.reset();
-        std::string dir = path_.substr(0, path_.rfind('/') == std::string::npos ? 0 : path_.rfind('/'));
-        UniqueFd d(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (d) ::fsync(d.get());
-        return {};
+        return replace_file_durably(path_ + ".tmp", path_, image_, mode_);
     }
 
     std::string path_;

@@ -1,6 +1,8 @@
 // The public API as a hypervisor tool uses it: libvtpm.so through the C ABI,
 // via the C++ wrapper in vtpm.hpp.
 #include <catch2/catch.hpp>
+
+#include "temp_dir.hpp"
 #include <stdlib.h>
 
 #include <filesystem>
@@ -11,14 +13,6 @@
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char t[] = "/tmp/vtpm-capi-XXXXXX";
-        path = ::mkdtemp(t);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
 const std::vector<uint8_t> kStartup = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0};
 // TPM2_PCR_Read(sha256, PCR 16)
 const std::vector<uint8_t> kPcrRead = {0x80, 0x01, 0, 0, 0, 0x14, 0, 0, 0x01, 0x7e, 0, 0, 0, 1, 0, 0x0b, 3, 0, 0, 1};

@@ -1,6 +1,8 @@
 // Engine tests against the real libtpms, in-process, with a temporary
 // state directory.
 #include <catch2/catch.hpp>
+
+#include "temp_dir.hpp"
 #include <tss2/tss2_mu.h>
 
 #include <cstdlib>
@@ -16,15 +18,6 @@ using namespace vtpm;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/vtpm-engine-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 std::unique_ptr<engine::Engine> make_engine(const fs::path& dir, bool tpm2 = true,
                                             std::optional<store::Key> key = std::nullopt) {

@@ -1,6 +1,8 @@
 // Store: blob/TLV codec, swtpm's AES-CBC+HMAC, key options, state files and
 // migration blobs, the directory backend with its lock.
 #include <catch2/catch.hpp>
+
+#include "temp_dir.hpp"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,15 +30,6 @@ Bytes pattern(size_t n) {
     for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(i * 7 + 3);
     return b;
 }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char t[] = "/tmp/vtpm-store-XXXXXX";
-        path = ::mkdtemp(t);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 Bytes slurp(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
