@@ -1,336 +1,258 @@
-// vtpm-bench: our bridge and Debian's swtpm side by side in one run,
-// interleaved, both pinned to the same CPU, each with a long-lived client.
-// Prints median / p99 per operation and the ratio ours/swtpm.
+// vtpm-bench: our swtpm replacement ("ours") and Debian's swtpm side by side
+// in one run. Both servers are pinned to the same CPU and the client to
+// another; each server has one long-lived client connection per channel;
+// every operation runs in alternating batches (ours/swtpm, then swtpm/ours,
+// ...), a warm-up batch discarded. Prints median and p99 per operation, the
+// ratio ours/swtpm of the medians and the target it is held to. Targets are
+// reported, never turned into an exit code: exit 1 means the run failed.
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <map>
-#include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "server_proc.hpp"
+#include "cold_start.hpp"
+#include "net.hpp"
+#include "ops.hpp"
+#include "options.hpp"
+#include "runner.hpp"
+#include "server.hpp"
+#include "stats.hpp"
 #include "tpm_cmds.hpp"
 
-namespace fs = std::filesystem;
-using namespace bench;
-using Clock = std::chrono::steady_clock;
-
+namespace bench {
 namespace {
 
-struct Options {
-    std::string ours, theirs = "/usr/bin/swtpm", json;
-    int cpu = 1;
-    bool quick = false;
-};
+using Clock = std::chrono::steady_clock;
+using vtpm::Result;
 
-// One server under measurement with its connections and per-op state.
-struct Target {
-    std::unique_ptr<ServerProc> proc;
-    int data = -1, ctrl = -1;
-    TPM2_HANDLE quote_key = 0;
-    Bytes perm_blob, vol_blob;
-    uint8_t counter = 0;
-    uint32_t variant = 0;  // makes every CreatePrimary derive a new key
-    std::map<std::string, std::vector<double>> samples;  // microseconds
-};
+constexpr const char* kPermall = "tpm2-00.permall";
+constexpr double kColdStartTarget = 0.5;
+constexpr double kMemoryTarget = 1.0;
 
-void expect_ok(const Bytes& rsp, const std::string& op, const Target& t) {
-    uint32_t rc = response_code(rsp);
-    if (rc != 0) {
-        char buf[160];
-        std::snprintf(buf, sizeof buf, "%s on %s failed: TPM rc 0x%x", op.c_str(), t.proc->name().c_str(), rc);
-        throw std::runtime_error(buf);
-    }
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-uint32_t be32(const Bytes& b, size_t off) {
-    return (uint32_t{b[off]} << 24) | (uint32_t{b[off + 1]} << 16) | (uint32_t{b[off + 2]} << 8) | b[off + 3];
-}
-
-Bytes ctrl_msg(uint32_t code, std::initializer_list<uint32_t> fields) {
-    Bytes b;
-    for (uint32_t v : std::initializer_list<uint32_t>{code}) for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
-    for (uint32_t v : fields) for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
-    return b;
-}
-
-void expect_ctrl_ok(const Bytes& rsp, const std::string& op, const Target& t) {
-    if (be32(rsp, 0) != 0)
-        throw std::runtime_error(op + " on " + t.proc->name() + " failed: result " + std::to_string(be32(rsp, 0)));
-}
-
-Bytes get_blob(Target& t, uint32_t type) {
-    Bytes hdr = exchange(t.ctrl, ctrl_msg(0x0c, {1, type, 0}), 16);
-    expect_ctrl_ok(hdr, "GET_STATEBLOB", t);
-    return read_n(t.ctrl, be32(hdr, 8));
-}
-
-void set_blob(Target& t, uint32_t type, const Bytes& blob) {
-    Bytes m = ctrl_msg(0x0d, {0, type, static_cast<uint32_t>(blob.size())});
-    m.insert(m.end(), blob.begin(), blob.end());
-    expect_ctrl_ok(exchange(t.ctrl, m, 4), "SET_STATEBLOB", t);
-}
-
-struct Op {
-    std::string name;
-    int iterations;        // per batch
-    double target;         // ratio target (ours/swtpm median)
-    std::function<double(Target&)> run;  // one timed iteration, returns microseconds
-};
-
-template <typename F>
-double timed(F&& f) {
-    auto t0 = Clock::now();
-    f();
-    return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-}
-
-std::vector<Op> operations(bool quick) {
-    auto n = [quick](int full) { return quick ? std::max(2, full / 20) : full; };
-    std::vector<Op> ops;
-    ops.push_back({"GetRandom(32)", n(400), 0.9, [](Target& t) {
-        Bytes c = get_random(32), r;
-        double us = timed([&] { r = transact(t.data, c); });
-        expect_ok(r, "GetRandom", t);
-        return us;
-    }});
-    ops.push_back({"PCR_Extend", n(400), 0.9, [](Target& t) {
-        Bytes c = pcr_extend(16, ++t.counter), r;
-        double us = timed([&] { r = transact(t.data, c); });
-        expect_ok(r, "PCR_Extend", t);
-        return us;
-    }});
-    ops.push_back({"PCR_Read", n(400), 1.0, [](Target& t) {
-        Bytes c = pcr_read(0xff), r;
-        double us = timed([&] { r = transact(t.data, c); });
-        expect_ok(r, "PCR_Read", t);
-        return us;
-    }});
-    ops.push_back({"NV_Write(32)", n(200), 0.9, [](Target& t) {
-        Bytes c = nv_write(0x01500100, 32, ++t.counter), r;
-        double us = timed([&] { r = transact(t.data, c); });
-        expect_ok(r, "NV_Write", t);
-        return us;
-    }});
-    ops.push_back({"CreatePrimary ECC P-256", n(60), 1.0, [](Target& t) {
-        Bytes c = create_primary_ecc(++t.variant), r;
-        double us = timed([&] { r = transact(t.data, c); });
-        expect_ok(r, "CreatePrimary ECC", t);
-        expect_ok(transact(t.data, flush_context(response_handle(r))), "FlushContext", t);
-        return us;
-    }});
-    // Each RSA key is a new prime search whose length varies a lot: many samples.
-    ops.push_back({"CreatePrimary RSA-2048", quick ? 1 : 6, 1.0, [](Target& t) {
-        Bytes c = create_primary_rsa(++t.variant), r;
-        double us = timed([&] { r = transact(t.data, c); });
-        expect_ok(r, "CreatePrimary RSA", t);
-        expect_ok(transact(t.data, flush_context(response_handle(r))), "FlushContext", t);
-        return us;
-    }});
-    ops.push_back({"Quote (ECDSA P-256)", n(60), 1.0, [](Target& t) {
-        Bytes c = quote(t.quote_key, 0xff), r;
-        double us = 0;
-        // TPM_RC_RETRY is a legal answer (libtpms gives it on a key's first signature): ask again.
-        do { us = timed([&] { r = transact(t.data, c); }); } while (response_code(r) == TPM2_RC_RETRY);
-        expect_ok(r, "Quote", t);
-        return us;
-    }});
-    ops.push_back({"ctrl round trip (GET_CONFIG)", n(400), 1.0, [](Target& t) {
-        Bytes m = ctrl_msg(0x0f, {}), r;
-        double us = timed([&] { r = exchange(t.ctrl, m, 8); });
-        expect_ctrl_ok(r, "GET_CONFIG", t);
-        return us;
-    }});
-    for (uint32_t type : {1u, 2u}) {
-        std::string nm = type == 1 ? "permanent" : "volatile";
-        ops.push_back({"GET_STATEBLOB " + nm, n(100), 1.0, [type](Target& t) {
-            Bytes b;
-            double us = timed([&] { b = get_blob(t, type); });
-            if (b.empty()) throw std::runtime_error("empty blob");
-            return us;
-        }});
-    }
-    for (uint32_t type : {1u, 2u}) {
-        std::string nm = type == 1 ? "permanent" : "volatile";
-        ops.push_back({"SET_STATEBLOB " + nm, n(40), 1.0, [type](Target& t) {
-            // A restore as QEMU does it: STOP, set both blobs, INIT. Only the SET of this type is timed.
-            expect_ctrl_ok(exchange(t.ctrl, ctrl_msg(0x0e, {}), 4), "STOP", t);
-            double us = 0;
-            for (uint32_t ty : {1u, 2u}) {
-                const Bytes& blob = ty == 1 ? t.perm_blob : t.vol_blob;
-                if (ty == type) us = timed([&] { set_blob(t, ty, blob); });
-                else set_blob(t, ty, blob);
-            }
-            expect_ctrl_ok(exchange(t.ctrl, ctrl_msg(0x02, {1}), 4), "INIT", t);
-            return us;
-        }});
-    }
-    return ops;
-}
-
-void prepare(Target& t) {
-    t.data = t.proc->connect_data();
-    t.ctrl = t.proc->connect_ctrl();
-    // An NV index for NV_Write and a signing key for Quote, outside timing.
-    transact(t.data, nv_define(0x01500100, 32));  // may already exist in a reused state: ignore
-    Bytes r = transact(t.data, create_primary_ecc());
-    expect_ok(r, "CreatePrimary (quote key)", t);
-    t.quote_key = response_handle(r);
-    t.perm_blob = get_blob(t, 1);
-    t.vol_blob = get_blob(t, 2);
-}
-
-double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
-    return v[i];
-}
-
-std::string fresh_dir(const char* tag) {
-    std::string t = (fs::temp_directory_path() / (std::string("vtpm-bench-") + tag + "-XXXXXX")).string();
-    std::vector<char> buf(t.begin(), t.end());
-    buf.push_back(0);
-    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    return buf.data();
-}
-
-// exec to first answered command, on a copy of an already manufactured state.
-double cold_start(const std::string& name, const std::string& exe, const std::string& state_src, int cpu) {
-    std::string dir = fresh_dir("cold");
-    fs::copy_file(fs::path(state_src) / "tpm2-00.permall", fs::path(dir) / "tpm2-00.permall");
-    ServerProc p(name, exe, dir, cpu);
-    auto t0 = p.start();
-    int fd = p.connect_data(5000);
-    Bytes r = transact(fd, get_random(8));
-    double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-    ::close(fd);
-    if (response_code(r) != 0) throw std::runtime_error("cold start: GetRandom failed on " + name);
-    p.stop();
-    fs::remove_all(dir);
-    return us;
-}
-
-void pin_self(int cpu) {
+/// Pin the calling thread to an allowed CPU other than `avoid`; returns it.
+int pin_client(const cpu_set_t& allowed, int avoid) {
+    int chosen = avoid;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &allowed) && c != avoid) {
+            chosen = c;
+            break;
+        }
+    if (chosen == avoid) std::fprintf(stderr, "vtpm-bench: warning: no second CPU, the client shares CPU %d\n", avoid);
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
+    CPU_SET(chosen, &set);
+    ::sched_setaffinity(0, sizeof set, &set);
+    return chosen;
 }
 
-int usage() {
-    std::fprintf(stderr, "usage: vtpm-bench --ours PATH [--theirs PATH] [--cpu N] [--quick] [--json FILE]\n");
-    return 2;
+// Manufacture a TPM with `exe` in `dir` (start, one command, stop): the
+// permall both servers then start from.
+Result<std::string> manufacture(const std::string& name, const std::string& exe, const std::string& dir,
+                                const std::string& work, int cpu) {
+    Server server({name, exe, dir, work + "/manufacture.log", cpu});
+    if (auto r = server.start(); !r) return r.error();
+    auto fd = server.connect_data();
+    if (!fd) return fd.error();
+    auto cmd = cmd_get_random(8);
+    if (!cmd) return cmd.error();
+    Bytes rsp;
+    if (auto r = tpm_transact(fd->get(), *cmd, rsp); !r) return r.error();
+    if (auto r = expect_success(rsp, "TPM2_GetRandom (manufacturing)"); !r) return r.error();
+    server.stop();
+    const std::string permall = dir + "/" + kPermall;
+    if (!std::filesystem::exists(permall)) return vtpm::make_error(vtpm::rc::kFail, name + " wrote no " + permall);
+    return permall;
+}
+
+struct MemoryReading {
+    long ours = 0, theirs = 0;
+};
+
+Result<MemoryReading> read_memory(const Target& ours, const Target& theirs, const char* field) {
+    auto a = ours.server->status_kb(field);
+    if (!a) return a.error();
+    auto b = theirs.server->status_kb(field);
+    if (!b) return b.error();
+    return MemoryReading{*a, *b};
+}
+
+// Everything one run owns. Members are destroyed in reverse order: the
+// servers stop before their directories are removed.
+struct Run {
+    const Options& o;
+    TempDir work, ours_state, theirs_state;
+    Target ours, theirs;
+    std::string cold_permall_ours, cold_permall_theirs;  // what the cold starts copy
+    std::vector<Row> rows;
+
+    // After a failure: say which server died, if one did.
+    void report_dead_servers() {
+        for (Target* t : {&ours, &theirs})
+            if (std::string note = t->server->death_note(); !note.empty())
+                std::fprintf(stderr, "vtpm-bench: server died%s", note.c_str());
+    }
+
+    Result<void> start_servers() {
+        if (o.state != "separate") {
+            const bool by_ours = o.state == "ours";
+            auto seed = TempDir::create(work.path(), "seed-");
+            if (!seed) return seed.error();
+            auto permall = manufacture(by_ours ? "ours (manufacturing)" : "swtpm (manufacturing)",
+                                       by_ours ? o.ours : o.theirs, seed->path(), work.path(), o.cpu);
+            if (!permall) return permall.error();
+            cold_permall_ours = cold_permall_theirs = work.path() + "/" + kPermall;
+            for (const std::string& dir : {ours_state.path(), theirs_state.path(), work.path()})
+                if (auto r = copy_into(*permall, dir); !r) return r;
+        }
+        for (Target* t : {&ours, &theirs}) {
+            if (auto r = t->server->start(); !r) return r.error();
+            if (auto r = setup_target(*t); !r)
+                return vtpm::make_error(r.code(), "setting up " + t->name() + ": " + r.error().message);
+        }
+        if (o.state == "separate") {
+            // Copies of each server's own fresh state (it has the NV index from setup; harmless).
+            for (auto [t, dest] : {std::pair{&ours, &cold_permall_ours}, std::pair{&theirs, &cold_permall_theirs}}) {
+                const std::string dir = work.path() + "/permall-" + t->name();
+                std::error_code ec;
+                std::filesystem::create_directory(dir, ec);
+                if (ec) return vtpm::make_error(vtpm::rc::kFail, "mkdir " + dir + ": " + ec.message());
+                if (auto r = copy_into(t->server->state_dir() + "/" + kPermall, dir); !r) return r;
+                *dest = dir + "/" + kPermall;
+            }
+        }
+        return {};
+    }
+
+    Result<void> measure_latencies() {
+        std::vector<Op> ops = latency_ops();
+        std::erase_if(ops, [&](const Op& op) { return op.name.find(o.only) == std::string::npos; });
+        // A warm-up pass over every operation (discarded), then the first RSS reading.
+        for (const Op& op : ops)
+            for (Target* t : {&ours, &theirs}) {
+                if (auto r = prepare(op, *t); !r) return r;
+                if (auto r = run_batch(op, *t, batch_size(op, o.quick), true); !r) return r;
+            }
+        auto rss_warm = read_memory(ours, theirs, "VmRSS");
+        if (!rss_warm) return rss_warm.error();
+
+        for (const Op& op : ops) {
+            std::fprintf(stderr, "  %-20s ", op.name.c_str());
+            const auto t0 = Clock::now();
+            auto r = measure(op, ours, theirs, o.rounds, o.quick);
+            if (!r) {
+                std::fprintf(stderr, "failed\n");
+                return r;
+            }
+            std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+            for (const RowSpec& spec : op.rows)
+                rows.push_back(latency_row(spec.series, spec.target, ours.samples[spec.series], theirs.samples[spec.series]));
+        }
+        auto rss_end = read_memory(ours, theirs, "VmRSS");
+        if (!rss_end) return rss_end.error();
+        auto hwm = read_memory(ours, theirs, "VmHWM");
+        if (!hwm) return hwm.error();
+        rows.push_back(memory_row("RSS after warm-up (KiB)", kMemoryTarget, rss_warm->ours, rss_warm->theirs));
+        rows.push_back(memory_row("RSS after all ops (KiB)", kMemoryTarget, rss_end->ours, rss_end->theirs));
+        rows.push_back(memory_row("peak RSS, VmHWM (KiB)", 0, hwm->ours, hwm->theirs));
+        auto uss_ours = ours.server->private_kb();
+        auto uss_theirs = theirs.server->private_kb();
+        if (uss_ours && uss_theirs) rows.push_back(memory_row("private memory, USS (KiB)", 0, *uss_ours, *uss_theirs));
+        return {};
+    }
+
+    Result<void> measure_cold_start() {
+        if (std::string("cold start").find(o.only) == std::string::npos) return {};
+        std::fprintf(stderr, "  %-20s ", "cold start");
+        const auto t0 = Clock::now();
+        auto s = measure_cold_starts({"ours", o.ours, cold_permall_ours, work.path(), o.cpu},
+                                     {"swtpm", o.theirs, cold_permall_theirs, work.path(), o.cpu},
+                                     o.quick ? 3 : o.rounds);
+        if (!s) {
+            std::fprintf(stderr, "failed\n");
+            return s.error();
+        }
+        std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+        // Before the memory rows, after the latency rows.
+        auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
+        rows.insert(at, latency_row("cold start (exec -> 1st answer)", kColdStartTarget, s->a, s->b));
+        return {};
+    }
+
+    Result<void> report(const RunInfo& info) {
+        std::printf("\n");
+        print_table(stdout, rows);
+        std::printf("\nours = %s, swtpm = %s\nservers on CPU %d, client on CPU %d; %d rounds; state: %s; %.1f s\n",
+                    o.ours.c_str(), o.theirs.c_str(), info.server_cpu, info.client_cpu, o.rounds,
+                    info.state_mode.c_str(), info.seconds);
+        for (const Target* t : {&ours, &theirs})
+            if (t->retries > 0)
+                std::printf("note: %s answered TPM_RC_RETRY %d times (resubmitted, included in the timings)\n",
+                            t->name().c_str(), t->retries);
+        std::fflush(stdout);
+        if (o.json.empty()) return {};
+        return write_json(o.json, info, rows);
+    }
+};
+
+Result<void> check_executable(const std::string& path) {
+    if (::access(path.c_str(), X_OK) != 0) return vtpm::make_error(vtpm::rc::kFail, path + " is not an executable");
+    return {};
+}
+
+Result<void> run(const Options& o, int client_cpu) {
+    const auto started = Clock::now();
+    for (const std::string& exe : {o.ours, o.theirs})
+        if (auto r = check_executable(exe); !r) return r;
+    std::error_code ec;
+    const std::filesystem::path tmp = std::filesystem::temp_directory_path(ec);
+    auto work = TempDir::create(ec ? "/tmp" : tmp.string(), "vtpm-bench-");
+    if (!work) return work.error();
+    auto ours_state = TempDir::create(work->path(), "state-ours-");
+    if (!ours_state) return ours_state.error();
+    auto theirs_state = TempDir::create(work->path(), "state-swtpm-");
+    if (!theirs_state) return theirs_state.error();
+
+    Run run{o, std::move(*work), std::move(*ours_state), std::move(*theirs_state), {}, {}, {}, {}, {}};
+    const std::string& w = run.work.path();
+    run.ours.server = std::make_unique<Server>(ServerConfig{"ours", o.ours, run.ours_state.path(), w + "/ours.log", o.cpu});
+    run.theirs.server =
+        std::make_unique<Server>(ServerConfig{"swtpm", o.theirs, run.theirs_state.path(), w + "/swtpm.log", o.cpu});
+
+    for (auto phase : {&Run::start_servers, &Run::measure_latencies, &Run::measure_cold_start}) {
+        if (auto r = (run.*phase)(); !r) {
+            run.report_dead_servers();
+            return r;
+        }
+    }
+    return run.report({o.ours, o.theirs, o.state, o.cpu, client_cpu, o.rounds, o.quick, seconds_since(started)});
 }
 
 }  // namespace
+}  // namespace bench
 
 int main(int argc, char** argv) {
-    Options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-        if (a == "--ours") o.ours = next();
-        else if (a == "--theirs") o.theirs = next();
-        else if (a == "--cpu") o.cpu = std::atoi(next().c_str());
-        else if (a == "--quick") o.quick = true;
-        else if (a == "--json") o.json = next();
-        else return usage();
+    bench::Options o;
+    switch (bench::parse_options(argc, argv, o)) {
+        case bench::ParseResult::kRun: break;
+        case bench::ParseResult::kHelp: bench::print_usage(stdout); return 0;
+        case bench::ParseResult::kError: bench::print_usage(stderr); return 1;
     }
-    if (o.ours.empty()) return usage();
-    const int ncpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
-    const int client_cpu = ncpu > 1 ? (o.cpu == 0 ? 1 : 0) : 0;
-    pin_self(client_cpu);
-
-    try {
-        Target ours, theirs;
-        ours.proc = std::make_unique<ServerProc>("ours", o.ours, fresh_dir("ours"), o.cpu);
-        theirs.proc = std::make_unique<ServerProc>("swtpm", o.theirs, fresh_dir("swtpm"), o.cpu);
-        Target* targets[] = {&ours, &theirs};
-        // Both TPMs get the same seeds (ours manufactures, swtpm opens a copy of
-        // that state): key derivation then does identical work on both, and
-        // the copy is one more proof that swtpm reads our state files.
-        ours.proc->start();
-        prepare(ours);
-        fs::copy_file(fs::path(ours.proc->state_dir()) / "tpm2-00.permall",
-                      fs::path(theirs.proc->state_dir()) / "tpm2-00.permall");
-        theirs.proc->start();
-        prepare(theirs);
-        const int rounds = o.quick ? 2 : 10;
-        auto ops = operations(o.quick);
-        for (const Op& op : ops) {
-            for (Target* t : targets) op.run(*t);  // warm-up, discarded
-            for (int r = 0; r < rounds; ++r) {
-                // Alternate who goes first so drift hits both alike.
-                Target* order[2] = {targets[r % 2], targets[1 - r % 2]};
-                for (Target* t : order)
-                    for (int i = 0; i < op.iterations; ++i) t->samples[op.name].push_back(op.run(*t));
-            }
-        }
-        long rss_ours = ours.proc->rss_kb(), rss_theirs = theirs.proc->rss_kb();
-        long uss_ours = ours.proc->uss_kb(), uss_theirs = theirs.proc->uss_kb();
-
-        const int cold_n = o.quick ? 3 : 15;
-        std::vector<double> cold_ours, cold_theirs;
-        for (int i = 0; i < cold_n; ++i) {
-            cold_ours.push_back(cold_start("ours", o.ours, ours.proc->state_dir(), o.cpu));
-            cold_theirs.push_back(cold_start("swtpm", o.theirs, theirs.proc->state_dir(), o.cpu));
-        }
-        ours.samples["cold start (exec to first answer)"] = cold_ours;
-        theirs.samples["cold start (exec to first answer)"] = cold_theirs;
-
-        std::printf("%-34s %12s %12s %12s %12s %8s %7s  %s\n", "operation", "ours med µs", "ours p99",
-                    "swtpm med µs", "swtpm p99", "ratio", "target", "");
-        std::FILE* js = o.json.empty() ? nullptr : std::fopen(o.json.c_str(), "w");
-        if (js) std::fprintf(js, "{\"rows\": [\n");
-        bool first = true;
-        auto row = [&](const std::string& name, double target) {
-            auto& a = ours.samples[name];
-            auto& b = theirs.samples[name];
-            double ma = percentile(a, 0.5), mb = percentile(b, 0.5);
-            double ratio = mb > 0 ? ma / mb : 0;
-            std::printf("%-34s %12.1f %12.1f %12.1f %12.1f %8.2f %7.2f  %s\n", name.c_str(), ma, percentile(a, 0.99), mb,
-                        percentile(b, 0.99), ratio, target, ratio <= target ? "PASS" : "MISS");
-            if (js)
-                std::fprintf(js, "%s{\"op\": \"%s\", \"ours_median_us\": %.2f, \"ours_p99_us\": %.2f, "
-                                 "\"swtpm_median_us\": %.2f, \"swtpm_p99_us\": %.2f, \"ratio\": %.3f, \"target\": %.2f, "
-                                 "\"samples\": %zu}",
-                             first ? "" : ",\n", name.c_str(), ma, percentile(a, 0.99), mb, percentile(b, 0.99), ratio,
-                             target, a.size());
-            first = false;
-        };
-        for (const Op& op : ops) row(op.name, op.target);
-        row("cold start (exec to first answer)", 0.5);
-        double rr = rss_theirs > 0 ? static_cast<double>(rss_ours) / static_cast<double>(rss_theirs) : 0;
-        std::printf("%-34s %12ld %12s %12ld %12s %8.2f %7.2f  %s\n", "RSS after the run (KiB)", rss_ours, "", rss_theirs,
-                    "", rr, 1.0, rr <= 1.0 ? "PASS" : "MISS");
-        double ur = uss_theirs > 0 ? static_cast<double>(uss_ours) / static_cast<double>(uss_theirs) : 0;
-        std::printf("%-34s %12ld %12s %12ld %12s %8.2f %7s  %s\n", "private memory (USS, KiB)", uss_ours, "", uss_theirs,
-                    "", ur, "-", "(info)");
-        if (js) {
-            std::fprintf(js, ",\n{\"op\": \"USS KiB\", \"ours\": %ld, \"swtpm\": %ld, \"ratio\": %.3f}", uss_ours,
-                         uss_theirs, ur);
-            std::fprintf(js, ",\n{\"op\": \"RSS KiB\", \"ours\": %ld, \"swtpm\": %ld, \"ratio\": %.3f, \"target\": 1.0}\n]}\n",
-                         rss_ours, rss_theirs, rr);
-            std::fclose(js);
-        }
-        for (Target* t : targets) {
-            std::string dir = t->proc->state_dir();
-            t->proc->stop();
-            fs::remove_all(dir);
-        }
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "vtpm-bench: %s\n", e.what());
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (o.cpu >= CPU_SETSIZE || ::sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(o.cpu, &allowed)) {
+        std::fprintf(stderr, "vtpm-bench: CPU %d is not available to this process\n", o.cpu);
+        return 1;
+    }
+    const int client_cpu = bench::pin_client(allowed, o.cpu);
+    if (auto r = bench::run(o, client_cpu); !r) {
+        std::fprintf(stderr, "vtpm-bench: %s\n", r.error().message.c_str());
         return 1;
     }
     return 0;

@@ -1,8 +1,27 @@
 #!/usr/bin/env bash
-# Build and run the side-by-side benchmark: our bridge vs Debian's swtpm.
-#   bench/run.sh [--quick] [--json FILE]
+# Run the side-by-side benchmark: our bridge vs Debian's swtpm. Builds nothing:
+# build first with `ninja -C build bench/vtpm-bench swtpm-bridge/vtpm-bridge`.
+#   bench/run.sh [--quick] [--json FILE] [--rounds N] [--cpu N] [--ours PATH] [--theirs PATH]
+# Environment: BUILD_DIR (default build), OURS (default $BUILD_DIR/swtpm-bridge/vtpm-bridge).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -f build/build.ninja ] || meson setup build
-ninja -C build swtpm-bridge/vtpm-bridge bench/vtpm-bench >/dev/null
-exec build/bench/vtpm-bench --ours build/swtpm-bridge/vtpm-bridge --theirs /usr/bin/swtpm "$@"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+bench="$build/bench/vtpm-bench"
+ours="${OURS:-$build/swtpm-bridge/vtpm-bridge}"
+
+if [ ! -x "$bench" ]; then
+    echo "run.sh: $bench not built; run: ninja -C $build bench/vtpm-bench" >&2
+    exit 2
+fi
+args=()
+case " $* " in
+    *" --ours "*) ;;
+    *)
+        if [ ! -x "$ours" ]; then
+            echo "run.sh: $ours not built; run: ninja -C $build swtpm-bridge/vtpm-bridge (or pass --ours PATH)" >&2
+            exit 2
+        fi
+        args+=(--ours "$ours")
+        ;;
+esac
+exec "$bench" "${args[@]}" "$@"

@@ -1,0 +1,47 @@
+#include "cold_start.hpp"
+
+#include <chrono>
+
+#include "net.hpp"
+#include "ops.hpp"
+#include "server.hpp"
+#include "tpm_cmds.hpp"
+
+namespace bench {
+
+vtpm::Result<double> cold_start_once(const ColdStartConfig& config) {
+    auto dir = TempDir::create(config.work_dir, "cold-" + config.name + "-");
+    if (!dir) return dir.error();
+    if (auto r = copy_into(config.permall, dir->path()); !r) return r.error();
+    auto cmd = cmd_get_random(32);
+    if (!cmd) return cmd.error();
+    Server server({config.name, config.exe, dir->path(), config.work_dir + "/cold-" + config.name + ".log", config.cpu});
+
+    auto t0 = server.start();
+    if (!t0) return t0.error();
+    auto fd = server.connect_data();
+    if (!fd) return fd.error();
+    Bytes rsp;
+    auto r = tpm_transact(fd->get(), *cmd, rsp);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (!r) return r.error();
+    if (auto ok = expect_success(rsp, "TPM2_GetRandom (first command)"); !ok) return ok.error();
+    server.stop();
+    return std::chrono::duration<double, std::micro>(t1 - *t0).count();
+}
+
+vtpm::Result<ColdStartSamples> measure_cold_starts(const ColdStartConfig& a, const ColdStartConfig& b, int rounds) {
+    ColdStartSamples out;
+    for (int round = 0; round <= rounds; ++round) {
+        for (int k = 0; k < 2; ++k) {
+            const bool first = (round + k) % 2 == 0;
+            const ColdStartConfig& c = first ? a : b;
+            auto us = cold_start_once(c);
+            if (!us) return vtpm::make_error(us.code(), "cold start of " + c.name + ": " + us.error().message);
+            if (round > 0) (first ? out.a : out.b).push_back({*us});
+        }
+    }
+    return out;
+}
+
+}  // namespace bench

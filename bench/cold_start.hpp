@@ -1,0 +1,32 @@
+// Cold start: fork/exec of a server on a fresh state directory holding a
+// manufactured permall, until its first TPM2_GetRandom response arrives.
+#pragma once
+
+#include <string>
+
+#include "stats.hpp"
+#include "vtpm/result.hpp"
+
+namespace bench {
+
+struct ColdStartConfig {
+    std::string name, exe;
+    std::string permall;   // copied into the fresh state directory
+    std::string work_dir;  // where the state directory and the log go
+    int cpu = 1;
+};
+
+/// One sample in µs: time from just before fork() to the complete GetRandom
+/// response on a data connection opened with connect-retry. The server is
+/// stopped and its directory removed afterwards (untimed).
+vtpm::Result<double> cold_start_once(const ColdStartConfig& config);
+
+struct ColdStartSamples {
+    Rounds a, b;  // one single-sample round per measured round
+};
+
+/// `rounds` measured pairs, alternating who goes first, after one warm-up
+/// pair (discarded).
+vtpm::Result<ColdStartSamples> measure_cold_starts(const ColdStartConfig& a, const ColdStartConfig& b, int rounds);
+
+}  // namespace bench

@@ -1,0 +1,83 @@
+#include "options.hpp"
+
+#include <cstdlib>
+
+namespace bench {
+namespace {
+
+bool parse_int(const char* s, int min, int& out) {
+    char* end = nullptr;
+    long v = std::strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < min || v > 100000) return false;
+    out = static_cast<int>(v);
+    return true;
+}
+
+ParseResult bad(const char* option, const char* value) {
+    std::fprintf(stderr, "vtpm-bench: bad value for %s: %s\n", option, value);
+    return ParseResult::kError;
+}
+
+}  // namespace
+
+void print_usage(std::FILE* out) {
+    std::fprintf(out,
+                 "usage: vtpm-bench --ours PATH [--theirs PATH] [--cpu N] [--rounds N] [--quick]\n"
+                 "                  [--state theirs|ours|separate] [--only TEXT] [--json FILE]\n"
+                 "  --ours PATH     our server, run as `PATH socket --tpm2 ...` (required)\n"
+                 "  --theirs PATH   the reference (default /usr/bin/swtpm)\n"
+                 "  --cpu N         CPU both servers are pinned to (default 1); the client runs on another\n"
+                 "  --rounds N      measured rounds per operation (default 20, --quick: 2)\n"
+                 "  --quick         smoke run: few rounds, small batches\n"
+                 "  --state MODE    theirs (default) | ours: both servers start from one permall manufactured\n"
+                 "                  by that server, so CreatePrimary derives the same keys on both (and\n"
+                 "                  the other one proves it reads that state); separate: each its own\n"
+                 "  --only TEXT     only the operations whose name contains TEXT (\"cold start\" is one)\n"
+                 "  --json FILE     also write the results as JSON\n"
+                 "Exit status: 0 when the run completed (whatever the targets say), 1 on errors.\n");
+}
+
+ParseResult parse_options(int argc, char** argv, Options& o) {
+    bool rounds_given = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--help" || a == "-h") return ParseResult::kHelp;
+        if (a == "--quick") {
+            o.quick = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "vtpm-bench: unknown option or missing value: %s\n", a.c_str());
+            return ParseResult::kError;
+        }
+        const char* v = argv[++i];
+        if (a == "--ours") {
+            o.ours = v;
+        } else if (a == "--theirs") {
+            o.theirs = v;
+        } else if (a == "--json") {
+            o.json = v;
+        } else if (a == "--only") {
+            o.only = v;
+        } else if (a == "--cpu") {
+            if (!parse_int(v, 0, o.cpu)) return bad("--cpu", v);
+        } else if (a == "--rounds") {
+            if (!parse_int(v, 1, o.rounds)) return bad("--rounds", v);
+            rounds_given = true;
+        } else if (a == "--state") {
+            o.state = v;
+            if (o.state != "theirs" && o.state != "ours" && o.state != "separate") return bad("--state", v);
+        } else {
+            std::fprintf(stderr, "vtpm-bench: unknown option %s\n", a.c_str());
+            return ParseResult::kError;
+        }
+    }
+    if (o.quick && !rounds_given) o.rounds = 2;
+    if (o.ours.empty()) {
+        std::fprintf(stderr, "vtpm-bench: --ours PATH is required\n");
+        return ParseResult::kError;
+    }
+    return ParseResult::kRun;
+}
+
+}  // namespace bench

@@ -1,0 +1,26 @@
+// Command line of vtpm-bench.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+namespace bench {
+
+struct Options {
+    std::string ours;                      // --ours PATH (required)
+    std::string theirs = "/usr/bin/swtpm"; // --theirs PATH
+    std::string json;                      // --json FILE
+    std::string only;                      // --only TEXT: operations whose name contains it
+    std::string state = "theirs";          // who manufactures the shared permall, or "separate"
+    int cpu = 1;                           // CPU of both servers
+    int rounds = 20;                       // measured rounds per operation
+    bool quick = false;
+};
+
+enum class ParseResult { kRun, kHelp, kError };
+
+/// Parse argv; errors are reported on stderr.
+ParseResult parse_options(int argc, char** argv, Options& o);
+void print_usage(std::FILE* out);
+
+}  // namespace bench
