@@ -18,11 +18,13 @@ struct FreeDeleter {
     void operator()(void* p) const noexcept { std::free(p); }
 };
 
+}  // namespace
+
 bool version_available(TPMLIB_TPMVersion v) { return TPMLIB_ChooseTPMVersion(v) == TPM_SUCCESS; }
 
 // RSA key sizes from libtpms' TPMFeatures JSON: {"TPMFeatures":{"RSAKeySizes":[1024,2048,3072],...}}
-std::vector<std::string> rsa_key_sizes() {
-    std::vector<std::string> out;
+std::vector<unsigned> rsa_key_sizes() {
+    std::vector<unsigned> out;
     std::unique_ptr<char, FreeDeleter> info(TPMLIB_GetInfo(TPMLIB_INFO_TPMFEATURES));
     if (!info) return out;
     std::string s(info.get());
@@ -38,9 +40,21 @@ std::vector<std::string> rsa_key_sizes() {
         std::string n = list.substr(pos, comma - pos);
         n.erase(0, n.find_first_not_of(' '));
         n.erase(n.find_last_not_of(' ') + 1);
-        if (!n.empty()) out.push_back("rsa-keysize-" + n);
+        if (!n.empty()) out.push_back(static_cast<unsigned>(std::strtoul(n.c_str(), nullptr, 10)));
         pos = comma + 1;
     }
+    return out;
+}
+
+namespace {
+
+std::string json_object(const char* type, const std::vector<std::string>& f) {
+    std::string out = std::string("{ \"type\": \"") + type + "\", \"features\": [ ";
+    for (size_t i = 0; i < f.size(); ++i) {
+        if (i) out += ", ";
+        out += "\"" + f[i] + "\"";
+    }
+    out += " ], \"version\": \"" VTPM_SWTPM_COMPAT_VERSION "\" }";
     return out;
 }
 
@@ -54,19 +68,26 @@ std::string capabilities_json(bool tpm2) {
                           "ctrl-opt-terminate", "cmdarg-key-fd", "cmdarg-pwd-fd", "cmdarg-print-states",
                           "cmdarg-migration", "nvram-backend-dir", "nvram-backend-file"})
         f.emplace_back(s);
-    if (tpm2 && version_available(TPMLIB_TPM_VERSION_2)) {
-        auto sizes = rsa_key_sizes();
-        f.insert(f.end(), sizes.begin(), sizes.end());
-    }
+    if (tpm2 && version_available(TPMLIB_TPM_VERSION_2))
+        for (unsigned n : rsa_key_sizes()) f.push_back("rsa-keysize-" + std::to_string(n));
     // Leave libtpms set to the version the caller asked for.
     TPMLIB_ChooseTPMVersion(tpm2 ? TPMLIB_TPM_VERSION_2 : TPMLIB_TPM_VERSION_1_2);
-    std::string out = "{ \"type\": \"swtpm\", \"features\": [ ";
-    for (size_t i = 0; i < f.size(); ++i) {
-        if (i) out += ", ";
-        out += "\"" + f[i] + "\"";
-    }
-    out += " ], \"version\": \"" VTPM_SWTPM_COMPAT_VERSION "\" }";
-    return out;
+    return json_object("swtpm", f);
+}
+
+std::string setup_capabilities_json() {
+    std::vector<std::string> f;
+    const bool has12 = version_available(TPMLIB_TPM_VERSION_1_2);
+    const bool has2 = version_available(TPMLIB_TPM_VERSION_2);
+    if (has12) f.emplace_back("tpm-1.2");
+    if (has2) f.emplace_back("tpm-2.0");
+    for (const char* s : {"cmdarg-keyfile-fd", "cmdarg-pwdfile-fd", "tpm12-not-need-root", "cmdarg-write-ek-cert-files",
+                          "cmdarg-create-config-files", "cmdarg-reconfigure-pcr-banks"})
+        f.emplace_back(s);
+    if (has2)
+        for (unsigned n : rsa_key_sizes())
+            if (n >= 2048) f.push_back("tpm2-rsa-keysize-" + std::to_string(n));
+    return json_object("swtpm_setup", f);
 }
 
 }  // namespace vtpm::bridge

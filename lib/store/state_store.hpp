@@ -63,6 +63,10 @@ std::unique_ptr<StateStore> make_dir_store(std::string dir, bool tpm2, mode_t fi
 /// swtpm's file:// backend: all blobs in one file (regular files only).
 std::unique_ptr<StateStore> make_linear_store(std::string path, mode_t file_mode, std::optional<Key> state_key);
 
+/// Blobs kept in memory only (plain; no key, no lock): manufacturing works
+/// in one and writes the result into the real store at the end.
+std::unique_ptr<StateStore> make_memory_store();
+
 /// Open a backend from a URI: `dir://PATH` or `file://PATH`.
 Result<std::unique_ptr<StateStore>> open_store(std::string_view uri, bool tpm2, mode_t file_mode,
                                                std::optional<Key> state_key);

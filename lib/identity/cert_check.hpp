@@ -1,0 +1,30 @@
+// Where a certificate is checked: chain verification against trusted roots,
+// the TCG profile fields, and that a certificate is for a given key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "identity/ossl.hpp"
+#include "identity/tcg_cert.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::identity {
+
+/// Verify `leaf` up to one of `trusted` (self-signed roots or trust anchors),
+/// using `untrusted` intermediates. On success: the subjects of the chain,
+/// leaf first. On failure the message names the certificate and the reason.
+Result<std::vector<std::string>> verify_chain(const X509* leaf, const std::vector<const X509*>& untrusted,
+                                              const std::vector<const X509*>& trusted);
+
+/// Check the EK-certificate profile: TCG EKU of `kind`, TPM manufacturer,
+/// model and version present (and TPMSpecification for an EK).
+Result<TcgFields> check_tcg_profile(const X509* cert, CertKind kind);
+
+/// The certificate's public key is `key`.
+Result<void> check_certifies_key(const X509* cert, EVP_PKEY* key);
+
+/// One-line subject, issuer and validity, for --display and logs.
+std::string summarize(const X509* cert);
+
+}  // namespace vtpm::identity
