@@ -92,6 +92,20 @@ def test(work, stack):
     h.check_eq(active, {"sha256"}, "only the configured bank is active")
     srv.stop()
 
+    # The verifier command shows the chain and fails on a foreign root.
+    certs = os.path.join(os.path.dirname(SETUP), "vtpm-certs")
+    show = h.run([certs, "show", "--tpm2", "--tpmstate", f"dir={plain}", "--ca-dir", ca], check_rc=False)
+    h.check(show.returncode == 0 and show.stdout.count("certifies the key in the TPM") == 3
+            and "libvtpm local CA root" in show.stdout, "vtpm-certs show verifies all three certificates")
+    other = os.path.join(work, "otherca")
+    with open(os.path.join(work, "other.conf"), "w") as f:
+        f.write(f"localca_dir = {other}\n")
+    tmp = os.path.join(work, "tmpstate")
+    os.mkdir(tmp)
+    setup(work, "--tpm2", "--tpm-state", tmp, "--create-ek-cert", "--config", os.path.join(work, "other.conf"))
+    bad = h.run([certs, "show", "--tpm2", "--tpmstate", f"dir={plain}", "--ca-dir", other], check_rc=False)
+    h.check(bad.returncode == 1 and "FAIL chain" in bad.stdout, "vtpm-certs names a chain that does not verify")
+
     # Existing state: --not-overwrite ends quietly, no flag refuses, both leave it untouched.
     before = h.dir_digest(plain)
     libvirt_manufacture(work, plain, cfg, log)
