@@ -8,6 +8,7 @@ PKGS=(
   libtpms-dev libssl-dev libglib2.0-dev libtss2-dev libseccomp-dev catch2
   swtpm swtpm-tools tpm2-tools
   qemu-system-x86 qemu-utils busybox-static cpio linux-image-cloud-amd64
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )
 
 missing=()

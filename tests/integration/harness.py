@@ -80,7 +80,10 @@ def main(fn):
         print(f"# FAILED after {_checks} checks")
         rc = 1
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if rc and os.environ.get("VTPM_KEEP_WORK"):
+            print(f"# work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     sys.exit(rc)
 
 
