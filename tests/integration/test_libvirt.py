@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 import harness as h
-import libvirt_env as lv
+import libvirt_daemon as lv
 
 BRIDGE = os.path.realpath(h.server_cmd()[0])
 SETUP = os.environ.get("VTPM_SETUP", os.path.join(os.path.dirname(BRIDGE), "vtpm-setup"))
