@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cold_start.hpp"
+#include "manufacture.hpp"
 #include "net.hpp"
 #include "ops.hpp"
 #include "options.hpp"
@@ -33,6 +34,7 @@ using vtpm::Result;
 constexpr const char* kPermall = "tpm2-00.permall";
 constexpr double kColdStartTarget = 0.5;
 constexpr double kMemoryTarget = 1.0;
+constexpr double kManufactureTarget = 0.2;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -185,6 +187,26 @@ struct Run {
         return {};
     }
 
+    Result<void> measure_manufacture() {
+        if (std::string("manufacturing").find(o.only) == std::string::npos) return {};
+        if (::access(o.setup_ours.c_str(), X_OK) != 0 || ::access(o.setup_theirs.c_str(), X_OK) != 0) {
+            std::fprintf(stderr, "  manufacturing        skipped (%s or %s missing)\n", o.setup_ours.c_str(),
+                         o.setup_theirs.c_str());
+            return {};
+        }
+        std::fprintf(stderr, "  %-20s ", "manufacturing");
+        const auto t0 = Clock::now();
+        auto s = measure_manufacturing({o.setup_ours, o.setup_theirs, work.path(), o.cpu}, o.quick ? 2 : 8);
+        if (!s) {
+            std::fprintf(stderr, "failed\n");
+            return s.error();
+        }
+        std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+        auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
+        rows.insert(at, latency_row("manufacture (libvirt's setup)", kManufactureTarget, s->a, s->b));
+        return {};
+    }
+
     Result<void> report(const RunInfo& info) {
         std::printf("\n");
         print_table(stdout, rows);
@@ -225,7 +247,8 @@ Result<void> run(const Options& o, int client_cpu) {
     run.theirs.server =
         std::make_unique<Server>(ServerConfig{"swtpm", o.theirs, run.theirs_state.path(), w + "/swtpm.log", o.cpu});
 
-    for (auto phase : {&Run::start_servers, &Run::measure_latencies, &Run::measure_cold_start}) {
+    for (auto phase : {&Run::start_servers, &Run::measure_latencies, &Run::measure_cold_start,
+                        &Run::measure_manufacture}) {
         if (auto r = (run.*phase)(); !r) {
             run.report_dead_servers();
             return r;

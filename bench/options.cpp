@@ -32,8 +32,11 @@ void print_usage(std::FILE* out) {
                  "  --state MODE    theirs (default) | ours: both servers start from one permall manufactured\n"
                  "                  by that server, so CreatePrimary derives the same keys on both (and\n"
                  "                  the other one proves it reads that state); separate: each its own\n"
-                 "  --only TEXT     only the operations whose name contains TEXT (\"cold start\" is one)\n"
+                 "  --only TEXT     only the operations whose name contains TEXT (\"cold start\" and\n"
+                 "                  \"manufacturing\" are ones)\n"
                  "  --json FILE     also write the results as JSON\n"
+                 "  --setup-ours PATH    vtpm-setup (default: beside --ours)\n"
+                 "  --setup-theirs PATH  reference setup tool (default /usr/bin/swtpm_setup)\n"
                  "Exit status: 0 when the run completed (whatever the targets say), 1 on errors.\n");
 }
 
@@ -55,6 +58,10 @@ ParseResult parse_options(int argc, char** argv, Options& o) {
             o.ours = v;
         } else if (a == "--theirs") {
             o.theirs = v;
+        } else if (a == "--setup-ours") {
+            o.setup_ours = v;
+        } else if (a == "--setup-theirs") {
+            o.setup_theirs = v;
         } else if (a == "--json") {
             o.json = v;
         } else if (a == "--only") {
@@ -76,6 +83,10 @@ ParseResult parse_options(int argc, char** argv, Options& o) {
     if (o.ours.empty()) {
         std::fprintf(stderr, "vtpm-bench: --ours PATH is required\n");
         return ParseResult::kError;
+    }
+    if (o.setup_ours.empty()) {
+        const auto slash = o.ours.rfind('/');
+        o.setup_ours = (slash == std::string::npos ? std::string() : o.ours.substr(0, slash + 1)) + "vtpm-setup";
     }
     return ParseResult::kRun;
 }
