@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `meson install` into a scratch prefix, then: pkg-config finds vtpm, the C
 # example compiles and links against the installed library and runs on a
-# fresh state directory, and <libexecdir>/libvtpm/swtpm is the bridge.
+# fresh state directory, <libexecdir>/libvtpm/swtpm is the bridge and
+# <libexecdir>/libvtpm/swtpm_setup is vtpm-setup.
 set -euo pipefail
 builddir=$1
 srcdir=$2
@@ -29,6 +30,18 @@ link=$(find "$work/dest" -path '*libexec/libvtpm/swtpm' | head -1)
 case "$(readlink "$link")" in
   "$instprefix"/bin/vtpm-bridge) echo "ok: $link -> $(readlink "$link")" ;;
   *) echo "FAIL: swtpm entry point points to $(readlink "$link")"; exit 1 ;;
+esac
+link=$(find "$work/dest" -path '*libexec/libvtpm/swtpm_setup' | head -1)
+[ -L "$link" ] || { echo "FAIL: <libexecdir>/libvtpm/swtpm_setup missing"; exit 1; }
+case "$(readlink "$link")" in
+  "$instprefix"/bin/vtpm-setup) echo "ok: $link -> $(readlink "$link")" ;;
+  *) echo "FAIL: swtpm_setup entry point points to $(readlink "$link")"; exit 1 ;;
+esac
+# libvirt runs `swtpm_setup --print-capabilities` by that name.
+caps=$("$work/dest$instprefix/bin/vtpm-setup" --print-capabilities)
+case "$caps" in
+  *'"tpm-2.0"'*'"cmdarg-pwdfile-fd"'*) echo "ok: swtpm_setup capabilities: $caps" ;;
+  *) echo "FAIL: capabilities: $caps"; exit 1 ;;
 esac
 for h in vtpm.h vtpm.hpp result.hpp; do
   [ -f "$(dirname "$pc")/../../include/vtpm/$h" ] || [ -n "$(find "$work/dest" -path "*include/vtpm/$h")" ] ||

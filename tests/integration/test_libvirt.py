@@ -183,6 +183,18 @@ def test(work, stack):
     h.check(ek_debian is not None and s4.ek_cert(after=mark) == ek_debian,
             "Debian-made EK certificate is read unchanged from NV under our bridge")
 
+    # The example domain XMLs of examples/libvirt are accepted by libvirt 9.0 (TCG instead of KVM here).
+    examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "libvirt")
+    a.virsh("secret-define", os.path.join(examples, "vtpm-secret.xml"))
+    for name in ("domain-vtpm.xml", "domain-vtpm-encrypted.xml"):
+        with open(os.path.join(examples, name)) as f:
+            xml = f.read().replace("type='kvm'", "type='qemu'")
+        path = os.path.join(work, name)
+        with open(path, "w") as f:
+            f.write(xml)
+        out = a.virsh("define", path, check_rc=False)
+        h.check(out.returncode == 0, f"examples/libvirt/{name} defines: {out.stderr.strip()}")
+
 
 if __name__ == "__main__":
     h.main(test)
