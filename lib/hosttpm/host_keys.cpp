@@ -1,0 +1,165 @@
+#include "hosttpm/host_keys.hpp"
+
+#include <cstring>
+#include <string>
+
+namespace vtpm::hosttpm {
+
+namespace {
+
+TPM2B_PUBLIC ecc_signing_template(TPMA_OBJECT attrs) {
+    TPM2B_PUBLIC t{};
+    auto& p = t.publicArea;
+    p.type = TPM2_ALG_ECC;
+    p.nameAlg = TPM2_ALG_SHA256;
+    p.objectAttributes = attrs;
+    p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+    p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+    p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+    p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+    return t;
+}
+
+constexpr TPMA_OBJECT kNonMigratable =
+    TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+
+Result<FlushedHandle> create_primary(Esys& tpm, ESYS_TR hierarchy, const TPM2B_PUBLIC& tmpl, const char* what) {
+    TPM2B_SENSITIVE_CREATE sensitive{};
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION creation_pcr{};
+    ESYS_TR handle = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_CreatePrimary(tpm.ctx(), hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                                    &tmpl, &outside, &creation_pcr, &handle, nullptr, nullptr, nullptr, nullptr);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error(std::string("creating the ") + what, rc));
+    return FlushedHandle(tpm.ctx(), handle);
+}
+
+Result<void> persist(Esys& tpm, FlushedHandle& obj, uint32_t handle, const char* what) {
+    ESYS_TR out = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_EvictControl(tpm.ctx(), ESYS_TR_RH_OWNER, obj.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   handle, &out);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error(std::string("persisting the ") + what, rc));
+    Esys_TR_Close(tpm.ctx(), &out);
+    return {};
+}
+
+bool same_public(const TPMT_PUBLIC& a, const TPMT_PUBLIC& b) {
+    return a.type == b.type && a.nameAlg == b.nameAlg && a.objectAttributes == b.objectAttributes &&
+           a.authPolicy.size == b.authPolicy.size &&
+           std::memcmp(a.authPolicy.buffer, b.authPolicy.buffer, a.authPolicy.size) == 0 &&
+           a.parameters.eccDetail.curveID == b.parameters.eccDetail.curveID &&
+           a.parameters.eccDetail.scheme.scheme == b.parameters.eccDetail.scheme.scheme;
+}
+
+}  // namespace
+
+TPM2B_PUBLIC host_ak_template() {
+    return ecc_signing_template(kNonMigratable | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED |
+                                TPMA_OBJECT_SIGN_ENCRYPT);
+}
+
+TPM2B_PUBLIC authkey_template(const TPM2B_DIGEST& policy) {
+    // No userWithAuth: every use must satisfy the PCR policy.
+    TPM2B_PUBLIC t = ecc_signing_template(kNonMigratable | TPMA_OBJECT_ADMINWITHPOLICY | TPMA_OBJECT_SIGN_ENCRYPT);
+    t.publicArea.authPolicy = policy;
+    return t;
+}
+
+Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o) {
+    TPML_PCR_SELECTION sel{};
+    sel.count = 1;
+    auto& s = sel.pcrSelections[0];
+    s.hash = o.bank;
+    s.sizeofSelect = 3;
+    if (o.pcrs.empty()) return make_error(rc::kBadParameter, "no host PCRs selected for the AuthKey policy");
+    for (uint32_t p : o.pcrs) {
+        if (p > 23) return make_error(rc::kBadParameter, "host PCR " + std::to_string(p) + " is out of range (0-23)");
+        s.pcrSelect[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+    }
+    return sel;
+}
+
+Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
+    TPMT_SYM_DEF sym{};
+    sym.algorithm = TPM2_ALG_NULL;
+    ESYS_TR session = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_StartAuthSession(tpm.ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       nullptr, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256, &session);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("starting a trial policy session", rc));
+    FlushedHandle guard(tpm.ctx(), session);
+    TPM2B_DIGEST empty{};  // the TPM uses the PCRs' current values
+    rc = Esys_PolicyPCR(tpm.ctx(), session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyPCR over the host PCRs", rc));
+    TPM2B_DIGEST* raw = nullptr;
+    rc = Esys_PolicyGetDigest(tpm.ctx(), session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw);
+    EsysPtr<TPM2B_DIGEST> digest(raw);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("reading the policy digest", rc));
+    return *digest;
+}
+
+Result<TPM2B_PUBLIC> read_persistent(Esys& tpm, uint32_t handle) {
+    ESYS_TR obj = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_TR_FromTPMPublic(tpm.ctx(), handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &obj);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kRetry, tss_error("no object at " + hex32(handle), rc));
+    TPM2B_PUBLIC* raw = nullptr;
+    rc = Esys_ReadPublic(tpm.ctx(), obj, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
+    EsysPtr<TPM2B_PUBLIC> pub(raw);
+    Esys_TR_Close(tpm.ctx(), &obj);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("ReadPublic(" + hex32(handle) + ")", rc));
+    return *pub;
+}
+
+Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o) {
+    HostKeys k;
+    auto sel = pcr_selection(o);
+    if (!sel) return sel.error();
+    k.pcrs = *sel;
+    auto policy = current_pcr_policy(tpm, k.pcrs);
+    if (!policy) return policy.error();
+    k.policy = *policy;
+
+    const TPM2B_PUBLIC ak_tmpl = host_ak_template();
+    if (auto existing = read_persistent(tpm, kHostAkHandle)) {
+        if (!same_public(existing->publicArea, ak_tmpl.publicArea))
+            return make_error(rc::kFail, "the object at " + hex32(kHostAkHandle) +
+                                             " is not a host AK (attributes differ); refusing to adopt it");
+        k.ak = *existing;
+    } else if (existing.code() == rc::kRetry) {
+        auto obj = create_primary(tpm, ESYS_TR_RH_ENDORSEMENT, ak_tmpl, "host AK");
+        if (!obj) return obj.error();
+        if (auto r = persist(tpm, *obj, kHostAkHandle, "host AK"); !r) return r.error();
+        auto pub = read_persistent(tpm, kHostAkHandle);
+        if (!pub) return pub.error();
+        k.ak = *pub;
+        k.ak_created = true;
+    } else {
+        return existing.error();
+    }
+
+    const TPM2B_PUBLIC auth_tmpl = authkey_template(k.policy);
+    if (auto existing = read_persistent(tpm, kAuthKeyHandle)) {
+        const auto& e = existing->publicArea;
+        if (e.authPolicy.size != k.policy.size || std::memcmp(e.authPolicy.buffer, k.policy.buffer, k.policy.size) != 0)
+            return make_error(rc::kFail, "the AuthKey at " + hex32(kAuthKeyHandle) +
+                                             " is bound to other PCR values: the host PCRs changed since provisioning "
+                                             "or other PCRs were selected");
+        if (!same_public(e, auth_tmpl.publicArea))
+            return make_error(rc::kFail, "the object at " + hex32(kAuthKeyHandle) +
+                                             " is not an AuthKey (attributes differ); refusing to adopt it");
+        k.authkey = *existing;
+    } else if (existing.code() == rc::kRetry) {
+        auto obj = create_primary(tpm, ESYS_TR_RH_OWNER, auth_tmpl, "AuthKey");
+        if (!obj) return obj.error();
+        if (auto r = persist(tpm, *obj, kAuthKeyHandle, "AuthKey"); !r) return r.error();
+        auto pub = read_persistent(tpm, kAuthKeyHandle);
+        if (!pub) return pub.error();
+        k.authkey = *pub;
+        k.authkey_created = true;
+    } else {
+        return existing.error();
+    }
+    return k;
+}
+
+}  // namespace vtpm::hosttpm

@@ -1,0 +1,168 @@
+// vtpm-host: the operator's side of the hardware-rooted identity.
+//   vtpm-host provision --tcti T --dir HOSTDIR [--pcrs 0,1,...]
+//   vtpm-host status    --tcti T --dir HOSTDIR
+// provision creates or adopts the host AK and the PCR-bound AuthKey in the
+// hardware TPM and writes their public parts and the policy into HOSTDIR.
+#include <getopt.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <tss2/tss2_mu.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+#include "hosttpm/host_keys.hpp"
+#include "identity/tpm_public.hpp"
+#include "store/durable_file.hpp"
+
+using namespace vtpm;
+
+namespace {
+
+Result<void> write_text(const std::string& dir, const std::string& name, const std::string& text) {
+    const std::string p = dir + "/" + name;
+    return store::replace_file_durably(p + ".tmp", p, ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                                       0644);
+}
+
+Result<std::string> public_pem(const TPM2B_PUBLIC& pub) {
+    auto key = identity::pkey_from_tpm_public(pub.publicArea);
+    if (!key) return key.error();
+    identity::BioPtr bio(BIO_new(BIO_s_mem()));
+    if (!bio || PEM_write_bio_PUBKEY(bio.get(), key->get()) != 1) return make_error(rc::kFail, "PEM encoding failed");
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<size_t>(n));
+}
+
+Result<std::string> marshal(const TPM2B_PUBLIC& pub) {
+    uint8_t buf[sizeof(TPM2B_PUBLIC)];
+    size_t off = 0;
+    if (Tss2_MU_TPM2B_PUBLIC_Marshal(&pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
+        return make_error(rc::kFail, "cannot marshal a public area");
+    return std::string(reinterpret_cast<char*>(buf), off);
+}
+
+std::string pcr_list(const TPML_PCR_SELECTION& sel) {
+    std::string out;
+    const auto& s = sel.pcrSelections[0];
+    for (unsigned i = 0; i < 8u * s.sizeofSelect; ++i)
+        if (s.pcrSelect[i / 8] & (1u << (i % 8))) out += (out.empty() ? "" : ",") + std::to_string(i);
+    return out;
+}
+
+Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) {
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        return make_error(rc::kFail, "cannot create " + dir + ": " + std::strerror(errno));
+    for (auto [name, pub] : {std::pair{"ak", &k.ak}, {"authkey", &k.authkey}}) {
+        auto pem = public_pem(*pub);
+        if (!pem) return pem.error();
+        if (auto r = write_text(dir, std::string(name) + ".pem", *pem); !r) return r;
+        auto raw = marshal(*pub);
+        if (!raw) return raw.error();
+        if (auto r = write_text(dir, std::string(name) + ".pub", *raw); !r) return r;
+    }
+    if (auto r = write_text(dir, "authkey.policy", std::string(reinterpret_cast<const char*>(k.policy.buffer), k.policy.size)); !r)
+        return r;
+    std::ostringstream conf;
+    conf << "# written by vtpm-host provision\n"
+         << "host_ak_handle = " << hex32(hosttpm::kHostAkHandle) << "\n"
+         << "authkey_handle = " << hex32(hosttpm::kAuthKeyHandle) << "\n"
+         << "authkey_pcr_bank = sha256\n"
+         << "authkey_pcrs = " << pcr_list(k.pcrs) << "\n"
+         << "authkey_policy = " << to_hex(ByteView(k.policy.buffer, k.policy.size)) << "\n";
+    return write_text(dir, "host.conf", conf.str());
+}
+
+int usage(int rc) {
+    std::fprintf(rc ? stderr : stdout,
+                 "usage: vtpm-host provision --tcti TCTI --dir HOSTDIR [--pcrs 0,1,...]\n"
+                 "       vtpm-host status    --tcti TCTI --dir HOSTDIR\n"
+                 "TCTI defaults to %s.\n",
+                 hosttpm::kDefaultTcti);
+    return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) return usage(2);
+    const std::string cmd = argv[1];
+    if (cmd == "--help" || cmd == "-h") return usage(0);
+    if (cmd != "provision" && cmd != "status") return usage(2);
+    static const struct option longopts[] = {{"tcti", required_argument, nullptr, 't'},
+                                             {"dir", required_argument, nullptr, 'd'},
+                                             {"pcrs", required_argument, nullptr, 'p'},
+                                             {nullptr, 0, nullptr, 0}};
+    std::string tcti = hosttpm::kDefaultTcti, dir;
+    hosttpm::ProvisionOptions po;
+    optind = 2;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
+        switch (c) {
+            case 't': tcti = optarg; break;
+            case 'd': dir = optarg; break;
+            case 'p': {
+                po.pcrs.clear();
+                std::stringstream ss(optarg);
+                std::string tok;
+                while (std::getline(ss, tok, ',')) {
+                    char* end = nullptr;
+                    const unsigned long v = std::strtoul(tok.c_str(), &end, 10);
+                    if (tok.empty() || *end) return std::fprintf(stderr, "vtpm-host: bad PCR '%s'\n", tok.c_str()), 2;
+                    po.pcrs.push_back(static_cast<uint32_t>(v));
+                }
+                break;
+            }
+            default: return usage(2);
+        }
+    }
+    if (dir.empty()) return usage(2);
+    // tpm2-tss logs expected failures (probing an empty handle) as errors;
+    // our own messages say what matters. TSS2_LOG set by the caller wins.
+    setenv("TSS2_LOG", "all+none", 0);
+    auto tpm = hosttpm::Esys::open(tcti);
+    if (!tpm) return std::fprintf(stderr, "vtpm-host: %s\n", tpm.error().message.c_str()), 1;
+    if (cmd == "provision") {
+        auto keys = hosttpm::provision(**tpm, po);
+        if (!keys) return std::fprintf(stderr, "vtpm-host: provision: %s\n", keys.error().message.c_str()), 1;
+        if (auto r = write_host_dir(dir, *keys); !r)
+            return std::fprintf(stderr, "vtpm-host: %s\n", r.error().message.c_str()), 1;
+        std::printf("host AK at %s (%s)\nAuthKey at %s (%s), bound to sha256 PCRs %s\npublic parts in %s\n",
+                    hex32(hosttpm::kHostAkHandle).c_str(), keys->ak_created ? "created" : "already present",
+                    hex32(hosttpm::kAuthKeyHandle).c_str(), keys->authkey_created ? "created" : "already present",
+                    pcr_list(keys->pcrs).c_str(), dir.c_str());
+        return 0;
+    }
+    // status: what the TPM holds against what HOSTDIR says.
+    int bad = 0;
+    for (auto [name, handle] : {std::pair{"host AK", hosttpm::kHostAkHandle}, {"AuthKey", hosttpm::kAuthKeyHandle}}) {
+        auto pub = hosttpm::read_persistent(**tpm, handle);
+        if (!pub) {
+            std::printf("%s at %s: missing (%s)\n", name, hex32(handle).c_str(), pub.error().message.c_str());
+            bad = 1;
+            continue;
+        }
+        auto pem = public_pem(*pub);
+        auto file = store::read_whole_file(dir + (handle == hosttpm::kHostAkHandle ? "/ak.pem" : "/authkey.pem"));
+        const bool same = pem && file && std::string(file->begin(), file->end()) == *pem;
+        std::printf("%s at %s: present, %s\n", name, hex32(handle).c_str(),
+                    (same ? "matches " + dir : "DOES NOT match " + dir).c_str());
+        bad |= !same;
+    }
+    auto authkey = hosttpm::read_persistent(**tpm, hosttpm::kAuthKeyHandle);
+    if (authkey) {
+        auto sel = hosttpm::pcr_selection(po);
+        auto now = sel ? hosttpm::current_pcr_policy(**tpm, *sel) : Result<TPM2B_DIGEST>(sel.error());
+        const auto& pol = authkey->publicArea.authPolicy;
+        const bool usable = now && now->size == pol.size && std::memcmp(now->buffer, pol.buffer, pol.size) == 0;
+        std::printf("AuthKey policy: %s\n", usable ? "satisfied by the current host PCRs"
+                                                   : "NOT satisfied: the host PCRs changed (the AuthKey cannot sign)");
+        bad |= !usable;
+    }
+    return bad;
+}
