@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "util/bytes.hpp"
+
 namespace vtpm::hosttpm {
 
 std::string tss_error(const std::string& what, TSS2_RC rc) {
@@ -29,6 +31,13 @@ Result<std::unique_ptr<Esys>> Esys::open(const std::string& tcti_conf) {
 Esys::~Esys() {
     Esys_Finalize(&ctx_);
     Tss2_TctiLdr_Finalize(&tcti_);
+}
+
+Result<TrHandle> tr_from_tpm(Esys& tpm, uint32_t tpm_handle) {
+    ESYS_TR h = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_TR_FromTPMPublic(tpm.ctx(), tpm_handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kRetry, tss_error("nothing at " + hex32(tpm_handle), rc));
+    return TrHandle(tpm.ctx(), h);
 }
 
 }  // namespace vtpm::hosttpm

@@ -77,4 +77,36 @@ private:
     ESYS_TR h_ = ESYS_TR_NONE;
 };
 
+/// An ESYS handle for an object that outlives us (persistent key, NV index):
+/// closed (ESYS forgets it), never flushed.
+class TrHandle {
+public:
+    TrHandle() = default;
+    TrHandle(ESYS_CONTEXT* ctx, ESYS_TR h) : ctx_(ctx), h_(h) {}
+    TrHandle(TrHandle&& o) noexcept : ctx_(o.ctx_), h_(std::exchange(o.h_, ESYS_TR_NONE)) {}
+    TrHandle& operator=(TrHandle&& o) noexcept {
+        if (this != &o) {
+            reset();
+            ctx_ = o.ctx_;
+            h_ = std::exchange(o.h_, ESYS_TR_NONE);
+        }
+        return *this;
+    }
+    TrHandle(const TrHandle&) = delete;
+    TrHandle& operator=(const TrHandle&) = delete;
+    ~TrHandle() { reset(); }
+    ESYS_TR get() const { return h_; }
+    void reset() {
+        if (h_ != ESYS_TR_NONE && ctx_) Esys_TR_Close(ctx_, &h_);
+        h_ = ESYS_TR_NONE;
+    }
+
+private:
+    ESYS_CONTEXT* ctx_ = nullptr;
+    ESYS_TR h_ = ESYS_TR_NONE;
+};
+
+/// ESYS handle for a persistent object or NV index; rc::kRetry if absent.
+Result<TrHandle> tr_from_tpm(Esys& tpm, uint32_t tpm_handle);
+
 }  // namespace vtpm::hosttpm

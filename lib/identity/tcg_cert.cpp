@@ -7,16 +7,16 @@
 
 #include "identity/der.hpp"
 #include "identity/tcg_oids.hpp"
+#include "identity/x509_build.hpp"
 
 namespace vtpm::identity {
 
-namespace {
+using x509::add_conf_ext;
+using x509::add_raw_ext;
+using x509::object;
+using x509::set_random_serial;
 
-Result<Asn1ObjPtr> object(const char* dotted) {
-    Asn1ObjPtr o(OBJ_txt2obj(dotted, 1));
-    if (!o) return make_error(rc::kFail, ossl_error(std::string("bad OID ") + dotted));
-    return o;
-}
+namespace {
 
 Result<void> add_utf8_entry(X509_NAME* name, const char* dotted, const std::string& value) {
     auto o = object(dotted);
@@ -52,44 +52,12 @@ Result<void> add_dirname_san(X509* cert, const char* oid_a, const std::string& a
     return {};
 }
 
-Result<void> add_raw_ext(X509* cert, const char* dotted, ByteView value, bool critical) {
-    auto o = object(dotted);
-    if (!o) return o.error();
-    Asn1OctetPtr os(ASN1_OCTET_STRING_new());
-    if (!os || !ASN1_OCTET_STRING_set(os.get(), value.data(), static_cast<int>(value.size())))
-        return make_error(rc::kFail, "out of memory");
-    X509ExtPtr ext(X509_EXTENSION_create_by_OBJ(nullptr, o->get(), critical ? 1 : 0, os.get()));
-    if (!ext || !X509_add_ext(cert, ext.get(), -1))
-        return make_error(rc::kFail, ossl_error(std::string("could not add extension ") + dotted));
-    return {};
-}
-
-Result<void> add_conf_ext(X509* cert, X509* issuer, int nid, const char* value) {
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-    X509ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));
-    if (!ext || !X509_add_ext(cert, ext.get(), -1))
-        return make_error(rc::kFail, ossl_error(std::string("could not add extension ") + OBJ_nid2sn(nid)));
-    return {};
-}
-
 Result<Bytes> tpm_specification_attribute(const TpmSpecification& s) {
     auto id = der::oid(oid::kTpmSpecification);
     if (!id) return id.error();
     Bytes value = der::sequence(der::cat({der::utf8(s.family), der::integer(s.level), der::integer(s.revision)}));
     Bytes attribute = der::sequence(der::cat({*id, der::set(value)}));
     return der::sequence(attribute);
-}
-
-Result<void> set_random_serial(X509* cert) {
-    uint8_t raw[16];
-    if (RAND_bytes(raw, sizeof(raw)) != 1) return make_error(rc::kFail, "no random bytes for the serial number");
-    raw[0] &= 0x7f;  // positive
-    raw[0] |= 0x40;  // and full length
-    BnPtr bn(BN_bin2bn(raw, sizeof(raw), nullptr));
-    if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert)))
-        return make_error(rc::kFail, "could not set the serial number");
-    return {};
 }
 
 }  // namespace
@@ -102,16 +70,7 @@ Result<Bytes> issue_certificate(const CertRequest& req, Issuer& issuer) {
     if (!X509_set_version(cert.get(), X509_VERSION_3)) return make_error(rc::kFail, "out of memory");
     if (auto r = set_random_serial(cert.get()); !r) return r.error();
 
-    time_t now = time(nullptr);
-    if (!X509_time_adj_ex(X509_getm_notBefore(cert.get()), 0, 0, &now))
-        return make_error(rc::kFail, "could not set notBefore");
-    if (req.days < 0) {
-        // RFC 5280 4.1.2.5: no well-defined expiration date.
-        if (!ASN1_TIME_set_string(X509_getm_notAfter(cert.get()), "99991231235959Z"))
-            return make_error(rc::kFail, "could not set notAfter");
-    } else if (!X509_time_adj_ex(X509_getm_notAfter(cert.get()), req.days, 0, &now)) {
-        return make_error(rc::kFail, "could not set notAfter");
-    }
+    if (auto r = x509::set_validity(cert.get(), req.days); !r) return r.error();
     if (!X509_set_issuer_name(cert.get(), X509_get_subject_name(issuer_cert)))
         return make_error(rc::kFail, "could not set the issuer name");
     if (!req.subject_cn.empty() &&

@@ -195,29 +195,33 @@ Bytes evict_control(uint32_t object, uint32_t persistent) {
 
 Bytes flush_context(uint32_t handle) { return Cmd(TPM2_CC_FlushContext, false).u32(handle).done(); }
 
-Bytes nv_define_space(uint32_t index, uint32_t attributes, uint16_t size) {
+Bytes nv_define_space(uint32_t index, uint32_t attributes, uint16_t size, uint32_t auth) {
     TPM2B_NV_PUBLIC pub{};
     pub.nvPublic.nvIndex = index;
     pub.nvPublic.nameAlg = TPM2_ALG_SHA256;
     pub.nvPublic.attributes = attributes;
     pub.nvPublic.dataSize = size;
     return Cmd(TPM2_CC_NV_DefineSpace, true)
-        .handle(TPM2_RH_PLATFORM)
+        .handle(auth)
         .password_session()
         .u16(0)  // empty auth value
         .mu(pub, Tss2_MU_TPM2B_NV_PUBLIC_Marshal)
         .done();
 }
 
-Bytes nv_write(uint32_t index, ByteView data, uint16_t offset) {
+Bytes nv_write(uint32_t index, ByteView data, uint16_t offset, uint32_t auth) {
     return Cmd(TPM2_CC_NV_Write, true)
-        .handle(TPM2_RH_PLATFORM)
+        .handle(auth)
         .handle(index)
         .password_session()
         .u16(static_cast<uint16_t>(data.size()))
         .raw(data)
         .u16(offset)
         .done();
+}
+
+Bytes nv_undefine_space(uint32_t index, uint32_t auth) {
+    return Cmd(TPM2_CC_NV_UndefineSpace, true).handle(auth).handle(index).password_session().done();
 }
 
 Bytes nv_write_lock(uint32_t index) {

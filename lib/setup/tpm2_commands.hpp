@@ -53,8 +53,12 @@ Bytes marshal_public(const TPMT_PUBLIC& pub);
 Bytes create_primary(uint32_t hierarchy, const TPMT_PUBLIC& tmpl);
 Bytes evict_control(uint32_t object, uint32_t persistent);
 Bytes flush_context(uint32_t handle);
-Bytes nv_define_space(uint32_t index, uint32_t attributes, uint16_t size);
-Bytes nv_write(uint32_t index, ByteView data, uint16_t offset);
+/// `auth`: the hierarchy authorising (platform at manufacturing; owner
+/// for indices the host adds to a running vTPM, whose platform auth the
+/// guest firmware has changed).
+Bytes nv_define_space(uint32_t index, uint32_t attributes, uint16_t size, uint32_t auth = TPM2_RH_PLATFORM);
+Bytes nv_write(uint32_t index, ByteView data, uint16_t offset, uint32_t auth = TPM2_RH_PLATFORM);
+Bytes nv_undefine_space(uint32_t index, uint32_t auth);
 Bytes nv_write_lock(uint32_t index);
 Bytes nv_read_public(uint32_t index);
 Bytes nv_read(uint32_t index, uint16_t size, uint16_t offset);

@@ -3,7 +3,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -75,6 +77,8 @@ inline void store_be32(uint8_t* p, uint32_t v) {
 
 /// Lower-case hex of a byte range (for logs of non-secret data and tests).
 std::string to_hex(ByteView v);
+/// Bytes from hex text (either case, even length); nullopt if it is not hex.
+std::optional<Bytes> from_hex(std::string_view text);
 /// "0x" and the value in hex, for result codes in messages.
 std::string hex32(uint32_t v);
 

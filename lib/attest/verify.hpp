@@ -1,0 +1,65 @@
+// The tenant's check of a VM's evidence (design.md §2, seed 002 step 2-3),
+// in a fixed order; the first failing step is named and the rest are not
+// reached. Pure: certificates and bytes in, a report out.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attest/evidence.hpp"
+#include "attest/records.hpp"
+#include "identity/ossl.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::attest {
+
+/// Expected values: PCRs of the VM ("sha256:9" -> digest) and optionally the
+/// host PCR digest the AuthKey policy must have been computed over.
+struct Reference {
+    std::map<std::pair<uint16_t, unsigned>, Bytes> pcrs;
+    std::optional<Bytes> host_pcr_digest;
+};
+
+/// Text form: one "BANK:PCR HEX" or "host-pcr-digest HEX" per line, '#' comments.
+Result<Reference> parse_reference(std::string_view text);
+
+struct VerifyInputs {
+    const X509* host_ak_cert = nullptr;
+    std::vector<const X509*> ca;  // the verifier's trust: self-signed roots and intermediates
+    Bytes user_cert_der;
+    Bytes nonce;
+    std::optional<std::string> vm_uuid;                 // the VM the tenant rents
+    std::vector<unsigned> required_host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
+    std::optional<Reference> reference;
+    std::optional<VmRecord> host_record;                // the host's uniqueness record
+};
+
+enum class StepStatus { Pass, Fail, Skip, NotReached };
+
+struct StepResult {
+    std::string id, title;
+    StepStatus status = StepStatus::NotReached;
+    std::string detail;
+};
+
+struct Report {
+    std::vector<StepResult> steps;
+    bool ok = false;
+    /// The first failing step's id (empty on success).
+    std::string failed_step;
+    std::string vm_uuid;
+    uint64_t generation = 0;
+};
+
+/// Run every check on `evidence` (bytes as read from the file).
+Report verify_evidence(const VerifyInputs& in, ByteView evidence);
+
+/// Machine-readable report (one JSON object) and a table for people.
+std::string report_json(const Report& r);
+std::string report_table(const Report& r);
+
+}  // namespace vtpm::attest
