@@ -1,6 +1,7 @@
 // vtpm-host: the operator's side of the hardware-rooted identity.
 //   vtpm-host provision --tcti T --dir HOSTDIR [--pcrs 0,1,...]
 //   vtpm-host status    --tcti T --dir HOSTDIR
+//   vtpm-host enroll    --tcti T --dir HOSTDIR --ca CADIR --ek-roots PEMFILE
 // provision creates or adopts the host AK and the PCR-bound AuthKey in the
 // hardware TPM and writes their public parts and the policy into HOSTDIR.
 #include <getopt.h>
@@ -16,7 +17,11 @@
 #include <string>
 
 #include "hosttpm/host_keys.hpp"
+#include "identity/cert_check.hpp"
+#include "identity/local_ca.hpp"
 #include "identity/tpm_public.hpp"
+#include "issuance/enroll.hpp"
+#include "issuance/host_identity.hpp"
 #include "store/durable_file.hpp"
 
 using namespace vtpm;
@@ -82,6 +87,7 @@ int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
                  "usage: vtpm-host provision --tcti TCTI --dir HOSTDIR [--pcrs 0,1,...]\n"
                  "       vtpm-host status    --tcti TCTI --dir HOSTDIR\n"
+                 "       vtpm-host enroll    --tcti TCTI --dir HOSTDIR --ca CADIR --ek-roots PEMFILE\n"
                  "TCTI defaults to %s.\n",
                  hosttpm::kDefaultTcti);
     return rc;
@@ -93,12 +99,14 @@ int main(int argc, char** argv) {
     if (argc < 2) return usage(2);
     const std::string cmd = argv[1];
     if (cmd == "--help" || cmd == "-h") return usage(0);
-    if (cmd != "provision" && cmd != "status") return usage(2);
+    if (cmd != "provision" && cmd != "status" && cmd != "enroll") return usage(2);
     static const struct option longopts[] = {{"tcti", required_argument, nullptr, 't'},
                                              {"dir", required_argument, nullptr, 'd'},
                                              {"pcrs", required_argument, nullptr, 'p'},
+                                             {"ca", required_argument, nullptr, 'c'},
+                                             {"ek-roots", required_argument, nullptr, 'e'},
                                              {nullptr, 0, nullptr, 0}};
-    std::string tcti = hosttpm::kDefaultTcti, dir;
+    std::string tcti = hosttpm::kDefaultTcti, dir, ca_dir, ek_roots;
     hosttpm::ProvisionOptions po;
     optind = 2;
     int c;
@@ -106,6 +114,8 @@ int main(int argc, char** argv) {
         switch (c) {
             case 't': tcti = optarg; break;
             case 'd': dir = optarg; break;
+            case 'c': ca_dir = optarg; break;
+            case 'e': ek_roots = optarg; break;
             case 'p': {
                 po.pcrs.clear();
                 std::stringstream ss(optarg);
@@ -127,6 +137,16 @@ int main(int argc, char** argv) {
     setenv("TSS2_LOG", "all+none", 0);
     auto tpm = hosttpm::Esys::open(tcti);
     if (!tpm) return std::fprintf(stderr, "vtpm-host: %s\n", tpm.error().message.c_str()), 1;
+    if (cmd == "enroll") {
+        if (ca_dir.empty() || ek_roots.empty()) return usage(2);
+        auto r = issuance::enroll_host(**tpm, dir, ca_dir, ek_roots);
+        if (!r) return std::fprintf(stderr, "vtpm-host: enroll: %s\n", r.error().message.c_str()), 1;
+        std::printf("EK certificate trusted: %s\nhost AK proven in that TPM (credential activation)\n"
+                    "host AK certificate: %s\nAuthKey certificate: %s\nwritten to %s (ak-cert.pem, authkey-cert.pem, "
+                    "ca-chain.pem)\n",
+                    r->ek_subject.c_str(), r->ak_subject.c_str(), r->authkey_subject.c_str(), dir.c_str());
+        return 0;
+    }
     if (cmd == "provision") {
         auto keys = hosttpm::provision(**tpm, po);
         if (!keys) return std::fprintf(stderr, "vtpm-host: provision: %s\n", keys.error().message.c_str()), 1;
@@ -163,6 +183,18 @@ int main(int argc, char** argv) {
         std::printf("AuthKey policy: %s\n", usable ? "satisfied by the current host PCRs"
                                                    : "NOT satisfied: the host PCRs changed (the AuthKey cannot sign)");
         bad |= !usable;
+    }
+    // Certificates from enrollment, and whether they are valid now.
+    for (auto name : {issuance::kAkCertFile, issuance::kAuthKeyCertFile}) {
+        auto cert = identity::read_pem_certificate(dir + "/" + name);
+        if (!cert) {
+            std::printf("%s: not enrolled (%s)\n", name, cert.error().message.c_str());
+            continue;
+        }
+        const bool valid = X509_cmp_current_time(X509_get0_notBefore(cert->get())) < 0 &&
+                           X509_cmp_current_time(X509_get0_notAfter(cert->get())) > 0;
+        std::printf("%s: %s, %s\n", name, identity::summarize(cert->get()).c_str(), valid ? "valid now" : "NOT valid now");
+        bad |= !valid;
     }
     return bad;
 }

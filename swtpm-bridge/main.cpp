@@ -180,6 +180,7 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     ctrl::DispatcherConfig dc;
     dc.migration_key = std::move(migration_key);
     dc.release_lock_outgoing = o.release_lock_outgoing;
+    dc.vendor_tpm_command = o.vendor_ctrl;
     ctrl::Dispatcher dispatcher(**eng, std::move(dc));
 
     if (!o.need_init) {

@@ -25,6 +25,7 @@ constexpr LongOpt kLongOpts[] = {
     {"tpmstate", true, 's'},       {"ctrl", true, 'C'},           {"flags", true, 'F'},
     {"tpm2", false, '2'},          {"seccomp", true, 'S'},        {"migration", true, 'i'},
     {"print-capabilities", false, 'a'}, {"print-states", false, 'e'}, {"version", false, 'v'},
+    {"vtpm-vendor-ctrl", false, 'V'},
 };
 
 // Options swtpm has that we do not implement: refused by name, never ignored.
@@ -172,6 +173,7 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         case 'S': seccomp = value; break;
         case 'i': migration = value; break;
         case 'a': o.print_capabilities = true; break;
+        case 'V': o.vendor_ctrl = true; break;
         case 'e': o.print_states = true; break;
         default: return make_error(rc::kBadParameter, "unhandled option " + name);
         }
@@ -312,6 +314,9 @@ A vTPM server that speaks swtpm's control and data channels (libvtpm).
                     deny-list of system calls (default kill)
   --print-capabilities  print the features as JSON and exit
   --print-states    print the stored state blobs as JSON and exit
+  --vtpm-vendor-ctrl
+                    (libvtpm) serve CMD_VTPM_TPM_COMMAND on the control channel,
+                    so vtpm-attest can install a VM identity while it runs
   -h|--help         this text
 )";
 }

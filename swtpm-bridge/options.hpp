@@ -41,6 +41,7 @@ struct BridgeOptions {
     bool help = false;
     bool version = false;
     bool print_capabilities = false;
+    bool vendor_ctrl = false;  // --vtpm-vendor-ctrl
     bool print_states = false;
     bool daemon = false;
     bool terminate = false;

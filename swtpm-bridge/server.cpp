@@ -197,7 +197,7 @@ void Server::process_ctrl(bool timed_out) {
     while (ctrl_.fd && !ctrl_.buf.empty()) {
         Bytes& buf = ctrl_.buf;
         const uint32_t code = code_of(buf);
-        auto need = ctrl::frame_size(buf);
+        auto need = ctrl::frame_size(buf, dispatcher_.vendor_enabled());
         size_t take = 0;
         bool fatal_framing = false;
         if ((code == static_cast<uint32_t>(ctrl::Cmd::SetLocality) ||

@@ -139,6 +139,23 @@ Result<Bytes> policy_pcr_digest(const TPML_PCR_SELECTION& sel, ByteView pcr_dige
     return digest(EVP_sha256(), {zero, cc, *s, pcr_digest});
 }
 
+Result<AuthKeyPolicy> authkey_policy(const TPML_PCR_SELECTION& sel, ByteView pcr_digest) {
+    auto pcr = policy_pcr_digest(sel, pcr_digest);
+    if (!pcr) return pcr.error();
+    Bytes cc_code, cc_sign, cc_certify, cc_or;
+    put_be32(cc_code, TPM2_CC_PolicyCommandCode);
+    put_be32(cc_sign, TPM2_CC_Sign);
+    put_be32(cc_certify, TPM2_CC_Certify);
+    put_be32(cc_or, TPM2_CC_PolicyOR);
+    auto sign = digest(EVP_sha256(), {*pcr, cc_code, cc_sign});
+    auto certify = digest(EVP_sha256(), {*pcr, cc_code, cc_certify});
+    if (!sign || !certify) return make_error(rc::kFail, "digest failed");
+    const Bytes zero(32, 0);
+    auto all = digest(EVP_sha256(), {zero, cc_or, *sign, *certify});
+    if (!all) return all.error();
+    return AuthKeyPolicy{*sign, *certify, *all};
+}
+
 Bytes user_binding(ByteView user_cert_der, ByteView nonce) {
     auto d = digest(EVP_sha256(), {user_cert_der, nonce});
     return d ? *d : Bytes{};

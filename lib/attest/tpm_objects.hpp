@@ -36,6 +36,16 @@ std::string pcr_list_text(const std::vector<unsigned>& pcrs);
 /// policy: H(0^32 || TPM_CC_PolicyPCR || sel || pcr_digest).
 Result<Bytes> policy_pcr_digest(const TPML_PCR_SELECTION& sel, ByteView pcr_digest);
 
+/// The AuthKey's policy: usable for TPM2_Sign or TPM2_Certify only, and only
+/// while the host PCRs hold the values digested in `pcr_digest`:
+///   branch(cc) = H(PolicyPCR digest || TPM_CC_PolicyCommandCode || cc)
+///   policy     = H(0^32 || TPM_CC_PolicyOR || branch(Sign) || branch(Certify))
+/// (Certify needs the ADMIN role, which adminWithPolicy ties to a command code.)
+struct AuthKeyPolicy {
+    Bytes branch_sign, branch_certify, digest;
+};
+Result<AuthKeyPolicy> authkey_policy(const TPML_PCR_SELECTION& sel, ByteView pcr_digest);
+
 /// H(certuser DER || nonce): what CertAuthKey and CertvAIK are bound to.
 Bytes user_binding(ByteView user_cert_der, ByteView nonce);
 

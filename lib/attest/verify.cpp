@@ -119,17 +119,17 @@ Result<std::string> step_authkey_attributes(Ctx& c) {
                              TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_DECRYPT, "the AuthKey");
         !r)
         return r.error();
-    auto att = parse_attest(c.bundle.certify_attest);
     return std::string("fixedTPM, fixedParent, sensitiveDataOrigin, adminWithPolicy, no userWithAuth");
 }
 
 Result<std::string> step_authkey_policy(Ctx& c) {
     auto sel = unmarshal_pcr_selection(c.bundle.host_pcr_selection);
     if (!sel) return sel.error();
-    auto want = policy_pcr_digest(*sel, c.bundle.host_pcr_digest);
+    auto want = authkey_policy(*sel, c.bundle.host_pcr_digest);
     if (!want) return want.error();
-    if (!eq(view(c.authkey_pub.authPolicy), *want))
-        return make_error(rc::kFail, "the AuthKey's policy is not PolicyPCR over the host PCRs the bundle names");
+    if (!eq(view(c.authkey_pub.authPolicy), want->digest))
+        return make_error(rc::kFail, "the AuthKey's policy is not the PCR-bound Sign/Certify policy over the host PCRs "
+                                     "the bundle names");
     const auto have = selected_pcrs(*sel, TPM2_ALG_SHA256);
     for (unsigned p : c.in.required_host_pcrs)
         if (std::find(have.begin(), have.end(), p) == have.end())

@@ -50,11 +50,17 @@ std::string_view cmd_name(uint32_t code) { return code >= 1 && code <= kMaxCode 
 // to 500 ms for a message to complete and then processes what arrived, so the
 // transport must also decode short messages (they fail with BAD_PARAMETER,
 // except SET_LOCALITY/RESET_TPMESTABLISHED whose 1-byte form is valid).
-std::optional<size_t> frame_size(ByteView prefix) {
+std::optional<size_t> frame_size(ByteView prefix, bool vendor) {
     if (prefix.size() < 4) return std::nullopt;
     uint32_t code = load_be32(prefix.data());
+    if (vendor && code == static_cast<uint32_t>(Cmd::VtpmTpmCommand)) {
+        if (prefix.size() < 8) return std::nullopt;
+        const uint32_t len = load_be32(prefix.data() + 4);
+        return len > kMaxVendorTpmCommand ? 8 : 8 + size_t{len};
+    }
     if (code < 1 || code > kMaxCode) return 4;
     switch (static_cast<Cmd>(code)) {
+    case Cmd::VtpmTpmCommand: return 4;  // not enabled: unknown, as swtpm
     case Cmd::HashData:
         if (prefix.size() < 8) return std::nullopt;
         return 8 + size_t{load_be32(prefix.data() + 4)};
@@ -69,9 +75,21 @@ std::optional<size_t> frame_size(ByteView prefix) {
     }
 }
 
-Result<Request> decode_request(ByteView msg, bool lock_storage_supported) {
+Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool vendor_supported) {
     if (msg.size() < 4) return make_error(rc::kBadParameter, "control message shorter than its 4-byte code");
     const uint32_t code = load_be32(msg.data());
+    if (vendor_supported && code == static_cast<uint32_t>(Cmd::VtpmTpmCommand)) {
+        if (msg.size() < 8) return make_error(rc::kBadParameter, "CMD_VTPM_TPM_COMMAND: no length field");
+        const uint32_t len = load_be32(msg.data() + 4);
+        if (len > kMaxVendorTpmCommand || len < 10)
+            return make_error(rc::kBadParameter, "CMD_VTPM_TPM_COMMAND: a TPM command of " + std::to_string(len) +
+                                                     " bytes is not allowed (10 to " +
+                                                     std::to_string(kMaxVendorTpmCommand) + ")");
+        if (msg.size() - 8 != len)
+            return make_error(rc::kBadParameter, "CMD_VTPM_TPM_COMMAND: length field says " + std::to_string(len) +
+                                                     " bytes, message has " + std::to_string(msg.size() - 8));
+        return Request{VendorTpmCommandReq{msg.subspan(8)}};
+    }
     if (code < 1 || code > kMaxCode || (code == static_cast<uint32_t>(Cmd::LockStorage) && !lock_storage_supported))
         return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));
     ByteView body = msg.subspan(4);
@@ -151,6 +169,8 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported) {
     case Cmd::LockStorage:
         if (!exact(4)) return bad_size(code, "4 bytes", n);
         return Request{LockStorageReq{load_be32(p)}};
+    case Cmd::VtpmTpmCommand:
+        break;  // handled above when enabled
     }
     return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));
 }

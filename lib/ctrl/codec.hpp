@@ -34,6 +34,9 @@ enum class Cmd : uint32_t {
     SetBufferSize = 0x11,
     GetInfo = 0x12,
     LockStorage = 0x13,
+    /// Our vendor command (not swtpm's): one TPM command from the host's
+    /// identity tools, answered between the guest's commands.
+    VtpmTpmCommand = 0x76540001,
 };
 
 /// Name of a command for logs ("CMD_INIT"), or "unknown".
@@ -46,6 +49,8 @@ inline constexpr uint64_t kInit = 1u << 0, kShutdown = 1u << 1, kGetTpmEstablish
     kResetTpmEstablished = 1u << 7, kGetStateBlob = 1u << 8, kSetStateBlob = 1u << 9, kStop = 1u << 10,
     kGetConfig = 1u << 11, kSetDataFd = 1u << 12, kSetBufferSize = 1u << 13, kGetInfo = 1u << 14,
     kSendCommandHeader = 1u << 15, kLockStorage = 1u << 16;
+/// CMD_VTPM_TPM_COMMAND, far from swtpm's bits; QEMU ignores it.
+inline constexpr uint64_t kVtpmTpmCommand = 1u << 31;
 }
 
 inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
@@ -53,6 +58,8 @@ inline constexpr uint32_t kBlobTypePermanent = 1, kBlobTypeVolatile = 2, kBlobTy
 inline constexpr uint32_t kConfigFlagFileKey = 1, kConfigFlagMigrationKey = 2;
 /// Largest SET_STATEBLOB payload accepted (a TPM 2 permall is ~6-60 KiB).
 inline constexpr uint32_t kMaxStateBlob = 2u << 20;
+/// Largest TPM command/response carried by CMD_VTPM_TPM_COMMAND.
+inline constexpr uint32_t kMaxVendorTpmCommand = 8192;
 
 /// Framing: given the bytes received so far for one message (starting with the
 /// 4-byte code), how many bytes the whole message has. std::nullopt while
@@ -61,7 +68,8 @@ inline constexpr uint32_t kMaxStateBlob = 2u << 20;
 /// RESET_TPMESTABLISHED the size is 8 (QEMU sends 4-byte bodies) but a
 /// transport must also accept the 5-byte form: it decodes whatever arrived
 /// in one read once at least 5 bytes are there.
-std::optional<size_t> frame_size(ByteView prefix);
+/// `vendor`: CMD_VTPM_TPM_COMMAND is enabled (else its code is unknown).
+std::optional<size_t> frame_size(ByteView prefix, bool vendor = false);
 
 // ---- decoded requests ----
 struct GetCapabilityReq {};
@@ -83,18 +91,23 @@ struct SetDataFdReq {};
 struct SetBufferSizeReq { uint32_t buffersize = 0; };
 struct GetInfoReq { uint64_t flags = 0; uint32_t offset = 0; };
 struct LockStorageReq { uint32_t retries = 0; };
+/// CMD_VTPM_TPM_COMMAND: u32 length + TPM command. Answer: u32 result,
+/// u32 length, TPM response.
+struct VendorTpmCommandReq { ByteView command; };  // view into input
 
 using Request = std::variant<GetCapabilityReq, InitReq, ShutdownReq, GetTpmEstablishedReq, SetLocalityReq,
                              HashStartReq, HashDataReq, HashEndReq, CancelTpmCmdReq, StoreVolatileReq,
                              ResetTpmEstablishedReq, GetStateBlobReq, SetStateBlobReq, StopReq, GetConfigReq,
-                             SetDataFdReq, SetBufferSizeReq, GetInfoReq, LockStorageReq>;
+                             SetDataFdReq, SetBufferSizeReq, GetInfoReq, LockStorageReq,
+                             VendorTpmCommandReq>;
 
 /// Decode one complete message (4-byte code + body). Errors follow swtpm:
 /// unknown code -> rc::kBadOrdinal; wrong body size -> rc::kBadParameter
 /// (message says which command and what size was expected);
 /// SET_STATEBLOB length > kMaxStateBlob -> rc::kFail.
 /// `lock_storage_supported`=false makes code 0x13 unknown (swtpm 0.7.1).
-Result<Request> decode_request(ByteView msg, bool lock_storage_supported = true);
+/// `vendor_supported`=false makes CMD_VTPM_TPM_COMMAND unknown.
+Result<Request> decode_request(ByteView msg, bool lock_storage_supported = true, bool vendor_supported = false);
 
 // ---- responses ----
 /// 4-byte result (also every error response).
@@ -114,6 +127,8 @@ Bytes encode_stateblob(uint32_t result, uint32_t state_flags, ByteView blob, uin
 /// then that many bytes of info (NUL-terminated string) from offset.
 /// Caller has already checked offset < strlen(info).
 Bytes encode_info(std::string_view info, uint32_t offset);
+/// CMD_VTPM_TPM_COMMAND: result, length, TPM response.
+Bytes encode_vendor_tpm_response(uint32_t result, ByteView response);
 
 // ---- request encoders (clients: tests, benchmarks, vtpm tools) ----
 Bytes encode_request(const Request& req);

@@ -34,6 +34,7 @@ uint64_t Dispatcher::capabilities() const {
                     cap::kGetInfo;
     if (engine_.tpm2()) caps |= cap::kSendCommandHeader;
     if (cfg_.lock_storage) caps |= cap::kLockStorage;
+    if (cfg_.vendor_tpm_command) caps |= cap::kVtpmTpmCommand;
     return caps;
 }
 
@@ -50,7 +51,7 @@ Result<void> Dispatcher::relock(uint32_t retries) {
 }
 
 Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
-    auto decoded = decode_request(msg, cfg_.lock_storage);
+    auto decoded = decode_request(msg, cfg_.lock_storage, cfg_.vendor_tpm_command);
     if (!decoded) {
         if (msg.size() >= 4)
             VTPM_LOG_ERROR("control message %s rejected: %s", std::string(cmd_name(load_be32(msg.data()))).c_str(),
@@ -129,6 +130,14 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
             [&](const LockStorageReq& r) {
                 auto res = relock(r.retries);
                 return res ? result(rc::kSuccess) : error(Error{rc::kFail, res.error().message}, "CMD_LOCK_STORAGE");
+            },
+            [&](const VendorTpmCommandReq& r) {
+                if (!running || !engine_.tpm2()) return not_running;
+                if (lock_released_) return result(rc::kFail);  // the state belongs to the migration target now
+                // One command between the guest's: logged by code only, never by content.
+                VTPM_LOG_INFO("CMD_VTPM_TPM_COMMAND: TPM command %s from the host", hex32(load_be32(r.command.data() + 6)).c_str());
+                Bytes rsp = engine_.process(r.command);
+                return Reply{encode_vendor_tpm_response(rc::kSuccess, rsp)};
             },
         },
         *decoded);

@@ -19,6 +19,8 @@ struct DispatcherConfig {
     bool release_lock_outgoing = false;
     /// Advertise and serve CMD_LOCK_STORAGE (swtpm >= 0.8).
     bool lock_storage = true;
+    /// Serve CMD_VTPM_TPM_COMMAND and advertise its bit (--vtpm-vendor-ctrl).
+    bool vendor_tpm_command = false;
     /// PTM_CAP_SEND_COMMAND_HEADER etc. follow the TPM version.
 };
 
@@ -46,6 +48,8 @@ public:
 
     /// The capability mask this server reports.
     uint64_t capabilities() const;
+    /// CMD_VTPM_TPM_COMMAND is served (the transport frames it).
+    bool vendor_enabled() const { return cfg_.vendor_tpm_command; }
 
     /// Handle one complete message (4-byte code + body).
     Reply handle(ByteView msg, const TransportState& ts);

@@ -115,8 +115,22 @@ Bytes encode_request(const Request& req) {
                 put_be32(b, r.offset);
                 put_be32(b, 0);
             } else if constexpr (std::is_same_v<T, LockStorageReq>) { code(Cmd::LockStorage); put_be32(b, r.retries); }
+            else if constexpr (std::is_same_v<T, VendorTpmCommandReq>) {
+                code(Cmd::VtpmTpmCommand);
+                put_be32(b, static_cast<uint32_t>(r.command.size()));
+                b.insert(b.end(), r.command.begin(), r.command.end());
+            }
         },
         req);
+    return b;
+}
+
+Bytes encode_vendor_tpm_response(uint32_t result, ByteView response) {
+    Bytes b;
+    put_be32(b, result);
+    if (result != 0) return b;
+    put_be32(b, static_cast<uint32_t>(response.size()));
+    b.insert(b.end(), response.begin(), response.end());
     return b;
 }
 

@@ -3,6 +3,9 @@
 #include <cstring>
 #include <string>
 
+#include "attest/tpm_objects.hpp"
+#include "hosttpm/host_ops.hpp"
+
 namespace vtpm::hosttpm {
 
 namespace {
@@ -81,6 +84,17 @@ Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o) {
 }
 
 Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
+    auto values = pcr_digest(tpm, sel);
+    if (!values) return values.error();
+    auto policy = attest::authkey_policy(sel, *values);
+    if (!policy) return policy.error();
+    TPM2B_DIGEST d{};
+    d.size = static_cast<UINT16>(policy->digest.size());
+    std::memcpy(d.buffer, policy->digest.data(), d.size);
+    return d;
+}
+
+Result<TPM2B_DIGEST> trial_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
     TPMT_SYM_DEF sym{};
     sym.algorithm = TPM2_ALG_NULL;
     ESYS_TR session = ESYS_TR_NONE;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "attest/tpm_objects.hpp"
 #include "hosttpm/host_keys.hpp"
 
 namespace vtpm::hosttpm {
@@ -31,13 +32,30 @@ Result<FlushedHandle> start_session(Esys& tpm, TPM2_SE type, ESYS_TR salt_key, c
     return FlushedHandle(tpm.ctx(), s);
 }
 
-// A policy session satisfying the AuthKey's PolicyPCR.
-Result<FlushedHandle> authkey_session(Esys& tpm, const TPML_PCR_SELECTION& sel) {
+// A policy session satisfying the AuthKey's policy for command `cc`:
+// PolicyPCR (current values), PolicyCommandCode, PolicyOR of both branches
+// as the current values give them. Changed PCRs make the final digest differ
+// from the AuthKey's authPolicy, and the TPM refuses the command.
+Result<FlushedHandle> authkey_session(Esys& tpm, const TPML_PCR_SELECTION& sel, TPM2_CC cc) {
+    auto values = pcr_digest(tpm, sel);
+    if (!values) return values.error();
+    auto branches = attest::authkey_policy(sel, *values);
+    if (!branches) return branches.error();
     auto s = start_session(tpm, TPM2_SE_POLICY, ESYS_TR_NONE, "the AuthKey policy session");
     if (!s) return s.error();
     TPM2B_DIGEST empty{};
     TSS2_RC rc = Esys_PolicyPCR(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyPCR for the AuthKey", rc));
+    rc = Esys_PolicyCommandCode(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, cc);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyCommandCode for the AuthKey", rc));
+    TPML_DIGEST list{};
+    list.count = 2;
+    for (auto [i, d] : {std::pair{0, &branches->branch_sign}, {1, &branches->branch_certify}}) {
+        list.digests[i].size = static_cast<UINT16>(d->size());
+        std::memcpy(list.digests[i].buffer, d->data(), d->size());
+    }
+    rc = Esys_PolicyOR(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &list);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyOR for the AuthKey", rc));
     return s;
 }
 
@@ -196,7 +214,7 @@ Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_
     if (!ak) return make_error(rc::kFail, "no host AK at " + hex32(kHostAkHandle) + ": run vtpm-host provision");
     auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, policy_pcrs);
+    auto session = authkey_session(tpm, policy_pcrs, TPM2_CC_Certify);
     if (!session) return session.error();
     TPM2B_DATA q{};
     if (qualifying.size() > sizeof q.buffer) return make_error(rc::kBadParameter, "qualifying data too long");
@@ -219,7 +237,7 @@ Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_
 Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs) {
     auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, policy_pcrs);
+    auto session = authkey_session(tpm, policy_pcrs, TPM2_CC_Sign);
     if (!session) return session.error();
     TPM2B_DIGEST d{};
     if (digest.size() != 32) return make_error(rc::kBadParameter, "the AuthKey signs SHA-256 digests");

@@ -1,0 +1,167 @@
+#include "issuance/enroll.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "attest/credential.hpp"
+#include "attest/tpm_objects.hpp"
+#include "hosttpm/host_keys.hpp"
+#include "hosttpm/host_ops.hpp"
+#include "identity/cert_check.hpp"
+#include "identity/local_ca.hpp"
+#include "identity/tcg_cert.hpp"
+#include "identity/tpm_public.hpp"
+#include "identity/x509_build.hpp"
+#include "issuance/host_identity.hpp"
+
+namespace vtpm::issuance {
+
+namespace x509 = identity::x509;
+
+namespace {
+
+struct CertSpec {
+    EVP_PKEY* key;
+    std::string cn;
+    bool ca;  // the AuthKey issues CertvAIK and EK certificates
+    int days;
+};
+
+Result<identity::X509Ptr> issue(const CertSpec& s, identity::LocalCa& ca) {
+    identity::X509Ptr cert(X509_new());
+    X509* issuer = const_cast<X509*>(ca.certificate());
+    if (!cert || !X509_set_version(cert.get(), X509_VERSION_3)) return make_error(rc::kFail, "out of memory");
+    if (auto r = x509::set_random_serial(cert.get()); !r) return r.error();
+    if (auto r = x509::set_validity(cert.get(), s.days); !r) return r.error();
+    if (!X509_set_issuer_name(cert.get(), X509_get_subject_name(issuer)) ||
+        !X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_UTF8,
+                                    reinterpret_cast<const unsigned char*>(s.cn.data()), static_cast<int>(s.cn.size()),
+                                    -1, 0) ||
+        !X509_set_pubkey(cert.get(), s.key))
+        return make_error(rc::kFail, identity::ossl_error("cannot fill the certificate"));
+    const char* bc = s.ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE";
+    const char* ku = s.ca ? "critical,digitalSignature,keyCertSign" : "critical,digitalSignature";
+    for (auto [nid, value] : {std::pair{NID_basic_constraints, bc}, {NID_key_usage, ku},
+                              {NID_subject_key_identifier, "hash"}, {NID_authority_key_identifier, "keyid:always"}})
+        if (auto r = x509::add_conf_ext(cert.get(), issuer, nid, value); !r) return r.error();
+    if (!s.ca)
+        if (auto r = x509::add_conf_ext(cert.get(), issuer, NID_ext_key_usage, "2.23.133.8.3"); !r) return r.error();
+    if (auto r = ca.sign(cert.get()); !r) return r.error();
+    return cert;
+}
+
+std::string hostname() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return "host";
+    return buf;
+}
+
+}  // namespace
+
+Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir, const std::string& ca_dir,
+                                 const std::string& ek_roots_pem, int days) {
+    EnrollResult out;
+    auto cfg = read_host_config(host_dir);
+    if (!cfg) return cfg.error();
+
+    // 1. The EK certificate chains to the roots the CA trusts.
+    auto ek_der = hosttpm::read_nv(tpm, hosttpm::kEkCertNvRsa);
+    if (!ek_der) return make_error(rc::kFail, "reading the EK certificate: " + ek_der.error().message);
+    const unsigned char* p = ek_der->data();
+    identity::X509Ptr ek_cert(d2i_X509(nullptr, &p, static_cast<long>(ek_der->size())));
+    if (!ek_cert) return make_error(rc::kFail, "the EK certificate in NV " + hex32(hosttpm::kEkCertNvRsa) + " does not parse");
+    auto roots = identity::read_pem_certificates(ek_roots_pem);
+    if (!roots) return roots.error();
+    std::vector<const X509*> trusted, untrusted;
+    for (int i = 0; i < sk_X509_num(roots->get()); ++i) {
+        X509* x = sk_X509_value(roots->get(), i);
+        (X509_check_issued(x, x) == X509_V_OK ? trusted : untrusted).push_back(x);
+    }
+    auto chain = identity::verify_chain(ek_cert.get(), untrusted, trusted.empty() ? untrusted : trusted);
+    if (!chain) return make_error(rc::kFail, "the EK certificate is not trusted: " + chain.error().message);
+    out.ek_subject = identity::summarize(ek_cert.get());
+    identity::PkeyPtr ek_key(X509_get_pubkey(ek_cert.get()));
+    auto ek = hosttpm::load_ek(tpm);
+    if (!ek) return ek.error();
+    auto ek_tpm_key = identity::pkey_from_tpm_public(ek->pub.publicArea);
+    if (!ek_tpm_key) return ek_tpm_key.error();
+    if (EVP_PKEY_eq(ek_key.get(), ek_tpm_key->get()) != 1)
+        return make_error(rc::kFail, "the TPM's EK is not the key of its EK certificate");
+
+    // 2. The AK is in that TPM: only its EK can open a credential bound to the AK's name.
+    auto ak = hosttpm::read_persistent(tpm, hosttpm::kHostAkHandle);
+    if (!ak) return make_error(rc::kFail, "no host AK: run vtpm-host provision first");
+    const TPMA_OBJECT ak_must = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+    if ((ak->publicArea.objectAttributes & ak_must) != ak_must || (ak->publicArea.objectAttributes & TPMA_OBJECT_DECRYPT))
+        return make_error(rc::kFail, "the host AK is not a non-migratable restricted signing key");
+    auto ak_name = attest::object_name(ak->publicArea);
+    if (!ak_name) return ak_name.error();
+    uint8_t secret[32];
+    if (RAND_bytes(secret, sizeof secret) != 1) return make_error(rc::kFail, "no random bytes");
+    auto cred = attest::make_credential(ek_key.get(), *ak_name, ByteView(secret, sizeof secret));
+    if (!cred) return cred.error();
+    auto answer = hosttpm::activate_credential(tpm, hosttpm::kHostAkHandle, *ek, cred->blob, cred->secret);
+    if (!answer) return answer.error();
+    if (answer->size() != sizeof secret || CRYPTO_memcmp(answer->data(), secret, sizeof secret) != 0)
+        return make_error(rc::kFail, "credential activation returned the wrong secret");
+
+    // 3. The AuthKey: certified by that AK over a fresh CA nonce, non-migratable, PCR-bound.
+    uint8_t nonce[32];
+    if (RAND_bytes(nonce, sizeof nonce) != 1) return make_error(rc::kFail, "no random bytes");
+    auto certify = hosttpm::certify_authkey(tpm, ByteView(nonce, sizeof nonce), cfg->authkey_pcrs);
+    if (!certify) return certify.error();
+    auto ak_key = identity::pkey_from_tpm_public(ak->publicArea);
+    if (!ak_key) return ak_key.error();
+    auto sig = attest::unmarshal_signature(certify->signature);
+    if (!sig) return sig.error();
+    if (auto v = attest::verify_signature(ak_key->get(), certify->attest, *sig); !v)
+        return make_error(rc::kFail, "the AK's certification of the AuthKey: " + v.error().message);
+    auto att = attest::parse_attest(certify->attest);
+    if (!att) return att.error();
+    auto authkey = hosttpm::read_persistent(tpm, hosttpm::kAuthKeyHandle);
+    if (!authkey) return make_error(rc::kFail, "no AuthKey: run vtpm-host provision first");
+    auto authkey_name = attest::object_name(authkey->publicArea);
+    if (!authkey_name) return authkey_name.error();
+    if (att->type != TPM2_ST_ATTEST_CERTIFY || att->extraData.size != sizeof nonce ||
+        std::memcmp(att->extraData.buffer, nonce, sizeof nonce) != 0 ||
+        Bytes(att->attested.certify.name.name, att->attested.certify.name.name + att->attested.certify.name.size) !=
+            *authkey_name)
+        return make_error(rc::kFail, "the AK's certification does not cover this AuthKey and nonce");
+    const TPMA_OBJECT auth_must = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                  TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_ADMINWITHPOLICY;
+    if ((authkey->publicArea.objectAttributes & auth_must) != auth_must ||
+        (authkey->publicArea.objectAttributes & TPMA_OBJECT_USERWITHAUTH))
+        return make_error(rc::kFail, "the AuthKey is not non-migratable and policy-only");
+
+    // 4. Certificates from the privacy CA.
+    auto ca = identity::LocalCa::open(ca_dir);
+    if (!ca) return ca.error();
+    auto authkey_key = identity::pkey_from_tpm_public(authkey->publicArea);
+    if (!authkey_key) return authkey_key.error();
+    const std::string host = hostname();
+    auto ak_cert = issue({ak_key->get(), "vTPM host AK " + host, false, days}, **ca);
+    if (!ak_cert) return ak_cert.error();
+    auto auth_cert = issue({authkey_key->get(), "vTPM AuthKey " + host, true, days}, **ca);
+    if (!auth_cert) return auth_cert.error();
+    std::string chain_pem;
+    for (const X509* x : (*ca)->chain()) {
+        auto pem = identity::to_pem(x);
+        if (!pem) return pem.error();
+        chain_pem += *pem;
+    }
+    for (auto [name, cert] : {std::pair{kAkCertFile, ak_cert->get()}, {kAuthKeyCertFile, auth_cert->get()}}) {
+        auto pem = identity::to_pem(cert);
+        if (!pem) return pem.error();
+        if (auto r = write_host_file(host_dir, name, *pem); !r) return r.error();
+    }
+    if (auto r = write_host_file(host_dir, kCaChainFile, chain_pem); !r) return r.error();
+    out.ak_subject = identity::summarize(ak_cert->get());
+    out.authkey_subject = identity::summarize(auth_cert->get());
+    return out;
+}
+
+}  // namespace vtpm::issuance

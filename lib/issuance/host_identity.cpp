@@ -1,0 +1,92 @@
+#include "issuance/host_identity.hpp"
+
+#include <openssl/objects.h>
+
+#include <sstream>
+
+#include "attest/tpm_objects.hpp"
+#include "hosttpm/host_ops.hpp"
+#include "identity/local_ca.hpp"
+#include "store/durable_file.hpp"
+
+namespace vtpm::issuance {
+
+Result<HostConfig> read_host_config(const std::string& host_dir) {
+    auto bytes = store::read_whole_file(host_dir + "/" + kHostConf);
+    if (!bytes) return make_error(rc::kFail, host_dir + "/" + kHostConf + ": " + bytes.error().message +
+                                                 " (run vtpm-host provision first)");
+    std::istringstream in(std::string(bytes->begin(), bytes->end()));
+    std::string line;
+    std::vector<unsigned> pcrs;
+    bool found = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("authkey_pcrs = ", 0) != 0) continue;
+        std::stringstream ss(line.substr(15));
+        std::string tok;
+        while (std::getline(ss, tok, ',')) {
+            if (tok.empty() || tok.find_first_not_of("0123456789") != std::string::npos || std::stoul(tok) > 23)
+                return make_error(rc::kFail, host_dir + "/host.conf: bad authkey_pcrs");
+            pcrs.push_back(static_cast<unsigned>(std::stoul(tok)));
+        }
+        found = true;
+    }
+    if (!found || pcrs.empty()) return make_error(rc::kFail, host_dir + "/host.conf has no authkey_pcrs");
+    return HostConfig{attest::pcr_selection(TPM2_ALG_SHA256, pcrs)};
+}
+
+Result<void> write_host_file(const std::string& host_dir, const std::string& name, const std::string& text,
+                             unsigned mode) {
+    const std::string p = host_dir + "/" + name;
+    return store::replace_file_durably(p + ".tmp", p,
+                                       ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                                       static_cast<mode_t>(mode));
+}
+
+Result<std::unique_ptr<AuthKeyIssuer>> AuthKeyIssuer::open(hosttpm::Esys& tpm, const std::string& host_dir) {
+    auto cfg = read_host_config(host_dir);
+    if (!cfg) return cfg.error();
+    auto cert = identity::read_pem_certificate(host_dir + "/" + kAuthKeyCertFile);
+    if (!cert) return make_error(rc::kFail, "no AuthKey certificate in " + host_dir + " (run vtpm-host enroll): " +
+                                                cert.error().message);
+    auto chain = identity::read_pem_certificates(host_dir + "/" + kCaChainFile);
+    if (!chain) return chain.error();
+    return std::make_unique<AuthKeyIssuer>(tpm, host_dir, *cfg, std::move(*cert), std::move(*chain));
+}
+
+std::vector<const X509*> AuthKeyIssuer::chain() const {
+    std::vector<const X509*> out{cert_.get()};
+    for (int i = 0; i < sk_X509_num(chain_.get()); ++i) out.push_back(sk_X509_value(chain_.get(), i));
+    return out;
+}
+
+std::string AuthKeyIssuer::describe() const { return "hardware-TPM AuthKey (" + dir_ + ")"; }
+
+Result<void> AuthKeyIssuer::sign(X509* cert) {
+    // The signature algorithm sits both in the TBS and outside it; set both,
+    // encode the TBS, let the TPM sign its digest, put the signature in.
+    const X509_ALGOR* inner = X509_get0_tbs_sigalg(cert);
+    const ASN1_BIT_STRING* sig = nullptr;
+    const X509_ALGOR* outer = nullptr;
+    X509_get0_signature(&sig, &outer, cert);
+    for (const X509_ALGOR* a : {inner, outer})
+        if (!X509_ALGOR_set0(const_cast<X509_ALGOR*>(a), OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF, nullptr))
+            return make_error(rc::kFail, "cannot set the signature algorithm");
+    unsigned char* tbs = nullptr;
+    const int n = i2d_re_X509_tbs(cert, &tbs);
+    if (n <= 0) return make_error(rc::kFail, identity::ossl_error("cannot encode the certificate body"));
+    const Bytes digest = attest::sha256(ByteView(tbs, static_cast<size_t>(n)));
+    OPENSSL_free(tbs);
+    auto tpm_sig = hosttpm::authkey_sign(tpm_, digest, cfg_.authkey_pcrs);
+    if (!tpm_sig) return tpm_sig.error();
+    if (tpm_sig->sigAlg != TPM2_ALG_ECDSA) return make_error(rc::kFail, "the AuthKey did not sign with ECDSA");
+    auto der = attest::ecdsa_der(tpm_sig->signature.ecdsa);
+    if (!der) return der.error();
+    auto* bits = const_cast<ASN1_BIT_STRING*>(sig);
+    if (!ASN1_BIT_STRING_set(bits, der->data(), static_cast<int>(der->size())))
+        return make_error(rc::kFail, "out of memory");
+    bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    return {};
+}
+
+}  // namespace vtpm::issuance

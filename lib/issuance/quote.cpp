@@ -1,0 +1,85 @@
+#include "issuance/quote.hpp"
+
+#include <cstring>
+
+#include "attest/tpm_objects.hpp"
+#include "hosttpm/host_keys.hpp"
+#include "hosttpm/host_ops.hpp"
+#include "issuance/vtpm_identity.hpp"
+
+namespace vtpm::issuance {
+
+Result<attest::Evidence> make_evidence(hosttpm::Esys& vtpm, const QuoteRequest& req) {
+    attest::Evidence ev;
+    if (req.nonce.empty() || req.nonce.size() > 64) return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
+    auto vaik = hosttpm::tr_from_tpm(vtpm, kVaikHandle);
+    if (!vaik) return make_error(rc::kFail, "this vTPM has no vAIK at " + hex32(kVaikHandle) + " (run vtpm-attest issue)");
+    TPM2B_PUBLIC* pub_raw = nullptr;
+    TSS2_RC prc = Esys_ReadPublic(vtpm.ctx(), vaik->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub_raw, nullptr,
+                                  nullptr);
+    hosttpm::EsysPtr<TPM2B_PUBLIC> pub(pub_raw);
+    if (prc != TSS2_RC_SUCCESS) return make_error(rc::kFail, hosttpm::tss_error("ReadPublic of the vAIK", prc));
+    auto vp = attest::marshal_public(pub->publicArea);
+    if (!vp) return vp.error();
+    ev.vaik_public = *vp;
+    auto cert = hosttpm::read_nv(vtpm, kNvVaikCert);
+    if (!cert) return make_error(rc::kFail, "no CertvAIK in the vTPM: " + cert.error().message);
+    ev.vaik_cert = *cert;
+    auto bundle = hosttpm::read_nv(vtpm, kNvIdentityBundle);
+    if (!bundle) return make_error(rc::kFail, "no identity bundle in the vTPM: " + bundle.error().message);
+    ev.identity_bundle = *bundle;
+
+    const TPML_PCR_SELECTION sel = attest::pcr_selection(req.bank, req.pcrs);
+    TPM2B_DATA q{};
+    q.size = static_cast<UINT16>(req.nonce.size());
+    std::memcpy(q.buffer, req.nonce.data(), req.nonce.size());
+    TPMT_SIG_SCHEME scheme{};
+    scheme.scheme = TPM2_ALG_NULL;
+    // PCRs may move between the quote and reading them: retry until they agree.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        TPM2B_ATTEST* att_raw = nullptr;
+        TPMT_SIGNATURE* sig_raw = nullptr;
+        TSS2_RC rc = Esys_Quote(vtpm.ctx(), vaik->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &sel,
+                                &att_raw, &sig_raw);
+        hosttpm::EsysPtr<TPM2B_ATTEST> att(att_raw);
+        hosttpm::EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
+        if (rc == TPM2_RC_RETRY) continue;
+        if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, hosttpm::tss_error("TPM2_Quote by the vAIK", rc));
+        ev.quote_attest.assign(att->attestationData, att->attestationData + att->size);
+        auto s = attest::marshal_signature(*sig);
+        if (!s) return s.error();
+        ev.quote_signature = *s;
+        auto parsed = attest::parse_attest(ev.quote_attest);
+        if (!parsed) return parsed.error();
+
+        ev.pcrs.clear();
+        TPML_PCR_SELECTION want = sel;
+        Bytes concat;
+        for (int round = 0; round < 8 && !attest::selected_pcrs(want, req.bank).empty(); ++round) {
+            TPML_PCR_SELECTION* got_raw = nullptr;
+            TPML_DIGEST* values_raw = nullptr;
+            UINT32 counter = 0;
+            rc = Esys_PCR_Read(vtpm.ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &want, &counter, &got_raw, &values_raw);
+            hosttpm::EsysPtr<TPML_PCR_SELECTION> got(got_raw);
+            hosttpm::EsysPtr<TPML_DIGEST> values(values_raw);
+            if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, hosttpm::tss_error("reading the vPCRs", rc));
+            const auto idx = attest::selected_pcrs(*got, req.bank);
+            if (idx.empty() || idx.size() != values->count) return make_error(rc::kFail, "the vTPM returned no PCR values");
+            for (size_t i = 0; i < idx.size(); ++i) {
+                const auto& d = values->digests[i];
+                ev.pcrs.push_back({req.bank, static_cast<uint8_t>(idx[i]), Bytes(d.buffer, d.buffer + d.size)});
+                concat.insert(concat.end(), d.buffer, d.buffer + d.size);
+                want.pcrSelections[0].pcrSelect[idx[i] / 8] &= static_cast<uint8_t>(~(1u << (idx[i] % 8)));
+            }
+        }
+        const Bytes digest = attest::sha256(concat);
+        const auto& qd = parsed->attested.quote.pcrDigest;
+        if (digest.size() == qd.size && std::memcmp(digest.data(), qd.buffer, qd.size) == 0) {
+            ev.event_logs = req.event_logs;
+            return ev;
+        }
+    }
+    return make_error(rc::kFail, "the vPCRs kept changing while quoting");
+}
+
+}  // namespace vtpm::issuance

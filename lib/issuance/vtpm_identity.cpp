@@ -1,0 +1,122 @@
+#include "issuance/vtpm_identity.hpp"
+
+#include <algorithm>
+
+#include "setup/tpm2_commands.hpp"
+
+namespace vtpm::issuance {
+
+namespace tpm2 = setup::tpm2;
+
+namespace {
+
+constexpr uint32_t kNvAttributes = TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD | TPMA_NV_PPREAD |
+                                   TPMA_NV_NO_DA;
+
+Result<Bytes> run(VtpmChannel& ch, const Bytes& cmd, const char* what) {
+    auto rsp = ch.transact(cmd);
+    if (!rsp) return rsp.error();
+    const uint32_t rc = tpm2::response_code(*rsp);
+    if (rc != 0) {
+        std::string hint;
+        if ((rc & 0xbf) == (TPM2_RC_BAD_AUTH & 0xbf) || (rc & 0xbf) == (TPM2_RC_AUTH_FAIL & 0xbf))
+            hint = " (the guest has set an owner/endorsement password; install the identity offline)";
+        return make_error(rc::kFail, std::string(what) + " failed in the vTPM: TPM rc " + hex32(rc) + hint);
+    }
+    return rsp;
+}
+
+bool is_handle_error(uint32_t rc) {
+    // TPM_RC_HANDLE (0x8b) with any handle/parameter number bits.
+    return (rc & 0x3f) == (TPM2_RC_HANDLE & 0x3f) && (rc & TPM2_RC_FMT1);
+}
+
+}  // namespace
+
+TPMT_PUBLIC vaik_template() {
+    TPMT_PUBLIC p{};
+    p.type = TPM2_ALG_ECC;
+    p.nameAlg = TPM2_ALG_SHA256;
+    p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
+    p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+    p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+    p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+    p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+    return p;
+}
+
+Result<std::optional<TPMT_PUBLIC>> read_vaik(VtpmChannel& ch) {
+    auto rsp = ch.transact(tpm2::read_public(kVaikHandle));
+    if (!rsp) return rsp.error();
+    const uint32_t rc = tpm2::response_code(*rsp);
+    if (is_handle_error(rc)) return std::optional<TPMT_PUBLIC>{};
+    if (rc != 0) return make_error(rc::kFail, "ReadPublic of the vAIK: TPM rc " + hex32(rc));
+    auto pub = tpm2::parse_read_public(*rsp);
+    if (!pub) return pub.error();
+    const TPMT_PUBLIC want = vaik_template();
+    if (pub->type != want.type || pub->objectAttributes != want.objectAttributes)
+        return make_error(rc::kFail, "the object at " + hex32(kVaikHandle) + " is not a vAIK (attributes differ)");
+    return std::optional<TPMT_PUBLIC>(*pub);
+}
+
+Result<TPMT_PUBLIC> create_vaik(VtpmChannel& ch) {
+    auto rsp = run(ch, tpm2::create_primary(TPM2_RH_ENDORSEMENT, vaik_template()), "creating the vAIK");
+    if (!rsp) return rsp.error();
+    auto created = tpm2::parse_create_primary(*rsp);
+    if (!created) return created.error();
+    auto persisted = run(ch, tpm2::evict_control(created->handle, kVaikHandle), "persisting the vAIK");
+    (void)ch.transact(tpm2::flush_context(created->handle));
+    if (!persisted) return persisted.error();
+    return created->pub;
+}
+
+Result<Bytes> read_nv(VtpmChannel& ch, uint32_t index) {
+    auto rsp = ch.transact(tpm2::nv_read_public(index));
+    if (!rsp) return rsp.error();
+    const uint32_t rc = tpm2::response_code(*rsp);
+    if (is_handle_error(rc)) return make_error(rc::kRetry, "NV index " + hex32(index) + " is not defined");
+    if (rc != 0) return make_error(rc::kFail, "NV_ReadPublic(" + hex32(index) + "): TPM rc " + hex32(rc));
+    auto pub = tpm2::parse_nv_read_public(*rsp);
+    if (!pub) return pub.error();
+    Bytes out;
+    while (out.size() < pub->dataSize) {
+        const auto n = static_cast<uint16_t>(std::min<size_t>(tpm2::kNvChunk, pub->dataSize - out.size()));
+        auto r = run(ch, tpm2::nv_read(index, n, static_cast<uint16_t>(out.size())), "NV_Read");
+        if (!r) return r.error();
+        auto data = tpm2::parse_nv_read(*r);
+        if (!data) return data.error();
+        out.insert(out.end(), data->begin(), data->end());
+    }
+    return out;
+}
+
+Result<uint64_t> read_generation(VtpmChannel& ch) {
+    auto data = read_nv(ch, kNvGeneration);
+    if (!data) return data.code() == rc::kRetry ? Result<uint64_t>(uint64_t{0}) : Result<uint64_t>(data.error());
+    if (data->size() != 8) return make_error(rc::kFail, "the vTPM's identity generation index is not 8 bytes");
+    return load_be64(data->data());
+}
+
+Result<void> write_nv(VtpmChannel& ch, uint32_t index, ByteView data) {
+    if (data.empty() || data.size() > 2048) return make_error(rc::kBadParameter, "NV data of a bad size");
+    auto rsp = ch.transact(tpm2::nv_read_public(index));
+    if (!rsp) return rsp.error();
+    if (tpm2::response_code(*rsp) == 0) {
+        auto r = run(ch, tpm2::nv_undefine_space(index, TPM2_RH_OWNER), "NV_UndefineSpace");
+        if (!r) return r.error();
+    }
+    auto d = run(ch, tpm2::nv_define_space(index, kNvAttributes, static_cast<uint16_t>(data.size()), TPM2_RH_OWNER),
+                 "NV_DefineSpace");
+    if (!d) return d.error();
+    for (size_t off = 0; off < data.size(); off += tpm2::kNvChunk) {
+        const size_t n = std::min<size_t>(tpm2::kNvChunk, data.size() - off);
+        auto w = run(ch, tpm2::nv_write(index, data.subspan(off, n), static_cast<uint16_t>(off), TPM2_RH_OWNER),
+                     "NV_Write");
+        if (!w) return w.error();
+    }
+    return {};
+}
+
+}  // namespace vtpm::issuance
