@@ -64,7 +64,7 @@ Error authkey_error(const char* what, TSS2_RC rc) {
     const TSS2_RC base = rc & ~(TPM2_RC_N_MASK | TPM2_RC_H | TPM2_RC_P | TPM2_RC_S);
     if ((rc & TPM2_RC_FMT1) && (base & 0xbf) == TPM2_RC_POLICY_FAIL)
         return make_error(rc::kFail, std::string(what) +
-                                         ": the AuthKey's PCR policy is not satisfied — the host PCRs changed since "
+                                         ": the AuthKey's PCR policy is not satisfied: the host PCRs changed since "
                                          "provisioning, so this host may no longer vouch for VMs");
     return make_error(rc::kFail, tss_error(what, rc));
 }

@@ -53,8 +53,6 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
     auto vaik_name = attest::object_name(vaik_pub);
     if (!vaik_name) return vaik_name.error();
     const uint64_t gen = std::max(*vgen, rec ? rec->generation : 0) + 1;
-    attest::VmRecord next{*uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
-    if (auto r = records->save(next); !r) return r.error();
 
     // Host side: fresh CertAuthKey for this user and nonce, the host PCR inputs.
     const Bytes binding = attest::user_binding(req.user_cert_der, req.nonce);
@@ -86,6 +84,11 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
     creq.days = req.days;
     auto cert = attest::issue_vaik_certificate(creq, **issuer);
     if (!cert) return cert.error();
+
+    // Nothing changed so far but a missing vAIK (deterministic, harmless):
+    // a host that cannot sign leaves the record and the vTPM as they were.
+    attest::VmRecord next{*uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
+    if (auto r = records->save(next); !r) return r.error();
 
     // Into the vTPM: generation, certificate, bundle; then make it durable.
     Bytes gen_bytes;

@@ -304,7 +304,10 @@ def ioctl(*args, check_rc=True, timeout=20):
 
 def guest_files():
     out = os.path.join(build_dir(), "vtpm-test-guest")
-    run(["bash", os.path.join(HERE, "guest", "build-guest.sh"), out], timeout=120)
+    # vtpm-attest goes into the guest so it can quote from inside.
+    attest = os.path.join(os.path.dirname(os.path.realpath(server_cmd()[0])), "vtpm-attest")
+    extra = [attest] if os.path.exists(attest) else []
+    run(["bash", os.path.join(HERE, "guest", "build-guest.sh"), out] + extra, timeout=120)
     return os.path.join(out, "vmlinuz"), os.path.join(out, "initrd.img")
 
 
@@ -356,14 +359,14 @@ class Qmp:
 class Qemu:
     """qemu-system-x86_64 (TCG) with the test guest and a tpm-emulator device."""
 
-    def __init__(self, stack, work, name, ctrl_path, device="tpm-crb", incoming=None, mem=256):
+    def __init__(self, stack, work, name, ctrl_path, device="tpm-crb", incoming=None, mem=256, append=""):
         kernel, initrd = guest_files()
         self.serial = os.path.join(work, f"{name}.serial")
         self.qmp_path = os.path.join(work, f"{name}.qmp")
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(mem), "-nographic", "-nodefaults",
                "-no-user-config", "-machine", "q35",
                "-kernel", kernel, "-initrd", initrd,
-               "-append", "console=ttyS0 quiet panic=-1",
+               "-append", ("console=ttyS0 quiet panic=-1 " + append).strip(),
                "-serial", f"file:{self.serial}",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
                "-chardev", f"socket,id=chrtpm,path={ctrl_path}",

@@ -1,0 +1,294 @@
+"""Hardware-rooted VM identity end to end (issue 4), with Debian's swtpm as
+the stand-in hardware TPM (manufactured by Debian's swtpm_setup with an EK
+certificate from swtpm-localca):
+
+vtpm-host provision + enroll (privacy CA; MakeCredential/ActivateCredential
+against the EK roots) -> vtpm-attest issue (offline on a state directory and
+online through a running bridge) -> quote from inside a booted QEMU guest and
+through a TCTI -> verify. Then every failure the verifier must name: wrong
+nonce, replayed evidence, another VM or user, AuthKey policy over other PCRs,
+host PCRs changed, tampered CertvAIK/CertAuthKey, a cuckoo quote from another
+vTPM, an event log that does not replay, a cloned state directory."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+
+import harness as h
+
+BIN = os.path.dirname(os.path.realpath(h.server_cmd()[0]))
+HOST = os.path.join(BIN, "vtpm-host")
+ATTEST = os.path.join(BIN, "vtpm-attest")
+SETUP = os.environ.get("VTPM_SETUP", os.path.join(BIN, "vtpm-setup"))
+UUID1 = "6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77"
+UUID2 = "0b6a3e7c-1d2f-4a5b-8c9d-0e1f2a3b4c5d"
+ENV = dict(os.environ, TSS2_LOG="all+none")
+
+
+def hw_tpm(stack, work, name):
+    """A stand-in hardware TPM: Debian swtpm with an EK certificate."""
+    d = os.path.join(work, name)
+    os.mkdir(d)
+    h.run(["swtpm_setup", "--tpm2", "--tpm-state", d, "--createek", "--create-ek-cert",
+           "--pcr-banks", "sha1,sha256"])
+    srv, port = h.tcp_server(stack, d, cmd=[h.SWTPM])
+    return srv, port, f"swtpm:host=127.0.0.1,port={port}"
+
+
+def vm_state(work, name):
+    d = os.path.join(work, name)
+    os.mkdir(d)
+    h.run([SETUP, "--tpm2", "--tpm-state", d, "--createek", "--create-ek-cert", "--config", "/dev/null"])
+    return d
+
+
+def user_cert(work, name):
+    key, pem = os.path.join(work, name + ".key"), os.path.join(work, name + ".pem")
+    h.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", key, "-out", pem, "-subj", f"/CN={name}", "-days", "30"])
+    return pem
+
+
+def attest(*args, check_rc=True):
+    return h.run([ATTEST] + list(args), check_rc=check_rc, env=ENV)
+
+
+def verify(ctx, evidence, nonce, user=None, uuid=UUID1, extra=()):
+    r = attest("verify", "--host-ak-cert", ctx["ak_cert"], "--ca", ctx["ca"], "--user-cert", user or ctx["user"],
+               "--nonce", nonce, "--evidence", evidence, "--vm-uuid", uuid, "--json", *extra, check_rc=False)
+    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}
+
+
+def expect_fail(ctx, evidence, nonce, step, what, **kw):
+    rc, rep = verify(ctx, evidence, nonce, **kw)
+    detail = next((s["detail"] for s in rep.get("steps", []) if s["id"] == step), "")
+    h.check(rc == 3 and rep.get("failed_step") == step, f"{what}: fails at '{step}' ({detail})")
+
+
+# Evidence files: 8-byte magic, then (u16 tag, u32 length, value) records.
+def records(data):
+    out, off = [], 8
+    while off < len(data):
+        tag, n = struct.unpack(">HI", data[off:off + 6])
+        out.append([tag, data[off + 6:off + 6 + n]])
+        off += 6 + n
+    return data[:8], out
+
+
+def join(magic, recs):
+    return magic + b"".join(struct.pack(">HI", t, len(v)) + v for t, v in recs)
+
+
+def edit_evidence(src, dst, fn):
+    with open(src, "rb") as f:
+        magic, recs = records(f.read())
+    fn(recs)
+    with open(dst, "wb") as f:
+        f.write(join(magic, recs))
+
+
+def flip(b, pos):
+    b = bytearray(b)
+    b[pos] ^= 0x01
+    return bytes(b)
+
+
+def event_log(events):
+    """A TCG crypto-agile log (Spec ID Event03, sha256) with (pcr, digest) events."""
+    spec = b"Spec ID Event03\0" + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, 1) + struct.pack("<HH", 0x0b, 32) + b"\0"
+    log = struct.pack("<II", 0, 3) + b"\0" * 20 + struct.pack("<I", len(spec)) + spec
+    for pcr, digest in events:
+        data = b"test event"
+        log += struct.pack("<III", pcr, 0xd, 1) + struct.pack("<H", 0x0b) + digest + struct.pack("<I", len(data)) + data
+    return log
+
+
+def test(work, stack):
+    hw, port, tcti = hw_tpm(stack, work, "hwtpm")
+    host = os.path.join(work, "host")
+    cadir = os.path.join(work, "privacy-ca")
+    h.run([HOST, "provision", "--tcti", tcti, "--dir", host], env=ENV)
+
+    # Enrollment refuses EK roots that did not sign the EK certificate.
+    other_ca = os.path.join(work, "other-ca")
+    h.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", other_ca + ".key", "-out", other_ca + ".pem", "-subj", "/CN=other", "-days", "3"])
+    bad = h.run([HOST, "enroll", "--tcti", tcti, "--dir", host, "--ca", cadir, "--ek-roots", other_ca + ".pem"],
+                check_rc=False, env=ENV)
+    h.check(bad.returncode == 1 and "EK certificate is not trusted" in bad.stderr,
+            f"enroll refuses an EK certificate not from the given roots: {bad.stderr.strip()}")
+    h.check(not os.path.exists(os.path.join(host, "ak-cert.pem")), "no host AK certificate after a refused enroll")
+    roots = os.path.join(work, "ek-roots.pem")
+    with open(roots, "w") as out:
+        for f in ("issuercert.pem", "swtpm-localca-rootca-cert.pem"):
+            out.write(open(os.path.join("/var/lib/swtpm-localca", f)).read())
+    en = h.run([HOST, "enroll", "--tcti", tcti, "--dir", host, "--ca", cadir, "--ek-roots", roots], env=ENV)
+    h.check("credential activation" in en.stdout, "enroll: AK proven by MakeCredential/ActivateCredential")
+    ak_cert, auth_cert = os.path.join(host, "ak-cert.pem"), os.path.join(host, "authkey-cert.pem")
+    chain = os.path.join(host, "ca-chain.pem")
+    for c in (ak_cert, auth_cert):
+        r = h.run(["openssl", "verify", "-CAfile", chain, c], check_rc=False)
+        h.check(r.returncode == 0, f"{os.path.basename(c)} chains to the privacy CA (openssl verify)")
+    ak_pub = h.run(["openssl", "x509", "-in", ak_cert, "-noout", "-pubkey"]).stdout
+    h.check_eq(ak_pub, open(os.path.join(host, "ak.pem")).read(), "the AK certificate is for the provisioned AK")
+    st = h.run([HOST, "status", "--tcti", tcti, "--dir", host], env=ENV)
+    h.check("ak-cert.pem" in st.stdout and "valid now" in st.stdout, "status shows the certificates' validity")
+    ctx = {"ak_cert": ak_cert, "ca": chain, "user": user_cert(work, "tenant")}
+    other_user = user_cert(work, "other-tenant")
+
+    # --- offline issue, quote from inside a booted QEMU guest, verify.
+    vm1 = vm_state(work, "vm1")
+    n1 = os.urandom(20).hex()
+    out1 = os.path.join(work, "out1")
+    r = attest("issue", "--host-dir", host, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n1, "--out", out1, "--tcti", tcti)
+    h.check("generation 1" in r.stdout and "vAIK created" in r.stdout, "offline issue: generation 1, vAIK created")
+    r = h.run(["openssl", "verify", "-partial_chain", "-CAfile", auth_cert, os.path.join(out1, "cert-vaik.pem")],
+              check_rc=False)
+    h.check(r.returncode == 0, "CertvAIK verifies with the AuthKey certificate (openssl)")
+    txt = h.run(["openssl", "x509", "-in", os.path.join(out1, "cert-vaik.pem"), "-noout", "-text"]).stdout
+    h.check(f"URI:urn:uuid:{UUID1}" in txt and "2.23.133.8.3" in txt, "CertvAIK names the VM and is an AIK cert")
+
+    ctrl = os.path.join(work, "vm1.sock")
+    srv = h.libvirt_style_server(stack, vm1, ctrl, os.path.join(work, "vm1.log"))
+    vm = h.Qemu(stack, work, "attest-guest", ctrl, append=f"vtpm.nonce={n1}")
+    vm.wait_output(r"VTPM-GUEST ready", timeout=180)
+    out = vm.output()
+    h.check("EVIDENCE end" in out, "the guest ran vtpm-attest quote on /dev/tpmrm0: " +
+            ("ok" if "EVIDENCE end" in out else out[-400:]))
+    ev_guest = os.path.join(work, "guest.evidence")
+    with open(ev_guest, "wb") as f:
+        f.write(bytes.fromhex("".join(re.findall(r"^EVIDENCE ([0-9a-f]+)\s*$", out, re.M))))
+    pcr9 = hashlib.sha256(b"\0" * 32 + b"\x42" * 32).hexdigest()
+    ref = os.path.join(work, "reference")
+    with open(ref, "w") as f:
+        f.write(f"# PCR 9 after the guest's one extend\nsha256:9 {pcr9}\n")
+    rc, rep = verify(ctx, ev_guest, n1, extra=("--reference", ref, "--host-record",
+                                               os.path.join(host, "vms", UUID1 + ".record")))
+    steps = {s["id"]: s["status"] for s in rep.get("steps", [])}
+    h.check(rc == 0 and rep.get("ok"), f"guest evidence verifies: {steps}")
+    h.check(steps.get("reference-values") == "pass", "reference value of PCR 9 checked")
+    h.check(steps.get("event-log") == "pass" or "SECURITYFS" not in out,
+            f"firmware event log replays to PCRs 0-7 when the guest has one ({steps.get('event-log')})")
+    vm.kill()
+    srv.wait(10)
+
+    # --- online issue through a running bridge, quote through a TCTI.
+    bsrv, bport = h.tcp_server(stack, vm1, extra=["--vtpm-vendor-ctrl"])
+    plain = h.ioctl("--tcp", f"127.0.0.1:{bport + 1}", "-c").stdout
+    h.check("0x800" in plain, f"the vendor capability bit is advertised with --vtpm-vendor-ctrl: {plain.strip()}")
+    n2 = os.urandom(16).hex()
+    out2 = os.path.join(work, "out2")
+    r = attest("issue", "--host-dir", host, "--ctrl", f"tcp:127.0.0.1:{bport + 1}", "--vm-uuid", UUID1,
+               "--user-cert", ctx["user"], "--nonce", n2, "--out", out2, "--tcti", tcti)
+    h.check("generation 2" in r.stdout and "online" in r.stdout and "vAIK kept" in r.stdout,
+            "online issue on the running bridge: generation 2, same vAIK")
+    vtcti = f"swtpm:host=127.0.0.1,port={bport}"
+    # An event log for PCR 8, extended for real.
+    d8 = hashlib.sha256(b"measured thing").digest()
+    h.tpm2(bport, "pcrextend", f"8:sha256={d8.hex()}")
+    log = os.path.join(work, "eventlog.bin")
+    with open(log, "wb") as f:
+        f.write(event_log([(8, d8)]))
+    ev2 = os.path.join(work, "tcti.evidence")
+    attest("quote", "--tcti", vtcti, "--nonce", n2, "--out", ev2, "--eventlog", log)
+    rc, rep = verify(ctx, ev2, n2)
+    steps = {s["id"]: s["status"] for s in rep.get("steps", [])}
+    h.check(rc == 0 and steps.get("event-log") == "pass", f"TCTI evidence with an event log verifies: {steps}")
+    table = attest("verify", "--host-ak-cert", ak_cert, "--ca", chain, "--user-cert", ctx["user"], "--nonce", n2,
+                   "--evidence", ev2).stdout
+    h.check("VERIFIED: VM " + UUID1 in table, "readable table for people")
+
+    # --- every failure, named.
+    expect_fail(ctx, ev2, os.urandom(16).hex(), "cert-authkey", "wrong nonce")
+    expect_fail(ctx, ev_guest, n2, "cert-authkey", "replayed evidence (generation 1, earlier nonce)")
+    rc, rep = verify(ctx, ev_guest, n1, extra=("--host-record", os.path.join(host, "vms", UUID1 + ".record")))
+    h.check(rep.get("failed_step") == "uniqueness", "old evidence with its own nonce: superseded generation named")
+    expect_fail(ctx, ev2, n2, "cert-vaik-bindings", "certificate for another VM UUID", uuid=UUID2)
+    expect_fail(ctx, ev2, n2, "cert-authkey", "certificate for another user", user=other_user)
+    tampered = os.path.join(work, "tampered.evidence")
+    edit_evidence(ev2, tampered, lambda recs: [r.__setitem__(1, flip(r[1], len(r[1]) - 5)) for r in recs if r[0] == 5])
+    expect_fail(ctx, tampered, n2, "cert-vaik-signature", "tampered CertvAIK bytes")
+
+    def tamper_bundle(recs):
+        for r in recs:
+            if r[0] == 6:
+                magic, inner = records(r[1])
+                for ir in inner:
+                    if ir[0] == 2:  # the TPM2_Certify attestation
+                        ir[1] = flip(ir[1], len(ir[1]) - 3)
+                r[1] = join(magic, inner)
+    edit_evidence(ev2, tampered, tamper_bundle)
+    expect_fail(ctx, tampered, n2, "cert-authkey", "tampered CertAuthKey bytes")
+    edit_evidence(ev2, tampered, lambda recs: recs.__setitem__(slice(None), [r for r in recs if r[0] != 7] +
+                                                               [[7, event_log([(8, hashlib.sha256(b"x").digest())])]]))
+    expect_fail(ctx, tampered, n2, "event-log", "an event log that does not replay")
+
+    # Cuckoo: another vTPM (VM 2, same host) answers the quote for VM 1.
+    vm2 = vm_state(work, "vm2")
+    attest("issue", "--host-dir", host, "--state-dir", vm2, "--vm-uuid", UUID2, "--user-cert", ctx["user"],
+           "--nonce", n2, "--out", os.path.join(work, "out-vm2"), "--tcti", tcti)
+    c2, c2port = h.tcp_server(stack, vm2)
+    ev_other = os.path.join(work, "vm2.evidence")
+    attest("quote", "--tcti", f"swtpm:host=127.0.0.1,port={c2port}", "--nonce", n2, "--out", ev_other)
+    with open(ev_other, "rb") as f:
+        _, other = records(f.read())
+    quote2 = {t: v for t, v in other if t in (1, 2)}
+    edit_evidence(ev2, tampered, lambda recs: [r.__setitem__(1, quote2[r[0]]) for r in recs if r[0] in (1, 2)])
+    expect_fail(ctx, tampered, n2, "quote-signature", "quote relayed from another vTPM (cuckoo)")
+    c2.stop()
+    # Quote with a nonce other than the one the certificates were issued for.
+    ev_stale = os.path.join(work, "stale.evidence")
+    attest("quote", "--tcti", vtcti, "--nonce", "00" * 16, "--out", ev_stale)
+    expect_fail(ctx, ev_stale, n2, "quote-nonce", "quote over another nonce")
+    bsrv.stop()
+
+    # Cloned state directory / older copy: no second identity.
+    clone = os.path.join(work, "vm1-clone")
+    shutil.copytree(vm1, clone)
+    attest("issue", "--host-dir", host, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+           "--nonce", n2, "--out", os.path.join(work, "out3"), "--tcti", tcti)
+    before = h.dir_digest(clone)
+    rec_before = open(os.path.join(host, "vms", UUID1 + ".record")).read()
+    r = attest("issue", "--host-dir", host, "--state-dir", clone, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n2, "--out", os.path.join(work, "out4"), "--tcti", tcti, check_rc=False)
+    h.check(r.returncode == 1 and "identity clash" in r.stderr and "clone or an older copy" in r.stderr,
+            f"issue refuses a cloned/older state: {r.stderr.strip()}")
+    h.check_eq(h.dir_digest(clone), before, "the refused clone's state is untouched")
+    h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "the host record is untouched")
+
+    # Host PCRs change after provisioning: the AuthKey cannot sign, nothing changes.
+    vm1_before = h.dir_digest(vm1)
+    h.tpm2(port, "pcrextend", "4:sha256=" + "cd" * 32)
+    r = attest("issue", "--host-dir", host, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n2, "--out", os.path.join(work, "out5"), "--tcti", tcti, check_rc=False)
+    h.check(r.returncode == 1 and "host PCRs changed" in r.stderr, f"changed host PCRs: {r.stderr.strip()}")
+    h.check_eq(h.dir_digest(vm1), vm1_before, "the vTPM state is untouched after the refused issue")
+    h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "record untouched")
+    srv_hw = hw
+    srv_hw.stop()
+
+    # An AuthKey bound to other PCRs than the verifier requires.
+    hw2, port2, tcti2 = hw_tpm(stack, work, "hwtpm2")
+    host2 = os.path.join(work, "host2")
+    h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1"], env=ENV)
+    h.run([HOST, "enroll", "--tcti", tcti2, "--dir", host2, "--ca", cadir, "--ek-roots", roots], env=ENV)
+    vm3 = vm_state(work, "vm3")
+    n3 = os.urandom(16).hex()
+    attest("issue", "--host-dir", host2, "--state-dir", vm3, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+           "--nonce", n3, "--out", os.path.join(work, "out-h2"), "--tcti", tcti2)
+    s3, p3 = h.tcp_server(stack, vm3)
+    ev3 = os.path.join(work, "h2.evidence")
+    attest("quote", "--tcti", f"swtpm:host=127.0.0.1,port={p3}", "--nonce", n3, "--out", ev3)
+    ctx2 = dict(ctx, ak_cert=os.path.join(host2, "ak-cert.pem"))
+    expect_fail(ctx2, ev3, n3, "authkey-policy", "AuthKey policy over host PCRs 0,1 only")
+    rc, rep = verify(ctx2, ev3, n3, extra=("--host-pcrs", "0,1"))
+    h.check(rc == 0, "the same evidence passes when the verifier requires only PCRs 0,1")
+    s3.stop()
+    hw2.stop()
+
+
+if __name__ == "__main__":
+    h.main(test)
