@@ -69,10 +69,12 @@ Result<SetupConfig> load_setup_config(const std::string& path, bool explicit_pat
         const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
         if (key == "active_pcr_banks") c.active_pcr_banks = value;
         else if (key == "certificate_issuer") {
-            if (value != "localca")
+            if (value != "localca" && value != "hosttpm")
                 return make_error(rc::kFail, path + ":" + std::to_string(n) + ": unknown certificate_issuer '" + value + "'");
             c.issuer = value;
         } else if (key == "localca_dir") c.localca_dir = value;
+        else if (key == "host_dir") c.host_dir = value;
+        else if (key == "host_tcti") c.host_tcti = value;
         else if (key == "platform_manufacturer") c.platform_manufacturer = value;
         else if (key == "platform_model") c.platform_model = value;
         else if (key == "platform_version") c.platform_version = value;

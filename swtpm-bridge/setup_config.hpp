@@ -14,8 +14,12 @@ namespace vtpm::bridge {
 struct SetupConfig {
     std::string path;  // where it was read from; empty: built-in defaults
     std::string active_pcr_banks = "sha256";
-    std::string issuer = "localca";  // only "localca" today
+    std::string issuer = "localca";  // "localca" or "hosttpm"
     std::string localca_dir;         // default: see default_localca_dir()
+    /// certificate_issuer = hosttpm: EK certificates signed by the host's
+    /// hardware-TPM AuthKey (vtpm-host provision + enroll ran on host_dir).
+    std::string host_dir = "/var/lib/libvtpm/host";
+    std::string host_tcti = "device:/dev/tpmrm0";
     std::string platform_manufacturer = "libvtpm";
     std::string platform_model = "libvtpm vTPM";
     std::string platform_version = "0.1";

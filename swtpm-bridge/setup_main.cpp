@@ -14,6 +14,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "issuance/host_identity.hpp"
 #include "capabilities.hpp"
 #include "engine/engine.hpp"
 #include "identity/cert_check.hpp"
@@ -149,7 +150,9 @@ void display(const setup::ManufactureReport& rep, identity::Issuer* issuer) {
                     c.kind == identity::CertKind::Ek ? ("EK " + c.key_description).c_str() : "platform", c.nv_index,
                     c.der.size(), identity::summarize(cert->get()).c_str());
         if (issuer) {
-            auto chain = identity::verify_chain(cert->get(), {issuer->chain().front()}, {issuer->chain().back()});
+            auto all = issuer->chain();
+            std::vector<const X509*> middle(all.begin(), all.end() - 1);
+            auto chain = identity::verify_chain(cert->get(), middle, {all.back()});
             if (chain) {
                 std::printf("  chain verified:");
                 for (const auto& s : *chain) std::printf(" [%s]", s.c_str());
@@ -239,8 +242,19 @@ int run(const SetupOptions& o, SetupLog& log) {
 
     log.info(std::string("Starting vTPM ") + (o.reconfigure ? "reconfiguration" : "manufacturing") + " as " + who() +
              " @ " + now_text());
-    std::unique_ptr<identity::LocalCa> ca;
-    if (m.ek_cert || m.platform_cert) {
+    // Who signs: the local CA, or the hardware TPM's AuthKey so that the EK
+    // chain ends in the host's TPM (certificate_issuer = hosttpm).
+    std::unique_ptr<identity::Issuer> ca;
+    std::unique_ptr<hosttpm::Esys> host_tpm;
+    if ((m.ek_cert || m.platform_cert) && cfg->issuer == "hosttpm") {
+        setenv("TSS2_LOG", "all+none", 0);
+        auto tpm = hosttpm::Esys::open(cfg->host_tcti);
+        if (!tpm) return log.error(tpm.error().message), 1;
+        host_tpm = std::move(*tpm);
+        auto opened = issuance::AuthKeyIssuer::open(*host_tpm, cfg->host_dir);
+        if (!opened) return log.error(opened.error().message), 1;
+        ca = std::move(*opened);
+    } else if (m.ek_cert || m.platform_cert) {
         auto opened = identity::LocalCa::open(cfg->localca_dir);
         if (!opened) return log.error(opened.error().message), 1;
         ca = std::move(*opened);

@@ -30,7 +30,7 @@ Result<PkeyPtr> new_ec_key() {
 }
 
 Result<X509Ptr> make_ca_cert(const std::string& cn, EVP_PKEY* key, X509* signer_cert, EVP_PKEY* signer_key,
-                             int days, bool path_len_zero) {
+                             int days, bool limit_depth) {
     X509Ptr cert(X509_new());
     uint8_t serial[16];
     if (!cert || RAND_bytes(serial, sizeof(serial)) != 1) return make_error(rc::kFail, "out of memory or randomness");
@@ -49,7 +49,9 @@ Result<X509Ptr> make_ca_cert(const std::string& cn, EVP_PKEY* key, X509* signer_
         return make_error(rc::kFail, ossl_error("could not fill the CA certificate"));
     X509V3_CTX ctx;
     X509V3_set_ctx(&ctx, signer_cert ? signer_cert : cert.get(), cert.get(), nullptr, nullptr, 0);
-    const char* bc = path_len_zero ? "critical,CA:TRUE,pathlen:0" : "critical,CA:TRUE";
+    // pathlen:1: the issuing CA may certify one more CA, a host AuthKey that
+    // issues EK certificates and CertvAIKs when this CA is the privacy CA.
+    const char* bc = limit_depth ? "critical,CA:TRUE,pathlen:1" : "critical,CA:TRUE";
     for (auto [nid, value] : {std::pair{NID_basic_constraints, bc}, {NID_key_usage, "critical,keyCertSign,cRLSign"},
                               {NID_subject_key_identifier, "hash"}, {NID_authority_key_identifier, "keyid:always"}}) {
         X509ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value));

@@ -135,6 +135,21 @@ def test(work, stack):
     h.check_eq(ak_pub, open(os.path.join(host, "ak.pem")).read(), "the AK certificate is for the provisioned AK")
     st = h.run([HOST, "status", "--tcti", tcti, "--dir", host], env=ENV)
     h.check("ak-cert.pem" in st.stdout and "valid now" in st.stdout, "status shows the certificates' validity")
+    # vtpm-setup with certificate_issuer = hosttpm: the EK chain ends in the hardware TPM.
+    conf = os.path.join(work, "vtpm-setup.conf")
+    with open(conf, "w") as f:
+        f.write(f"certificate_issuer = hosttpm\nhost_dir = {host}\nhost_tcti = {tcti}\n")
+    vmh = os.path.join(work, "vm-hosttpm")
+    os.mkdir(vmh)
+    h.run([SETUP, "--tpm2", "--tpm-state", vmh, "--createek", "--create-ek-cert", "--config", conf,
+           "--write-ek-cert-files", vmh], env=ENV)
+    for crt in sorted(f for f in os.listdir(vmh) if f.endswith(".crt")):
+        pem = os.path.join(work, crt + ".pem")
+        h.run(["openssl", "x509", "-inform", "der", "-in", os.path.join(vmh, crt), "-out", pem])
+        r = h.run(["openssl", "verify", "-CAfile", chain, "-untrusted", auth_cert, pem], check_rc=False)
+        issuer = h.run(["openssl", "x509", "-in", pem, "-noout", "-issuer"]).stdout
+        h.check(r.returncode == 0 and "vTPM AuthKey" in issuer,
+                f"{crt} issued by the AuthKey, chains to the privacy CA: {r.stdout.strip()}")
     ctx = {"ak_cert": ak_cert, "ca": chain, "user": user_cert(work, "tenant")}
     other_user = user_cert(work, "other-tenant")
 
