@@ -7,10 +7,13 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     vtpm::ByteView in(data, size);
-    auto f = vtpm::ctrl::frame_size(in);
-    if (f && *f < 4) std::abort();
-    for (bool lock : {true, false}) {
-        auto r = vtpm::ctrl::decode_request(in, lock);
+    for (bool vendor : {false, true}) {
+        auto f = vtpm::ctrl::frame_size(in, vendor);
+        if (f && *f < 4) std::abort();
+    }
+    for (int mode = 0; mode < 3; ++mode) {
+        // lock storage on/off, and with our vendor command enabled
+        auto r = vtpm::ctrl::decode_request(in, mode != 1, mode == 2);
         if (!r) continue;
         vtpm::Bytes again = vtpm::ctrl::encode_request(*r);
         // SET_LOCALITY/RESET_TPMESTABLISHED re-encode in QEMU's 4-byte form.

@@ -151,3 +151,31 @@ TEST_CASE("codec: GET_INFO response chunks and counts the NUL") {
     CHECK(load_be32(r4.data() + 8) == 5001 - 3072);
     CHECK(r4.back() == 0);
 }
+
+TEST_CASE("codec: CMD_VTPM_TPM_COMMAND only when enabled") {
+    const Bytes tpm_cmd = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8};  // GetRandom(8)
+    const Bytes msg = encode_request(VendorTpmCommandReq{tpm_cmd});
+    REQUIRE(msg.size() == 8 + tpm_cmd.size());
+    // Disabled (the default, as swtpm): an unknown 4-byte code.
+    CHECK(frame_size(msg) == std::optional<size_t>(4));
+    CHECK(decode_request(msg).code() == rc::kBadOrdinal);
+    // Enabled: framed by its length, decoded to the TPM command.
+    CHECK(frame_size(ByteView(msg).first(7), true) == std::nullopt);
+    CHECK(frame_size(msg, true) == std::optional<size_t>(msg.size()));
+    auto d = decode_request(msg, true, true);
+    REQUIRE(d);
+    const auto& r = std::get<VendorTpmCommandReq>(*d);
+    CHECK(Bytes(r.command.begin(), r.command.end()) == tpm_cmd);
+    CHECK(decode_request(ByteView(msg).first(msg.size() - 1), true, true).code() == rc::kBadParameter);
+    Bytes tiny = msg;
+    tiny.resize(8 + 4);
+    store_be32(tiny.data() + 4, 4);
+    CHECK(decode_request(tiny, true, true).error().message.find("not allowed") != std::string::npos);
+    Bytes huge = msg;
+    store_be32(huge.data() + 4, kMaxVendorTpmCommand + 1);
+    CHECK(frame_size(huge, true) == std::optional<size_t>(8));
+    CHECK(decode_request(huge, true, true).code() == rc::kBadParameter);
+    const Bytes rsp = encode_vendor_tpm_response(0, Bytes{1, 2, 3});
+    CHECK(rsp == Bytes{0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3});
+    CHECK(encode_vendor_tpm_response(rc::kBadOrdinal, {}) == encode_result(rc::kBadOrdinal));
+}
