@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Identity costs (issue 4): a Debian swtpm stands in for the hardware TPM;
+# provision + enroll a host, manufacture a VM state, issue, quote through our
+# bridge, then vtpm-attest-bench times issuance, the raw host-TPM operations
+# it uses, and verification throughput on one core.
+#   bench/attest.sh [ROUNDS]     (BUILD_DIR defaults to build)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${BUILD_DIR:-$root/build}"
+bin="$build/swtpm-bridge"
+rounds="${1:-20}"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+export TSS2_LOG=all+none
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir "$work/hw" "$work/vm"
+swtpm_setup --tpm2 --tpm-state "$work/hw" --createek --create-ek-cert --pcr-banks sha1,sha256 >/dev/null
+swtpm socket --tpm2 --tpmstate dir="$work/hw" --server type=tcp,port="$port" --ctrl type=tcp,port=$((port + 1)) \
+    --flags not-need-init,startup-clear --pid file="$work/hw.pid" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/hw.pid" ] && break; sleep 0.05; done
+tcti="swtpm:host=127.0.0.1,port=$port"
+cat /var/lib/swtpm-localca/issuercert.pem /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem > "$work/roots.pem"
+"$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" >/dev/null
+"$bin/vtpm-host" enroll --tcti "$tcti" --dir "$work/host" --ca "$work/ca" --ek-roots "$work/roots.pem" >/dev/null
+"$bin/vtpm-setup" --tpm2 --tpm-state "$work/vm" --createek --config /dev/null >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/u.key" -out "$work/user.pem" \
+    -subj /CN=tenant -days 3 2>/dev/null
+nonce=$(openssl rand -hex 20)
+"$bin/vtpm-attest" issue --host-dir "$work/host" --state-dir "$work/vm" --vm-uuid 6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77 \
+    --user-cert "$work/user.pem" --nonce "$nonce" --out "$work/out" --tcti "$tcti" >/dev/null
+vport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin/vtpm-bridge" socket --tpm2 --tpmstate dir="$work/vm" --server type=tcp,port="$vport" \
+    --ctrl type=tcp,port=$((vport + 1)) --flags not-need-init,startup-clear --pid file="$work/vm.pid" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/vm.pid" ] && break; sleep 0.05; done
+t0=$(date +%s%N)
+"$bin/vtpm-attest" quote --tcti "swtpm:host=127.0.0.1,port=$vport" --nonce "$nonce" --out "$work/ev" >/dev/null
+echo "vtpm-attest quote (CLI, incl. process start): $(( ($(date +%s%N) - t0) / 1000 )) µs"
+kill "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
+cat "$work/ca/issuer-cert.pem" "$work/ca/root-cert.pem" > "$work/ca.pem"
+"$build/bench/vtpm-attest-bench" "$tcti" "$work/host" "$work/vm" "$work/user.pem" "$work/host/ak-cert.pem" \
+    "$work/ca.pem" "$work/ev" "$nonce" "$rounds"

@@ -1,0 +1,122 @@
+// vtpm-attest-bench: what the hardware-rooted identity costs, next to the
+// raw hardware-TPM operations it is made of (bench/attest.sh prepares a
+// stand-in TPM, a provisioned and enrolled host, a VM state and evidence).
+//   issuance latency: offline issue on a state directory (TPM2_Certify +
+//     TPM2_Sign in the host TPM, vAIK/NV in the vTPM, one durable write)
+//   raw host-TPM costs: PCR read, Certify and Sign with their policy sessions
+//   verification throughput: verify_evidence on one core, verifications/s
+#include <sched.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "attest/tpm_objects.hpp"
+#include "attest/verify.hpp"
+#include "hosttpm/host_ops.hpp"
+#include "identity/local_ca.hpp"
+#include "identity/tcg_cert.hpp"
+#include "issuance/host_identity.hpp"
+#include "issuance/issue.hpp"
+#include "stats.hpp"
+#include "store/durable_file.hpp"
+
+using namespace vtpm;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double us_since(Clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
+}
+
+template <typename F>
+bench::Summary time_it(int n, F&& f) {
+    std::vector<double> s;
+    for (int i = 0; i < n; ++i) {
+        auto t = Clock::now();
+        if (!f()) {
+            std::fprintf(stderr, "vtpm-attest-bench: operation failed\n");
+            std::exit(1);
+        }
+        s.push_back(us_since(t));
+    }
+    return bench::summarize(s);
+}
+
+void row(const char* what, const bench::Summary& s) {
+    std::printf("  %-44s %10.0f %10.0f\n", what, s.median, s.p99);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 10) {
+        std::fprintf(stderr, "usage: vtpm-attest-bench TCTI HOSTDIR STATEDIR USERCERT AKCERT CA EVIDENCE NONCE ROUNDS\n");
+        return 2;
+    }
+    const std::string tcti = argv[1], host_dir = argv[2], state = argv[3];
+    const int rounds = std::atoi(argv[9]);
+    setenv("TSS2_LOG", "all+none", 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof one, &one);
+
+    auto tpm = hosttpm::Esys::open(tcti);
+    if (!tpm) return std::fprintf(stderr, "%s\n", tpm.error().message.c_str()), 1;
+    auto cfg = issuance::read_host_config(host_dir);
+    if (!cfg) return std::fprintf(stderr, "%s\n", cfg.error().message.c_str()), 1;
+    auto user = identity::read_pem_certificate(argv[4]);
+    auto user_der = user ? identity::to_der(user->get()) : Result<Bytes>(user.error());
+    if (!user_der) return std::fprintf(stderr, "%s\n", user_der.error().message.c_str()), 1;
+    const Bytes binding(32, 0x42);
+    const Bytes digest(32, 0x17);
+
+    std::printf("%-46s %10s %10s\n", "identity (stand-in TPM: Debian swtpm)", "median µs", "p99 µs");
+    row("host TPM: GetRandom round trip", time_it(rounds, [&] {
+            TPM2B_DIGEST* r = nullptr;
+            TSS2_RC rc = Esys_GetRandom((*tpm)->ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, 16, &r);
+            Esys_Free(r);
+            return rc == TSS2_RC_SUCCESS;
+        }));
+    row("host TPM: PCR digest (PCR_Read 0-7)", time_it(rounds, [&] { return hosttpm::pcr_digest(**tpm, cfg->authkey_pcrs).ok(); }));
+    row("host TPM: Certify AuthKey by AK (+policy)", time_it(rounds, [&] { return hosttpm::certify_authkey(**tpm, binding, cfg->authkey_pcrs).ok(); }));
+    row("host TPM: Sign by AuthKey (+policy)", time_it(rounds, [&] { return hosttpm::authkey_sign(**tpm, digest, cfg->authkey_pcrs).ok(); }));
+
+    issuance::IssueRequest req;
+    req.host_dir = host_dir;
+    req.vm_uuid = "6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77";
+    req.user_cert_der = *user_der;
+    req.nonce = Bytes(20, 0x33);
+    row("issue, offline on a state dir (end to end)", time_it(rounds, [&] {
+            auto ch = issuance::open_offline(state, std::nullopt);
+            if (!ch) return std::fprintf(stderr, "%s\n", ch.error().message.c_str()), false;
+            auto r = issuance::issue_identity(**tpm, **ch, req);
+            if (!r) std::fprintf(stderr, "%s\n", r.error().message.c_str());
+            return r.ok();
+        }));
+
+    // Verification: in-process, one core.
+    auto ak = identity::read_pem_certificate(argv[5]);
+    auto ca = identity::read_pem_certificates(argv[6]);
+    auto ev = store::read_whole_file(argv[7]);
+    auto nonce = from_hex(argv[8]);
+    if (!ak || !ca || !ev || !nonce) return std::fprintf(stderr, "cannot read the verification inputs\n"), 1;
+    attest::VerifyInputs in;
+    in.host_ak_cert = ak->get();
+    for (int i = 0; i < sk_X509_num(ca->get()); ++i) in.ca.push_back(sk_X509_value(ca->get(), i));
+    in.user_cert_der = *user_der;
+    in.nonce = *nonce;
+    if (!attest::verify_evidence(in, *ev).ok) return std::fprintf(stderr, "the evidence does not verify\n"), 1;
+    auto v = time_it(rounds * 10, [&] { return attest::verify_evidence(in, *ev).ok; });
+    row("verify evidence (one core)", v);
+    const auto t0 = Clock::now();
+    int n = 0;
+    while (us_since(t0) < 2e6) n += attest::verify_evidence(in, *ev).ok ? 1 : 0;
+    std::printf("  %-44s %10.0f /s\n", "verification throughput, one core", n / (us_since(t0) / 1e6));
+    return 0;
+}
