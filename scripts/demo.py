@@ -1,8 +1,17 @@
 #!/usr/bin/env python3
-"""The main job: manufacture a vTPM with vtpm-setup, boot a VM under QEMU
-(TCG) with libvtpm's bridge as its TPM, show the measured-boot PCRs and the
-EK certificate the guest reads from NV (verified against the CA), save the VM to a file, restore it into a fresh
-bridge and QEMU, and verify the guest's PCRs and TPM survived."""
+"""The main job: root a vTPM in the host TPM, boot a VM on it, attest it,
+save and restore it.
+- the host: provision the host AK and the PCR-bound AuthKey, enroll them with
+  a privacy CA (credential activation against the EK certificate's roots).
+  /dev/tpmrm0 if the machine has a TPM, else Debian's swtpm stands in;
+- manufacture the vTPM with vtpm-setup, its EK certificates signed by the
+  host's AuthKey; issue the VM's vAIK identity for a tenant's nonce;
+- boot the guest under QEMU (TCG): SeaBIOS measures the boot, the guest
+  reads its EK certificate and quotes with its vAIK from inside (firmware
+  event log included); the tenant's verifier checks the chain down to the
+  host TPM, the quote, the event log and a reference value;
+- save the VM to a file, restore it into a fresh bridge and QEMU, verify the
+  PCRs and the TPM survived."""
 import os
 import re
 import sys
@@ -11,22 +20,50 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness as h  # noqa: E402
 
 
+BIN = os.path.dirname(os.path.realpath(h.server_cmd()[0]))
+UUID = "00000000-0000-4000-8000-000000000001"
+ENV = dict(os.environ, TSS2_LOG="all+none")
+
+
+def tool(name, *args):
+    return h.run([os.path.join(BIN, name)] + list(args), env=ENV)
+
+
 def demo(work, stack):
     state = os.path.join(work, "vtpm-state")
     os.mkdir(state)
     ctrl = os.path.join(work, "vtpm.sock")
-    setup = os.path.join(os.path.dirname(h.server_cmd()[0]), "vtpm-setup")
-    ca = os.path.join(work, "localca")
+    host = os.path.join(work, "host")
+    if os.path.exists("/dev/tpmrm0"):
+        tcti, roots = "device:/dev/tpmrm0", os.environ.get("VTPM_EK_ROOTS", "")
+        print("== host TPM: /dev/tpmrm0")
+    else:
+        _, _, tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
+        print(f"== no hardware TPM here: Debian's swtpm stands in for it ({tcti})")
+    print(tool("vtpm-host", "provision", "--tcti", tcti, "--dir", host).stdout.rstrip())
+    print(tool("vtpm-host", "enroll", "--tcti", tcti, "--dir", host, "--ca", os.path.join(work, "privacy-ca"),
+               "--ek-roots", roots).stdout.rstrip())
+    ak_cert, chain = os.path.join(host, "ak-cert.pem"), os.path.join(host, "ca-chain.pem")
+    setup = os.path.join(BIN, "vtpm-setup")
     conf = os.path.join(work, "vtpm-setup.conf")
     with open(conf, "w") as f:
-        f.write(f"localca_dir = {ca}\n")
-    print("== manufacturing the vTPM as libvirt does (vtpm-setup: EKs, EK and platform certificates, NV lock)")
+        f.write(f"certificate_issuer = hosttpm\nhost_dir = {host}\nhost_tcti = {tcti}\n")
+    print("== manufacturing the vTPM as libvirt does (vtpm-setup: EKs, EK and platform certificates signed by "
+          "the host TPM's AuthKey, NV lock)")
     h.run([setup, "--tpm2", "--tpm-state", state, "--vmid", "demo:00000000-0000-4000-8000-000000000001",
            "--createek", "--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--not-overwrite",
            "--config", conf])
+    user = os.path.join(work, "tenant.pem")
+    h.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", os.path.join(work, "tenant.key"), "-out", user, "-subj", "/CN=tenant", "-days", "30"])
+    nonce = os.urandom(20).hex()
+    print(f"== the tenant asks for attestation with nonce {nonce}; the host issues the VM's identity")
+    print("   " + tool("vtpm-attest", "issue", "--host-dir", host, "--state-dir", state, "--vm-uuid", UUID,
+                      "--user-cert", user, "--nonce", nonce, "--out", os.path.join(work, "identity"),
+                      "--tcti", tcti).stdout.rstrip())
     print(f"== starting {' '.join(h.server_cmd())} on {state}")
     h.libvirt_style_server(stack, state, ctrl, os.path.join(work, "bridge-1.log"))
-    vm = h.Qemu(stack, work, "vm1", ctrl, device="tpm-crb")
+    vm = h.Qemu(stack, work, "vm1", ctrl, device="tpm-crb", append=f"vtpm.nonce={nonce}")
     print("== booting the guest (SeaBIOS measures the boot into the vTPM)")
     vm.wait_output(r"VTPM-GUEST ready", timeout=120)
     boot, ext = vm.pcrs("boot"), vm.pcrs("extended")
@@ -40,12 +77,26 @@ def demo(work, stack):
         f.write(der)
     h.run(["openssl", "x509", "-inform", "der", "-in", os.path.join(work, "guest-ek.der"),
            "-out", os.path.join(work, "guest-ek.pem")])
-    v = h.run(["openssl", "verify", "-CAfile", os.path.join(ca, "root-cert.pem"), "-untrusted",
-               os.path.join(ca, "issuer-cert.pem"), os.path.join(work, "guest-ek.pem")], check_rc=False)
-    h.check(v.returncode == 0, f"the guest read its EK certificate ({len(der)} bytes) from NV 0x01c00002 "
-            f"and it chains to the local CA")
+    v = h.run(["openssl", "verify", "-CAfile", chain, "-untrusted", os.path.join(host, "authkey-cert.pem"),
+               os.path.join(work, "guest-ek.pem")], check_rc=False)
+    h.check(v.returncode == 0, f"the guest read its EK certificate ({len(der)} bytes) from NV 0x01c00002; "
+            f"it chains through the host TPM's AuthKey to the privacy CA")
     h.check(all(boot[i] != "0" * 64 for i in range(8)), "firmware measured PCRs 0-7")
     h.check(ext[9] != boot[9], "guest's own extend reached the vTPM")
+    evidence = os.path.join(work, "evidence.bin")
+    with open(evidence, "wb") as f:
+        f.write(bytes.fromhex("".join(re.findall(r"^EVIDENCE ([0-9a-f]+)\s*$", vm.output(), re.M))))
+    ref = os.path.join(work, "reference.txt")
+    with open(ref, "w") as f:
+        f.write(f"sha256:9 {ext[9]}\n")
+    print(f"== the guest quoted with its vAIK from inside ({os.path.getsize(evidence)} bytes of evidence); "
+          "the tenant verifies:")
+    r = h.run([os.path.join(BIN, "vtpm-attest"), "verify", "--host-ak-cert", ak_cert, "--ca", chain,
+               "--user-cert", user, "--nonce", nonce, "--evidence", evidence, "--vm-uuid", UUID,
+               "--reference", ref, "--host-record", os.path.join(host, "vms", UUID + ".record")],
+              check_rc=False, env=ENV)
+    print("   " + r.stdout.rstrip().replace("\n", "\n   "))
+    h.check(r.returncode == 0, "vAIK attestation rooted in the host TPM verified")
 
     image = os.path.join(work, "vm.state")
     print("== saving the VM (QMP stop + migrate to a file; the bridge hands over its state blobs)")
@@ -67,8 +118,7 @@ def demo(work, stack):
     h.check_eq(m.group(3).lower(), ext[9], "PCR 9 after restore equals PCR 9 before save")
     h.check_eq(m.group(2)[12:20], "00000000", "the restored vTPM answers the guest")
     vm2.quit()
-    print("== done: measured boot, save and restore verified")
-    print("   (vAIK attestation rooted in the host TPM is not built yet: issue 4)")
+    print("== done: measured boot, vAIK attestation rooted in the host TPM, save and restore verified")
 
 
 if __name__ == "__main__":

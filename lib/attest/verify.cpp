@@ -137,7 +137,7 @@ Result<std::string> step_authkey_policy(Ctx& c) {
                                              "; required are " + pcr_list_text(c.in.required_host_pcrs));
     if (c.in.reference && c.in.reference->host_pcr_digest && !eq(*c.in.reference->host_pcr_digest, c.bundle.host_pcr_digest))
         return make_error(rc::kFail, "the host PCR values the AuthKey is bound to differ from the reference");
-    return "PolicyPCR over host sha256 PCRs " + pcr_list_text(have);
+    return "Sign/Certify only while host sha256 PCRs " + pcr_list_text(have) + " hold the provisioned values";
 }
 
 Result<std::string> step_cert_vaik_signature(Ctx& c) {

@@ -300,6 +300,23 @@ def ioctl(*args, check_rc=True, timeout=20):
     return run(["swtpm_ioctl"] + list(args), check_rc=check_rc, timeout=timeout)
 
 
+def stand_in_hw_tpm(stack, work, name):
+    """Debian's swtpm, manufactured by Debian's swtpm_setup with an EK
+    certificate from swtpm-localca, standing in for the host's hardware TPM
+    (tpm2-tss swtpm TCTI). Returns (server, port, tcti, ek_roots_pem)."""
+    d = os.path.join(work, name)
+    os.mkdir(d)
+    run(["swtpm_setup", "--tpm2", "--tpm-state", d, "--createek", "--create-ek-cert",
+         "--pcr-banks", "sha1,sha256"])
+    srv, port = tcp_server(stack, d, cmd=[SWTPM])
+    roots = os.path.join(work, name + "-ek-roots.pem")
+    with open(roots, "w") as out:
+        for f in ("issuercert.pem", "swtpm-localca-rootca-cert.pem"):
+            with open(os.path.join("/var/lib/swtpm-localca", f)) as src:
+                out.write(src.read())
+    return srv, port, f"swtpm:host=127.0.0.1,port={port}", roots
+
+
 # ------------------------------------------------------------ QEMU
 
 def guest_files():

@@ -27,16 +27,6 @@ UUID2 = "0b6a3e7c-1d2f-4a5b-8c9d-0e1f2a3b4c5d"
 ENV = dict(os.environ, TSS2_LOG="all+none")
 
 
-def hw_tpm(stack, work, name):
-    """A stand-in hardware TPM: Debian swtpm with an EK certificate."""
-    d = os.path.join(work, name)
-    os.mkdir(d)
-    h.run(["swtpm_setup", "--tpm2", "--tpm-state", d, "--createek", "--create-ek-cert",
-           "--pcr-banks", "sha1,sha256"])
-    srv, port = h.tcp_server(stack, d, cmd=[h.SWTPM])
-    return srv, port, f"swtpm:host=127.0.0.1,port={port}"
-
-
 def vm_state(work, name):
     d = os.path.join(work, name)
     os.mkdir(d)
@@ -106,7 +96,7 @@ def event_log(events):
 
 
 def test(work, stack):
-    hw, port, tcti = hw_tpm(stack, work, "hwtpm")
+    hw, port, tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
     host = os.path.join(work, "host")
     cadir = os.path.join(work, "privacy-ca")
     h.run([HOST, "provision", "--tcti", tcti, "--dir", host], env=ENV)
@@ -120,10 +110,6 @@ def test(work, stack):
     h.check(bad.returncode == 1 and "EK certificate is not trusted" in bad.stderr,
             f"enroll refuses an EK certificate not from the given roots: {bad.stderr.strip()}")
     h.check(not os.path.exists(os.path.join(host, "ak-cert.pem")), "no host AK certificate after a refused enroll")
-    roots = os.path.join(work, "ek-roots.pem")
-    with open(roots, "w") as out:
-        for f in ("issuercert.pem", "swtpm-localca-rootca-cert.pem"):
-            out.write(open(os.path.join("/var/lib/swtpm-localca", f)).read())
     en = h.run([HOST, "enroll", "--tcti", tcti, "--dir", host, "--ca", cadir, "--ek-roots", roots], env=ENV)
     h.check("credential activation" in en.stdout, "enroll: AK proven by MakeCredential/ActivateCredential")
     ak_cert, auth_cert = os.path.join(host, "ak-cert.pem"), os.path.join(host, "authkey-cert.pem")
@@ -286,7 +272,7 @@ def test(work, stack):
     srv_hw.stop()
 
     # An AuthKey bound to other PCRs than the verifier requires.
-    hw2, port2, tcti2 = hw_tpm(stack, work, "hwtpm2")
+    hw2, port2, tcti2, _ = h.stand_in_hw_tpm(stack, work, "hwtpm2")
     host2 = os.path.join(work, "host2")
     h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1"], env=ENV)
     h.run([HOST, "enroll", "--tcti", tcti2, "--dir", host2, "--ca", cadir, "--ek-roots", roots], env=ENV)
