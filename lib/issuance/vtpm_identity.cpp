@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "hosttpm/host_keys.hpp"
 #include "setup/tpm2_commands.hpp"
 
 namespace vtpm::issuance {
@@ -34,17 +35,9 @@ bool is_handle_error(uint32_t rc) {
 }  // namespace
 
 TPMT_PUBLIC vaik_template() {
-    TPMT_PUBLIC p{};
-    p.type = TPM2_ALG_ECC;
-    p.nameAlg = TPM2_ALG_SHA256;
-    p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                         TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-    p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
-    p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
-    p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
-    p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-    p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-    return p;
+    // The same kind of key as the host AK: restricted ECC P-256 ECDSA signing,
+    // non-migratable, an endorsement-hierarchy primary.
+    return hosttpm::host_ak_template().publicArea;
 }
 
 Result<std::optional<TPMT_PUBLIC>> read_vaik(VtpmChannel& ch) {
