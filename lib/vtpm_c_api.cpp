@@ -5,8 +5,16 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "attest/records.hpp"
+#include "attest/verify.hpp"
 #include "ctrl/dispatcher.hpp"
+#include "identity/ossl.hpp"
+#include "identity/tcg_cert.hpp"
 #include "engine/engine.hpp"
 #include "store/state_store.hpp"
 #include "vtpm_config.h"
@@ -136,5 +144,69 @@ uint32_t vtpm_set_state_blob(vtpm_t* t, int type, uint32_t state_flags, const ui
 }
 
 void vtpm_free(void* p) { std::free(p); }
+
+namespace {
+
+std::vector<vtpm::identity::X509Ptr> pem_certificates(const char* pem) {
+    std::vector<vtpm::identity::X509Ptr> out;
+    if (!pem) return out;
+    vtpm::identity::BioPtr bio(BIO_new_mem_buf(pem, -1));
+    while (bio) {
+        X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+        if (!x) break;
+        out.emplace_back(x);
+    }
+    ERR_clear_error();  // the end of the bundle reads as an error
+    return out;
+}
+
+void put_json(char** out, const std::string& json) {
+    if (!out) return;
+    *out = static_cast<char*>(std::malloc(json.size() + 1));
+    if (*out) std::memcpy(*out, json.c_str(), json.size() + 1);
+}
+
+uint32_t bad_param(char** out, const std::string& why) {
+    put_json(out, "{\"ok\":false,\"failed_step\":\"parameters\",\"error\":\"" + why + "\"}");
+    return vtpm::rc::kBadParameter;
+}
+
+}  // namespace
+
+uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
+    if (report_json) *report_json = nullptr;
+    if (!p || p->struct_size < sizeof(vtpm_verify_params) || !p->nonce || !p->nonce_len || !p->evidence)
+        return bad_param(report_json, "missing parameters or an older struct_size");
+    auto ak = pem_certificates(p->host_ak_cert_pem);
+    auto ca = pem_certificates(p->ca_pem);
+    auto user = pem_certificates(p->user_cert_pem);
+    if (ak.empty() || ca.empty() || user.empty()) return bad_param(report_json, "a certificate does not parse");
+    vtpm::attest::VerifyInputs in;
+    in.host_ak_cert = ak.front().get();
+    for (const auto& c : ca) in.ca.push_back(c.get());
+    auto der = vtpm::identity::to_der(user.front().get());
+    if (!der) return bad_param(report_json, "the user certificate does not encode");
+    in.user_cert_der = *der;
+    in.nonce.assign(p->nonce, p->nonce + p->nonce_len);
+    if (p->vm_uuid) in.vm_uuid = p->vm_uuid;
+    if (p->required_host_pcrs) {
+        in.required_host_pcrs.clear();
+        for (unsigned i = 0; i < 24; ++i)
+            if (p->required_host_pcrs & (1u << i)) in.required_host_pcrs.push_back(i);
+    }
+    if (p->reference) {
+        auto ref = vtpm::attest::parse_reference(p->reference);
+        if (!ref) return bad_param(report_json, "reference values do not parse");
+        in.reference = *ref;
+    }
+    if (p->host_record) {
+        auto rec = vtpm::attest::parse_record(p->host_record);
+        if (!rec) return bad_param(report_json, "the host record does not parse");
+        in.host_record = *rec;
+    }
+    const auto report = vtpm::attest::verify_evidence(in, vtpm::ByteView(p->evidence, p->evidence_len));
+    put_json(report_json, vtpm::attest::report_json(report));
+    return report.ok ? vtpm::rc::kSuccess : vtpm::rc::kFail;
+}
 
 }  // extern "C"

@@ -100,6 +100,34 @@ VTPM_API uint32_t vtpm_get_state_blob(vtpm_t *tpm, int type, int decrypted, uint
 VTPM_API uint32_t vtpm_set_state_blob(vtpm_t *tpm, int type, uint32_t state_flags, const uint8_t *blob,
                                       size_t blob_len);
 
+/**
+ * What a tenant or attestation service checks (vtpm-attest verify). Text
+ * fields are NUL-terminated; optional ones may be NULL.
+ */
+typedef struct vtpm_verify_params {
+    size_t struct_size;            /**< sizeof(vtpm_verify_params) as the caller knows it */
+    const char *host_ak_cert_pem;  /**< the host AK certificate (PEM) */
+    const char *ca_pem;            /**< trusted privacy-CA certificates, root(s) included (PEM bundle) */
+    const char *user_cert_pem;     /**< the tenant's certificate the identity was issued for (PEM) */
+    const uint8_t *nonce;          /**< the verifier's nonce */
+    size_t nonce_len;
+    const uint8_t *evidence;       /**< evidence file contents (vtpm-attest quote) */
+    size_t evidence_len;
+    const char *vm_uuid;           /**< expected VM UUID, or NULL to accept any */
+    const char *reference;         /**< reference values ("sha256:9 HEX" lines), or NULL */
+    const char *host_record;       /**< the host's record of the VM (uniqueness), or NULL */
+    uint32_t required_host_pcrs;   /**< bit mask of host PCRs the AuthKey must be bound to; 0: PCRs 0-7 */
+} vtpm_verify_params;
+
+/**
+ * Verify a VM's evidence, step by step (see README "Hardware-rooted VM
+ * identity"). Returns 0 when every step passed, TPM_FAIL (9) when one
+ * failed, TPM_BAD_PARAMETER (3) for unusable parameters. *report_json (if
+ * report_json is not NULL) receives the report as JSON, with the failing
+ * step's id in "failed_step"; release it with vtpm_free().
+ */
+VTPM_API uint32_t vtpm_verify_evidence(const vtpm_verify_params *params, char **report_json);
+
 /** Release a buffer returned by this library. */
 VTPM_API void vtpm_free(void *p);
 

@@ -99,4 +99,22 @@ private:
     std::unique_ptr<vtpm_t, Closer> h_;
 };
 
+/// A verifier's verdict on a VM's evidence and the step-by-step report.
+struct Verdict {
+    bool ok = false;
+    std::string report_json;
+};
+
+/// vtpm_verify_evidence(): `p.struct_size` is filled in here. An error only
+/// for unusable parameters; a failed check is a Verdict with ok = false.
+inline Result<Verdict> verify_evidence(vtpm_verify_params p) {
+    p.struct_size = sizeof p;
+    char* json = nullptr;
+    const uint32_t r = vtpm_verify_evidence(&p, &json);
+    std::string report = json ? json : "";
+    vtpm_free(json);
+    if (r != 0 && r != 9) return Error{r, report};
+    return Verdict{r == 0, report};
+}
+
 }  // namespace vtpm

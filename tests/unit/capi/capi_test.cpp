@@ -1,5 +1,11 @@
 // The public API as a hypervisor tool uses it: libvtpm.so through the C ABI,
 // via the C++ wrapper in vtpm.hpp.
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <string>
+
 #include <catch2/catch.hpp>
 
 #include "temp_dir.hpp"
@@ -80,4 +86,65 @@ TEST_CASE("C API: bad options are refused with a message") {
     o.state_key_len = sizeof key;
     CHECK(vtpm_open(&o, &t) == vtpm::rc::kBadKeyProperty);
     CHECK(t == nullptr);
+}
+
+namespace {
+
+// A throw-away self-signed certificate, PEM.
+std::string self_signed_pem(const char* cn) {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, key);
+    X509_sign(x, key, EVP_sha256());
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, x);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    std::string pem(data, static_cast<size_t>(n));
+    BIO_free(bio);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+}  // namespace
+
+TEST_CASE("C API: evidence verification names what failed") {
+    char* json = nullptr;
+    CHECK(vtpm_verify_evidence(nullptr, &json) == 3);
+    REQUIRE(json);
+    CHECK(std::string(json).find("\"failed_step\":\"parameters\"") != std::string::npos);
+    vtpm_free(json);
+
+    const std::string ak = self_signed_pem("host AK"), ca = self_signed_pem("CA"), user = self_signed_pem("user");
+    const uint8_t nonce[4] = {1, 2, 3, 4};
+    const uint8_t garbage[16] = {'V', 'T', 'P', 'M', 'E', 'V', '0', '1', 0, 1, 0, 0, 0, 99};
+    vtpm_verify_params p{};
+    p.struct_size = sizeof p;
+    p.host_ak_cert_pem = ak.c_str();
+    p.ca_pem = ca.c_str();
+    p.user_cert_pem = user.c_str();
+    p.nonce = nonce;
+    p.nonce_len = sizeof nonce;
+    p.evidence = garbage;
+    p.evidence_len = sizeof garbage;
+    CHECK(vtpm_verify_evidence(&p, &json) == 9);
+    REQUIRE(json);
+    CHECK(std::string(json).find("\"failed_step\":\"evidence\"") != std::string::npos);
+    CHECK(std::string(json).find("runs past the end") != std::string::npos);
+    vtpm_free(json);
+    auto verdict = vtpm::verify_evidence(p);  // the C++ API beside it
+    REQUIRE(verdict);
+    CHECK_FALSE(verdict->ok);
+    CHECK(verdict->report_json.find("\"failed_step\":\"evidence\"") != std::string::npos);
+    p.user_cert_pem = "not a certificate";
+    CHECK(vtpm_verify_evidence(&p, nullptr) == 3);
+    CHECK(vtpm::verify_evidence(p).code() == 3);
 }
