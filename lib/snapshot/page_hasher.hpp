@@ -1,0 +1,43 @@
+// Hashing guest RAM: SHA-256 leaf hashes of every 4 KiB page and their
+// Merkle root, on all cores, reading the memory through a read-only mapping
+// (a shared file-backed or memfd memory backend of QEMU).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "snapshot/merkle.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::snapshot {
+
+inline constexpr size_t kPageSize = 4096;
+
+struct PageDigests {
+    std::vector<Digest> leaves;  // one per page; a short last page is hashed as it is
+    Digest root{};
+};
+
+/// A read-only private view of a file (unmapped when destroyed).
+class MappedFile {
+public:
+    static Result<MappedFile> open(const std::string& path);
+    MappedFile(MappedFile&& o) noexcept;
+    MappedFile& operator=(MappedFile&&) = delete;
+    MappedFile(const MappedFile&) = delete;
+    ~MappedFile();
+    ByteView bytes() const { return ByteView(static_cast<const uint8_t*>(addr_), size_); }
+
+private:
+    MappedFile(void* addr, size_t size) : addr_(addr), size_(size) {}
+    void* addr_ = nullptr;
+    size_t size_ = 0;
+};
+
+/// Leaf hashes and root of `memory`, split over `threads` workers (0: one
+/// per online CPU).
+PageDigests hash_pages(ByteView memory, unsigned threads = 0);
+
+}  // namespace vtpm::snapshot
