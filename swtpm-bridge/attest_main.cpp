@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "attest/records.hpp"
+#include "attest/tpm_objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
 #include "identity/local_ca.hpp"
@@ -50,20 +51,6 @@ int usage(int rc) {
                  "                     --evidence FILE [--vm-uuid UUID] [--reference FILE] [--host-record FILE]\n"
                  "                     [--host-pcrs 0,1,...] [--json]\n");
     return rc;
-}
-
-Result<std::vector<unsigned>> parse_pcrs(const std::string& text) {
-    std::vector<unsigned> out;
-    std::stringstream ss(text);
-    std::string tok;
-    while (std::getline(ss, tok, ',')) {
-        if (tok.empty() || tok.size() > 2 || tok.find_first_not_of("0123456789") != std::string::npos ||
-            std::stoul(tok) > 23)
-            return make_error(rc::kBadParameter, "bad PCR '" + tok + "' (0-23)");
-        out.push_back(static_cast<unsigned>(std::stoul(tok)));
-    }
-    if (out.empty()) return make_error(rc::kBadParameter, "no PCRs given");
-    return out;
 }
 
 Result<Bytes> read_file(const std::string& path) { return store::read_whole_file(path); }
@@ -160,7 +147,7 @@ int cmd_quote(int argc, char** argv) {
     if (!nonce) return fail("quote: --nonce is not hex");
     req.nonce = *nonce;
     if (auto p = one(*o, "pcrs")) {
-        auto pcrs = parse_pcrs(*p);
+        auto pcrs = attest::parse_pcr_list(*p);
         if (!pcrs) return fail("quote: --pcrs: " + pcrs.error().message);
         req.pcrs = *pcrs;
     }
@@ -216,7 +203,7 @@ int cmd_verify(int argc, char** argv) {
         in.vm_uuid = *c;
     }
     if (auto p = one(*o, "host-pcrs")) {
-        auto pcrs = parse_pcrs(*p);
+        auto pcrs = attest::parse_pcr_list(*p);
         if (!pcrs) return fail("verify: --host-pcrs: " + pcrs.error().message);
         in.required_host_pcrs = *pcrs;
     }

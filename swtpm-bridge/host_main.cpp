@@ -7,7 +7,6 @@
 #include <getopt.h>
 #include <openssl/pem.h>
 #include <sys/stat.h>
-#include <tss2/tss2_mu.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "attest/tpm_objects.hpp"
 #include "hosttpm/host_keys.hpp"
 #include "identity/cert_check.hpp"
 #include "identity/local_ca.hpp"
@@ -28,12 +28,6 @@ using namespace vtpm;
 
 namespace {
 
-Result<void> write_text(const std::string& dir, const std::string& name, const std::string& text) {
-    const std::string p = dir + "/" + name;
-    return store::replace_file_durably(p + ".tmp", p, ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
-                                       0644);
-}
-
 Result<std::string> public_pem(const TPM2B_PUBLIC& pub) {
     auto key = identity::pkey_from_tpm_public(pub.publicArea);
     if (!key) return key.error();
@@ -44,20 +38,8 @@ Result<std::string> public_pem(const TPM2B_PUBLIC& pub) {
     return std::string(data, static_cast<size_t>(n));
 }
 
-Result<std::string> marshal(const TPM2B_PUBLIC& pub) {
-    uint8_t buf[sizeof(TPM2B_PUBLIC)];
-    size_t off = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Marshal(&pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS)
-        return make_error(rc::kFail, "cannot marshal a public area");
-    return std::string(reinterpret_cast<char*>(buf), off);
-}
-
 std::string pcr_list(const TPML_PCR_SELECTION& sel) {
-    std::string out;
-    const auto& s = sel.pcrSelections[0];
-    for (unsigned i = 0; i < 8u * s.sizeofSelect; ++i)
-        if (s.pcrSelect[i / 8] & (1u << (i % 8))) out += (out.empty() ? "" : ",") + std::to_string(i);
-    return out;
+    return attest::pcr_list_text(attest::selected_pcrs(sel, TPM2_ALG_SHA256));
 }
 
 Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) {
@@ -66,12 +48,13 @@ Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) 
     for (auto [name, pub] : {std::pair{"ak", &k.ak}, {"authkey", &k.authkey}}) {
         auto pem = public_pem(*pub);
         if (!pem) return pem.error();
-        if (auto r = write_text(dir, std::string(name) + ".pem", *pem); !r) return r;
-        auto raw = marshal(*pub);
+        if (auto r = issuance::write_host_file(dir, std::string(name) + ".pem", *pem); !r) return r;
+        auto raw = attest::marshal_public(pub->publicArea);
         if (!raw) return raw.error();
-        if (auto r = write_text(dir, std::string(name) + ".pub", *raw); !r) return r;
+        if (auto r = issuance::write_host_file(dir, std::string(name) + ".pub", std::string(raw->begin(), raw->end())); !r)
+            return r;
     }
-    if (auto r = write_text(dir, "authkey.policy", std::string(reinterpret_cast<const char*>(k.policy.buffer), k.policy.size)); !r)
+    if (auto r = issuance::write_host_file(dir, "authkey.policy", std::string(reinterpret_cast<const char*>(k.policy.buffer), k.policy.size)); !r)
         return r;
     std::ostringstream conf;
     conf << "# written by vtpm-host provision\n"
@@ -80,7 +63,7 @@ Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) 
          << "authkey_pcr_bank = sha256\n"
          << "authkey_pcrs = " << pcr_list(k.pcrs) << "\n"
          << "authkey_policy = " << to_hex(ByteView(k.policy.buffer, k.policy.size)) << "\n";
-    return write_text(dir, "host.conf", conf.str());
+    return issuance::write_host_file(dir, "host.conf", conf.str());
 }
 
 int usage(int rc) {

@@ -130,6 +130,22 @@ std::string pcr_list_text(const std::vector<unsigned>& pcrs) {
     return out.empty() ? "none" : out;
 }
 
+Result<std::vector<unsigned>> parse_pcr_list(std::string_view text) {
+    std::vector<unsigned> out;
+    size_t start = 0;
+    while (start <= text.size()) {
+        const size_t comma = std::min(text.find(',', start), text.size());
+        const std::string_view tok = text.substr(start, comma - start);
+        // At most two digits before converting: no overflow on long input.
+        if (tok.empty() || tok.size() > 2 || tok.find_first_not_of("0123456789") != std::string_view::npos ||
+            std::stoul(std::string(tok)) > 23)
+            return make_error(rc::kBadParameter, "bad PCR '" + std::string(tok) + "' (0-23)");
+        out.push_back(static_cast<unsigned>(std::stoul(std::string(tok))));
+        start = comma + 1;
+    }
+    return out;
+}
+
 Result<Bytes> policy_pcr_digest(const TPML_PCR_SELECTION& sel, ByteView pcr_digest) {
     auto s = marshal_pcr_selection(sel);
     if (!s) return s.error();

@@ -31,6 +31,8 @@ TPML_PCR_SELECTION pcr_selection(TPMI_ALG_HASH bank, const std::vector<unsigned>
 /// The PCR indices selected in one bank of `sel` ("0,1,7").
 std::vector<unsigned> selected_pcrs(const TPML_PCR_SELECTION& sel, TPMI_ALG_HASH bank);
 std::string pcr_list_text(const std::vector<unsigned>& pcrs);
+/// "0,1,7" -> {0, 1, 7}; the error names a token that is not a PCR (0-23).
+Result<std::vector<unsigned>> parse_pcr_list(std::string_view text);
 
 /// SHA-256 policy digest after PolicyPCR(sel, pcr_digest) from an empty
 /// policy: H(0^32 || TPM_CC_PolicyPCR || sel || pcr_digest).

@@ -70,17 +70,10 @@ TPM2B_PUBLIC authkey_template(const TPM2B_DIGEST& policy) {
 }
 
 Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o) {
-    TPML_PCR_SELECTION sel{};
-    sel.count = 1;
-    auto& s = sel.pcrSelections[0];
-    s.hash = o.bank;
-    s.sizeofSelect = 3;
     if (o.pcrs.empty()) return make_error(rc::kBadParameter, "no host PCRs selected for the AuthKey policy");
-    for (uint32_t p : o.pcrs) {
+    for (uint32_t p : o.pcrs)
         if (p > 23) return make_error(rc::kBadParameter, "host PCR " + std::to_string(p) + " is out of range (0-23)");
-        s.pcrSelect[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
-    }
-    return sel;
+    return attest::pcr_selection(o.bank, std::vector<unsigned>(o.pcrs.begin(), o.pcrs.end()));
 }
 
 Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
@@ -94,32 +87,12 @@ Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel
     return d;
 }
 
-Result<TPM2B_DIGEST> trial_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
-    TPMT_SYM_DEF sym{};
-    sym.algorithm = TPM2_ALG_NULL;
-    ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = Esys_StartAuthSession(tpm.ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                       nullptr, TPM2_SE_TRIAL, &sym, TPM2_ALG_SHA256, &session);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("starting a trial policy session", rc));
-    FlushedHandle guard(tpm.ctx(), session);
-    TPM2B_DIGEST empty{};  // the TPM uses the PCRs' current values
-    rc = Esys_PolicyPCR(tpm.ctx(), session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyPCR over the host PCRs", rc));
-    TPM2B_DIGEST* raw = nullptr;
-    rc = Esys_PolicyGetDigest(tpm.ctx(), session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw);
-    EsysPtr<TPM2B_DIGEST> digest(raw);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("reading the policy digest", rc));
-    return *digest;
-}
-
 Result<TPM2B_PUBLIC> read_persistent(Esys& tpm, uint32_t handle) {
-    ESYS_TR obj = ESYS_TR_NONE;
-    TSS2_RC rc = Esys_TR_FromTPMPublic(tpm.ctx(), handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &obj);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kRetry, tss_error("no object at " + hex32(handle), rc));
+    auto obj = tr_from_tpm(tpm, handle);
+    if (!obj) return obj.error();
     TPM2B_PUBLIC* raw = nullptr;
-    rc = Esys_ReadPublic(tpm.ctx(), obj, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
+    TSS2_RC rc = Esys_ReadPublic(tpm.ctx(), obj->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
     EsysPtr<TPM2B_PUBLIC> pub(raw);
-    Esys_TR_Close(tpm.ctx(), &obj);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("ReadPublic(" + hex32(handle) + ")", rc));
     return *pub;
 }

@@ -36,9 +36,6 @@ Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o);
 
 /// The AuthKey policy (attest::authkey_policy) over the PCRs' current values.
 Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel);
-/// A bare PolicyPCR digest computed by the TPM in a trial session (tests
-/// compare it with the software computation).
-Result<TPM2B_DIGEST> trial_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel);
 
 /// Public area of a persistent object, rc::kRetry if the handle is empty.
 Result<TPM2B_PUBLIC> read_persistent(Esys& tpm, uint32_t handle);

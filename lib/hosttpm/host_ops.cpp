@@ -1,7 +1,6 @@
 #include "hosttpm/host_ops.hpp"
 
-#include <openssl/evp.h>
-#include <tss2/tss2_mu.h>
+#include <openssl/crypto.h>
 
 #include <cstring>
 #include <string>
@@ -69,15 +68,6 @@ Error authkey_error(const char* what, TSS2_RC rc) {
     return make_error(rc::kFail, tss_error(what, rc));
 }
 
-Result<Bytes> marshal_sig(const TPMT_SIGNATURE& sig) {
-    Bytes out(sizeof(TPMT_SIGNATURE));
-    size_t off = 0;
-    if (Tss2_MU_TPMT_SIGNATURE_Marshal(&sig, out.data(), out.size(), &off) != TSS2_RC_SUCCESS)
-        return make_error(rc::kFail, "cannot marshal a signature");
-    out.resize(off);
-    return out;
-}
-
 TPM2B_PUBLIC ek_template_rsa2048() {
     // TCG EK Credential Profile, template L-1.
     static const uint8_t kPolicy[32] = {0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
@@ -102,14 +92,11 @@ TPM2B_PUBLIC ek_template_rsa2048() {
 
 }  // namespace
 
-Result<Bytes> pcr_digest(Esys& tpm, const TPML_PCR_SELECTION& sel) {
-    TPML_PCR_SELECTION want = sel;
-    Bytes concat;
-    for (int round = 0; round < 8; ++round) {
-        bool any = false;
-        for (uint32_t i = 0; i < want.count; ++i)
-            for (uint8_t b = 0; b < want.pcrSelections[i].sizeofSelect; ++b) any |= want.pcrSelections[i].pcrSelect[b] != 0;
-        if (!any) break;
+Result<std::vector<attest::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs) {
+    std::vector<attest::PcrValue> out;
+    TPML_PCR_SELECTION want = attest::pcr_selection(bank, pcrs);
+    // A TPM returns at most 8 digests per PCR_Read: ask again for the rest.
+    for (int round = 0; round < 8 && !attest::selected_pcrs(want, bank).empty(); ++round) {
         TPML_PCR_SELECTION* got_raw = nullptr;
         TPML_DIGEST* values_raw = nullptr;
         UINT32 counter = 0;
@@ -117,20 +104,29 @@ Result<Bytes> pcr_digest(Esys& tpm, const TPML_PCR_SELECTION& sel) {
                                    &values_raw);
         EsysPtr<TPML_PCR_SELECTION> got(got_raw);
         EsysPtr<TPML_DIGEST> values(values_raw);
-        if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("reading the host PCRs", rc));
-        if (values->count == 0) return make_error(rc::kFail, "the host TPM returned no PCR values (bank not allocated?)");
-        for (uint32_t i = 0; i < values->count; ++i)
-            concat.insert(concat.end(), values->digests[i].buffer, values->digests[i].buffer + values->digests[i].size);
-        for (uint32_t i = 0; i < got->count; ++i)
-            for (uint32_t j = 0; j < want.count; ++j)
-                if (want.pcrSelections[j].hash == got->pcrSelections[i].hash)
-                    for (uint8_t b = 0; b < want.pcrSelections[j].sizeofSelect; ++b)
-                        want.pcrSelections[j].pcrSelect[b] &= static_cast<uint8_t>(~got->pcrSelections[i].pcrSelect[b]);
+        if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("reading PCRs", rc));
+        const auto idx = attest::selected_pcrs(*got, bank);
+        if (idx.empty() || idx.size() != values->count)
+            return make_error(rc::kFail, "the TPM returned no PCR values (bank not allocated?)");
+        for (size_t i = 0; i < idx.size(); ++i) {
+            const auto& d = values->digests[i];
+            out.push_back({bank, static_cast<uint8_t>(idx[i]), Bytes(d.buffer, d.buffer + d.size)});
+            want.pcrSelections[0].pcrSelect[idx[i] / 8] &= static_cast<uint8_t>(~(1u << (idx[i] % 8)));
+        }
     }
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(concat.data(), concat.size(), d, &n, EVP_sha256(), nullptr);
-    return Bytes(d, d + n);
+    if (!attest::selected_pcrs(want, bank).empty()) return make_error(rc::kFail, "the TPM did not return every PCR asked for");
+    return out;
+}
+
+Result<Bytes> pcr_digest(Esys& tpm, const TPML_PCR_SELECTION& sel) {
+    Bytes concat;
+    for (uint32_t i = 0; i < sel.count && i < TPM2_NUM_PCR_BANKS; ++i) {
+        const TPMI_ALG_HASH bank = sel.pcrSelections[i].hash;
+        auto values = read_pcrs(tpm, bank, attest::selected_pcrs(sel, bank));
+        if (!values) return values.error();
+        for (const auto& v : *values) concat.insert(concat.end(), v.digest.begin(), v.digest.end());
+    }
+    return attest::sha256(concat);
 }
 
 Result<Bytes> read_nv(Esys& tpm, uint32_t index) {
@@ -229,7 +225,7 @@ Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_
     EsysPtr<TPM2B_ATTEST> att(att_raw);
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) return authkey_error("TPM2_Certify of the AuthKey by the host AK", rc);
-    auto s = marshal_sig(*sig);
+    auto s = attest::marshal_signature(*sig);
     if (!s) return s.error();
     return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
 }

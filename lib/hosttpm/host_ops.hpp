@@ -7,6 +7,9 @@
 #include <tss2/tss2_esys.h>
 
 #include <cstdint>
+#include <vector>
+
+#include "attest/evidence.hpp"
 
 #include "hosttpm/esys.hpp"
 #include "util/bytes.hpp"
@@ -23,6 +26,9 @@ struct SignedAttest {
     Bytes attest;     // TPM2B_ATTEST's buffer
     Bytes signature;  // marshalled TPMT_SIGNATURE
 };
+
+/// The values of `pcrs` in one bank, ascending.
+Result<std::vector<attest::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs);
 
 /// SHA-256 over the values of the selected PCRs, in selection order.
 Result<Bytes> pcr_digest(Esys& tpm, const TPML_PCR_SELECTION& sel);

@@ -18,19 +18,13 @@ Result<HostConfig> read_host_config(const std::string& host_dir) {
     std::istringstream in(std::string(bytes->begin(), bytes->end()));
     std::string line;
     std::vector<unsigned> pcrs;
-    bool found = false;
     while (std::getline(in, line)) {
         if (line.rfind("authkey_pcrs = ", 0) != 0) continue;
-        std::stringstream ss(line.substr(15));
-        std::string tok;
-        while (std::getline(ss, tok, ',')) {
-            if (tok.empty() || tok.find_first_not_of("0123456789") != std::string::npos || std::stoul(tok) > 23)
-                return make_error(rc::kFail, host_dir + "/host.conf: bad authkey_pcrs");
-            pcrs.push_back(static_cast<unsigned>(std::stoul(tok)));
-        }
-        found = true;
+        auto parsed = attest::parse_pcr_list(line.substr(15));
+        if (!parsed) return make_error(rc::kFail, host_dir + "/host.conf: bad authkey_pcrs");
+        pcrs = std::move(*parsed);
     }
-    if (!found || pcrs.empty()) return make_error(rc::kFail, host_dir + "/host.conf has no authkey_pcrs");
+    if (pcrs.empty()) return make_error(rc::kFail, host_dir + "/host.conf has no authkey_pcrs");
     return HostConfig{attest::pcr_selection(TPM2_ALG_SHA256, pcrs)};
 }
 

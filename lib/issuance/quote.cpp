@@ -39,7 +39,7 @@ Result<attest::Evidence> make_evidence(hosttpm::Esys& vtpm, const QuoteRequest& 
     for (int attempt = 0; attempt < 5; ++attempt) {
         TPM2B_ATTEST* att_raw = nullptr;
         TPMT_SIGNATURE* sig_raw = nullptr;
-        TSS2_RC rc = Esys_Quote(vtpm.ctx(), vaik->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &sel,
+        const TSS2_RC rc = Esys_Quote(vtpm.ctx(), vaik->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &sel,
                                 &att_raw, &sig_raw);
         hosttpm::EsysPtr<TPM2B_ATTEST> att(att_raw);
         hosttpm::EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
@@ -52,26 +52,11 @@ Result<attest::Evidence> make_evidence(hosttpm::Esys& vtpm, const QuoteRequest& 
         auto parsed = attest::parse_attest(ev.quote_attest);
         if (!parsed) return parsed.error();
 
-        ev.pcrs.clear();
-        TPML_PCR_SELECTION want = sel;
+        auto values = hosttpm::read_pcrs(vtpm, req.bank, req.pcrs);
+        if (!values) return make_error(rc::kFail, "reading the vPCRs: " + values.error().message);
+        ev.pcrs = std::move(*values);
         Bytes concat;
-        for (int round = 0; round < 8 && !attest::selected_pcrs(want, req.bank).empty(); ++round) {
-            TPML_PCR_SELECTION* got_raw = nullptr;
-            TPML_DIGEST* values_raw = nullptr;
-            UINT32 counter = 0;
-            rc = Esys_PCR_Read(vtpm.ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &want, &counter, &got_raw, &values_raw);
-            hosttpm::EsysPtr<TPML_PCR_SELECTION> got(got_raw);
-            hosttpm::EsysPtr<TPML_DIGEST> values(values_raw);
-            if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, hosttpm::tss_error("reading the vPCRs", rc));
-            const auto idx = attest::selected_pcrs(*got, req.bank);
-            if (idx.empty() || idx.size() != values->count) return make_error(rc::kFail, "the vTPM returned no PCR values");
-            for (size_t i = 0; i < idx.size(); ++i) {
-                const auto& d = values->digests[i];
-                ev.pcrs.push_back({req.bank, static_cast<uint8_t>(idx[i]), Bytes(d.buffer, d.buffer + d.size)});
-                concat.insert(concat.end(), d.buffer, d.buffer + d.size);
-                want.pcrSelections[0].pcrSelect[idx[i] / 8] &= static_cast<uint8_t>(~(1u << (idx[i] % 8)));
-            }
-        }
+        for (const auto& v : ev.pcrs) concat.insert(concat.end(), v.digest.begin(), v.digest.end());
         const Bytes digest = attest::sha256(concat);
         const auto& qd = parsed->attested.quote.pcrDigest;
         if (digest.size() == qd.size && std::memcmp(digest.data(), qd.buffer, qd.size) == 0) {

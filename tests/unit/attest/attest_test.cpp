@@ -422,3 +422,10 @@ TEST_CASE("UUIDs, bindings, policies, credentials") {
     auto ec = ec_key();
     CHECK(make_credential(ec.get(), Bytes(34, 1), Bytes(32, 2)).error().message.find("RSA") != std::string::npos);
 }
+
+TEST_CASE("PCR lists") {
+    CHECK(*parse_pcr_list("0,1,7,23") == std::vector<unsigned>{0, 1, 7, 23});
+    for (const char* bad : {"", "0,", "24", "1,x", "99999999999999999999999"})
+        CHECK(parse_pcr_list(bad).code() == rc::kBadParameter);
+    CHECK(pcr_list_text(selected_pcrs(pcr_selection(TPM2_ALG_SHA256, {7, 0}), TPM2_ALG_SHA256)) == "0,7");
+}
