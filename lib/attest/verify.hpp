@@ -11,6 +11,7 @@
 
 #include "attest/evidence.hpp"
 #include "attest/records.hpp"
+#include "attest/tpm_objects.hpp"
 #include "identity/ossl.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
@@ -54,6 +55,18 @@ struct Report {
     std::string vm_uuid;
     uint64_t generation = 0;
 };
+
+/// The AuthKey is non-migratable, a plain signing key, usable only through
+/// its policy (fixedTPM, fixedParent, sensitiveDataOrigin, sign,
+/// adminWithPolicy; no userWithAuth, no decrypt).
+Result<void> check_authkey_attributes(const TPMT_PUBLIC& p);
+/// An attestation key (host AK, vAIK): non-migratable restricted signing key.
+Result<void> check_attestation_key(const TPMT_PUBLIC& p, const char* what);
+/// `attest` is a TPM-generated TPM2_Certify result, signed by `signer`, that
+/// certifies the object named `name`; `what` names it in errors. The
+/// caller checks the qualifying data (extraData) against its own nonce.
+Result<TPMS_ATTEST> check_certify(ByteView attest, ByteView signature, EVP_PKEY* signer, ByteView name,
+                                  const std::string& what);
 
 /// Run every check on `evidence` (bytes as read from the file).
 Report verify_evidence(const VerifyInputs& in, ByteView evidence);

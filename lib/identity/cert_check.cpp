@@ -55,6 +55,15 @@ Result<std::vector<std::string>> verify_chain(const X509* leaf, const std::vecto
     return subjects;
 }
 
+TrustBundle split_roots(const std::vector<const X509*>& bundle) {
+    TrustBundle out;
+    for (const X509* x : bundle) {
+        X509* m = const_cast<X509*>(x);  // X509_check_issued takes non-const pointers, changes nothing
+        (X509_check_issued(m, m) == X509_V_OK ? out.roots : out.intermediates).push_back(x);
+    }
+    return out;
+}
+
 Result<TcgFields> check_tcg_profile(const X509* cert, CertKind kind) {
     auto f = read_tcg_fields(cert);
     if (!f) return f.error();

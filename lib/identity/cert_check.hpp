@@ -17,6 +17,12 @@ namespace vtpm::identity {
 Result<std::vector<std::string>> verify_chain(const X509* leaf, const std::vector<const X509*>& untrusted,
                                               const std::vector<const X509*>& trusted);
 
+/// A certificate bundle split into self-signed roots and the rest.
+struct TrustBundle {
+    std::vector<const X509*> roots, intermediates;
+};
+TrustBundle split_roots(const std::vector<const X509*>& bundle);
+
 /// Check the EK-certificate profile: TCG EKU of `kind`, TPM manufacturer,
 /// model and version present (and TPMSpecification for an EK).
 Result<TcgFields> check_tcg_profile(const X509* cert, CertKind kind);

@@ -8,6 +8,7 @@
 
 #include "attest/credential.hpp"
 #include "attest/tpm_objects.hpp"
+#include "attest/verify.hpp"
 #include "hosttpm/host_keys.hpp"
 #include "hosttpm/host_ops.hpp"
 #include "identity/cert_check.hpp"
@@ -75,12 +76,12 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     if (!ek_cert) return make_error(rc::kFail, "the EK certificate in NV " + hex32(hosttpm::kEkCertNvRsa) + " does not parse");
     auto roots = identity::read_pem_certificates(ek_roots_pem);
     if (!roots) return roots.error();
-    std::vector<const X509*> trusted, untrusted;
-    for (int i = 0; i < sk_X509_num(roots->get()); ++i) {
-        X509* x = sk_X509_value(roots->get(), i);
-        (X509_check_issued(x, x) == X509_V_OK ? trusted : untrusted).push_back(x);
-    }
-    auto chain = identity::verify_chain(ek_cert.get(), untrusted, trusted.empty() ? untrusted : trusted);
+    std::vector<const X509*> all;
+    for (int i = 0; i < sk_X509_num(roots->get()); ++i) all.push_back(sk_X509_value(roots->get(), i));
+    // Roots are self-signed; a file of intermediates only is trusted as given.
+    const auto bundle = identity::split_roots(all);
+    auto chain = identity::verify_chain(ek_cert.get(), bundle.intermediates,
+                                        bundle.roots.empty() ? bundle.intermediates : bundle.roots);
     if (!chain) return make_error(rc::kFail, "the EK certificate is not trusted: " + chain.error().message);
     out.ek_subject = identity::summarize(ek_cert.get());
     identity::PkeyPtr ek_key(X509_get_pubkey(ek_cert.get()));
@@ -94,10 +95,7 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     // 2. The AK is in that TPM: only its EK can open a credential bound to the AK's name.
     auto ak = hosttpm::read_persistent(tpm, hosttpm::kHostAkHandle);
     if (!ak) return make_error(rc::kFail, "no host AK: run vtpm-host provision first");
-    const TPMA_OBJECT ak_must = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-    if ((ak->publicArea.objectAttributes & ak_must) != ak_must || (ak->publicArea.objectAttributes & TPMA_OBJECT_DECRYPT))
-        return make_error(rc::kFail, "the host AK is not a non-migratable restricted signing key");
+    if (auto r = attest::check_attestation_key(ak->publicArea, "the host AK"); !r) return r.error();
     auto ak_name = attest::object_name(ak->publicArea);
     if (!ak_name) return ak_name.error();
     uint8_t secret[32];
@@ -116,26 +114,16 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     if (!certify) return certify.error();
     auto ak_key = identity::pkey_from_tpm_public(ak->publicArea);
     if (!ak_key) return ak_key.error();
-    auto sig = attest::unmarshal_signature(certify->signature);
-    if (!sig) return sig.error();
-    if (auto v = attest::verify_signature(ak_key->get(), certify->attest, *sig); !v)
-        return make_error(rc::kFail, "the AK's certification of the AuthKey: " + v.error().message);
-    auto att = attest::parse_attest(certify->attest);
-    if (!att) return att.error();
     auto authkey = hosttpm::read_persistent(tpm, hosttpm::kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey: run vtpm-host provision first");
     auto authkey_name = attest::object_name(authkey->publicArea);
     if (!authkey_name) return authkey_name.error();
-    if (att->type != TPM2_ST_ATTEST_CERTIFY || att->extraData.size != sizeof nonce ||
-        std::memcmp(att->extraData.buffer, nonce, sizeof nonce) != 0 ||
-        Bytes(att->attested.certify.name.name, att->attested.certify.name.name + att->attested.certify.name.size) !=
-            *authkey_name)
-        return make_error(rc::kFail, "the AK's certification does not cover this AuthKey and nonce");
-    const TPMA_OBJECT auth_must = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                  TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_ADMINWITHPOLICY;
-    if ((authkey->publicArea.objectAttributes & auth_must) != auth_must ||
-        (authkey->publicArea.objectAttributes & TPMA_OBJECT_USERWITHAUTH))
-        return make_error(rc::kFail, "the AuthKey is not non-migratable and policy-only");
+    auto att = attest::check_certify(certify->attest, certify->signature, ak_key->get(), *authkey_name,
+                                     "the AK's certification of the AuthKey");
+    if (!att) return att.error();
+    if (att->extraData.size != sizeof nonce || std::memcmp(att->extraData.buffer, nonce, sizeof nonce) != 0)
+        return make_error(rc::kFail, "the AK's certification of the AuthKey is not over the CA's nonce");
+    if (auto r = attest::check_authkey_attributes(authkey->publicArea); !r) return r.error();
 
     // 4. Certificates from the privacy CA.
     auto ca = identity::LocalCa::open(ca_dir);
