@@ -43,6 +43,8 @@ Result<void> write_host_file(const std::string& host_dir, const std::string& nam
 class AuthKeyIssuer final : public identity::Issuer {
 public:
     static Result<std::unique_ptr<AuthKeyIssuer>> open(hosttpm::Esys& tpm, const std::string& host_dir);
+    /// What HOSTDIR/host.conf says (read once, by open()).
+    const HostConfig& config() const { return cfg_; }
     const X509* certificate() const override { return cert_.get(); }
     std::vector<const X509*> chain() const override;
     Result<void> sign(X509* cert) override;

@@ -18,8 +18,7 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
     if (req.nonce.empty() || req.nonce.size() > 64) return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
     auto issuer = AuthKeyIssuer::open(host, req.host_dir);
     if (!issuer) return issuer.error();
-    auto cfg = read_host_config(req.host_dir);
-    if (!cfg) return cfg.error();
+    const HostConfig* cfg = &(*issuer)->config();
 
     // Uniqueness first, before anything in the vTPM changes.
     auto records = attest::RecordStore::open_locked(req.host_dir);

@@ -68,6 +68,14 @@ public:
     Result<void> commit() override { return {}; }
     std::string describe() const override { return "bridge at " + path_ + " (online)"; }
 
+    /// The capability mask the bridge reports (CMD_GET_CAPABILITY).
+    Result<uint64_t> capabilities() {
+        if (auto r = write_all(ctrl::encode_request(ctrl::GetCapabilityReq{})); !r) return r.error();
+        uint8_t caps[8];
+        if (auto r = read_all(caps, sizeof caps); !r) return r.error();
+        return load_be64(caps);
+    }
+
 private:
     Result<void> write_all(ByteView b) {
         size_t off = 0;
@@ -161,22 +169,14 @@ Result<UniqueFd> connect_to(const std::string& where) {
 Result<std::unique_ptr<VtpmChannel>> connect_ctrl(const std::string& socket_path) {
     auto conn = connect_to(socket_path);
     if (!conn) return conn.error();
-    UniqueFd fd = std::move(*conn);
+    auto ch = std::make_unique<CtrlChannel>(socket_path, std::move(*conn));
     // Refuse early if the bridge does not offer the command.
-    Bytes caps_req = ctrl::encode_request(ctrl::GetCapabilityReq{});
-    if (::send(fd.get(), caps_req.data(), caps_req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(caps_req.size()))
-        return make_error(rc::kIoError, "writing to " + socket_path + ": " + std::strerror(errno));
-    uint8_t caps[8];
-    size_t got = 0;
-    while (got < sizeof caps) {
-        ssize_t n = ::recv(fd.get(), caps + got, sizeof caps - got, 0);
-        if (n <= 0) return make_error(rc::kIoError, "no answer to CMD_GET_CAPABILITY from " + socket_path);
-        got += static_cast<size_t>(n);
-    }
-    if (!(load_be64(caps) & ctrl::cap::kVtpmTpmCommand))
+    auto caps = ch->capabilities();
+    if (!caps) return make_error(caps.code(), "CMD_GET_CAPABILITY: " + caps.error().message);
+    if (!(*caps & ctrl::cap::kVtpmTpmCommand))
         return make_error(rc::kFail, "the process at " + socket_path +
                                          " does not offer CMD_VTPM_TPM_COMMAND (start the bridge with --vtpm-vendor-ctrl)");
-    return std::unique_ptr<VtpmChannel>(std::make_unique<CtrlChannel>(socket_path, std::move(fd)));
+    return std::unique_ptr<VtpmChannel>(std::move(ch));
 }
 
 }  // namespace vtpm::issuance

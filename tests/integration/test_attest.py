@@ -239,6 +239,11 @@ def test(work, stack):
     quote2 = {t: v for t, v in other if t in (1, 2)}
     edit_evidence(ev2, tampered, lambda recs: [r.__setitem__(1, quote2[r[0]]) for r in recs if r[0] in (1, 2)])
     expect_fail(ctx, tampered, n2, "quote-signature", "quote relayed from another vTPM (cuckoo)")
+    r = attest("issue", "--host-dir", host, "--ctrl", f"tcp:127.0.0.1:{c2port + 1}", "--vm-uuid", UUID2,
+               "--user-cert", ctx["user"], "--nonce", n2, "--out", os.path.join(work, "out-nov"), "--tcti", tcti,
+               check_rc=False)
+    h.check(r.returncode == 1 and "does not offer CMD_VTPM_TPM_COMMAND" in r.stderr,
+            f"online issue refused by a bridge without --vtpm-vendor-ctrl: {r.stderr.strip()}")
     c2.stop()
     # Quote with a nonce other than the one the certificates were issued for.
     ev_stale = os.path.join(work, "stale.evidence")
