@@ -250,6 +250,24 @@ Bytes pcr_allocate(const TPML_PCR_SELECTION& sel) {
 
 Bytes shutdown(uint16_t su) { return Cmd(TPM2_CC_Shutdown, false).u16(su).done(); }
 
+Bytes pcr_read(const TPML_PCR_SELECTION& sel) {
+    return Cmd(TPM2_CC_PCR_Read, false).mu(sel, Tss2_MU_TPML_PCR_SELECTION_Marshal).done();
+}
+
+Bytes pcr_extend(uint32_t pcr, const TPML_DIGEST_VALUES& digests) {
+    return Cmd(TPM2_CC_PCR_Extend, true).handle(pcr).password_session()
+        .mu(digests, Tss2_MU_TPML_DIGEST_VALUES_Marshal).done();
+}
+
+Bytes quote(uint32_t key, ByteView qualifying, const TPML_PCR_SELECTION& sel) {
+    TPMT_SIG_SCHEME scheme{};
+    scheme.scheme = TPM2_ALG_NULL;
+    return Cmd(TPM2_CC_Quote, true).handle(key).password_session()
+        .u16(static_cast<uint16_t>(qualifying.size())).raw(qualifying)
+        .mu(scheme, Tss2_MU_TPMT_SIG_SCHEME_Marshal)
+        .mu(sel, Tss2_MU_TPML_PCR_SELECTION_Marshal).done();
+}
+
 uint32_t response_code(ByteView rsp) { return rsp.size() < 10 ? 0xffffffffu : load_be32(rsp.data() + 6); }
 
 Result<CreatedPrimary> parse_create_primary(ByteView rsp) {
@@ -293,6 +311,31 @@ Result<Bytes> parse_nv_read(ByteView rsp) {
     if (Tss2_MU_TPM2B_MAX_NV_BUFFER_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed NV_Read response");
     return Bytes(data.buffer, data.buffer + data.size);
+}
+
+Result<PcrReadResult> parse_pcr_read(ByteView rsp) {
+    auto off = params_offset(rsp, 0);
+    if (!off) return off.error();
+    PcrReadResult out;
+    size_t o = *off + 4;  // pcrUpdateCounter
+    if (o > rsp.size() ||
+        Tss2_MU_TPML_PCR_SELECTION_Unmarshal(rsp.data(), rsp.size(), &o, &out.selected) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPML_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &out.values) != TSS2_RC_SUCCESS)
+        return make_error(rc::kFail, "malformed PCR_Read response");
+    return out;
+}
+
+Result<QuoteResult> parse_quote(ByteView rsp) {
+    auto off = params_offset(rsp, 0);
+    if (!off) return off.error();
+    TPM2B_ATTEST att{};
+    QuoteResult out;
+    size_t o = *off;
+    if (Tss2_MU_TPM2B_ATTEST_Unmarshal(rsp.data(), rsp.size(), &o, &att) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPMT_SIGNATURE_Unmarshal(rsp.data(), rsp.size(), &o, &out.signature) != TSS2_RC_SUCCESS)
+        return make_error(rc::kFail, "malformed Quote response");
+    out.attest.assign(att.attestationData, att.attestationData + att.size);
+    return out;
 }
 
 namespace {

@@ -66,6 +66,12 @@ Bytes read_public(uint32_t handle);
 Bytes get_capability(uint32_t cap, uint32_t property, uint32_t count);
 Bytes pcr_allocate(const TPML_PCR_SELECTION& sel);
 Bytes shutdown(uint16_t su);
+/// TPM2_PCR_Read of `sel` (the TPM answers at most 8 digests per call).
+Bytes pcr_read(const TPML_PCR_SELECTION& sel);
+/// TPM2_PCR_Extend of one PCR in every bank of `digests` (empty password).
+Bytes pcr_extend(uint32_t pcr, const TPML_DIGEST_VALUES& digests);
+/// TPM2_Quote by `key` (empty password, the key's own scheme).
+Bytes quote(uint32_t key, ByteView qualifying, const TPML_PCR_SELECTION& sel);
 
 /// Response code (0xffffffff if shorter than a header).
 uint32_t response_code(ByteView rsp);
@@ -82,6 +88,18 @@ Result<TPMT_PUBLIC> parse_read_public(ByteView rsp);
 Result<TPMS_NV_PUBLIC> parse_nv_read_public(ByteView rsp);
 /// NV_Read response (session-tagged).
 Result<Bytes> parse_nv_read(ByteView rsp);
+/// PCR_Read response: what was read, and the values in selection order.
+struct PcrReadResult {
+    TPML_PCR_SELECTION selected{};
+    TPML_DIGEST values{};
+};
+Result<PcrReadResult> parse_pcr_read(ByteView rsp);
+/// Quote response: the TPMS_ATTEST bytes and the signature.
+struct QuoteResult {
+    Bytes attest;
+    TPMT_SIGNATURE signature{};
+};
+Result<QuoteResult> parse_quote(ByteView rsp);
 /// GetCapability(TPM_CAP_PCRS) response.
 Result<TPML_PCR_SELECTION> parse_pcr_capability(ByteView rsp);
 /// GetCapability(TPM_CAP_HANDLES) response.

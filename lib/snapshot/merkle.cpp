@@ -7,33 +7,28 @@
 
 namespace vtpm::snapshot {
 
-namespace {
-
-Digest sha256_parts(std::initializer_list<ByteView> parts) {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+Digest sha256_of(std::initializer_list<ByteView> parts) {
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     Digest d{};
     unsigned int n = 0;
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    for (ByteView p : parts) EVP_DigestUpdate(ctx, p.data(), p.size());
-    EVP_DigestFinal_ex(ctx, d.data(), &n);
-    EVP_MD_CTX_free(ctx);
+    EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+    for (ByteView p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
+    EVP_DigestFinal_ex(ctx.get(), d.data(), &n);
     return d;
 }
 
-}  // namespace
-
 Digest leaf_hash(ByteView page) {
     const uint8_t zero = 0x00;
-    return sha256_parts({ByteView(&zero, 1), page});
+    return sha256_of({ByteView(&zero, 1), page});
 }
 
 Digest node_hash(const Digest& left, const Digest& right) {
     const uint8_t one = 0x01;
-    return sha256_parts({ByteView(&one, 1), left, right});
+    return sha256_of({ByteView(&one, 1), left, right});
 }
 
 Digest merkle_root(std::span<const Digest> leaves) {
-    if (leaves.empty()) return sha256_parts({});
+    if (leaves.empty()) return sha256_of({});
     // Bottom-up over levels; an unpaired last node moves up unchanged, which
     // gives exactly RFC 6962's split at the largest power of two.
     // One fetched algorithm and context for all nodes: the tree costs ~3% of

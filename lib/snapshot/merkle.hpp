@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -17,6 +18,9 @@
 namespace vtpm::snapshot {
 
 using Digest = std::array<uint8_t, 32>;
+
+/// SHA-256 over the concatenation of `parts`.
+Digest sha256_of(std::initializer_list<ByteView> parts);
 
 /// The leaf hash of one page (any length; guest pages are 4 KiB).
 Digest leaf_hash(ByteView page);

@@ -21,12 +21,16 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
     if (!fd) return make_error(rc::kFail, "cannot open " + path + ": " + std::strerror(errno));
     struct stat st {};
     if (fstat(fd.get(), &st) != 0) return make_error(rc::kFail, "cannot stat " + path + ": " + std::strerror(errno));
-    if (st.st_size == 0) return MappedFile(nullptr, 0);
-    // No MAP_POPULATE: one thread would fill the page tables; faults taken by
-    // the hashing threads spread over the cores (and map 16 pages each).
-    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd.get(), 0);
-    if (p == MAP_FAILED) return make_error(rc::kFail, "cannot map " + path + ": " + std::strerror(errno));
-    return MappedFile(p, static_cast<size_t>(st.st_size));
+    return map_fd(fd.get(), static_cast<size_t>(st.st_size), path);
+}
+
+Result<MappedFile> MappedFile::map_fd(int fd, size_t length, const std::string& what) {
+    if (length == 0) return MappedFile(nullptr, 0);
+    // No MAP_POPULATE: one thread would fill the page tables; the hashing
+    // threads populate their own chunks in parallel.
+    void* p = mmap(nullptr, length, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return make_error(rc::kFail, "cannot map " + what + ": " + std::strerror(errno));
+    return MappedFile(p, length);
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
@@ -89,7 +93,7 @@ PageDigests hash_pages(ByteView memory, unsigned threads) {
     // Work in aligned blocks of kBlock pages: a block's subtree is complete
     // (or the tail), so its root is the node the whole tree has there, and
     // the tree's lower levels are built in parallel with the page hashes.
-    constexpr size_t kBlock = 1024;
+    constexpr size_t kBlock = kBlockPages;
     const size_t blocks = (pages + kBlock - 1) / kBlock;
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads = static_cast<unsigned>(std::min<size_t>(threads, blocks));
@@ -112,6 +116,22 @@ PageDigests hash_pages(ByteView memory, unsigned threads) {
     work(0, std::min(blocks, per));
     for (auto& w : workers) w.join();
     out.root = merkle_root(block_roots);
+    out.block_roots = std::move(block_roots);
+    return out;
+}
+
+PageDigests hash_regions(std::span<const ByteView> regions, unsigned threads) {
+    if (regions.size() == 1) return hash_pages(regions[0], threads);
+    PageDigests out;
+    for (ByteView r : regions) {
+        PageDigests part = hash_pages(r, threads);
+        out.leaves.insert(out.leaves.end(), part.leaves.begin(), part.leaves.end());
+    }
+    const size_t pages = out.leaves.size();
+    for (size_t from = 0; from < pages; from += kBlockPages)
+        out.block_roots.push_back(
+            merkle_root(std::span<const Digest>(out.leaves).subspan(from, std::min(kBlockPages, pages - from))));
+    out.root = merkle_root(out.block_roots);
     return out;
 }
 

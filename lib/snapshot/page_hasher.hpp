@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,13 @@
 namespace vtpm::snapshot {
 
 inline constexpr size_t kPageSize = 4096;
+/// Pages per block: blocks are complete subtrees of the Merkle tree, hashed
+/// in parallel, and their roots let a restore name the region that differs.
+inline constexpr size_t kBlockPages = 1024;
 
 struct PageDigests {
-    std::vector<Digest> leaves;  // one per page; a short last page is hashed as it is
+    std::vector<Digest> leaves;       // one per page; a short last page is hashed as it is
+    std::vector<Digest> block_roots;  // one per kBlockPages pages (the last may be shorter)
     Digest root{};
 };
 
@@ -24,6 +29,8 @@ struct PageDigests {
 class MappedFile {
 public:
     static Result<MappedFile> open(const std::string& path);
+    /// Map the first `length` bytes of an open file read-only.
+    static Result<MappedFile> map_fd(int fd, size_t length, const std::string& what);
     MappedFile(MappedFile&& o) noexcept;
     MappedFile& operator=(MappedFile&&) = delete;
     MappedFile(const MappedFile&) = delete;
@@ -39,5 +46,10 @@ private:
 /// Leaf hashes and root of `memory`, split over `threads` workers (0: one
 /// per online CPU).
 PageDigests hash_pages(ByteView memory, unsigned threads = 0);
+
+/// The same over several regions taken as one page sequence (guest RAM in
+/// more than one backend). One region takes the parallel path; with more,
+/// the blocks are rebuilt from the concatenated leaves.
+PageDigests hash_regions(std::span<const ByteView> regions, unsigned threads = 0);
 
 }  // namespace vtpm::snapshot

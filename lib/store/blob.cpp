@@ -38,6 +38,16 @@ Bytes make_blob(uint16_t flags, ByteView payload) {
     return out;
 }
 
+void append_blob_tlv(Bytes& blob, uint16_t tag, ByteView value) {
+    append_tlv(blob, tag, value);
+    store_be32(blob.data() + 6, static_cast<uint32_t>(blob.size()));
+}
+
+std::optional<ByteView> find_blob_tlv(ByteView blob, uint16_t tag) {
+    if (!parse_header(blob)) return std::nullopt;
+    return find_tlv(blob.subspan(kBlobHeaderSize), tag);
+}
+
 void append_tlv(Bytes& out, uint16_t tag, ByteView value) {
     put_be16(out, tag);
     put_be32(out, static_cast<uint32_t>(value.size()));

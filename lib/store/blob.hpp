@@ -52,6 +52,12 @@ Bytes make_blob(uint16_t flags, ByteView payload);
 /// Append one TLV record.
 void append_tlv(Bytes& out, uint16_t tag, ByteView value);
 
+/// Append one TLV record to a complete blob and fix its totlen (records
+/// readers that look up other tags, like swtpm, pass over).
+void append_blob_tlv(Bytes& blob, uint16_t tag, ByteView value);
+/// First record with `tag` after the header of a complete, valid blob.
+std::optional<ByteView> find_blob_tlv(ByteView blob, uint16_t tag);
+
 /// First record with `tag` in a TLV stream; a record running past the end
 /// stops the scan (as in swtpm).
 std::optional<ByteView> find_tlv(ByteView stream, uint16_t tag);

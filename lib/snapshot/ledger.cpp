@@ -1,0 +1,79 @@
+#include "snapshot/ledger.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "store/durable_file.hpp"
+
+namespace vtpm::snapshot {
+
+Result<std::optional<LedgerEntry>> Ledger::latest(const std::string& uuid) const {
+    const std::string path = dir_ + "/" + uuid + ".snapshot";
+    auto raw = store::read_whole_file(path);
+    if (!raw) {
+        if (raw.code() == rc::kRetry) return std::optional<LedgerEntry>{};
+        return make_error(rc::kFail, path + ": " + raw.error().message);
+    }
+    std::istringstream in(std::string(raw->begin(), raw->end()));
+    std::string line;
+    LedgerEntry e;
+    bool have_gen = false, have_root = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("generation = ", 0) == 0) {
+            char* end = nullptr;
+            errno = 0;
+            e.generation = std::strtoull(line.c_str() + 13, &end, 10);
+            have_gen = errno == 0 && end && *end == '\0' && line.size() > 13;
+        } else if (line.rfind("root = ", 0) == 0) {
+            auto r = from_hex(line.substr(7));
+            have_root = r && r->size() == 32;
+            if (have_root) std::memcpy(e.root.data(), r->data(), 32);
+        }
+    }
+    if (!have_gen || !have_root) return make_error(rc::kFail, path + " is damaged (no generation or root)");
+    return std::optional<LedgerEntry>(e);
+}
+
+Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e) const {
+    if (mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST)
+        return make_error(rc::kFail, "cannot create " + dir_ + ": " + std::strerror(errno));
+    const std::string text = "vm_uuid = " + uuid + "\ngeneration = " + std::to_string(e.generation) +
+                             "\nroot = " + to_hex(e.root) + "\n";
+    const std::string path = dir_ + "/" + uuid + ".snapshot";
+    return store::replace_file_durably(path + ".tmp", path,
+                                       ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0640);
+}
+
+void Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const {
+    const std::string path = dir_ + "/" + uuid + ".leaves", tmp = path + ".tmp";
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
+    if (!fd) return;
+    const auto* p = reinterpret_cast<const char*>(leaves.data());
+    size_t left = leaves.size() * sizeof(Digest);
+    while (left > 0) {
+        const ssize_t n = ::write(fd.get(), p, left);
+        if (n <= 0) {
+            ::unlink(tmp.c_str());
+            return;
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+}
+
+std::optional<std::vector<Digest>> Ledger::leaves_for(const std::string& uuid, const Digest& root) const {
+    auto raw = store::read_whole_file(dir_ + "/" + uuid + ".leaves");
+    if (!raw || raw->size() % sizeof(Digest) != 0) return std::nullopt;
+    std::vector<Digest> leaves(raw->size() / sizeof(Digest));
+    std::memcpy(leaves.data(), raw->data(), raw->size());
+    if (merkle_root(leaves) != root) return std::nullopt;
+    return leaves;
+}
+
+}  // namespace vtpm::snapshot
