@@ -58,9 +58,11 @@ std::optional<size_t> frame_size(ByteView prefix, bool vendor) {
         const uint32_t len = load_be32(prefix.data() + 4);
         return len > kMaxVendorTpmCommand ? 8 : 8 + size_t{len};
     }
+    if (vendor && code == static_cast<uint32_t>(Cmd::VtpmRamDigest)) return 4 + kRamDigestBody;
     if (code < 1 || code > kMaxCode) return 4;
     switch (static_cast<Cmd>(code)) {
-    case Cmd::VtpmTpmCommand: return 4;  // not enabled: unknown, as swtpm
+    case Cmd::VtpmTpmCommand:
+    case Cmd::VtpmRamDigest: return 4;  // not enabled: unknown, as swtpm
     case Cmd::HashData:
         if (prefix.size() < 8) return std::nullopt;
         return 8 + size_t{load_be32(prefix.data() + 4)};
@@ -89,6 +91,24 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
             return make_error(rc::kBadParameter, "CMD_VTPM_TPM_COMMAND: length field says " + std::to_string(len) +
                                                      " bytes, message has " + std::to_string(msg.size() - 8));
         return Request{VendorTpmCommandReq{msg.subspan(8)}};
+    }
+    if (vendor_supported && code == static_cast<uint32_t>(Cmd::VtpmRamDigest)) {
+        if (msg.size() != 4 + kRamDigestBody)
+            return make_error(rc::kBadParameter, "CMD_VTPM_RAM_DIGEST: body must be " + std::to_string(kRamDigestBody) +
+                                                     " bytes, got " + std::to_string(msg.size() - 4));
+        const uint8_t* p = msg.data() + 4;
+        VendorRamDigestReq r;
+        r.phase = load_be32(p);
+        r.hash_alg = load_be32(p + 4);
+        r.page_size = load_be32(p + 8);
+        r.page_count = load_be64(p + 12);
+        std::copy(p + 20, p + 52, r.root.begin());
+        if (r.phase != 1 && r.phase != 2)
+            return make_error(rc::kBadParameter, "CMD_VTPM_RAM_DIGEST: phase " + std::to_string(r.phase) +
+                                                     " is neither 1 (save) nor 2 (restore)");
+        if (r.hash_alg != 0x000B || r.page_size != 4096)
+            return make_error(rc::kBadParameter, "CMD_VTPM_RAM_DIGEST: only SHA-256 over 4096-byte pages is supported");
+        return Request{r};
     }
     if (code < 1 || code > kMaxCode || (code == static_cast<uint32_t>(Cmd::LockStorage) && !lock_storage_supported))
         return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));
@@ -170,6 +190,7 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
         if (!exact(4)) return bad_size(code, "4 bytes", n);
         return Request{LockStorageReq{load_be32(p)}};
     case Cmd::VtpmTpmCommand:
+    case Cmd::VtpmRamDigest:
         break;  // handled above when enabled
     }
     return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));

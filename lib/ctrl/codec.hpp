@@ -4,6 +4,7 @@
 // prefix), then `decode_request`; handlers build responses with the encoders.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -37,6 +38,9 @@ enum class Cmd : uint32_t {
     /// Our vendor command (not swtpm's): one TPM command from the host's
     /// identity tools, answered between the guest's commands.
     VtpmTpmCommand = 0x76540001,
+    /// Our vendor command for patched QEMU (qemu-patches/): QEMU's own
+    /// digest of guest RAM for the next save or restore.
+    VtpmRamDigest = 0x76540002,
 };
 
 /// Name of a command for logs ("CMD_INIT"), or "unknown".
@@ -51,6 +55,8 @@ inline constexpr uint64_t kInit = 1u << 0, kShutdown = 1u << 1, kGetTpmEstablish
     kSendCommandHeader = 1u << 15, kLockStorage = 1u << 16;
 /// CMD_VTPM_TPM_COMMAND, far from swtpm's bits; QEMU ignores it.
 inline constexpr uint64_t kVtpmTpmCommand = 1u << 31;
+/// CMD_VTPM_RAM_DIGEST: a patched QEMU sends its RAM digest only when set.
+inline constexpr uint64_t kVtpmRamDigest = 1u << 30;
 }
 
 inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
@@ -68,7 +74,7 @@ inline constexpr uint32_t kMaxVendorTpmCommand = 8192;
 /// RESET_TPMESTABLISHED the size is 8 (QEMU sends 4-byte bodies) but a
 /// transport must also accept the 5-byte form: it decodes whatever arrived
 /// in one read once at least 5 bytes are there.
-/// `vendor`: CMD_VTPM_TPM_COMMAND is enabled (else its code is unknown).
+/// `vendor`: the CMD_VTPM_* commands are enabled (else their codes are unknown).
 std::optional<size_t> frame_size(ByteView prefix, bool vendor = false);
 
 // ---- decoded requests ----
@@ -94,19 +100,28 @@ struct LockStorageReq { uint32_t retries = 0; };
 /// CMD_VTPM_TPM_COMMAND: u32 length + TPM command. Answer: u32 result,
 /// u32 length, TPM response.
 struct VendorTpmCommandReq { ByteView command; };  // view into input
+/// CMD_VTPM_RAM_DIGEST: u32 phase (1 save, 2 restore), u32 hash_alg
+/// (0x000B), u32 page_size (4096), u64 page_count, u8[32] Merkle root.
+/// Answer: u32 result.
+struct VendorRamDigestReq {
+    uint32_t phase = 0, hash_alg = 0, page_size = 0;
+    uint64_t page_count = 0;
+    std::array<uint8_t, 32> root{};
+};
+inline constexpr size_t kRamDigestBody = 52;
 
 using Request = std::variant<GetCapabilityReq, InitReq, ShutdownReq, GetTpmEstablishedReq, SetLocalityReq,
                              HashStartReq, HashDataReq, HashEndReq, CancelTpmCmdReq, StoreVolatileReq,
                              ResetTpmEstablishedReq, GetStateBlobReq, SetStateBlobReq, StopReq, GetConfigReq,
                              SetDataFdReq, SetBufferSizeReq, GetInfoReq, LockStorageReq,
-                             VendorTpmCommandReq>;
+                             VendorTpmCommandReq, VendorRamDigestReq>;
 
 /// Decode one complete message (4-byte code + body). Errors follow swtpm:
 /// unknown code -> rc::kBadOrdinal; wrong body size -> rc::kBadParameter
 /// (message says which command and what size was expected);
 /// SET_STATEBLOB length > kMaxStateBlob -> rc::kFail.
 /// `lock_storage_supported`=false makes code 0x13 unknown (swtpm 0.7.1).
-/// `vendor_supported`=false makes CMD_VTPM_TPM_COMMAND unknown.
+/// `vendor_supported`=false makes the CMD_VTPM_* commands unknown.
 Result<Request> decode_request(ByteView msg, bool lock_storage_supported = true, bool vendor_supported = false);
 
 // ---- responses ----

@@ -3,6 +3,11 @@
 #include <unistd.h>
 
 #include <thread>
+#include <utility>
+
+#include "snapshot/record.hpp"
+#include "store/blob.hpp"
+#include "store/state_store.hpp"
 
 #include "util/log.hpp"
 
@@ -35,6 +40,7 @@ uint64_t Dispatcher::capabilities() const {
     if (engine_.tpm2()) caps |= cap::kSendCommandHeader;
     if (cfg_.lock_storage) caps |= cap::kLockStorage;
     if (cfg_.vendor_tpm_command) caps |= cap::kVtpmTpmCommand;
+    if (cfg_.vendor_tpm_command && cfg_.snapshot) caps |= cap::kVtpmRamDigest;
     return caps;
 }
 
@@ -76,7 +82,7 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
                 if (lock_released_) {
                     if (auto l = relock(0); !l) return error(l.error(), "CMD_INIT");
                 }
-                auto res = engine_.init((r.flags & kInitFlagDeleteVolatile) != 0);
+                auto res = init((r.flags & kInitFlagDeleteVolatile) != 0);
                 if (!res) return error(res.error(), "CMD_INIT");
                 VTPM_LOG_INFO("TPM initialised");
                 return result(rc::kSuccess);
@@ -139,15 +145,52 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
                 Bytes rsp = engine_.process(r.command);
                 return Reply{encode_vendor_tpm_response(rc::kSuccess, rsp)};
             },
+            [&](const VendorRamDigestReq& r) {
+                if (!cfg_.snapshot) return result(rc::kBadOrdinal);
+                snapshot::QemuDigest d;
+                d.page_count = r.page_count;
+                std::copy(r.root.begin(), r.root.end(), d.root.begin());
+                cfg_.snapshot->set_qemu_digest(r.phase, d);
+                VTPM_LOG_INFO("CMD_VTPM_RAM_DIGEST: QEMU's digest of %llu pages for the next %s",
+                              static_cast<unsigned long long>(r.page_count), r.phase == 1 ? "save" : "restore");
+                return result(rc::kSuccess);
+            },
         },
         *decoded);
+}
+
+void Dispatcher::set_peer_pid(pid_t pid) {
+    if (cfg_.snapshot) cfg_.snapshot->set_peer_pid(pid);
+}
+
+Result<void> Dispatcher::init(bool delete_volatile) {
+    const bool taint = std::exchange(taint_at_init_, false);
+    restored_permanent_.reset();
+    last_volatile_.reset();
+    auto res = engine_.init(delete_volatile);
+    if (!res || !taint) return res;
+    // Policy taint: the guest must never get these vPCRs untainted.
+    if (auto t = cfg_.snapshot->taint(engine_); !t) {
+        engine_.stop();
+        return make_error(rc::kFail, "tainting the vPCRs failed, TPM stopped: " + t.error().message);
+    }
+    return res;
 }
 
 Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool decrypted) {
     auto plain = engine_.get_state(type);
     if (!plain) return plain.error();
-    return store::encode_migration_blob(plain->data, engine_.store().state_key(),
-                                        cfg_.migration_key ? &*cfg_.migration_key : nullptr, decrypted);
+    auto blob = store::encode_migration_blob(plain->data, engine_.store().state_key(),
+                                             cfg_.migration_key ? &*cfg_.migration_key : nullptr, decrypted);
+    if (!blob || type != engine::BlobType::Volatile || !cfg_.snapshot) return blob;
+    // The VM is paused while QEMU fetches its state: hash guest RAM now and
+    // let the record travel in the volatile blob, beside swtpm's records.
+    auto perm = engine_.get_state(engine::BlobType::Permanent);
+    if (!perm) return perm.error();
+    auto rec = cfg_.snapshot->make_record(engine_, perm->data, plain->data);
+    if (!rec) return rec.error();
+    if (*rec) store::append_blob_tlv(blob->bytes, snapshot::kTagSnapshotRecord, **rec);
+    return blob;
 }
 
 Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob) {
@@ -156,6 +199,24 @@ Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags
     auto plain = store::decode_migration_blob(blob, state_flags, engine_.store().state_key(),
                                               cfg_.migration_key ? &*cfg_.migration_key : nullptr);
     if (!plain) return plain.error();
+    if (cfg_.snapshot && type == engine::BlobType::Permanent) restored_permanent_ = snapshot::sha256_of({plain->view()});
+    if (cfg_.snapshot && type == engine::BlobType::Volatile) {
+        // Check before libtpms sees the vPCRs. A volatile blob alone is
+        // checked against the permanent state on disk.
+        snapshot::Digest perm{};
+        if (restored_permanent_) perm = *restored_permanent_;
+        else if (auto p = engine_.store().load(store::kPermall)) perm = snapshot::sha256_of({p->view()});
+        std::optional<ByteView> record = store::find_blob_tlv(blob, snapshot::kTagSnapshotRecord);
+        auto verdict = cfg_.snapshot->check_restore(record, perm, plain->view());
+        if (!verdict) {
+            // Refused: forget the permanent blob of this restore too, so the
+            // next CMD_INIT starts from the state on disk, which is untouched.
+            (void)engine_.set_state(engine::BlobType::Permanent, {});
+            restored_permanent_.reset();
+            return verdict.error();
+        }
+        taint_at_init_ = verdict->taint;
+    }
     auto r = engine_.set_state(type, plain->view());
     if (r) lock_released_ = false;
     return r;
@@ -167,7 +228,12 @@ Reply Dispatcher::get_state_blob(const GetStateBlobReq& req) {
         return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
     }
     auto type = static_cast<engine::BlobType>(req.type);
-    auto blob = export_blob(type, (req.state_flags & store::kStateFlagDecrypted) != 0);
+    // A read that continues at an offset gets the same blob again, not a
+    // new snapshot record.
+    const bool cont = type == engine::BlobType::Volatile && req.offset > 0 && last_volatile_;
+    auto blob = cont ? Result<store::MigrationBlob>(*last_volatile_)
+                     : export_blob(type, (req.state_flags & store::kStateFlagDecrypted) != 0);
+    if (blob && type == engine::BlobType::Volatile) last_volatile_ = *blob;
     Reply reply;
     if (!blob) {
         if (blob.code() != rc::kRetry)

@@ -7,6 +7,7 @@
 
 #include "ctrl/codec.hpp"
 #include "engine/engine.hpp"
+#include "snapshot/hooks.hpp"
 #include "store/key.hpp"
 #include "store/state_file.hpp"
 
@@ -21,6 +22,9 @@ struct DispatcherConfig {
     bool lock_storage = true;
     /// Serve CMD_VTPM_TPM_COMMAND and advertise its bit (--vtpm-vendor-ctrl).
     bool vendor_tpm_command = false;
+    /// Snapshot records on save and their checks on restore (not owned);
+    /// null: blobs pass as with swtpm.
+    snapshot::SnapshotHooks* snapshot = nullptr;
     /// PTM_CAP_SEND_COMMAND_HEADER etc. follow the TPM version.
 };
 
@@ -61,19 +65,32 @@ public:
     Result<void> relock(uint32_t retries);
 
     /// A state blob in swtpm's migration format, as GET_STATEBLOB hands it out
-    /// (TPM running). `decrypted`: no state-key encryption.
+    /// (TPM running). `decrypted`: no state-key encryption. With snapshot
+    /// hooks the volatile blob carries the snapshot record.
     Result<store::MigrationBlob> export_blob(engine::BlobType type, bool decrypted);
-    /// Take a blob as SET_STATEBLOB does (TPM stopped); empty clears it.
+    /// Take a blob as SET_STATEBLOB does (TPM stopped); empty clears it. With
+    /// snapshot hooks a volatile blob is checked before libtpms gets it.
     Result<void> import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob);
+
+    /// The process on the other end of the control connection (0: unknown).
+    void set_peer_pid(pid_t pid);
 
 private:
     Reply get_state_blob(const GetStateBlobReq& req);
     Reply set_state_blob(const SetStateBlobReq& req);
     Reply get_info(const GetInfoReq& req);
 
+    Result<void> init(bool delete_volatile);
+
     engine::Engine& engine_;
     DispatcherConfig cfg_;
     bool lock_released_ = false;
+    // Restore in progress: the permanent blob set so far, and whether the
+    // vPCRs must be tainted once CMD_INIT brings the TPM up.
+    std::optional<snapshot::Digest> restored_permanent_;
+    bool taint_at_init_ = false;
+    // The last volatile blob handed out, for reads that continue at an offset.
+    std::optional<store::MigrationBlob> last_volatile_;
 };
 
 }  // namespace vtpm::ctrl

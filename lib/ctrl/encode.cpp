@@ -119,6 +119,13 @@ Bytes encode_request(const Request& req) {
                 code(Cmd::VtpmTpmCommand);
                 put_be32(b, static_cast<uint32_t>(r.command.size()));
                 b.insert(b.end(), r.command.begin(), r.command.end());
+            } else if constexpr (std::is_same_v<T, VendorRamDigestReq>) {
+                code(Cmd::VtpmRamDigest);
+                put_be32(b, r.phase);
+                put_be32(b, r.hash_alg);
+                put_be32(b, r.page_size);
+                put_be64(b, r.page_count);
+                b.insert(b.end(), r.root.begin(), r.root.end());
             }
         },
         req);

@@ -130,6 +130,14 @@ Bytes Engine::fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const {
     return tpm2() ? response_header(kTpm2StNoSessions, rc_tpm2) : response_header(kTpm12TagRspCommand, rc_tpm12);
 }
 
+Bytes Engine::process_internal(ByteView command) {
+    if (!running_) return fatal_response(kTpm2RcFailure, kTpm12Fail);
+    const uint32_t guest_cc = last_cc_;
+    Bytes rsp = run(command);
+    last_cc_ = guest_cc;
+    return rsp;
+}
+
 Bytes Engine::process(ByteView command) {
     // TCG/mssim "send command" prefix (TPM 2 only): u32 8, locality, u32 length, command.
     bool framed = false;

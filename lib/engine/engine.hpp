@@ -91,6 +91,11 @@ public:
     /// (--flags startup-*). type: 0 clear, 1 state, 2 deactivated (1.2 only).
     Result<void> startup(int type);
 
+    /// A command of the bridge's own between the guest's (snapshot records):
+    /// like process(), but the guest's last command stays what auto-shutdown
+    /// looks at.
+    Bytes process_internal(ByteView command);
+
     /// Code of the last command processed (for auto-shutdown).
     uint32_t last_command() const { return last_cc_; }
 

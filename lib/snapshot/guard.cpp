@@ -1,0 +1,266 @@
+#include "snapshot/guard.hpp"
+
+#include <chrono>
+#include <ctime>
+
+#include "attest/tpm_objects.hpp"
+#include "identity/tpm_public.hpp"
+#include "snapshot/vtpm_pcrs.hpp"
+#include "util/log.hpp"
+
+namespace vtpm::snapshot {
+
+namespace {
+
+constexpr size_t kListedPages = 8;
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string page_list(const std::vector<uint64_t>& pages) {
+    std::string s;
+    for (uint64_t p : pages) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%s%llu (0x%llx)", s.empty() ? "" : ", ", static_cast<unsigned long long>(p),
+                      static_cast<unsigned long long>(p * 4096));
+        s += b;
+    }
+    return s;
+}
+
+// The vAIK quote in a record must be over exactly the recorded vPCRs and
+// this record's qualifying data.
+Result<void> check_quote(const SnapshotRecord& r) {
+    auto pub = attest::unmarshal_public(r.vaik_public);
+    if (!pub) return make_error(rc::kFail, "the record's vAIK public key is malformed");
+    auto key = identity::pkey_from_tpm_public(*pub);
+    if (!key) return key.error();
+    auto sig = attest::unmarshal_signature(r.quote_signature);
+    if (!sig) return make_error(rc::kFail, "the record's vAIK quote signature is malformed");
+    if (auto v = attest::verify_signature(key->get(), r.quote_attest, *sig); !v)
+        return make_error(rc::kFail, "the vAIK quote signature does not verify: " + v.error().message);
+    auto att = attest::parse_attest(r.quote_attest);
+    if (!att || att->type != TPM2_ST_ATTEST_QUOTE) return make_error(rc::kFail, "the vAIK quote is not a TPM2_Quote");
+    const Digest q = quote_qualifying_data(r);
+    if (att->extraData.size != q.size() || !std::equal(q.begin(), q.end(), att->extraData.buffer))
+        return make_error(rc::kFail, "the vAIK quote is over another snapshot (qualifying data differs)");
+    const Digest p = pcr_values_digest(r);
+    const auto& pd = att->attested.quote.pcrDigest;
+    if (pd.size != p.size() || !std::equal(p.begin(), p.end(), pd.buffer))
+        return make_error(rc::kFail, "the vAIK quote is over other vPCR values than the record lists");
+    return {};
+}
+
+}  // namespace
+
+Result<Policy> parse_policy(std::string_view text) {
+    if (text == "refuse") return Policy::Refuse;
+    if (text == "taint") return Policy::Taint;
+    if (text == "skip") return Policy::Skip;
+    return make_error(rc::kBadParameter, "unknown policy '" + std::string(text) + "' (refuse, taint or skip)");
+}
+
+std::string_view policy_name(Policy p) {
+    switch (p) {
+        case Policy::Refuse: return "refuse";
+        case Policy::Taint: return "taint";
+        case Policy::Skip: return "skip";
+    }
+    return "?";
+}
+
+SnapshotGuard::SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer, std::optional<Ledger> ledger)
+    : cfg_(std::move(cfg)), signer_(std::move(signer)), ledger_(std::move(ledger)) {}
+
+void SnapshotGuard::set_qemu_digest(uint32_t phase, const QemuDigest& d) {
+    (phase == kPhaseSave ? qemu_save_ : qemu_restore_) = d;
+}
+
+Result<GuestMemory*> SnapshotGuard::memory() {
+    Result<GuestMemory> now = make_error(rc::kFail, "no guest memory configured (--vm-memory)");
+    if (!cfg_.memory_path.empty()) now = GuestMemory::open_file(cfg_.memory_path);
+    else if (cfg_.memory_from_peer) {
+        if (peer_pid_ <= 0) return make_error(rc::kFail, "the control socket's peer (QEMU) is not known");
+        now = GuestMemory::open_process(peer_pid_);
+    }
+    if (!now) return now.error();
+    // Keep the mapping we have while it is the same memory: its page tables
+    // are filled already.
+    if (!mapped_ || !mapped_->same_files(*now)) mapped_ = std::move(*now);
+    return &*mapped_;
+}
+
+Result<SnapshotGuard::MemoryDigest> SnapshotGuard::digest_memory(DigestSource want, uint32_t phase) {
+    MemoryDigest out;
+    auto& qemu = phase == kPhaseSave ? qemu_save_ : qemu_restore_;
+    if (want == DigestSource::Qemu || (!cfg_.memory_from_peer && cfg_.memory_path.empty() && qemu)) {
+        if (!qemu) return make_error(rc::kFail, "QEMU handed over no RAM digest (CMD_VTPM_RAM_DIGEST)");
+        out.source = DigestSource::Qemu;
+        out.page_count = qemu->page_count;
+        out.pages.root = qemu->root;
+        out.where = "QEMU's RAM digest";
+        qemu.reset();  // one digest per save or restore
+        return out;
+    }
+    auto mem = memory();
+    if (!mem) return mem.error();
+    const auto views = (*mem)->views();
+    out.pages = hash_regions(views, cfg_.threads);
+    out.page_count = out.pages.leaves.size();
+    out.where = (*mem)->describe();
+    return out;
+}
+
+Result<Verdict> SnapshotGuard::not_checked(const std::string& why) {
+    if (cfg_.required) {
+        VTPM_LOG_ERROR("snapshot verification required but impossible: %s", why.c_str());
+        return make_error(rc::kFail, "snapshot verification required but impossible: " + why);
+    }
+    VTPM_LOG_WARN("snapshot verification skipped: %s", why.c_str());
+    return Verdict{};
+}
+
+Result<Verdict> SnapshotGuard::failed(const std::string& why) {
+    if (cfg_.policy == Policy::Taint) {
+        VTPM_LOG_ERROR("snapshot verification failed, vPCRs will be tainted (policy taint): %s", why.c_str());
+        return Verdict{true};
+    }
+    VTPM_LOG_ERROR("snapshot verification failed, restore refused: %s", why.c_str());
+    return make_error(rc::kFail, "snapshot verification failed: " + why);
+}
+
+Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteView permanent_plain,
+                                                         ByteView volatile_plain) {
+    using Out = std::optional<Bytes>;
+    if (cfg_.policy == Policy::Skip) return Out{};
+    auto skip = [&](const std::string& why) -> Result<Out> {
+        if (cfg_.required) {
+            VTPM_LOG_ERROR("no snapshot record, save refused: %s", why.c_str());
+            return make_error(rc::kFail, "snapshot record required but impossible: " + why);
+        }
+        VTPM_LOG_WARN("no snapshot record for this save: %s", why.c_str());
+        return Out{};
+    };
+    if (!cfg_.vm_uuid) return skip("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
+    if (!signer_ || !ledger_) return skip("no host key to sign with (--vtpm-host-dir)");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto md = digest_memory(DigestSource::MappedMemory, kPhaseSave);
+    if (!md) return skip(md.error().message);
+    const double hash_ms = ms_since(t0);
+
+    SnapshotRecord r;
+    r.vm_uuid = *cfg_.vm_uuid;
+    const std::string uuid = format_uuid(r.vm_uuid);
+    auto last = ledger_->latest(uuid);
+    if (!last) return skip(last.error().message);
+    r.generation = *last ? (*last)->generation + 1 : 1;
+    r.created = static_cast<uint64_t>(std::time(nullptr));
+    r.source = md->source;
+    r.page_count = md->page_count;
+    r.root = md->pages.root;
+    if (!md->pages.block_roots.empty()) {
+        r.block_pages = kBlockPages;
+        r.block_roots = md->pages.block_roots;
+    }
+    r.permanent_digest = sha256_of({permanent_plain});
+    r.volatile_digest = sha256_of({volatile_plain});
+    auto banks = read_all_pcrs(e);
+    if (!banks) return skip(banks.error().message);
+    r.banks = std::move(*banks);
+    r.host_key_name = signer_->key_name();
+    const Digest q = quote_qualifying_data(r);
+    auto quote = quote_with_vaik(e, q, r.banks);
+    if (!quote) return skip(quote.error().message);
+    if (*quote) {
+        r.vaik_public = std::move((*quote)->vaik_public);
+        r.quote_attest = std::move((*quote)->attest);
+        r.quote_signature = std::move((*quote)->signature);
+    }
+    auto sig = signer_->sign(signed_message(r));
+    if (!sig) return skip("signing the record with the " + signer_->describe() + " failed: " + sig.error().message);
+    r.host_signature = std::move(*sig);
+    // The host remembers the generation before the record leaves: an older
+    // image is recognised even if this process dies right after.
+    if (auto c = ledger_->commit(uuid, LedgerEntry{r.generation, r.root}); !c) return skip(c.error().message);
+    if (!md->pages.leaves.empty()) ledger_->keep_leaves(uuid, md->pages.leaves);
+    VTPM_LOG_INFO("snapshot record: VM %s generation %llu, %llu pages of %s, root %s%s (hashed in %.1f ms, total %.1f ms)",
+                  uuid.c_str(), static_cast<unsigned long long>(r.generation),
+                  static_cast<unsigned long long>(r.page_count), md->where.c_str(), to_hex(r.root).c_str(),
+                  r.quote_attest.empty() ? "" : ", quoted by the vAIK", hash_ms, ms_since(t0));
+    return Out(encode_record(r));
+}
+
+std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const PageDigests& now) {
+    const std::string uuid = format_uuid(r.vm_uuid);
+    std::string where;
+    std::vector<uint64_t> pages;
+    // Exact pages when this host kept the leaves of that save.
+    if (auto kept = ledger_ ? ledger_->leaves_for(uuid, r.root) : std::nullopt; kept && kept->size() == now.leaves.size()) {
+        pages = differing_leaves(*kept, now.leaves, kListedPages);
+        where = "first differing pages: " + page_list(pages);
+    } else if (!r.block_roots.empty() && r.block_roots.size() == now.block_roots.size()) {
+        auto blocks = differing_leaves(r.block_roots, now.block_roots, kListedPages);
+        for (uint64_t b : blocks) pages.push_back(b * r.block_pages);
+        where = "first differing blocks of " + std::to_string(r.block_pages) + " pages start at pages " + page_list(pages);
+    } else {
+        return "the Merkle roots differ";
+    }
+    if (!pages.empty() && mapped_ && mapped_->pages_are_holes(pages.front(), 1))
+        where += "; guest RAM there has never been written (incomplete RAM: a post-copy migration?)";
+    return where;
+}
+
+Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
+                                                             const Digest& permanent_digest, ByteView volatile_plain) {
+    if (cfg_.policy == Policy::Skip) return Verdict{};
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!record) return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
+    if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
+    if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host-dir)");
+    auto r = parse_record(*record);
+    if (!r) return failed(r.error().message);
+    const std::string uuid = format_uuid(*cfg_.vm_uuid), theirs = format_uuid(r->vm_uuid);
+    // The signature first: nothing else in a record is worth reading without it.
+    if (auto v = signer_->verify(r->host_key_name, signed_message(*r), r->host_signature); !v)
+        return failed("tampered or foreign record: " + v.error().message);
+    if (r->vm_uuid != *cfg_.vm_uuid) return failed("the record belongs to VM " + theirs + ", not to this VM " + uuid);
+    auto last = ledger_->latest(uuid);
+    if (!last) return failed(last.error().message);
+    if (!*last) return failed("this host has signed no snapshot of VM " + uuid + " (its ledger is empty)");
+    if (r->generation < (*last)->generation)
+        return failed("replayed record: generation " + std::to_string(r->generation) + " is older than the latest save (" +
+                      std::to_string((*last)->generation) + ")");
+    if (r->generation > (*last)->generation || r->root != (*last)->root)
+        return failed("the record (generation " + std::to_string(r->generation) +
+                      ") is not the one this host's ledger holds (generation " + std::to_string((*last)->generation) +
+                      "): the ledger was rolled back or replaced");
+    if (r->volatile_digest != sha256_of({volatile_plain}))
+        return failed("the volatile state (vPCRs) is not the one the record was made with");
+    if (r->permanent_digest != permanent_digest)
+        return failed("the permanent state is not the one the record was made with");
+    if (!r->quote_attest.empty())
+        if (auto q = check_quote(*r); !q) return failed(q.error().message);
+
+    auto md = digest_memory(r->source, kPhaseRestore);
+    if (!md) return not_checked(md.error().message);
+    if (md->page_count != r->page_count)
+        return failed("guest RAM has " + std::to_string(md->page_count) + " pages (" + md->where + "), the record " +
+                      std::to_string(r->page_count));
+    if (md->pages.root != r->root)
+        return failed("guest RAM (" + md->where + ") differs from the saved image: " +
+                      (md->source == DigestSource::Qemu ? std::string("QEMU's RAM digest differs") : first_differences(*r, md->pages)));
+    VTPM_LOG_INFO("snapshot record verified: VM %s generation %llu, %llu pages of %s match root %s%s (%.1f ms)",
+                  uuid.c_str(), static_cast<unsigned long long>(r->generation),
+                  static_cast<unsigned long long>(r->page_count), md->where.c_str(), to_hex(r->root).c_str(),
+                  r->quote_attest.empty() ? "" : ", vAIK quote checked", ms_since(t0));
+    return Verdict{};
+}
+
+Result<void> SnapshotGuard::taint(engine::Engine& e) {
+    auto r = taint_pcrs(e);
+    if (r) VTPM_LOG_ERROR("vPCRs 0-16 and 23 of every bank extended with the snapshot-failure event (policy taint)");
+    return r;
+}
+
+}  // namespace vtpm::snapshot
