@@ -14,7 +14,11 @@
 #include "process.hpp"
 #include "seccomp_policy.hpp"
 #include "server.hpp"
+#include "snapshot/guard.hpp"
+#include "snapshot/record_signer.hpp"
+#include "snapshot_settings.hpp"
 #include "sockets.hpp"
+#include "store/durable_file.hpp"
 #include "store/key.hpp"
 #include "store/state_store.hpp"
 #include "util/log.hpp"
@@ -106,6 +110,36 @@ Result<void> open_channels(const BridgeOptions& o, ServerConfig& sc, UnlinkAtExi
     return {};
 }
 
+// The snapshot guard this bridge runs with, or null (exactly swtpm).
+Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const BridgeOptions& o, SnapshotSettings& out) {
+    std::string path = o.vtpm_config.value_or(getenv_str("VTPM_BRIDGE_CONFIG"));
+    const bool explicit_path = !path.empty();
+    if (path.empty()) path = kDefaultBridgeConfig;
+    std::string text;
+    if (auto raw = store::read_whole_file(path)) text.assign(raw->begin(), raw->end());
+    else if (explicit_path || raw.code() != rc::kRetry)
+        return make_error(rc::kFail, "bridge config " + path + ": " + raw.error().message);
+    auto s = resolve_snapshot_settings(o, text);
+    if (!s) return s.error();
+    out = *s;
+    if (!s->enabled) return std::unique_ptr<snapshot::SnapshotGuard>{};
+    std::unique_ptr<snapshot::RecordSigner> signer;
+    std::optional<snapshot::Ledger> ledger;
+    if (!s->host_dir.empty()) {
+        auto sg = snapshot::open_host_signer(s->host_dir, s->host_tcti);
+        if (!sg) return make_error(rc::kFail, "--vtpm-host: " + sg.error().message);
+        signer = std::move(*sg);
+        ledger.emplace(s->host_dir);
+    }
+    const auto& g = s->guard;
+    VTPM_LOG_INFO("snapshot verification: memory %s, policy %s%s, VM %s, records signed by %s",
+                  g.memory_from_peer ? "from the control socket's peer" : g.memory_path.empty() ? "none" : g.memory_path.c_str(),
+                  std::string(snapshot::policy_name(g.policy)).c_str(), g.required ? " (required)" : "",
+                  g.vm_uuid ? snapshot::format_uuid(*g.vm_uuid).c_str() : "unknown",
+                  signer ? signer->describe().c_str() : "nobody (no --vtpm-host)");
+    return std::make_unique<snapshot::SnapshotGuard>(g, std::move(signer), std::move(ledger));
+}
+
 int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     auto parsed = parse_options(args, getenv_str("TPM_PATH"), getenv_str("TPM_PORT"));
     if (!parsed) {
@@ -177,10 +211,15 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     auto eng = engine::Engine::create(ec, std::move(*st));
     if (!eng) return fail(eng.error().message);
 
+    SnapshotSettings snap;
+    auto guard = make_guard(o, snap);
+    if (!guard) return fail(guard.error().message);
+
     ctrl::DispatcherConfig dc;
     dc.migration_key = std::move(migration_key);
     dc.release_lock_outgoing = o.release_lock_outgoing;
-    dc.vendor_tpm_command = o.vendor_ctrl;
+    dc.vendor_tpm_command = snap.vendor_ctrl;
+    dc.snapshot = guard->get();
     ctrl::Dispatcher dispatcher(**eng, std::move(dc));
 
     if (!o.need_init) {

@@ -25,7 +25,8 @@ constexpr LongOpt kLongOpts[] = {
     {"tpmstate", true, 's'},       {"ctrl", true, 'C'},           {"flags", true, 'F'},
     {"tpm2", false, '2'},          {"seccomp", true, 'S'},        {"migration", true, 'i'},
     {"print-capabilities", false, 'a'}, {"print-states", false, 'e'}, {"version", false, 'v'},
-    {"vtpm-vendor-ctrl", false, 'V'},
+    {"vtpm-vendor-ctrl", false, 'V'}, {"vm-memory", true, 'M'},  {"vm-uuid", true, 'U'},
+    {"vtpm-host", true, 'H'},      {"vtpm-config", true, 'G'},
 };
 
 // Options swtpm has that we do not implement: refused by name, never ignored.
@@ -174,6 +175,10 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         case 'i': migration = value; break;
         case 'a': o.print_capabilities = true; break;
         case 'V': o.vendor_ctrl = true; break;
+        case 'M': o.vm_memory = value; break;
+        case 'U': o.vm_uuid = value; break;
+        case 'H': o.vtpm_host = value; break;
+        case 'G': o.vtpm_config = value; break;
         case 'e': o.print_states = true; break;
         default: return make_error(rc::kBadParameter, "unhandled option " + name);
         }
@@ -317,6 +322,17 @@ A vTPM server that speaks swtpm's control and data channels (libvtpm).
   --vtpm-vendor-ctrl
                     (libvtpm) serve CMD_VTPM_TPM_COMMAND on the control channel,
                     so vtpm-attest can install a VM identity while it runs
+                    (and CMD_VTPM_RAM_DIGEST for patched QEMU)
+  --vm-memory path=<file>|peer[,policy=refuse|taint|skip][,required]
+                    (libvtpm) guest RAM to hash on save and check on restore:
+                    a shared memory-backend file, or QEMU's own shared mappings
+                    found through the control socket's peer
+  --vm-uuid <uuid>  (libvtpm) the VM's UUID (default: from the state path)
+  --vtpm-host dir=<hostdir>[,tcti=<tcti>]
+                    (libvtpm) host TPM key that signs snapshot records (tcti=
+                    comes last and may contain commas)
+  --vtpm-config <file>
+                    (libvtpm) bridge config (default /etc/libvtpm/bridge.conf)
   -h|--help         this text
 )";
 }

@@ -71,6 +71,12 @@ struct BridgeOptions {
 
     std::optional<std::string> runas;
     std::string seccomp_action = "kill";  // none, kill, log
+    // libvtpm's snapshot verification (snapshot_settings.hpp resolves these
+    // with the bridge config file): raw option values.
+    std::optional<std::string> vm_memory;   // --vm-memory path=FILE|peer[,policy=][,required]
+    std::optional<std::string> vm_uuid;     // --vm-uuid UUID
+    std::optional<std::string> vtpm_host;   // --vtpm-host dir=HOSTDIR[,tcti=TCTI]
+    std::optional<std::string> vtpm_config; // --vtpm-config FILE
 };
 
 /// Parse argv after the `socket` word. `env_tpm_path` is $TPM_PATH (or empty)

@@ -130,6 +130,12 @@ gboolean Server::on_ctrl_listen(gint fd, GIOCondition, gpointer p) {
 }
 
 void Server::adopt_ctrl_client(UniqueFd fd) {
+    // The peer of a unix control socket is QEMU: the snapshot guard finds
+    // guest RAM among its mappings.
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) dispatcher_.set_peer_pid(cred.pid);
+    else dispatcher_.set_peer_pid(0);
     ctrl_.fd = std::move(fd);
     ctrl_.buf.clear();
     ctrl_.is_socket = is_socket(ctrl_.fd.get());
