@@ -376,12 +376,14 @@ class Qmp:
 class Qemu:
     """qemu-system-x86_64 (TCG) with the test guest and a tpm-emulator device."""
 
-    def __init__(self, stack, work, name, ctrl_path, device="tpm-crb", incoming=None, mem=256, append=""):
+    def __init__(self, stack, work, name, ctrl_path, device="tpm-crb", incoming=None, mem=256, append="",
+                 mem_path=None):
+        """mem_path: guest RAM in a shared memory-backend-file at that path."""
         kernel, initrd = guest_files()
         self.serial = os.path.join(work, f"{name}.serial")
         self.qmp_path = os.path.join(work, f"{name}.qmp")
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(mem), "-nographic", "-nodefaults",
-               "-no-user-config", "-machine", "q35",
+               "-no-user-config", "-machine", "q35" + (",memory-backend=pc.ram" if mem_path else ""),
                "-kernel", kernel, "-initrd", initrd,
                "-append", ("console=ttyS0 quiet panic=-1 " + append).strip(),
                "-serial", f"file:{self.serial}",
@@ -389,6 +391,8 @@ class Qemu:
                "-chardev", f"socket,id=chrtpm,path={ctrl_path}",
                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
                "-device", f"{device},tpmdev=tpm0", "-no-reboot"]
+        if mem_path:
+            cmd += ["-object", f"memory-backend-file,id=pc.ram,size={mem}M,mem-path={mem_path},share=on"]
         if incoming:
             cmd += ["-incoming", incoming]
         self.log = open(os.path.join(work, f"{name}.qemu.log"), "w")

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""vPCR save/restore with guest-memory verification (issue 5), end to end on
+real QEMU 7.2 (TCG) with guest RAM in a shared memory-backend-file, Debian's
+swtpm standing in for the host TPM whose AuthKey signs the snapshot records.
+
+The guest extends PCR 9 and writes a pattern into its RAM. Saves to a file
+(with RAM in the stream, and with x-ignore-shared where RAM stays in the
+shared file) are restored into fresh bridges and QEMUs: verified, vPCRs
+back. Then each failure is refused with its own message and loses nothing:
+a byte flipped in the saved stream and in the memory file (the error names
+the page), a tampered record, a record of another VM, an older generation,
+a blob without a record when verification is required; a retry with the
+right image succeeds. With policy taint the guest resumes but its quote no
+longer verifies. Live migration between two QEMUs on loopback verifies, and
+the downtime with and without verification is reported."""
+import hashlib
+import json
+import os
+import re
+
+import harness as h
+
+BIN = os.path.dirname(os.path.realpath(h.server_cmd()[0]))
+HOST = os.path.join(BIN, "vtpm-host")
+ATTEST = os.path.join(BIN, "vtpm-attest")
+SETUP = os.environ.get("VTPM_SETUP", os.path.join(BIN, "vtpm-setup"))
+UUID = "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"
+UUID_OTHER = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a"
+ENV = dict(os.environ, TSS2_LOG="all+none")
+PATTERN = b"SNAPPAT-00000042-0123456789abcdef"
+EXTENDED9 = hashlib.sha256(b"\0" * 32 + b"\x42" * 32).hexdigest()
+
+
+class Lab:
+    def __init__(self, work, stack):
+        self.work, self.stack = work, stack
+        self.n = 0
+        hw, port, self.tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
+        self.host = os.path.join(work, "host")
+        cadir = os.path.join(work, "privacy-ca")
+        h.run([HOST, "provision", "--tcti", self.tcti, "--dir", self.host], env=ENV)
+        h.run([HOST, "enroll", "--tcti", self.tcti, "--dir", self.host, "--ca", cadir, "--ek-roots", roots], env=ENV)
+        self.state = os.path.join(work, "vm")
+        os.mkdir(self.state)
+        conf = os.path.join(work, "vtpm-setup.conf")
+        with open(conf, "w") as f:
+            f.write(f"localca_dir = {os.path.join(work, 'localca')}\n")
+        h.run([SETUP, "--tpm2", "--tpm-state", self.state, "--createek", "--create-ek-cert", "--config", conf])
+        self.user = os.path.join(work, "tenant.pem")
+        h.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+               "-keyout", os.path.join(work, "tenant.key"), "-out", self.user, "-subj", "/CN=tenant", "-days", "3"])
+        self.nonce = os.urandom(20).hex()
+        # The VM gets a vAIK, so records also carry its quote over the vPCRs.
+        h.run([ATTEST, "issue", "--host-dir", self.host, "--state-dir", self.state, "--vm-uuid", UUID,
+               "--user-cert", self.user, "--nonce", self.nonce, "--out", os.path.join(work, "identity"),
+               "--tcti", self.tcti], env=ENV)
+        self.append = f"vtpm.nonce={self.nonce}"
+
+    def mem(self):
+        self.n += 1
+        return f"/dev/shm/vtpm-it-{os.getpid()}-{self.n}.ram"
+
+    def bridge(self, name, mem_path, policy="refuse", uuid=UUID, required=False, state=None):
+        ctrl = os.path.join(self.work, f"{name}.sock")
+        log = os.path.join(self.work, f"{name}.log")
+        args = ["--vm-memory", f"path={mem_path},policy={policy}" + (",required" if required else ""),
+                "--vm-uuid", uuid, "--vtpm-host", f"dir={self.host},tcti={self.tcti}"] if policy else []
+        srv = h.libvirt_style_server(self.stack, state or self.state, ctrl, log, extra=args)
+        srv.log_path = log
+        return srv, ctrl
+
+    def qemu(self, name, ctrl, mem_path, incoming=None):
+        self.stack.callback(lambda: os.path.exists(mem_path) and os.unlink(mem_path))
+        return h.Qemu(self.stack, self.work, name, ctrl, incoming=incoming, mem_path=mem_path, append=self.append)
+
+
+def log_of(srv):
+    with open(srv.log_path, errors="replace") as f:
+        return f.read()
+
+
+def ignore_shared(vm, on=True):
+    vm.qmp.cmd("migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": on}])
+
+
+def save(vm, image, shared=False):
+    if shared:
+        ignore_shared(vm)
+    vm.qmp.cmd("stop")
+    vm.qmp.cmd("migrate", uri=f"exec:cat > {image}")
+    vm.qmp.wait_migration()
+
+
+def last_tick(vm):
+    return max(int(t) for t in re.findall(r"^TICK (\d+) ", vm.output(), re.M))
+
+
+def restore(lab, name, image, mem_path, shared=False, policy="refuse", uuid=UUID, required=False):
+    """A fresh bridge and QEMU take the saved image. Returns (srv, vm, ok)."""
+    srv, ctrl = lab.bridge(name, mem_path, policy=policy, uuid=uuid, required=required)
+    vm = lab.qemu(name, ctrl, mem_path, incoming="defer")
+    if shared:
+        ignore_shared(vm)
+    vm.qmp.cmd("migrate-incoming", uri=f"exec:cat {image}")
+
+    def settled():
+        if vm.proc.poll() is not None:
+            return "exited"
+        try:
+            st = vm.qmp.cmd("query-migrate").get("status")
+            if st == "failed":
+                return "failed"
+            paused = vm.qmp.cmd("query-status")["status"] == "paused"
+        except (OSError, EOFError, RuntimeError, ValueError):
+            return "exited" if vm.proc.poll() is not None else None
+        return "paused" if paused and st in (None, "completed") else None
+    how = h.wait_for(settled, 120, f"{name}: incoming migration to settle", interval=0.1)
+    if how != "paused":
+        print(f"# {name}: incoming migration {how}: {vm.qemu_log().strip()[-300:]}", flush=True)
+        srv.wait(15)
+        return srv, vm, False
+    vm.qmp.cmd("cont")
+    return srv, vm, True
+
+
+def running_on(vm, what, after_tick=0):
+    m = vm.wait_output(r"(?m)^TICK (\d+) ([0-9a-f]+) ([0-9A-Fa-f]+)\s*$", timeout=60, after=len(vm.output()))
+    h.check_eq(m.group(2)[12:20], "00000000", f"{what}: the guest's TPM answers")
+    return m.group(3).lower()
+
+
+def flip_in(path, needle, at=17):
+    """Flip one byte of the first `needle` in a file; returns its offset."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        off = data.find(needle)
+        h.check(off >= 0, f"the guest's RAM pattern is in {os.path.basename(path)}")
+        f.seek(off + at)
+        f.write(bytes([data[off + at] ^ 0x01]))
+    return off + at
+
+
+def copy_with_flip(src, dst, needle, at):
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    off = data.find(needle)
+    h.check(off >= 0, f"{needle[:8]!r} found in the saved stream")
+    data[off + at] ^= 0x01
+    with open(dst, "wb") as f:
+        f.write(data)
+    return off + at
+
+
+def expect_refused(lab, name, image, mem_path, want, shared=False, uuid=UUID, required=False):
+    before = h.dir_digest(lab.state)
+    srv, vm, ok = restore(lab, name, image, mem_path, shared=shared, uuid=uuid, required=required)
+    h.check(not ok, f"{name}: restore refused")
+    log = log_of(srv)
+    m = re.search(r"restore refused: (.*)", log) or re.search(r"verification required but impossible: (.*)", log)
+    h.check(m is not None and re.search(want, m.group(1)) is not None,
+            f"{name}: the bridge says why: {m.group(1) if m else log[-300:]}")
+    h.check("stateblob" in vm.qemu_log().lower(), f"{name}: QEMU reports the failed SET_STATEBLOB")
+    h.check_eq(h.dir_digest(lab.state), before, f"{name}: the vTPM state on disk is unchanged")
+    return m.group(1)
+
+
+def verify(lab, evidence, extra=()):
+    r = h.run([ATTEST, "verify", "--host-ak-cert", os.path.join(lab.host, "ak-cert.pem"),
+               "--ca", os.path.join(lab.host, "ca-chain.pem"), "--user-cert", lab.user, "--nonce", lab.nonce,
+               "--evidence", evidence, "--vm-uuid", UUID, "--json"] + list(extra), check_rc=False, env=ENV)
+    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}
+
+
+def evidence(lab, vm, tag, name):
+    out = vm.output()
+    path = os.path.join(lab.work, name)
+    with open(path, "wb") as f:
+        f.write(bytes.fromhex("".join(re.findall(rf"^{tag} ([0-9a-f]+)\s*$", out, re.M))))
+    return path
+
+
+def timings(srv):
+    log = log_of(srv)
+    save_ms = [float(x) for x in re.findall(r"snapshot record: .*\(hashed in ([\d.]+) ms", log)]
+    total_ms = [float(x) for x in re.findall(r"snapshot record: .*total ([\d.]+) ms\)", log)]
+    check_ms = [float(x) for x in re.findall(r"snapshot record verified: .*\(([\d.]+) ms\)", log)]
+    return save_ms, total_ms, check_ms
+
+
+def test(work, stack):
+    lab = Lab(work, stack)
+    ref = os.path.join(work, "reference")
+    with open(ref, "w") as f:
+        f.write(f"sha256:9 {EXTENDED9}\n")
+
+    # --- boot, save with RAM in the stream.
+    m1 = lab.mem()
+    srv1, ctrl1 = lab.bridge("boot", m1)
+    vm1 = lab.qemu("boot", ctrl1, m1)
+    vm1.wait_output(r"VTPM-GUEST ready", timeout=180)
+    h.check_eq(vm1.pcrs("extended")[9], EXTENDED9, "the guest extended PCR 9")
+    rc, rep = verify(lab, evidence(lab, vm1, "EVIDENCE", "boot.evidence"), ("--reference", ref))
+    h.check(rc == 0, f"the guest's boot quote verifies ({rep.get('failed_step')})")
+    vm1.wait_output(r"TICK 1 ", timeout=30)
+    img_a = os.path.join(work, "a.vmstate")
+    save(vm1, img_a)
+    h.check(re.search(rf"snapshot record: VM {UUID} generation 1, 65536 pages of {m1} .*quoted by the vAIK",
+                      log_of(srv1)) is not None, "save: record over 65536 pages, generation 1, quoted by the vAIK")
+    with open(img_a, "rb") as f:
+        h.check(b"VTPMSNAP" in f.read(), "the record travels inside QEMU's migration stream")
+    vm1.kill()
+    srv1.wait(10)
+
+    # --- each failure, refused with its own message; nothing lost.
+    img_t = os.path.join(work, "a-tampered-ram.vmstate")
+    copy_with_flip(img_a, img_t, PATTERN, 17)
+    mt = lab.mem()
+    why = expect_refused(lab, "tampered-stream", img_t, mt, r"differs from the saved image: first differing pages")
+    with open(mt, "rb") as f:
+        data = f.read()
+    tampered = bytearray(PATTERN)
+    tampered[17] ^= 0x01
+    page = data.find(bytes(tampered)) // 4096
+    h.check(f" {page} (0x{page * 4096:x})" in why, f"the error names the tampered page {page}")
+    os.unlink(mt)
+
+    img_r = os.path.join(work, "a-tampered-record.vmstate")
+    copy_with_flip(img_a, img_r, b"VTPMSNAP", 40)
+    expect_refused(lab, "tampered-record", img_r, lab.mem(), r"tampered or foreign record")
+    expect_refused(lab, "other-vm", img_a, lab.mem(), rf"belongs to VM {UUID}, not to this VM {UUID_OTHER}",
+                   uuid=UUID_OTHER)
+
+    # --- retry with the right image: verified, vPCRs back.
+    m2 = lab.mem()
+    srv2, vm2, ok = restore(lab, "restore", img_a, m2)
+    h.check(ok, "restore of the right image accepted")
+    h.check(re.search(rf"snapshot record verified: VM {UUID} generation 1, 65536 pages .*vAIK quote checked",
+                      log_of(srv2)) is not None, "the bridge verified record, vAIK quote and guest RAM")
+    h.check_eq(running_on(vm2, "restored"), EXTENDED9, "PCR 9 restored")
+
+    # --- x-ignore-shared: RAM stays in the shared file, only devices in the stream.
+    img_b = os.path.join(work, "b.vmstate")
+    save(vm2, img_b, shared=True)
+    h.check(os.path.getsize(img_b) < os.path.getsize(img_a) // 10, "x-ignore-shared: RAM not in the stream")
+    vm2.kill()
+    srv2.wait(10)
+    expect_refused(lab, "older-generation", img_a, lab.mem(), r"replayed record: generation 1 is older than the latest save \(2\)")
+    srv3, vm3, ok = restore(lab, "restore-shared", img_b, m2, shared=True)
+    h.check(ok, "x-ignore-shared restore from the same memory file accepted")
+    h.check("snapshot record verified" in log_of(srv3), "verified against the shared memory file")
+    h.check_eq(running_on(vm3, "restored (x-ignore-shared)"), EXTENDED9, "PCR 9 restored (x-ignore-shared)")
+    img_c = os.path.join(work, "c.vmstate")
+    save(vm3, img_c, shared=True)
+    vm3.kill()
+    srv3.wait(10)
+
+    # A byte flipped in the memory file between save and restore.
+    off = flip_in(m2, PATTERN)
+    why = expect_refused(lab, "tampered-memory", img_c, m2, r"first differing pages", shared=True)
+    h.check(f" {off // 4096} (0x{off // 4096 * 4096:x})" in why, f"the error names page {off // 4096} of the memory file")
+    flip_in(m2, bytes(tampered))  # put it back
+    srv4, vm4, ok = restore(lab, "retry-shared", img_c, m2, shared=True)
+    h.check(ok and "snapshot record verified" in log_of(srv4), "retry with the memory put back: verified")
+    running_on(vm4, "retry")
+
+    # --- live migration on loopback, verification on the destination.
+    port = h.free_port()
+    m5 = lab.mem()
+    # The destination has a state directory of its own (the source holds the
+    # lock on the first until it exits); the state arrives in the stream.
+    dst = os.path.join(work, "vm-migrated")
+    os.mkdir(dst)
+    srv5, ctrl5 = lab.bridge("migrated", m5, state=dst)
+    vm5 = lab.qemu("migrated", ctrl5, m5, incoming=f"tcp:127.0.0.1:{port}")
+    ignore_shared(vm4, False)  # another memory file on the destination: RAM goes in the stream
+    vm4.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+    vm4.qmp.wait_migration()
+    down_verified = vm4.qmp.cmd("query-migrate").get("downtime")
+    h.wait_for(lambda: "snapshot record verified" in log_of(srv5) or "refused" in log_of(srv5), 30, "destination check")
+    h.check("snapshot record verified" in log_of(srv5), "live migration: destination verified guest RAM")
+    h.check_eq(running_on(vm5, "migrated"), EXTENDED9, "PCR 9 after live migration")
+    save_ms, total_ms, _ = timings(srv4)
+    _, _, check_ms = timings(srv5)
+    vm4.quit()
+    srv4.wait(10)
+    vm5.kill()
+    srv5.wait(10)
+
+    # --- policy taint: the guest resumes, its vPCRs no longer attest.
+    m8 = lab.mem()
+    srv8, ctrl8 = lab.bridge("taint-boot", m8)
+    vm8 = lab.qemu("taint-boot", ctrl8, m8)
+    vm8.wait_output(r"VTPM-GUEST ready", timeout=180)
+    vm8.wait_output(r"TICK 1 ", timeout=30)
+    img_d = os.path.join(work, "d.vmstate")
+    save(vm8, img_d, shared=True)
+    vm8.kill()
+    srv8.wait(10)
+    flip_in(m8, PATTERN)
+    srv9, vm9, ok = restore(lab, "tainted", img_d, m8, shared=True, policy="taint")
+    h.check(ok, "policy taint: the restore goes on")
+    h.check("vPCRs will be tainted" in log_of(srv9) and "extended with the snapshot-failure event" in log_of(srv9),
+            "policy taint: the failure and the taint are logged")
+    vm9.wait_output(r"EVIDENCE2 (end|failed)", timeout=120)
+    h.check(re.search(r"^PCR9-CHANGED [0-9A-Fa-f]+", vm9.output(), re.M) is not None and
+            running_on(vm9, "tainted") != EXTENDED9, "the guest resumed and its PCR 9 is no longer the extended value")
+    rc, rep = verify(lab, evidence(lab, vm9, "EVIDENCE2", "tainted.evidence"), ("--reference", ref))
+    h.check(rc == 3, f"a quote over the tainted vPCRs fails verification (step {rep.get('failed_step')})")
+    vm9.kill()
+    srv9.wait(10)
+
+    # --- bridges without verification: the baseline downtime, and a blob
+    # without a record (swtpm's behaviour, or refused when required).
+    m10 = lab.mem()
+    srv10, ctrl10 = lab.bridge("plain-boot", m10, policy=None)
+    vm10 = lab.qemu("plain-boot", ctrl10, m10)
+    vm10.wait_output(r"TICK 1 ", timeout=180)
+    port = h.free_port()
+    m6 = lab.mem()
+    dst2 = os.path.join(work, "vm-plain-migrated")
+    os.mkdir(dst2)
+    srv6, ctrl6 = lab.bridge("plain-migrated", m6, policy=None, state=dst2)
+    vm6 = lab.qemu("plain-migrated", ctrl6, m6, incoming=f"tcp:127.0.0.1:{port}")
+    vm10.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+    vm10.qmp.wait_migration()
+    down_plain = vm10.qmp.cmd("query-migrate").get("downtime")
+    running_on(vm6, "migrated without verification")
+    vm10.quit()
+    srv10.wait(10)
+    print(f"# live migration downtime, 256 MiB guest: {down_verified} ms with verification "
+          f"(source: hash {save_ms[-1] if save_ms else '?'} ms, whole record {total_ms[-1] if total_ms else '?'} ms; "
+          f"destination check {check_ms[-1] if check_ms else '?'} ms), {down_plain} ms without", flush=True)
+    img_e = os.path.join(work, "e.vmstate")
+    save(vm6, img_e)
+    vm6.kill()
+    srv6.wait(10)
+    expect_refused(lab, "required", img_e, lab.mem(), r"carries no snapshot record", required=True)
+    srv11, vm11, ok = restore(lab, "unverified", img_e, lab.mem())
+    h.check(ok and "snapshot verification skipped: the volatile state carries no snapshot record" in log_of(srv11),
+            "without a record the restore goes on as with swtpm, and the skip is logged")
+    running_on(vm11, "unverified restore")
+    vm11.kill()
+
+
+if __name__ == "__main__":
+    h.main(test)
