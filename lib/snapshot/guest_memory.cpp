@@ -12,7 +12,6 @@
 #include <memory>
 #include <sstream>
 
-#include "store/durable_file.hpp"
 
 namespace vtpm::snapshot {
 
@@ -113,7 +112,11 @@ std::vector<MapsEntry> parse_maps(std::string_view text) {
 std::vector<MapsEntry> guest_ram_candidates(const std::vector<MapsEntry>& maps, size_t min_bytes) {
     std::vector<MapsEntry> merged;
     for (const auto& e : maps) {
-        if (!e.shared || e.inode == 0 || e.path.rfind("/dev/", 0) == 0 || e.path.empty() || e.path[0] == '[') continue;
+        // Device mappings (GPU, VFIO) live under /dev; RAM files may be in
+        // its tmpfs and hugetlbfs mounts.
+        const bool device = e.path.rfind("/dev/", 0) == 0 && e.path.rfind("/dev/shm/", 0) != 0 &&
+                            e.path.rfind("/dev/hugepages", 0) != 0;
+        if (!e.shared || e.inode == 0 || device || e.path.empty() || e.path[0] == '[') continue;
         // QEMU splits one RAM mapping into several VMAs (madvise, guard
         // pages): glue pieces of the same file that continue each other.
         if (!merged.empty()) {
@@ -145,21 +148,14 @@ Result<GuestMemory> GuestMemory::open_file(const std::string& path) {
 
 Result<GuestMemory> GuestMemory::open_process(pid_t pid, size_t min_bytes) {
     const std::string maps_path = "/proc/" + std::to_string(pid) + "/maps";
-    auto text = store::read_whole_file(maps_path);
-    if (!text) {
-        // read_whole_file refuses non-regular files; /proc files read fine
-        // through a plain read loop.
-        UniqueFd fd(::open(maps_path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) return make_error(rc::kFail, "cannot read " + maps_path + ": " + std::strerror(errno));
-        Bytes all;
-        uint8_t buf[65536];
-        ssize_t n;
-        while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) all.insert(all.end(), buf, buf + n);
-        text = std::move(all);
-    }
+    // /proc files report size 0: read until the end.
+    UniqueFd mfd(::open(maps_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!mfd) return make_error(rc::kFail, "cannot read " + maps_path + ": " + std::strerror(errno));
+    std::string text;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(mfd.get(), buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
     const auto candidates =
-        guest_ram_candidates(parse_maps(std::string_view(reinterpret_cast<const char*>(text->data()), text->size())),
-                             min_bytes);
+        guest_ram_candidates(parse_maps(text), min_bytes);
     if (candidates.empty())
         return make_error(rc::kFail, "QEMU (pid " + std::to_string(pid) +
                                          ") has no shared file-backed guest RAM (use memory-backend-file or "
@@ -177,9 +173,9 @@ Result<GuestMemory> GuestMemory::open_process(pid_t pid, size_t min_bytes) {
     return m;
 }
 
-std::vector<ByteView> GuestMemory::views() const {
-    std::vector<ByteView> v;
-    for (const auto& r : regions) v.push_back(r.map.bytes());
+std::vector<MemoryView> GuestMemory::views() const {
+    std::vector<MemoryView> v;
+    for (const auto& r : regions) v.push_back({r.map.bytes(), data_extents(r.fd.get(), r.map.bytes().size())});
     return v;
 }
 

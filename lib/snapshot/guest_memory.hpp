@@ -37,7 +37,8 @@ public:
     /// itself when the file still has one.
     static Result<GuestMemory> open_process(pid_t pid, size_t min_bytes = 2u << 20);
 
-    std::vector<ByteView> views() const;
+    /// The regions with their current data extents, for hashing.
+    std::vector<MemoryView> views() const;
     uint64_t page_count() const;
     /// "/dev/shm/vm1.ram (256 MiB)" / "2 regions of QEMU pid 123 (…)".
     std::string describe() const;

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <utility>
@@ -53,27 +54,62 @@ namespace {
 
 // Fill the page tables for the next chunk in one call instead of a fault per
 // page or two (≈ 40% of the time on a fresh mapping of shared memory). Only
-// for page-aligned memory; any failure just leaves it to the faults.
+// for page-aligned memory and only over data (populating a hole would
+// allocate it); any failure just leaves it to the faults.
 constexpr size_t kPopulateChunk = 512;  // pages: 2 MiB
 void populate(ByteView mem, size_t off, size_t len) {
     const auto addr = reinterpret_cast<uintptr_t>(mem.data()) + off;
-    if (addr % kPageSize) return;
+    if (addr % kPageSize || len == 0) return;
     madvise(reinterpret_cast<void*>(addr), len, MADV_POPULATE_READ);
 }
+
+// Walks the data extents alongside ascending page offsets.
+class DataCursor {
+public:
+    explicit DataCursor(const std::optional<std::vector<Extent>>& data, uint64_t from) : data_(data) {
+        if (data_) it_ = std::lower_bound(data_->begin(), data_->end(), from,
+                                          [](const Extent& e, uint64_t off) { return e.end <= off; });
+    }
+    /// Does [off, off+len) hold any data? (Offsets must not go backwards.)
+    bool any(uint64_t off, uint64_t len) {
+        if (!data_) return true;
+        while (it_ != data_->end() && it_->end <= off) ++it_;
+        return it_ != data_->end() && it_->begin < off + len;
+    }
+    /// Populate the data parts of [off, off+len).
+    void populate_data(ByteView mem, uint64_t off, uint64_t len) {
+        if (!data_) return populate(mem, off, len);
+        for (auto e = it_; e != data_->end() && e->begin < off + len; ++e) {
+            const uint64_t b = std::max(off, e->begin), x = std::min(off + len, e->end);
+            if (b < x) populate(mem, b, x - b);
+        }
+    }
+
+private:
+    const std::optional<std::vector<Extent>>& data_;
+    std::vector<Extent>::const_iterator it_{};
+};
 
 // One worker: pages [first, last). SHA-256 through OpenSSL's direct
 // interface: at 4 KiB a message, EVP's per-call dispatch (init, two updates,
 // final through the provider) cost a tenth of the rate.
-void hash_range(ByteView mem, size_t first, size_t last, Digest* out) {
+void hash_range(const MemoryView& view, size_t first, size_t last, Digest* out, const Digest& zero_leaf) {
+    const ByteView mem = view.bytes;
     const uint8_t zero = 0;
     SHA256_CTX ctx;
+    DataCursor data(view.data, first * kPageSize);
     for (size_t i = first; i < last; ++i) {
         const size_t off = i * kPageSize;
-        if ((i - first) % kPopulateChunk == 0) populate(mem, off, std::min(last - i, kPopulateChunk) * kPageSize);
         const size_t len = std::min(kPageSize, mem.size() - off);
+        if ((i - first) % kPopulateChunk == 0)
+            data.populate_data(mem, off, std::min(last - i, kPopulateChunk) * kPageSize);
+        if (len == kPageSize && !data.any(off, len)) {
+            out[i] = zero_leaf;  // a hole reads as zeros
+            continue;
+        }
         // Hardware prefetchers stop at page boundaries: start the next
         // page's first lines (and its TLB entry) while this one is hashed.
-        if (i + 1 < last)
+        if (i + 1 < last && data.any(off + kPageSize, kPageSize))
             for (size_t l = 0; l < 512; l += 64) __builtin_prefetch(mem.data() + off + kPageSize + l);
         SHA256_Init(&ctx);
         SHA256_Update(&ctx, &zero, 1);
@@ -83,9 +119,33 @@ void hash_range(ByteView mem, size_t first, size_t last, Digest* out) {
     OPENSSL_cleanse(&ctx, sizeof ctx);
 }
 
+Digest zero_page_leaf() {
+    static const Bytes zeros(kPageSize, 0);
+    return leaf_hash(zeros);
+}
+
 }  // namespace
 
-PageDigests hash_pages(ByteView memory, unsigned threads) {
+std::optional<std::vector<Extent>> data_extents(int fd, uint64_t length) {
+    std::vector<Extent> out;
+    off_t pos = 0;
+    while (static_cast<uint64_t>(pos) < length) {
+        const off_t d = lseek(fd, pos, SEEK_DATA);
+        if (d < 0) {
+            if (errno == ENXIO) break;  // only holes from here on
+            return std::nullopt;        // the file system cannot tell
+        }
+        if (static_cast<uint64_t>(d) >= length) break;
+        off_t h = lseek(fd, d, SEEK_HOLE);
+        if (h < 0) return std::nullopt;
+        out.push_back({static_cast<uint64_t>(d), std::min<uint64_t>(static_cast<uint64_t>(h), length)});
+        pos = h;
+    }
+    return out;
+}
+
+PageDigests hash_pages(const MemoryView& view, unsigned threads) {
+    const ByteView memory = view.bytes;
     PageDigests out;
     const size_t pages = (memory.size() + kPageSize - 1) / kPageSize;
     out.leaves.resize(pages);
@@ -100,6 +160,7 @@ PageDigests hash_pages(ByteView memory, unsigned threads) {
     const size_t blocks = (pages + kBlock - 1) / kBlock;
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     threads = static_cast<unsigned>(std::min<size_t>(threads, blocks));
+    const Digest zero_leaf = zero_page_leaf();
     std::vector<Digest> block_roots(blocks);
     // Workers take the next block as they finish one: on a shared machine a
     // core that is slowed down must not hold up the others at the end.
@@ -107,7 +168,7 @@ PageDigests hash_pages(ByteView memory, unsigned threads) {
     auto work = [&] {
         for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
             const size_t from = b * kBlock, n = std::min(kBlock, pages - from);
-            hash_range(memory, from, from + n, out.leaves.data());
+            hash_range(view, from, from + n, out.leaves.data(), zero_leaf);
             block_roots[b] = merkle_root(std::span<const Digest>(out.leaves).subspan(from, n));
         }
     };
@@ -120,10 +181,10 @@ PageDigests hash_pages(ByteView memory, unsigned threads) {
     return out;
 }
 
-PageDigests hash_regions(std::span<const ByteView> regions, unsigned threads) {
+PageDigests hash_regions(std::span<const MemoryView> regions, unsigned threads) {
     if (regions.size() == 1) return hash_pages(regions[0], threads);
     PageDigests out;
-    for (ByteView r : regions) {
+    for (const MemoryView& r : regions) {
         PageDigests part = hash_pages(r, threads);
         out.leaves.insert(out.leaves.end(), part.leaves.begin(), part.leaves.end());
     }

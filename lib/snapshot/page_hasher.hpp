@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,13 +44,33 @@ private:
     size_t size_ = 0;
 };
 
+/// A byte range [begin, end) of a file that holds data.
+struct Extent {
+    uint64_t begin = 0, end = 0;
+};
+
+/// Memory to hash, and where its file has data: pages outside every extent
+/// are holes, read as zeros without being touched (reading a tmpfs hole
+/// through a mapping would allocate it). No extents: all of it is data.
+struct MemoryView {
+    ByteView bytes;
+    std::optional<std::vector<Extent>> data;
+};
+
 /// Leaf hashes and root of `memory`, split over `threads` workers (0: one
 /// per online CPU).
-PageDigests hash_pages(ByteView memory, unsigned threads = 0);
+PageDigests hash_pages(const MemoryView& memory, unsigned threads = 0);
+inline PageDigests hash_pages(ByteView memory, unsigned threads = 0) {
+    return hash_pages(MemoryView{memory, std::nullopt}, threads);
+}
 
 /// The same over several regions taken as one page sequence (guest RAM in
 /// more than one backend). One region takes the parallel path; with more,
 /// the blocks are rebuilt from the concatenated leaves.
-PageDigests hash_regions(std::span<const ByteView> regions, unsigned threads = 0);
+PageDigests hash_regions(std::span<const MemoryView> regions, unsigned threads = 0);
+
+/// The data extents of an open file (SEEK_DATA/SEEK_HOLE), nullopt when the
+/// file system cannot tell.
+std::optional<std::vector<Extent>> data_extents(int fd, uint64_t length);
 
 }  // namespace vtpm::snapshot

@@ -111,3 +111,68 @@ TEST_CASE("capabilities: swtpm's JSON shape with the features libvirt checks") {
     CHECK(j.find(" ], \"version\": \"") != std::string::npos);
     CHECK(capabilities_json(false).find("rsa-keysize") == std::string::npos);
 }
+
+#include "snapshot_settings.hpp"
+
+TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state path") {
+    using vtpm::snapshot::Policy;
+    CHECK(uuid_from_state_path("dir:///var/lib/libvirt/swtpm/3F0D9A4E-5B6C-4D7E-8F90-A1B2C3D4E5F6/tpm2") ==
+          "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6");
+    CHECK_FALSE(uuid_from_state_path("dir:///var/lib/swtpm/vm1"));
+
+    auto o = parse({"--tpm2", "--tpmstate", "dir=/var/lib/libvirt/swtpm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6/tpm2",
+                    "--ctrl", "type=unixio,path=/run/x.sock"});
+    REQUIRE(o);
+    auto none = resolve_snapshot_settings(*o, "");
+    REQUIRE(none);
+    CHECK_FALSE(none->enabled);  // exactly swtpm
+    REQUIRE(none->guard.vm_uuid);
+
+    const std::string conf =
+        "# libvirt-started bridges\n"
+        "vm_memory = /dev/shm/{uuid}.ram\n"
+        "policy = taint\n"
+        "required = yes\n"
+        "host_dir = /var/lib/libvtpm/host\n"
+        "host_tcti = swtpm:host=127.0.0.1,port=2321\n"
+        "vendor_ctrl = yes\n";
+    auto s = resolve_snapshot_settings(*o, conf);
+    REQUIRE(s);
+    CHECK(s->enabled);
+    CHECK(s->guard.memory_path == "/dev/shm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6.ram");
+    CHECK(s->guard.policy == Policy::Taint);
+    CHECK(s->guard.required);
+    CHECK(s->host_tcti == "swtpm:host=127.0.0.1,port=2321");
+    CHECK(s->vendor_ctrl);
+
+    // The command line over the file; tcti= takes the rest, commas and all.
+    auto o2 = parse({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock", "--vm-memory",
+                     "peer,policy=refuse", "--vm-uuid", "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", "--vtpm-host",
+                     "dir=/h,tcti=swtpm:host=127.0.0.1,port=9"});
+    REQUIRE(o2);
+    auto s2 = resolve_snapshot_settings(*o2, conf);
+    REQUIRE(s2);
+    CHECK(s2->guard.memory_from_peer);
+    CHECK(s2->guard.memory_path.empty());
+    CHECK(s2->guard.policy == Policy::Refuse);
+    CHECK(s2->host_dir == "/h");
+    CHECK(s2->host_tcti == "swtpm:host=127.0.0.1,port=9");
+    CHECK(vtpm::snapshot::format_uuid(*s2->guard.vm_uuid) == "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a");
+
+    // Errors name what is wrong.
+    auto err = [&](std::vector<std::string> extra, std::string conf_text = "") {
+        std::vector<std::string> a{"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        auto p = parse(a);
+        REQUIRE(p);
+        auto r = resolve_snapshot_settings(*p, conf_text);
+        return r ? std::string() : r.error().message;
+    };
+    CHECK(err({"--vm-memory", "policy=maybe"}).find("unknown policy 'maybe'") != std::string::npos);
+    CHECK(err({"--vm-memory", "size=3"}).find("--vm-memory") != std::string::npos);
+    CHECK(err({"--vm-uuid", "nope"}).find("--vm-uuid") != std::string::npos);
+    CHECK(err({"--vtpm-host", "tcti=device:/dev/tpmrm0"}).find("dir= is required") != std::string::npos);
+    CHECK(err({}, "colour = blue\n").find("line 1: unknown key 'colour'") != std::string::npos);
+    CHECK(err({}, "\npolicy\n").find("line 2: expected key = value") != std::string::npos);
+    CHECK(err({}, "required = perhaps\n").find("neither yes nor no") != std::string::npos);
+}

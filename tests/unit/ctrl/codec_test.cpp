@@ -179,3 +179,34 @@ TEST_CASE("codec: CMD_VTPM_TPM_COMMAND only when enabled") {
     CHECK(rsp == Bytes{0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3});
     CHECK(encode_vendor_tpm_response(rc::kBadOrdinal, {}) == encode_result(rc::kBadOrdinal));
 }
+
+TEST_CASE("codec: CMD_VTPM_RAM_DIGEST only when enabled, 52-byte body checked") {
+    VendorRamDigestReq r;
+    r.phase = 2;
+    r.hash_alg = 0x000B;
+    r.page_size = 4096;
+    r.page_count = 65536;
+    r.root[0] = 0xab;
+    r.root[31] = 0xcd;
+    const Bytes msg = encode_request(r);
+    REQUIRE(msg.size() == 56);
+    CHECK(load_be32(msg.data()) == 0x76540002);
+    CHECK(frame_size(msg, true) == 56u);
+    CHECK(frame_size(msg, false) == 4u);  // unknown to swtpm: a bare 4-byte code
+    CHECK(decode_request(msg, true, false).code() == rc::kBadOrdinal);
+    auto d = decode_request(msg, true, true);
+    REQUIRE(d);
+    const auto& back = std::get<VendorRamDigestReq>(*d);
+    CHECK(back.phase == 2);
+    CHECK(back.page_count == 65536);
+    CHECK(back.root == r.root);
+    CHECK(encode_request(*d) == msg);
+    CHECK(decode_request(ByteView(msg).first(55), true, true).code() == rc::kBadParameter);
+    Bytes bad = msg;
+    bad[7] = 3;  // phase 3
+    CHECK(decode_request(bad, true, true).error().message.find("phase 3") != std::string::npos);
+    bad = msg;
+    bad[11] = 0x0c;  // SHA-384
+    CHECK(decode_request(bad, true, true).error().message.find("only SHA-256") != std::string::npos);
+    CHECK((cap::kVtpmRamDigest & 0xffff) == 0);  // not one of swtpm's bits
+}

@@ -77,7 +77,7 @@ TEST_CASE("threaded page hashing equals one thread, short last page included") {
     CHECK(many.leaves == one.leaves);
     CHECK(all.root == one.root);
     CHECK(one.root == merkle_root(one.leaves));
-    CHECK(hash_pages({}, 3).leaves.empty());
+    CHECK(hash_pages(ByteView{}, 3).leaves.empty());
 }
 
 TEST_CASE("several 1024-page blocks and a tail: the same root however it is split") {

@@ -1,0 +1,320 @@
+// The snapshot guard on a real libtpms engine, in-process: records made on
+// save and checked on restore, each way a restore can be wrong, the taint
+// policy, QEMU's digest, and the whole flow through the control-channel
+// dispatcher. Records are signed by a software key here (the host-TPM
+// AuthKey signer is exercised by the integration tests).
+#include <catch2/catch.hpp>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "attest/tpm_objects.hpp"
+#include "ctrl/dispatcher.hpp"
+#include "identity/ossl.hpp"
+#include "setup/tpm2_commands.hpp"
+#include "snapshot/guard.hpp"
+#include "snapshot/vtpm_pcrs.hpp"
+#include "store/blob.hpp"
+#include "store/durable_file.hpp"
+#include "store/state_store.hpp"
+#include "temp_dir.hpp"
+#include "util/fd.hpp"
+
+using namespace vtpm;
+using namespace vtpm::snapshot;
+namespace tpm2 = vtpm::setup::tpm2;
+
+namespace {
+
+constexpr const char* kUuid = "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+constexpr const char* kOther = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a";
+constexpr size_t kRam = 8u << 20;  // 2048 pages: two blocks
+
+// ECDSA P-256 in software, in the TPM's signature format.
+class SoftSigner final : public RecordSigner {
+public:
+    SoftSigner(std::shared_ptr<EVP_PKEY> key, uint8_t id) : key_(std::move(key)), name_(34, id) {}
+    const Bytes& key_name() const override { return name_; }
+    Result<Bytes> sign(ByteView message) override {
+        identity::MdCtxPtr ctx(EVP_MD_CTX_new());
+        size_t n = 0;
+        REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_.get()) == 1);
+        REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &n, message.data(), message.size()) == 1);
+        Bytes der(n);
+        REQUIRE(EVP_DigestSign(ctx.get(), der.data(), &n, message.data(), message.size()) == 1);
+        const uint8_t* p = der.data();
+        ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(n));
+        TPMT_SIGNATURE t{};
+        t.sigAlg = TPM2_ALG_ECDSA;
+        t.signature.ecdsa.hash = TPM2_ALG_SHA256;
+        t.signature.ecdsa.signatureR.size =
+            static_cast<UINT16>(BN_bn2binpad(ECDSA_SIG_get0_r(sig), t.signature.ecdsa.signatureR.buffer, 32));
+        t.signature.ecdsa.signatureS.size =
+            static_cast<UINT16>(BN_bn2binpad(ECDSA_SIG_get0_s(sig), t.signature.ecdsa.signatureS.buffer, 32));
+        ECDSA_SIG_free(sig);
+        return attest::marshal_signature(t);
+    }
+    Result<void> verify(ByteView name, ByteView message, ByteView signature) const override {
+        if (!std::equal(name.begin(), name.end(), name_.begin(), name_.end()))
+            return make_error(rc::kFail, "the record was signed by another host key");
+        auto sig = attest::unmarshal_signature(signature);
+        if (!sig) return sig.error();
+        return attest::verify_signature(key_.get(), message, *sig);
+    }
+    std::string describe() const override { return "software test key"; }
+
+private:
+    std::shared_ptr<EVP_PKEY> key_;
+    Bytes name_;
+};
+
+// Guest RAM: a memfd mapped writable here, read by the guard through /proc.
+struct Ram {
+    UniqueFd fd{memfd_create("guest-ram", MFD_CLOEXEC)};
+    uint8_t* p = nullptr;
+    Ram() {
+        REQUIRE(ftruncate(fd.get(), kRam) == 0);
+        p = static_cast<uint8_t*>(mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0));
+        REQUIRE(p != MAP_FAILED);
+        for (size_t i = 0; i < kRam; i += 64) p[i] = static_cast<uint8_t>(i >> 12);
+    }
+    ~Ram() { munmap(p, kRam); }
+    std::string path() const { return "/proc/self/fd/" + std::to_string(fd.get()); }
+};
+
+struct Lab {
+    TempDir dir;
+    Ram ram;
+    std::unique_ptr<engine::Engine> engine;
+    std::map<uint8_t, std::shared_ptr<EVP_PKEY>> keys;  // one key per host
+    Lab() {
+        std::filesystem::create_directory(dir.path / "state");
+        std::filesystem::create_directory(dir.path / "host");
+        auto e = engine::Engine::create({}, store::make_dir_store(dir.path / "state", true, 0600, std::nullopt));
+        REQUIRE(e);
+        engine = std::move(*e);
+        REQUIRE(engine->init(false));
+        REQUIRE(engine->startup(0));
+        extend(10, 0x42);
+    }
+    ~Lab() { engine->stop(); }
+    void extend(uint32_t pcr, uint8_t fill) {
+        TPML_DIGEST_VALUES dv{};
+        dv.count = 1;
+        dv.digests[0].hashAlg = TPM2_ALG_SHA256;
+        std::memset(&dv.digests[0].digest, fill, 32);
+        REQUIRE(tpm2::response_code(engine->process(tpm2::pcr_extend(pcr, dv))) == 0);
+    }
+    Bytes pcr10() {
+        auto banks = read_all_pcrs(*engine);
+        REQUIRE(banks);
+        for (auto& b : *banks)
+            if (b.hash_alg == TPM2_ALG_SHA256) return b.values[10];
+        FAIL("no sha256 bank");
+        return {};
+    }
+    std::unique_ptr<SnapshotGuard> guard(Policy policy = Policy::Refuse, const char* uuid = kUuid,
+                                         uint8_t key = 1, bool required = false, bool memory = true) {
+        GuardConfig c;
+        c.policy = policy;
+        c.required = required;
+        c.vm_uuid = *parse_uuid(uuid);
+        if (memory) c.memory_path = ram.path();
+        auto& k = keys[key];
+        if (!k) k.reset(EVP_EC_gen("P-256"), EVP_PKEY_free);
+        return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key), Ledger((dir.path / "host").string()));
+    }
+    // The plain state as a save exports it.
+    SecureBytes plain(engine::BlobType t) {
+        auto b = engine->get_state(t);
+        REQUIRE(b);
+        return b->data;
+    }
+};
+
+// One signer per test, shared by the guards that should trust each other.
+struct Saved {
+    Bytes record;
+    SecureBytes perm, vol;
+};
+
+Saved save(Lab& lab, SnapshotGuard& g) {
+    Saved s{{}, lab.plain(engine::BlobType::Permanent), lab.plain(engine::BlobType::Volatile)};
+    auto r = g.make_record(*lab.engine, s.perm, s.vol);
+    REQUIRE(r);
+    REQUIRE(*r);
+    s.record = **r;
+    return s;
+}
+
+std::string refusal(SnapshotGuard& g, const Saved& s, std::optional<ByteView> record = std::nullopt) {
+    auto v = g.check_restore(record ? record : std::optional<ByteView>(s.record), sha256_of({s.perm.view()}), s.vol);
+    return v ? "" : v.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("guard: a save makes a signed record that its restore accepts") {
+    Lab lab;
+    auto g = lab.guard();
+    const Saved s = save(lab, *g);
+    auto rec = parse_record(s.record);
+    REQUIRE(rec);
+    CHECK(rec->generation == 1);
+    CHECK(rec->page_count == kRam / 4096);
+    CHECK(rec->block_roots.size() == 2);
+    CHECK(rec->quote_attest.empty());  // no vAIK in this vTPM
+    bool found = false;
+    for (const auto& b : rec->banks)
+        if (b.hash_alg == TPM2_ALG_SHA256) found = b.values[10] == lab.pcr10();
+    CHECK(found);
+    auto v = g->check_restore(s.record, sha256_of({s.perm.view()}), s.vol);
+    REQUIRE(v);
+    CHECK_FALSE(v->taint);
+    // The next save is the next generation.
+    CHECK(parse_record(save(lab, *g).record)->generation == 2);
+}
+
+TEST_CASE("guard: changed guest RAM is refused naming the first pages") {
+    Lab lab;
+    auto g = lab.guard();
+    const Saved s = save(lab, *g);
+    lab.ram.p[1500 * 4096 + 3] ^= 1;
+    lab.ram.p[1700 * 4096] ^= 1;
+    const std::string why = refusal(*g, s);
+    CHECK(why.find("first differing pages: 1500 (0x5dc000), 1700 (0x6a4000)") != std::string::npos);
+    // Without the host's kept leaves the record's block roots still say where.
+    std::filesystem::remove(lab.dir.path / "host" / "vms" / (std::string(kUuid) + ".leaves"));
+    CHECK(refusal(*g, s).find("blocks of 1024 pages start at pages 1024 (0x400000)") != std::string::npos);
+    lab.ram.p[1500 * 4096 + 3] ^= 1;
+    lab.ram.p[1700 * 4096] ^= 1;
+    CHECK(refusal(*g, s).empty());  // put back: accepted
+}
+
+TEST_CASE("guard: records that are not this VM's latest untampered save") {
+    Lab lab;
+    auto g = lab.guard();
+    const Saved first = save(lab, *g);
+    const Saved second = save(lab, *g);
+    CHECK(refusal(*g, first).find("replayed record: generation 1 is older than the latest save (2)") != std::string::npos);
+    CHECK(refusal(*g, second).empty());
+    Bytes tampered = second.record;
+    tampered[30] ^= 1;  // inside the generation
+    CHECK(refusal(*g, second, tampered).find("tampered or foreign record") != std::string::npos);
+    CHECK(refusal(*g, second, ByteView(second.record).first(100)).find("truncated") != std::string::npos);
+    auto other_vm = lab.guard(Policy::Refuse, kOther);
+    CHECK(refusal(*other_vm, second).find(std::string("belongs to VM ") + kUuid) != std::string::npos);
+    auto other_host = lab.guard(Policy::Refuse, kUuid, 2);
+    CHECK(refusal(*other_host, second).find("another host key") != std::string::npos);
+    Saved changed = second;
+    changed.vol[changed.vol.size() / 2] ^= 1;
+    CHECK(refusal(*g, changed).find("volatile state (vPCRs) is not the one") != std::string::npos);
+    changed = second;
+    changed.perm[changed.perm.size() / 2] ^= 1;
+    CHECK(refusal(*g, changed).find("permanent state is not the one") != std::string::npos);
+}
+
+TEST_CASE("guard: taint lets the restore go on and spoils the vPCRs") {
+    Lab lab;
+    auto g = lab.guard(Policy::Taint);
+    const Saved s = save(lab, *g);
+    lab.ram.p[42] ^= 1;
+    auto v = g->check_restore(s.record, sha256_of({s.perm.view()}), s.vol);
+    REQUIRE(v);
+    CHECK(v->taint);
+    const Bytes before = lab.pcr10();
+    REQUIRE(g->taint(*lab.engine));
+    CHECK(lab.pcr10() != before);
+    Bytes expect(64, 0);
+    std::memcpy(expect.data(), before.data(), 32);
+    const Bytes ev = taint_event_digest(TPM2_ALG_SHA256);
+    std::memcpy(expect.data() + 32, ev.data(), 32);
+    CHECK(lab.pcr10() == attest::sha256(expect));  // exactly one extend with the documented event
+}
+
+TEST_CASE("guard: without a record or memory, skip as swtpm or refuse when required") {
+    Lab lab;
+    auto g = lab.guard();
+    const Saved s = save(lab, *g);
+    auto v = g->check_restore(std::nullopt, sha256_of({s.perm.view()}), s.vol);
+    CHECK(v);
+    auto req = lab.guard(Policy::Refuse, kUuid, 1, true);
+    auto r = req->check_restore(std::nullopt, sha256_of({s.perm.view()}), s.vol);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("carries no snapshot record") != std::string::npos);
+    // No memory configured: no record on save, unless required.
+    auto nomem = lab.guard(Policy::Refuse, kUuid, 1, false, false);
+    auto none = nomem->make_record(*lab.engine, s.perm, s.vol);
+    REQUIRE(none);
+    CHECK_FALSE(*none);
+    auto nomem_req = lab.guard(Policy::Refuse, kUuid, 1, true, false);
+    CHECK_FALSE(nomem_req->make_record(*lab.engine, s.perm, s.vol));
+    auto skip = lab.guard(Policy::Skip);
+    CHECK_FALSE(*skip->make_record(*lab.engine, s.perm, s.vol));
+}
+
+TEST_CASE("guard: a patched QEMU's RAM digest stands in for the mapping") {
+    Lab lab;
+    auto g = lab.guard(Policy::Refuse, kUuid, 1, false, false);
+    QemuDigest d;
+    d.page_count = 65536;
+    d.root[0] = 0x99;
+    g->set_qemu_digest(kPhaseSave, d);
+    const Saved s = save(lab, *g);
+    auto rec = parse_record(s.record);
+    REQUIRE(rec);
+    CHECK(rec->source == DigestSource::Qemu);
+    CHECK(rec->root == d.root);
+    CHECK(refusal(*g, s).find("no RAM digest") == std::string::npos);  // skipped: nothing from QEMU yet
+    g->set_qemu_digest(kPhaseRestore, d);
+    CHECK(refusal(*g, s).empty());
+    d.root[1] = 1;
+    g->set_qemu_digest(kPhaseRestore, d);
+    CHECK(refusal(*g, s).find("QEMU's RAM digest differs") != std::string::npos);
+}
+
+TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
+    Lab lab;
+    auto g = lab.guard();
+    ctrl::DispatcherConfig dc;
+    dc.snapshot = g.get();
+    ctrl::Dispatcher d(*lab.engine, dc);
+    const ctrl::TransportState ts{};
+    auto blob_of = [&](uint32_t type) {
+        auto rep = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
+        REQUIRE(load_be32(rep.bytes.data()) == 0);
+        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
+    };
+    const Bytes perm = blob_of(1), vol = blob_of(2);
+    CHECK(store::find_blob_tlv(vol, kTagSnapshotRecord));
+    CHECK_FALSE(store::find_blob_tlv(perm, kTagSnapshotRecord));
+    const Bytes pcr = lab.pcr10();
+    auto set = [&](uint32_t type, const Bytes& b) {
+        return load_be32(d.handle(ctrl::encode_request(ctrl::SetStateBlobReq{0, type, b}), ts).bytes.data());
+    };
+    const std::string permall = (lab.dir.path / "state" / "tpm2-00.permall").string();
+    REQUIRE(load_be32(d.handle(ctrl::encode_request(ctrl::StopReq{}), ts).bytes.data()) == 0);
+    const auto on_disk = store::read_whole_file(permall);
+    REQUIRE(on_disk);
+    // Tampered RAM: SET_STATEBLOB volatile fails, the disk keeps its state.
+    lab.ram.p[77 * 4096] ^= 1;
+    CHECK(set(1, perm) == 0);
+    CHECK(set(2, vol) == rc::kFail);
+    CHECK(*store::read_whole_file(permall) == *on_disk);
+    lab.ram.p[77 * 4096] ^= 1;
+    // The right image: accepted, INIT brings the vPCRs back.
+    CHECK(set(1, perm) == 0);
+    CHECK(set(2, vol) == 0);
+    REQUIRE(load_be32(d.handle(ctrl::encode_request(ctrl::InitReq{1}), ts).bytes.data()) == 0);
+    CHECK(lab.pcr10() == pcr);
+    // A blob continued at an offset is the same blob, not a new record.
+    auto a = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 0}), ts).bytes;
+    auto b = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 100}), ts).bytes;
+    CHECK(Bytes(b.begin() + 16, b.end()) == Bytes(a.begin() + 16 + 100, a.end()));
+}
