@@ -50,7 +50,7 @@ Result<UniqueFd> open_mapped_file(pid_t pid, const MapsEntry& e, std::string& na
     std::string tried;
     // 1. map_files: exactly this mapping (needs CAP_SYS_ADMIN).
     if (UniqueFd fd(::open((proc + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC)); fd && same_inode(fd.get(), e)) {
-        name = proc + "/map_files/" + range;
+        name = proc + "/map_files/" + range + " (" + e.path + ")";
         return fd;
     }
     tried = "map_files (" + std::string(std::strerror(errno)) + ")";

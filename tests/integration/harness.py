@@ -378,7 +378,8 @@ class Qemu:
 
     def __init__(self, stack, work, name, ctrl_path, device="tpm-crb", incoming=None, mem=256, append="",
                  mem_path=None):
-        """mem_path: guest RAM in a shared memory-backend-file at that path."""
+        """mem_path: guest RAM in a shared memory-backend-file at that path
+        ("memfd": a shared memory-backend-memfd)."""
         kernel, initrd = guest_files()
         self.serial = os.path.join(work, f"{name}.serial")
         self.qmp_path = os.path.join(work, f"{name}.qmp")
@@ -391,7 +392,9 @@ class Qemu:
                "-chardev", f"socket,id=chrtpm,path={ctrl_path}",
                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
                "-device", f"{device},tpmdev=tpm0", "-no-reboot"]
-        if mem_path:
+        if mem_path == "memfd":
+            cmd += ["-object", f"memory-backend-memfd,id=pc.ram,size={mem}M,share=on"]
+        elif mem_path:
             cmd += ["-object", f"memory-backend-file,id=pc.ram,size={mem}M,mem-path={mem_path},share=on"]
         if incoming:
             cmd += ["-incoming", incoming]

@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import re
+import socket
+import struct
 
 import harness as h
 
@@ -63,14 +65,16 @@ class Lab:
     def bridge(self, name, mem_path, policy="refuse", uuid=UUID, required=False, state=None):
         ctrl = os.path.join(self.work, f"{name}.sock")
         log = os.path.join(self.work, f"{name}.log")
-        args = ["--vm-memory", f"path={mem_path},policy={policy}" + (",required" if required else ""),
+        where = "peer" if mem_path == "memfd" else f"path={mem_path}"
+        args = ["--vm-memory", f"{where},policy={policy}" + (",required" if required else ""),
                 "--vm-uuid", uuid, "--vtpm-host", f"dir={self.host},tcti={self.tcti}"] if policy else []
         srv = h.libvirt_style_server(self.stack, state or self.state, ctrl, log, extra=args)
         srv.log_path = log
         return srv, ctrl
 
     def qemu(self, name, ctrl, mem_path, incoming=None):
-        self.stack.callback(lambda: os.path.exists(mem_path) and os.unlink(mem_path))
+        if mem_path != "memfd":
+            self.stack.callback(lambda: os.path.exists(mem_path) and os.unlink(mem_path))
         return h.Qemu(self.stack, self.work, name, ctrl, incoming=incoming, mem_path=mem_path, append=self.append)
 
 
@@ -185,6 +189,77 @@ def timings(srv):
     total_ms = [float(x) for x in re.findall(r"snapshot record: .*total ([\d.]+) ms\)", log)]
     check_ms = [float(x) for x in re.findall(r"snapshot record verified: .*\(([\d.]+) ms\)", log)]
     return save_ms, total_ms, check_ms
+
+
+def peer_discovery(lab):
+    """memory-backend-memfd: nothing to name, the bridge finds QEMU's RAM
+    through the control socket's peer (SO_PEERCRED -> /proc/PID/maps)."""
+    srv, ctrl = lab.bridge("memfd-boot", "memfd")
+    vm = lab.qemu("memfd-boot", ctrl, "memfd")
+    vm.wait_output(r"TICK 1 ", timeout=180)
+    img = os.path.join(lab.work, "memfd.vmstate")
+    save(vm, img)
+    m = re.search(rf"snapshot record: VM {UUID} generation \d+, 65536 pages of /proc/{vm.proc.pid}/\S+ \(/memfd:memory-backend-memfd",
+                  log_of(srv))
+    h.check(m is not None, "peer: the bridge found QEMU's memfd RAM through the control socket's peer")
+    vm.kill()
+    srv.wait(10)
+    srv2, vm2, ok = restore(lab, "memfd-restore", img, "memfd")
+    h.check(ok and re.search(rf"snapshot record verified: .* of /proc/{vm2.proc.pid}/", log_of(srv2)) is not None,
+            "peer: restore verified against the new QEMU's memfd")
+    h.check_eq(running_on(vm2, "memfd restore"), EXTENDED9, "PCR 9 restored (memfd)")
+    vm2.kill()
+    srv2.wait(10)
+
+
+def qemu_digest(lab):
+    """A patched QEMU (qemu-patches/) hands its RAM digest over with
+    CMD_VTPM_RAM_DIGEST: played here byte for byte on the control channel."""
+    state = os.path.join(lab.work, "vm-digest")
+    os.mkdir(state)
+    port = h.free_port(2)
+    srv = h.Server(lab.stack, ["--tpm2", "--tpmstate", f"dir={state}", "--server", f"type=tcp,port={port}",
+                               "--ctrl", f"type=tcp,port={port + 1}", "--flags", "not-need-init",
+                               "--vtpm-vendor-ctrl", "--vm-uuid", UUID,
+                               "--vtpm-host", f"dir={lab.host},tcti={lab.tcti}",
+                               "--log", f"file={lab.work}/digest.log,level=20"], wait_port=port + 1)
+    srv.log_path = os.path.join(lab.work, "digest.log")
+    c = h.Ctrl(port=port + 1)
+    caps = h.u32(c.cmd(1, rsp_len=8), 4)
+    h.check(caps & (1 << 30) and caps & (1 << 31), f"capability bits 30 and 31 with --vtpm-vendor-ctrl ({caps:#x})")
+    h.check_eq(h.u32(c.cmd(2, b"\0\0\0\0")), 0, "CMD_INIT")
+    data = socket.create_connection(("127.0.0.1", port))
+    h.transact(data, h.tpm2_startup())
+
+    def digest(phase, root):
+        body = struct.pack(">IIIQ", phase, 0x000B, 4096, 65536) + root
+        return h.u32(c.cmd(0x76540002, body))
+    root = hashlib.sha256(b"QEMU's RAM").digest()
+    h.check_eq(digest(1, root), 0, "CMD_VTPM_RAM_DIGEST phase 1 (save) accepted")
+    h.check_eq(digest(3, root), 3, "CMD_VTPM_RAM_DIGEST with an unknown phase: TPM_BAD_PARAMETER")
+
+    def get_blob(t):
+        rsp = c.cmd(0x0c, struct.pack(">III", 1, t, 0), rsp_len=16)
+        n = h.u32(rsp, 12)
+        return h.u32(rsp, 4), c.recv(n) if n else b""
+    perm, vol = get_blob(1)[1], get_blob(2)[1]
+    h.check(b"VTPMSNAP" in vol and "pages of QEMU's RAM digest" in log_of(srv),
+            "the record binds QEMU's digest when the bridge has no mapping")
+    h.check_eq(h.u32(c.cmd(0x0e)), 0, "CMD_STOP")
+
+    def set_blob(t, b):
+        return h.u32(c.cmd(0x0d, struct.pack(">III", 0, t, len(b)) + b))
+    h.check_eq(digest(2, hashlib.sha256(b"other RAM").digest()), 0, "phase 2 (restore) with another digest")
+    h.check_eq(set_blob(1, perm), 0, "SET_STATEBLOB permanent")
+    h.check_eq(set_blob(2, vol), 9, "SET_STATEBLOB volatile refused: QEMU's digest differs")
+    h.check("QEMU's RAM digest differs" in log_of(srv), "the bridge says QEMU's digest differs")
+    h.check_eq(digest(2, root), 0, "phase 2 with the saved digest")
+    h.check_eq(set_blob(1, perm), 0, "SET_STATEBLOB permanent again")
+    h.check_eq(set_blob(2, vol), 0, "SET_STATEBLOB volatile accepted")
+    h.check_eq(h.u32(c.cmd(2, b"\0\0\0\1")), 0, "CMD_INIT after the restore")
+    data.close()
+    c.close()
+    srv.stop()
 
 
 def test(work, stack):
@@ -340,6 +415,10 @@ def test(work, stack):
             "without a record the restore goes on as with swtpm, and the skip is logged")
     running_on(vm11, "unverified restore")
     vm11.kill()
+    srv11.wait(10)
+
+    peer_discovery(lab)
+    qemu_digest(lab)
 
 
 if __name__ == "__main__":
