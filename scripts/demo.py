@@ -10,8 +10,11 @@ save and restore it.
   reads its EK certificate and quotes with its vAIK from inside (firmware
   event log included); the tenant's verifier checks the chain down to the
   host TPM, the quote, the event log and a reference value;
-- save the VM to a file, restore it into a fresh bridge and QEMU, verify the
-  PCRs and the TPM survived."""
+- save the VM to a file: the bridge hashes guest RAM (a shared memory
+  backend) and sends a snapshot record signed by the host TPM inside the
+  vTPM state; a copy of the image with one guest byte changed is refused,
+  naming the page; the real image restores into a fresh bridge and QEMU,
+  guest RAM verified before the vPCRs are given back."""
 import os
 import re
 import sys
@@ -61,9 +64,17 @@ def demo(work, stack):
     print("   " + tool("vtpm-attest", "issue", "--host-dir", host, "--state-dir", state, "--vm-uuid", UUID,
                       "--user-cert", user, "--nonce", nonce, "--out", os.path.join(work, "identity"),
                       "--tcti", tcti).stdout.rstrip())
-    print(f"== starting {' '.join(h.server_cmd())} on {state}")
-    h.libvirt_style_server(stack, state, ctrl, os.path.join(work, "bridge-1.log"))
-    vm = h.Qemu(stack, work, "vm1", ctrl, device="tpm-crb", append=f"vtpm.nonce={nonce}")
+    print(f"== starting {' '.join(h.server_cmd())} on {state}, guest RAM in a shared memory file")
+    mem = f"/dev/shm/vtpm-demo-{os.getpid()}.ram"
+    stack.callback(lambda: os.path.exists(mem) and os.unlink(mem))
+    snap = ["--vm-memory", f"path={mem}", "--vm-uuid", UUID, "--vtpm-host", f"dir={host},tcti={tcti}"]
+
+    def bridge(name, memfile):
+        log = os.path.join(work, f"{name}.log")
+        srv = h.libvirt_style_server(stack, state, ctrl, log, extra=[a.replace(mem, memfile) for a in snap])
+        return srv, log
+    srv1, _ = bridge("bridge-1", mem)
+    vm = h.Qemu(stack, work, "vm1", ctrl, device="tpm-crb", append=f"vtpm.nonce={nonce}", mem_path=mem)
     print("== booting the guest (SeaBIOS measures the boot into the vTPM)")
     vm.wait_output(r"VTPM-GUEST ready", timeout=120)
     boot, ext = vm.pcrs("boot"), vm.pcrs("extended")
@@ -99,26 +110,58 @@ def demo(work, stack):
     h.check(r.returncode == 0, "vAIK attestation rooted in the host TPM verified")
 
     image = os.path.join(work, "vm.state")
-    print("== saving the VM (QMP stop + migrate to a file; the bridge hands over its state blobs)")
+    print("== saving the VM (QMP stop + migrate to a file; the bridge hashes guest RAM and signs a record)")
     vm.wait_output(r"TICK 1 ", timeout=30)
     vm.qmp.cmd("stop")
     vm.qmp.cmd("migrate", uri=f"exec:cat > {image}")
     vm.qmp.wait_migration()
     vm.kill()
+    srv1.wait(10)
+    with open(os.path.join(work, "bridge-1.log")) as f:
+        rec = re.search(r"snapshot record: (.*)", f.read())
+    h.check(rec is not None, "snapshot record made at save: " + (rec.group(1) if rec else "none"))
     print(f"   saved {os.path.getsize(image)} bytes; QEMU and the bridge are gone")
 
-    print("== restoring into a fresh bridge and QEMU")
-    h.libvirt_style_server(stack, state, ctrl, os.path.join(work, "bridge-2.log"))
-    vm2 = h.Qemu(stack, work, "vm2", ctrl, device="tpm-crb", incoming="defer")
-    vm2.qmp.cmd("migrate-incoming", uri=f"exec:cat {image}")
+    def restore(name, img):
+        memfile = os.path.join("/dev/shm", f"vtpm-demo-{os.getpid()}-{name}.ram")
+        stack.callback(lambda: os.path.exists(memfile) and os.unlink(memfile))
+        srv, log = bridge(name, memfile)
+        v = h.Qemu(stack, work, name, ctrl, device="tpm-crb", incoming="defer", append=f"vtpm.nonce={nonce}",
+                   mem_path=memfile)
+        v.qmp.cmd("migrate-incoming", uri=f"exec:cat {img}")
+        return v, srv, log
+
+    print("== an image edited on disk: one byte of the guest's RAM changed")
+    with open(image, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(b"SNAPPAT-00000042-") + 17
+    data[at] ^= 1
+    bad = os.path.join(work, "vm-edited.state")
+    with open(bad, "wb") as f:
+        f.write(data)
+    before = h.dir_digest(state)
+    vm_bad, srv_bad, log_bad = restore("vm-edited", bad)
+    h.wait_for(lambda: vm_bad.proc.poll() is not None, 60, "the edited image's QEMU to give up")
+    srv_bad.wait(10)
+    with open(log_bad) as f:
+        why = re.search(r"restore refused: (.*)", f.read())
+    h.check(why is not None, "restore refused by the bridge: " + (why.group(1) if why else "?"))
+    h.check_eq(h.dir_digest(state), before, "the vTPM state on disk is untouched")
+
+    print("== restoring the real image into a fresh bridge and QEMU")
+    vm2, _, log2 = restore("vm2", image)
     h.wait_for(lambda: vm2.qmp.cmd("query-status")["status"] == "paused", 60, "restored VM")
+    with open(log2) as f:
+        ok = re.search(r"snapshot record verified: (.*)", f.read())
+    h.check(ok is not None, "guest RAM verified before the vPCRs were given back: " + (ok.group(1) if ok else "?"))
     vm2.qmp.cmd("cont")
     m = vm2.wait_output(r"^TICK (\d+) ([0-9a-f]+) ([0-9A-Fa-f]+)\s*$", timeout=60)
     print(f"   restored guest carries on: tick {m.group(1)}, TPM2_GetRandom response {m.group(2)}")
     h.check_eq(m.group(3).lower(), ext[9], "PCR 9 after restore equals PCR 9 before save")
     h.check_eq(m.group(2)[12:20], "00000000", "the restored vTPM answers the guest")
     vm2.quit()
-    print("== done: measured boot, vAIK attestation rooted in the host TPM, save and restore verified")
+    print("== done: measured boot, vAIK attestation rooted in the host TPM, save and restore verified against "
+          "guest memory")
 
 
 if __name__ == "__main__":
