@@ -399,7 +399,13 @@ class Qemu:
         if incoming:
             cmd += ["-incoming", incoming]
         self.log = open(os.path.join(work, f"{name}.qemu.log"), "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # Not meson's MALLOC_PERTURB_: QEMU 7.2 reads its TPM PPI buffer
+        # uninitialised, and a perturbed "memory overwrite request" bit makes
+        # its machine reset zero guest RAM (on an x-ignore-shared restore,
+        # the shared memory file itself).
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_PERTURB_"}
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env)
         stack.callback(self.kill)
         self.qmp = Qmp(self.qmp_path)
 

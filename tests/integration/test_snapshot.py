@@ -120,8 +120,9 @@ def restore(lab, name, image, mem_path, shared=False, policy="refuse", uuid=UUID
         return "paused" if paused and st in (None, "completed") else None
     how = h.wait_for(settled, 120, f"{name}: incoming migration to settle", interval=0.1)
     if how != "paused":
-        print(f"# {name}: incoming migration {how}: {vm.qemu_log().strip()[-300:]}", flush=True)
         srv.wait(15)
+        why = re.findall(r"snapshot verification (?:failed|required).*", log_of(srv))
+        print(f"# {name}: incoming migration {how}: {vm.qemu_log().strip()[-200:]} / bridge: {why}", flush=True)
         return srv, vm, False
     vm.qmp.cmd("cont")
     return srv, vm, True
