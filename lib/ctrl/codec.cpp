@@ -59,10 +59,12 @@ std::optional<size_t> frame_size(ByteView prefix, bool vendor) {
         return len > kMaxVendorTpmCommand ? 8 : 8 + size_t{len};
     }
     if (vendor && code == static_cast<uint32_t>(Cmd::VtpmRamDigest)) return 4 + kRamDigestBody;
+    if (vendor && code == static_cast<uint32_t>(Cmd::VtpmSnapshot)) return 4;
     if (code < 1 || code > kMaxCode) return 4;
     switch (static_cast<Cmd>(code)) {
     case Cmd::VtpmTpmCommand:
-    case Cmd::VtpmRamDigest: return 4;  // not enabled: unknown, as swtpm
+    case Cmd::VtpmRamDigest:
+    case Cmd::VtpmSnapshot: return 4;  // not enabled: unknown, as swtpm
     case Cmd::HashData:
         if (prefix.size() < 8) return std::nullopt;
         return 8 + size_t{load_be32(prefix.data() + 4)};
@@ -109,6 +111,12 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
         if (r.hash_alg != 0x000B || r.page_size != 4096)
             return make_error(rc::kBadParameter, "CMD_VTPM_RAM_DIGEST: only SHA-256 over 4096-byte pages is supported");
         return Request{r};
+    }
+    if (vendor_supported && code == static_cast<uint32_t>(Cmd::VtpmSnapshot)) {
+        if (msg.size() != 4)
+            return make_error(rc::kBadParameter, "CMD_VTPM_SNAPSHOT: body must be empty, got " +
+                                                     std::to_string(msg.size() - 4) + " bytes");
+        return Request{VendorSnapshotReq{}};
     }
     if (code < 1 || code > kMaxCode || (code == static_cast<uint32_t>(Cmd::LockStorage) && !lock_storage_supported))
         return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));
@@ -191,6 +199,7 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
         return Request{LockStorageReq{load_be32(p)}};
     case Cmd::VtpmTpmCommand:
     case Cmd::VtpmRamDigest:
+    case Cmd::VtpmSnapshot:
         break;  // handled above when enabled
     }
     return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));

@@ -41,6 +41,9 @@ enum class Cmd : uint32_t {
     /// Our vendor command for patched QEMU (qemu-patches/): QEMU's own
     /// digest of guest RAM for the next save or restore.
     VtpmRamDigest = 0x76540002,
+    /// Our vendor command: make a snapshot record now (the caller has paused
+    /// the VM) and return it.
+    VtpmSnapshot = 0x76540003,
 };
 
 /// Name of a command for logs ("CMD_INIT"), or "unknown".
@@ -57,6 +60,8 @@ inline constexpr uint64_t kInit = 1u << 0, kShutdown = 1u << 1, kGetTpmEstablish
 inline constexpr uint64_t kVtpmTpmCommand = 1u << 31;
 /// CMD_VTPM_RAM_DIGEST: a patched QEMU sends its RAM digest only when set.
 inline constexpr uint64_t kVtpmRamDigest = 1u << 30;
+/// CMD_VTPM_SNAPSHOT.
+inline constexpr uint64_t kVtpmSnapshot = 1u << 29;
 }
 
 inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
@@ -109,12 +114,14 @@ struct VendorRamDigestReq {
     std::array<uint8_t, 32> root{};
 };
 inline constexpr size_t kRamDigestBody = 52;
+/// CMD_VTPM_SNAPSHOT: no body. Answer: u32 result, u32 length, the record.
+struct VendorSnapshotReq {};
 
 using Request = std::variant<GetCapabilityReq, InitReq, ShutdownReq, GetTpmEstablishedReq, SetLocalityReq,
                              HashStartReq, HashDataReq, HashEndReq, CancelTpmCmdReq, StoreVolatileReq,
                              ResetTpmEstablishedReq, GetStateBlobReq, SetStateBlobReq, StopReq, GetConfigReq,
                              SetDataFdReq, SetBufferSizeReq, GetInfoReq, LockStorageReq,
-                             VendorTpmCommandReq, VendorRamDigestReq>;
+                             VendorTpmCommandReq, VendorRamDigestReq, VendorSnapshotReq>;
 
 /// Decode one complete message (4-byte code + body). Errors follow swtpm:
 /// unknown code -> rc::kBadOrdinal; wrong body size -> rc::kBadParameter
@@ -142,7 +149,8 @@ Bytes encode_stateblob(uint32_t result, uint32_t state_flags, ByteView blob, uin
 /// then that many bytes of info (NUL-terminated string) from offset.
 /// Caller has already checked offset < strlen(info).
 Bytes encode_info(std::string_view info, uint32_t offset);
-/// CMD_VTPM_TPM_COMMAND: result, length, TPM response.
+/// CMD_VTPM_TPM_COMMAND and CMD_VTPM_SNAPSHOT: result, length, payload
+/// (nothing after a non-zero result).
 Bytes encode_vendor_tpm_response(uint32_t result, ByteView response);
 
 // ---- request encoders (clients: tests, benchmarks, vtpm tools) ----

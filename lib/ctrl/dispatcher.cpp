@@ -40,7 +40,7 @@ uint64_t Dispatcher::capabilities() const {
     if (engine_.tpm2()) caps |= cap::kSendCommandHeader;
     if (cfg_.lock_storage) caps |= cap::kLockStorage;
     if (cfg_.vendor_tpm_command) caps |= cap::kVtpmTpmCommand;
-    if (cfg_.vendor_tpm_command && cfg_.snapshot) caps |= cap::kVtpmRamDigest;
+    if (cfg_.vendor_tpm_command && cfg_.snapshot) caps |= cap::kVtpmRamDigest | cap::kVtpmSnapshot;
     return caps;
 }
 
@@ -154,6 +154,17 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
                 VTPM_LOG_INFO("CMD_VTPM_RAM_DIGEST: QEMU's digest of %llu pages for the next %s",
                               static_cast<unsigned long long>(r.page_count), r.phase == 1 ? "save" : "restore");
                 return result(rc::kSuccess);
+            },
+            [&](const VendorSnapshotReq&) {
+                if (!cfg_.snapshot) return result(rc::kBadOrdinal);
+                if (!running || !engine_.tpm2()) return not_running;
+                auto vol = engine_.get_state(engine::BlobType::Volatile);
+                auto perm = engine_.get_state(engine::BlobType::Permanent);
+                if (!vol || !perm) return error(!vol ? vol.error() : perm.error(), "CMD_VTPM_SNAPSHOT");
+                auto rec = cfg_.snapshot->make_record(engine_, perm->data, vol->data);
+                if (!rec) return error(rec.error(), "CMD_VTPM_SNAPSHOT");
+                if (!*rec) return result(rc::kFail);  // verification off or impossible: logged
+                return Reply{encode_vendor_tpm_response(rc::kSuccess, **rec)};
             },
         },
         *decoded);

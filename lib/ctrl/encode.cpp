@@ -126,6 +126,8 @@ Bytes encode_request(const Request& req) {
                 put_be32(b, r.page_size);
                 put_be64(b, r.page_count);
                 b.insert(b.end(), r.root.begin(), r.root.end());
+            } else if constexpr (std::is_same_v<T, VendorSnapshotReq>) {
+                code(Cmd::VtpmSnapshot);
             }
         },
         req);

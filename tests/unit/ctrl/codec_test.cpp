@@ -210,3 +210,17 @@ TEST_CASE("codec: CMD_VTPM_RAM_DIGEST only when enabled, 52-byte body checked") 
     CHECK(decode_request(bad, true, true).error().message.find("only SHA-256") != std::string::npos);
     CHECK((cap::kVtpmRamDigest & 0xffff) == 0);  // not one of swtpm's bits
 }
+
+TEST_CASE("codec: CMD_VTPM_SNAPSHOT is a bare code, only when enabled") {
+    const Bytes msg = encode_request(VendorSnapshotReq{});
+    REQUIRE(msg == Bytes{0x76, 0x54, 0x00, 0x03});
+    CHECK(frame_size(msg, true) == 4u);
+    CHECK(decode_request(msg, true, false).code() == rc::kBadOrdinal);
+    auto d = decode_request(msg, true, true);
+    REQUIRE(d);
+    CHECK(std::holds_alternative<VendorSnapshotReq>(*d));
+    Bytes longer = msg;
+    longer.push_back(0);
+    CHECK(decode_request(longer, true, true).error().message.find("must be empty") != std::string::npos);
+    CHECK((cap::kVtpmSnapshot & 0xffff) == 0);
+}

@@ -313,6 +313,20 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     CHECK(set(2, vol) == 0);
     REQUIRE(load_be32(d.handle(ctrl::encode_request(ctrl::InitReq{1}), ts).bytes.data()) == 0);
     CHECK(lab.pcr10() == pcr);
+    // CMD_VTPM_SNAPSHOT: a record on demand, the next generation.
+    auto snap = d.handle(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes;
+    CHECK(load_be32(snap.data()) == rc::kBadOrdinal);  // vendor commands are off
+    ctrl::DispatcherConfig dv = dc;
+    dv.vendor_tpm_command = true;
+    ctrl::Dispatcher dven(*lab.engine, dv);
+    CHECK((dven.capabilities() & (ctrl::cap::kVtpmRamDigest | ctrl::cap::kVtpmSnapshot)) ==
+          (ctrl::cap::kVtpmRamDigest | ctrl::cap::kVtpmSnapshot));
+    snap = dven.handle(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes;
+    REQUIRE(load_be32(snap.data()) == 0);
+    REQUIRE(load_be32(snap.data() + 4) == snap.size() - 8);
+    auto on_demand = parse_record(ByteView(snap).subspan(8));
+    REQUIRE(on_demand);
+    CHECK(on_demand->generation == 2);
     // A blob continued at an offset is the same blob, not a new record.
     auto a = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 0}), ts).bytes;
     auto b = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 100}), ts).bytes;
