@@ -110,8 +110,9 @@ Result<void> open_channels(const BridgeOptions& o, ServerConfig& sc, UnlinkAtExi
     return {};
 }
 
-// The snapshot guard this bridge runs with, or null (exactly swtpm).
-Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const BridgeOptions& o, SnapshotSettings& out) {
+// The snapshot settings: options over the bridge config file (a missing
+// default file is no config).
+Result<SnapshotSettings> read_snapshot_settings(const BridgeOptions& o) {
     std::string path = o.vtpm_config.value_or(getenv_str("VTPM_BRIDGE_CONFIG"));
     const bool explicit_path = !path.empty();
     if (path.empty()) path = kDefaultBridgeConfig;
@@ -120,8 +121,13 @@ Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const BridgeOptions&
     else if (explicit_path || raw.code() != rc::kRetry)
         return make_error(rc::kFail, "bridge config " + path + ": " + raw.error().message);
     auto s = resolve_snapshot_settings(o, text);
-    if (!s) return s.error();
-    out = *s;
+    if (!s) return make_error(s.code(), path + ": " + s.error().message);
+    return s;
+}
+
+// The snapshot guard this bridge runs with, or null (exactly swtpm).
+Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const SnapshotSettings& settings) {
+    const SnapshotSettings* s = &settings;
     if (!s->enabled) return std::unique_ptr<snapshot::SnapshotGuard>{};
     std::unique_ptr<snapshot::RecordSigner> signer;
     std::optional<snapshot::Ledger> ledger;
@@ -158,6 +164,12 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     if (o.runas) {
         if (auto r = switch_user(*o.runas); !r) return fail(r.error().message);
     }
+    auto snap = read_snapshot_settings(o);
+    if (!snap) {
+        std::fprintf(stderr, "%s\n", snap.error().message.c_str());
+        return EXIT_FAILURE;
+    }
+    if (o.log && !o.log->level && snap->log_level) o.log->level = snap->log_level;
     if (auto r = setup_logging(o.log); !r) {
         std::fprintf(stderr, "%s\n", r.error().message.c_str());
         return EXIT_FAILURE;
@@ -211,14 +223,13 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     auto eng = engine::Engine::create(ec, std::move(*st));
     if (!eng) return fail(eng.error().message);
 
-    SnapshotSettings snap;
-    auto guard = make_guard(o, snap);
+    auto guard = make_guard(*snap);
     if (!guard) return fail(guard.error().message);
 
     ctrl::DispatcherConfig dc;
     dc.migration_key = std::move(migration_key);
     dc.release_lock_outgoing = o.release_lock_outgoing;
-    dc.vendor_tpm_command = snap.vendor_ctrl;
+    dc.vendor_tpm_command = snap->vendor_ctrl;
     dc.snapshot = guard->get();
     ctrl::Dispatcher dispatcher(**eng, std::move(dc));
 

@@ -1,6 +1,7 @@
 #include "snapshot_settings.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 
@@ -17,7 +18,8 @@ std::string trim(std::string s) {
 }
 
 Result<std::map<std::string, std::string>> parse_config(std::string_view text) {
-    static const std::string_view kKeys[] = {"vm_memory", "policy", "required", "host_dir", "host_tcti", "vendor_ctrl"};
+    static const std::string_view kKeys[] = {"vm_memory", "policy", "required", "host_dir", "host_tcti", "vendor_ctrl",
+                                                 "log_level"};
     std::map<std::string, std::string> out;
     std::istringstream in{std::string(text)};
     std::string line;
@@ -108,6 +110,14 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         auto b = yes_no("bridge config vendor_ctrl", v->second);
         if (!b) return b.error();
         s.vendor_ctrl = *b;
+    }
+
+    if (auto v = cfg->find("log_level"); v != cfg->end()) {
+        char* end = nullptr;
+        const unsigned long n = std::strtoul(v->second.c_str(), &end, 10);
+        if (v->second.empty() || *end != '\0' || n > 20)
+            return make_error(rc::kBadParameter, "bridge config log_level: '" + v->second + "' is not a level (0-20)");
+        s.log_level = static_cast<unsigned>(n);
     }
 
     if (o.vm_memory) {

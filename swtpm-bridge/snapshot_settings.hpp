@@ -10,6 +10,8 @@
 //   host_dir    = /var/lib/libvtpm/host
 //   host_tcti   = device:/dev/tpmrm0
 //   vendor_ctrl = yes | no                   (as --vtpm-vendor-ctrl)
+//   log_level   = N                          (when --log gives no level=:
+//                                             libvirt passes none)
 #pragma once
 
 #include <optional>
@@ -27,6 +29,7 @@ struct SnapshotSettings {
     snapshot::GuardConfig guard;
     std::string host_dir, host_tcti = "device:/dev/tpmrm0";
     bool vendor_ctrl = false;
+    std::optional<unsigned> log_level;
 };
 
 /// The VM UUID in a state location such as libvirt's

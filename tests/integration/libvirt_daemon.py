@@ -28,6 +28,7 @@ PRIVATE = {
     "swtpmlog": "/var/log/swtpm",
     "localca": "/var/lib/swtpm-localca",
     "libvtpm": "/var/lib/libvtpm",
+    "libvtpmconf": "/etc/libvtpm",
 }
 
 QEMU_CONF = """user = "root"
@@ -53,7 +54,9 @@ def tool_dir(work, name, swtpm, swtpm_setup, swtpm_ioctl="/usr/bin/swtpm_ioctl")
 
 
 class LibvirtDaemon:
-    def __init__(self, stack, work, name, tools):
+    def __init__(self, stack, work, name, tools, qemu_conf="", bridge_conf=None):
+        """qemu_conf: lines added to qemu.conf; bridge_conf: the text of
+        /etc/libvtpm/bridge.conf as the daemon's bridges see it."""
         self.root = os.path.join(work, f"libvirt-{name}")
         self.name = name
         for sub in PRIVATE:
@@ -70,7 +73,10 @@ class LibvirtDaemon:
                     'unix_sock_rw_perms = "0770"\n'
                     'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
         with open(os.path.join(etc, "qemu.conf"), "w") as f:
-            f.write(QEMU_CONF)
+            f.write(QEMU_CONF + qemu_conf)
+        if bridge_conf is not None:
+            with open(os.path.join(self.root, "libvtpmconf", "bridge.conf"), "w") as f:
+                f.write(bridge_conf)
         # swtpm_setup / vtpm-setup run as tss and keep their CA here.
         for sub in ("localca", "libvtpm"):
             os.chown(os.path.join(self.root, sub), _tss_uid(), 0)
@@ -149,7 +155,8 @@ def kill_matching(needles):
                 pass
 
 
-def domain_xml(name, dom_uuid, serial, encryption_secret=None, persistent_state=None, banks=None):
+def domain_xml(name, dom_uuid, serial, encryption_secret=None, persistent_state=None, banks=None,
+               shared_memory=False):
     kernel, initrd = h.guest_files()
     attrs = f" persistent_state='{persistent_state}'" if persistent_state else ""
     inner = ""
@@ -157,10 +164,12 @@ def domain_xml(name, dom_uuid, serial, encryption_secret=None, persistent_state=
         inner += f"<encryption secret='{encryption_secret}'/>"
     if banks:
         inner += "<active_pcr_banks>" + "".join(f"<{b}/>" for b in banks) + "</active_pcr_banks>"
+    memory_backing = ("\n  <memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>"
+                      if shared_memory else "")
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <uuid>{dom_uuid}</uuid>
-  <memory unit='MiB'>256</memory>
+  <memory unit='MiB'>256</memory>{memory_backing}
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='q35'>hvm</type>

@@ -135,7 +135,8 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
         "required = yes\n"
         "host_dir = /var/lib/libvtpm/host\n"
         "host_tcti = swtpm:host=127.0.0.1,port=2321\n"
-        "vendor_ctrl = yes\n";
+        "vendor_ctrl = yes\n"
+        "log_level = 3\n";
     auto s = resolve_snapshot_settings(*o, conf);
     REQUIRE(s);
     CHECK(s->enabled);
@@ -144,6 +145,7 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(s->guard.required);
     CHECK(s->host_tcti == "swtpm:host=127.0.0.1,port=2321");
     CHECK(s->vendor_ctrl);
+    CHECK(s->log_level == 3u);
 
     // The command line over the file; tcti= takes the rest, commas and all.
     auto o2 = parse({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock", "--vm-memory",
@@ -175,4 +177,5 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(err({}, "colour = blue\n").find("line 1: unknown key 'colour'") != std::string::npos);
     CHECK(err({}, "\npolicy\n").find("line 2: expected key = value") != std::string::npos);
     CHECK(err({}, "required = perhaps\n").find("neither yes nor no") != std::string::npos);
+    CHECK(err({}, "log_level = loud\n").find("not a level") != std::string::npos);
 }

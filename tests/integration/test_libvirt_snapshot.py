@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""libvirt 9.0 starts our bridge with its fixed command line; the bridge
+config file (/etc/libvtpm/bridge.conf: vm_memory = peer) and the VM UUID in
+libvirt's state path turn snapshot verification on. The domain has
+<memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>;
+the bridge finds QEMU's RAM through its control socket's peer. virsh save
+makes a signed record, virsh restore verifies it; an edited save image is
+refused naming the page, and the untouched image restores afterwards.
+Debian's swtpm stands in for the host TPM. (Here QEMU and the bridge both run
+as root — swtpm_user = "root" — since the bridge must read QEMU's mappings.)"""
+import os
+import re
+import uuid
+
+import harness as h
+import libvirt_daemon as lv
+
+BRIDGE = os.path.realpath(h.server_cmd()[0])
+BIN = os.path.dirname(BRIDGE)
+SETUP = os.environ.get("VTPM_SETUP", os.path.join(BIN, "vtpm-setup"))
+ENV = dict(os.environ, TSS2_LOG="all+none")
+
+
+def test(work, stack):
+    os.chmod(work, 0o755)
+    _, _, tcti, _ = h.stand_in_hw_tpm(stack, work, "hwtpm")
+    conf = ("# bridges started by libvirt (which passes --log without a level)\nvm_memory = peer\npolicy = refuse\n"
+            "log_level = 3\n"
+            f"host_dir = /var/lib/libvtpm/host\nhost_tcti = {tcti}\n")
+    tools = lv.tool_dir(work, "tools-ours", BRIDGE, SETUP)
+    d = lv.LibvirtDaemon(stack, work, "snap", tools, qemu_conf='swtpm_user = "root"\nswtpm_group = "root"\n',
+                         bridge_conf=conf)
+    h.run([os.path.join(BIN, "vtpm-host"), "provision", "--tcti", tcti, "--dir",
+           d.path("/var/lib/libvtpm/host")], env=ENV)
+
+    name, dom = "snapvm", str(uuid.uuid4())
+    serial = lv.Serial(os.path.join(work, f"{name}.serial"))
+    xml = os.path.join(work, f"{name}.xml")
+    with open(xml, "w") as f:
+        f.write(lv.domain_xml(name, dom, serial.path, shared_memory=True))
+    d.domains[name] = dom
+    d.virsh("define", xml)
+    d.virsh("start", name)
+    serial.wait(r"^VTPM-GUEST ready")
+    serial.wait(r"^TICK 1 ")
+    pcr9 = serial.pcrs("extended")[9]
+    log = d.path(f"/var/log/swtpm/libvirt/qemu/{name}-swtpm.log")
+
+    def bridge_log():
+        with open(log, errors="replace") as f:
+            return f.read()
+    h.check(f"snapshot verification: memory from the control socket's peer, policy refuse, VM {dom}" in bridge_log(),
+            "libvirt's bridge read bridge.conf and took the VM UUID from its state path")
+
+    image = os.path.join(work, f"{name}.save")
+    d.virsh("save", name, image)
+    lv.wait_gone(d, name)
+    m = re.search(rf"snapshot record: VM {dom} generation 1, 65536 pages of /proc/\d+/\S+ \(/var/lib/libvirt/qemu/ram/",
+                  bridge_log())
+    h.check(m is not None, "virsh save: record over QEMU's file-backed RAM found through the peer")
+
+    # An edited image: one byte of the guest's RAM pattern.
+    with open(image, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(b"SNAPPAT-00000042-")
+    h.check(at > 0, "the guest's RAM pattern is in the save image")
+    data[at + 17] ^= 1
+    edited = os.path.join(work, f"{name}-edited.save")
+    with open(edited, "wb") as f:
+        f.write(data)
+    state = d.swtpm_state(dom)
+    before = h.dir_digest(state)
+    mark = len(bridge_log())
+    r = d.virsh("restore", edited, check_rc=False)
+    h.check(r.returncode != 0, f"virsh restore of the edited image fails: {r.stderr.strip()[-160:]}")
+    why = re.search(r"restore refused: (.*)", bridge_log()[mark:])
+    h.check(why is not None and "first differing pages" in why.group(1), f"the bridge names the page: "
+            f"{why.group(1) if why else bridge_log()[-300:]}")
+    h.check_eq(h.dir_digest(state), before, "the vTPM state is unchanged after the refused restore")
+
+    mark = serial.mark()
+    d.virsh("restore", image)
+    tick, rc, pcr = serial.tick_after(mark)
+    h.check("snapshot record verified: VM " + dom in bridge_log(), "virsh restore of the saved image: verified")
+    h.check_eq(rc, "00000000", "the restored guest's TPM answers")
+    h.check_eq(pcr, pcr9, "PCR 9 survived")
+
+
+if __name__ == "__main__":
+    h.main(test)
