@@ -193,22 +193,26 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
 
 std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const PageDigests& now) {
     const std::string uuid = format_uuid(r.vm_uuid);
-    std::string where;
-    std::vector<uint64_t> pages;
+    // RAM that is not there yet (a post-copy migration) reads as zeros.
+    const std::string not_there =
+        "; guest RAM there is zero where the saved image had data (RAM not there yet: a post-copy migration?)";
     // Exact pages when this host kept the leaves of that save.
     if (auto kept = ledger_ ? ledger_->leaves_for(uuid, r.root) : std::nullopt; kept && kept->size() == now.leaves.size()) {
-        pages = differing_leaves(*kept, now.leaves, kListedPages);
-        where = "first differing pages: " + page_list(pages);
-    } else if (!r.block_roots.empty() && r.block_roots.size() == now.block_roots.size()) {
-        auto blocks = differing_leaves(r.block_roots, now.block_roots, kListedPages);
-        for (uint64_t b : blocks) pages.push_back(b * r.block_pages);
-        where = "first differing blocks of " + std::to_string(r.block_pages) + " pages start at pages " + page_list(pages);
-    } else {
-        return "the Merkle roots differ";
+        const auto pages = differing_leaves(*kept, now.leaves, kListedPages);
+        std::string where = "first differing pages: " + page_list(pages);
+        const Digest zero = leaf_hash(std::vector<uint8_t>(kPageSize, 0));
+        if (!pages.empty() && now.leaves[pages.front()] == zero && (*kept)[pages.front()] != zero) where += not_there;
+        return where;
     }
-    if (!pages.empty() && mapped_ && mapped_->pages_are_holes(pages.front(), 1))
-        where += "; guest RAM there has never been written (incomplete RAM: a post-copy migration?)";
-    return where;
+    if (!r.block_roots.empty() && r.block_roots.size() == now.block_roots.size()) {
+        std::vector<uint64_t> pages;
+        for (uint64_t b : differing_leaves(r.block_roots, now.block_roots, kListedPages)) pages.push_back(b * r.block_pages);
+        std::string where =
+            "first differing blocks of " + std::to_string(r.block_pages) + " pages start at pages " + page_list(pages);
+        if (!pages.empty() && mapped_ && mapped_->pages_are_holes(pages.front(), r.block_pages)) where += not_there;
+        return where;
+    }
+    return "the Merkle roots differ";
 }
 
 Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,

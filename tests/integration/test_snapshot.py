@@ -285,6 +285,39 @@ def qemu_digest(lab):
     dc.close()
 
 
+def postcopy(lab):
+    """Post-copy: the destination gets the vTPM state before guest RAM has
+    arrived. The check sees zero pages where the image had data and the policy
+    (refuse) fails the switch-over; it is never accepted silently."""
+    m1 = lab.mem()
+    srv1, c1 = lab.bridge("postcopy-src", m1)
+    vm1 = lab.qemu("postcopy-src", c1, m1)
+    vm1.wait_output(r"TICK 1 ", timeout=180)
+    dst = os.path.join(lab.work, "vm-postcopy")
+    os.mkdir(dst)
+    m2 = lab.mem()
+    srv2, c2 = lab.bridge("postcopy-dst", m2, state=dst)
+    port = h.free_port()
+    vm2 = lab.qemu("postcopy-dst", c2, m2, incoming=f"tcp:127.0.0.1:{port}")
+    for vm in (vm1, vm2):
+        vm.qmp.cmd("migrate-set-capabilities", capabilities=[{"capability": "postcopy-ram", "state": True}])
+    vm1.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 8 << 20})  # still copying when post-copy starts
+    vm1.qmp.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+    h.wait_for(lambda: vm1.qmp.cmd("query-migrate").get("status") == "active", 10, "precopy running")
+    vm1.qmp.cmd("migrate-start-postcopy")
+    h.wait_for(lambda: "restore refused" in log_of(srv2), 30, "the destination's check")
+    why = re.search(r"restore refused: (.*)", log_of(srv2)).group(1)
+    h.check("RAM not there yet: a post-copy migration?" in why, f"post-copy: refused, the bridge says why: {why}")
+    h.wait_for(lambda: vm1.qmp.cmd("query-migrate").get("status") in ("postcopy-paused", "failed"), 30,
+               "the source to stop the migration")
+    h.check(True, f"post-copy: the source's migration is {vm1.qmp.cmd('query-migrate').get('status')}, "
+            "the destination did not start")
+    vm1.kill()
+    vm2.kill()
+    srv1.wait(10)
+    srv2.wait(10)
+
+
 def test(work, stack):
     lab = Lab(work, stack)
     ref = os.path.join(work, "reference")
@@ -442,6 +475,7 @@ def test(work, stack):
 
     peer_discovery(lab)
     qemu_digest(lab)
+    postcopy(lab)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,12 @@ TEST_CASE("guard: changed guest RAM is refused naming the first pages") {
     lab.ram.p[1500 * 4096 + 3] ^= 1;
     lab.ram.p[1700 * 4096] ^= 1;
     CHECK(refusal(*g, s).empty());  // put back: accepted
+    // A page that is zero where the image had data: RAM not there yet.
+    std::vector<uint8_t> keep(lab.ram.p + 300 * 4096, lab.ram.p + 301 * 4096);
+    std::memset(lab.ram.p + 300 * 4096, 0, 4096);
+    CHECK(refusal(*g, s).find("300 (0x12c000); guest RAM there is zero where the saved image had data") !=
+          std::string::npos);
+    std::memcpy(lab.ram.p + 300 * 4096, keep.data(), 4096);
 }
 
 TEST_CASE("guard: records that are not this VM's latest untampered save") {
