@@ -189,18 +189,18 @@ TEST_CASE("guard: changed guest RAM is refused naming the first pages") {
     lab.ram.p[1700 * 4096] ^= 1;
     const std::string why = refusal(*g, s);
     CHECK(why.find("first differing pages: 1500 (0x5dc000), 1700 (0x6a4000)") != std::string::npos);
-    // Without the host's kept leaves the record's block roots still say where.
-    std::filesystem::remove(lab.dir.path / "host" / "vms" / (std::string(kUuid) + ".leaves"));
-    CHECK(refusal(*g, s).find("blocks of 1024 pages start at pages 1024 (0x400000)") != std::string::npos);
-    lab.ram.p[1500 * 4096 + 3] ^= 1;
-    lab.ram.p[1700 * 4096] ^= 1;
-    CHECK(refusal(*g, s).empty());  // put back: accepted
     // A page that is zero where the image had data: RAM not there yet.
     std::vector<uint8_t> keep(lab.ram.p + 300 * 4096, lab.ram.p + 301 * 4096);
     std::memset(lab.ram.p + 300 * 4096, 0, 4096);
     CHECK(refusal(*g, s).find("300 (0x12c000); guest RAM there is zero where the saved image had data") !=
           std::string::npos);
     std::memcpy(lab.ram.p + 300 * 4096, keep.data(), 4096);
+    // Without the host's kept leaves the record's block roots still say where.
+    std::filesystem::remove(lab.dir.path / "host" / "vms" / (std::string(kUuid) + ".leaves"));
+    CHECK(refusal(*g, s).find("blocks of 1024 pages start at pages 1024 (0x400000)") != std::string::npos);
+    lab.ram.p[1500 * 4096 + 3] ^= 1;
+    lab.ram.p[1700 * 4096] ^= 1;
+    CHECK(refusal(*g, s).empty());  // put back: accepted
 }
 
 TEST_CASE("guard: records that are not this VM's latest untampered save") {
