@@ -192,8 +192,9 @@ TEST_CASE("guard: changed guest RAM is refused naming the first pages") {
     // A page that is zero where the image had data: RAM not there yet.
     std::vector<uint8_t> keep(lab.ram.p + 300 * 4096, lab.ram.p + 301 * 4096);
     std::memset(lab.ram.p + 300 * 4096, 0, 4096);
-    CHECK(refusal(*g, s).find("300 (0x12c000); guest RAM there is zero where the saved image had data") !=
-          std::string::npos);
+    const std::string zeroed = refusal(*g, s);
+    CHECK(zeroed.find("first differing pages: 300 (0x12c000), 1500") != std::string::npos);
+    CHECK(zeroed.find("guest RAM there is zero where the saved image had data") != std::string::npos);
     std::memcpy(lab.ram.p + 300 * 4096, keep.data(), 4096);
     // Without the host's kept leaves the record's block roots still say where.
     std::filesystem::remove(lab.dir.path / "host" / "vms" / (std::string(kUuid) + ".leaves"));
