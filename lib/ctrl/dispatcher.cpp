@@ -159,9 +159,8 @@ Reply Dispatcher::handle(ByteView msg, const TransportState& ts) {
                 if (!cfg_.snapshot) return result(rc::kBadOrdinal);
                 if (!running || !engine_.tpm2()) return not_running;
                 auto vol = engine_.get_state(engine::BlobType::Volatile);
-                auto perm = engine_.get_state(engine::BlobType::Permanent);
-                if (!vol || !perm) return error(!vol ? vol.error() : perm.error(), "CMD_VTPM_SNAPSHOT");
-                auto rec = cfg_.snapshot->make_record(engine_, perm->data, vol->data);
+                if (!vol) return error(vol.error(), "CMD_VTPM_SNAPSHOT");
+                auto rec = snapshot_record(vol->data);
                 if (!rec) return error(rec.error(), "CMD_VTPM_SNAPSHOT");
                 if (!*rec) return result(rc::kFail);  // verification off or impossible: logged
                 return Reply{encode_vendor_tpm_response(rc::kSuccess, **rec)};
@@ -196,12 +195,16 @@ Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool
     if (!blob || type != engine::BlobType::Volatile || !cfg_.snapshot) return blob;
     // The VM is paused while QEMU fetches its state: hash guest RAM now and
     // let the record travel in the volatile blob, beside swtpm's records.
-    auto perm = engine_.get_state(engine::BlobType::Permanent);
-    if (!perm) return perm.error();
-    auto rec = cfg_.snapshot->make_record(engine_, perm->data, plain->data);
+    auto rec = snapshot_record(plain->data);
     if (!rec) return rec.error();
     if (*rec) store::append_blob_tlv(blob->bytes, snapshot::kTagSnapshotRecord, **rec);
     return blob;
+}
+
+Result<std::optional<Bytes>> Dispatcher::snapshot_record(ByteView volatile_plain) {
+    auto perm = engine_.get_state(engine::BlobType::Permanent);
+    if (!perm) return perm.error();
+    return cfg_.snapshot->make_record(engine_, perm->data, volatile_plain);
 }
 
 Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob) {
@@ -239,12 +242,15 @@ Reply Dispatcher::get_state_blob(const GetStateBlobReq& req) {
         return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
     }
     auto type = static_cast<engine::BlobType>(req.type);
-    // A read that continues at an offset gets the same blob again, not a
-    // new snapshot record.
-    const bool cont = type == engine::BlobType::Volatile && req.offset > 0 && last_volatile_;
-    auto blob = cont ? Result<store::MigrationBlob>(*last_volatile_)
+    // With snapshot records, a read that continues at an offset gets the
+    // same blob again, not a new record (and a new generation).
+    const bool keep = type == engine::BlobType::Volatile && cfg_.snapshot;
+    const bool cont = keep && req.offset > 0 && last_volatile_;
+    auto blob = cont ? Result<store::MigrationBlob>(store::MigrationBlob{Bytes(last_volatile_->bytes.view().begin(),
+                                                                               last_volatile_->bytes.view().end()),
+                                                                         last_volatile_->state_flags})
                      : export_blob(type, (req.state_flags & store::kStateFlagDecrypted) != 0);
-    if (blob && type == engine::BlobType::Volatile) last_volatile_ = *blob;
+    if (blob && keep && !cont) last_volatile_ = KeptBlob{SecureBytes(blob->bytes), blob->state_flags};
     Reply reply;
     if (!blob) {
         if (blob.code() != rc::kRetry)

@@ -81,6 +81,8 @@ private:
     Reply get_info(const GetInfoReq& req);
 
     Result<void> init(bool delete_volatile);
+    /// The snapshot record for the volatile state `volatile_plain` (now).
+    Result<std::optional<Bytes>> snapshot_record(ByteView volatile_plain);
 
     engine::Engine& engine_;
     DispatcherConfig cfg_;
@@ -89,8 +91,13 @@ private:
     // vPCRs must be tainted once CMD_INIT brings the TPM up.
     std::optional<snapshot::Digest> restored_permanent_;
     bool taint_at_init_ = false;
-    // The last volatile blob handed out, for reads that continue at an offset.
-    std::optional<store::MigrationBlob> last_volatile_;
+    // The last volatile blob handed out with a record, for reads that
+    // continue at an offset (may be plain state: wiped when replaced).
+    struct KeptBlob {
+        SecureBytes bytes;
+        uint32_t state_flags = 0;
+    };
+    std::optional<KeptBlob> last_volatile_;
 };
 
 }  // namespace vtpm::ctrl
