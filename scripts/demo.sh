@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set everything up, build, and boot a VM under QEMU with our
 # vTPM: measured boot, vAIK attestation rooted in the host TPM, save and
-# restore verified.
+# restore verified against guest memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
