@@ -8,9 +8,11 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "store/durable_file.hpp"
+#include "util/key_value.hpp"
 
 #ifndef VTPM_SYSCONFDIR
 #define VTPM_SYSCONFDIR "/etc"
@@ -22,12 +24,6 @@ namespace {
 
 constexpr const char* kFileName = "vtpm-setup.conf";
 constexpr const char* kSystemLocalCa = "/var/lib/libvtpm/localca";
-
-std::string trim(std::string s) {
-    s.erase(0, s.find_first_not_of(" \t\r"));
-    s.erase(s.find_last_not_of(" \t\r") + 1);
-    return s;
-}
 
 bool exists(const std::string& p) {
     struct stat st;
@@ -57,16 +53,10 @@ Result<SetupConfig> load_setup_config(const std::string& path, bool explicit_pat
         return make_error(rc::kFail, "cannot read config file " + path + ": " + std::strerror(errno));
     }
     c.path = path;
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        line = trim(line);
-        if (line.empty() || line[0] == '#') continue;
-        const auto eq = line.find('=');
-        if (eq == std::string::npos)
-            return make_error(rc::kFail, path + ":" + std::to_string(n) + ": expected 'key = value'");
-        const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto lines = parse_key_values(text, path);
+    if (!lines) return lines.error();
+    for (const auto& [n, key, value] : *lines) {
         if (key == "active_pcr_banks") c.active_pcr_banks = value;
         else if (key == "certificate_issuer") {
             if (value != "localca" && value != "hosttpm")

@@ -3,37 +3,26 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <sstream>
 
 #include "attest/vaik_cert.hpp"
+#include "util/key_value.hpp"
 #include "util/subopts.hpp"
 
 namespace vtpm::bridge {
 
 namespace {
 
-std::string trim(std::string s) {
-    const auto b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
-    return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
 Result<std::map<std::string, std::string>> parse_config(std::string_view text) {
     static const std::string_view kKeys[] = {"vm_memory", "policy", "required", "host_dir", "host_tcti", "vendor_ctrl",
-                                                 "log_level"};
+                                             "log_level"};
+    auto lines = parse_key_values(text, "bridge config");
+    if (!lines) return make_error(rc::kBadParameter, lines.error().message);
     std::map<std::string, std::string> out;
-    std::istringstream in{std::string(text)};
-    std::string line;
-    for (int n = 1; std::getline(in, line); ++n) {
-        if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
-        line = trim(line);
-        if (line.empty()) continue;
-        const auto eq = line.find('=');
-        if (eq == std::string::npos)
-            return make_error(rc::kBadParameter, "bridge config line " + std::to_string(n) + ": expected key = value");
-        const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
-        if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys))
-            return make_error(rc::kBadParameter, "bridge config line " + std::to_string(n) + ": unknown key '" + key + "'");
-        out[key] = value;
+    for (auto& kv : *lines) {
+        if (std::find(std::begin(kKeys), std::end(kKeys), kv.key) == std::end(kKeys))
+            return make_error(rc::kBadParameter,
+                              "bridge config:" + std::to_string(kv.line) + ": unknown key '" + kv.key + "'");
+        out[kv.key] = std::move(kv.value);
     }
     return out;
 }

@@ -174,8 +174,8 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(err({"--vm-memory", "size=3"}).find("--vm-memory") != std::string::npos);
     CHECK(err({"--vm-uuid", "nope"}).find("--vm-uuid") != std::string::npos);
     CHECK(err({"--vtpm-host", "tcti=device:/dev/tpmrm0"}).find("dir= is required") != std::string::npos);
-    CHECK(err({}, "colour = blue\n").find("line 1: unknown key 'colour'") != std::string::npos);
-    CHECK(err({}, "\npolicy\n").find("line 2: expected key = value") != std::string::npos);
+    CHECK(err({}, "colour = blue\n").find("bridge config:1: unknown key 'colour'") != std::string::npos);
+    CHECK(err({}, "\npolicy\n").find("bridge config:2: expected 'key = value'") != std::string::npos);
     CHECK(err({}, "required = perhaps\n").find("neither yes nor no") != std::string::npos);
     CHECK(err({}, "log_level = loud\n").find("not a level") != std::string::npos);
 }

@@ -49,3 +49,21 @@ TEST_CASE("subopts: boolean spelling follows swtpm") {
     CHECK_FALSE(r->flag("c"));
     CHECK(r->flag("d"));
 }
+
+#include "util/key_value.hpp"
+
+TEST_CASE("key = value text: comments, blanks, trimming, line numbers") {
+    auto kv = vtpm::parse_key_values("# comment\n\n  a = 1 \nb=two words\r\nc =\n", "f.conf");
+    REQUIRE(kv);
+    REQUIRE(kv->size() == 3);
+    CHECK((*kv)[0].line == 3);
+    CHECK((*kv)[0].key == "a");
+    CHECK((*kv)[0].value == "1");
+    CHECK((*kv)[1].value == "two words");
+    CHECK((*kv)[2].value.empty());
+    auto bad = vtpm::parse_key_values("a = 1\njunk\n", "f.conf");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().message == "f.conf:2: expected 'key = value'");
+    CHECK(vtpm::trim(" \t x y \r") == "x y");
+    CHECK(vtpm::trim("   ").empty());
+}
