@@ -143,7 +143,7 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
         return Out{};
     };
     if (!cfg_.vm_uuid) return skip("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
-    if (!signer_ || !ledger_) return skip("no host key to sign with (--vtpm-host-dir)");
+    if (!signer_ || !ledger_) return skip("no host key to sign with (--vtpm-host dir=...)");
     const auto t0 = std::chrono::steady_clock::now();
     auto md = digest_memory(DigestSource::MappedMemory, kPhaseSave);
     if (!md) return skip(md.error().message);
@@ -200,7 +200,7 @@ std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const Page
     if (auto kept = ledger_ ? ledger_->leaves_for(uuid, r.root) : std::nullopt; kept && kept->size() == now.leaves.size()) {
         const auto pages = differing_leaves(*kept, now.leaves, kListedPages);
         std::string where = "first differing pages: " + page_list(pages);
-        const Digest zero = leaf_hash(std::vector<uint8_t>(kPageSize, 0));
+        const Digest zero = zero_page_leaf();
         if (!pages.empty() && now.leaves[pages.front()] == zero && (*kept)[pages.front()] != zero) where += not_there;
         return where;
     }
@@ -221,7 +221,7 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
     const auto t0 = std::chrono::steady_clock::now();
     if (!record) return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
     if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
-    if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host-dir)");
+    if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host dir=...)");
     auto r = parse_record(*record);
     if (!r) return failed(r.error().message);
     const std::string uuid = format_uuid(*cfg_.vm_uuid), theirs = format_uuid(r->vm_uuid);

@@ -6,9 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <sstream>
 
 #include "store/durable_file.hpp"
+#include "util/key_value.hpp"
 
 namespace vtpm::snapshot {
 
@@ -19,18 +19,18 @@ Result<std::optional<LedgerEntry>> Ledger::latest(const std::string& uuid) const
         if (raw.code() == rc::kRetry) return std::optional<LedgerEntry>{};
         return make_error(rc::kFail, path + ": " + raw.error().message);
     }
-    std::istringstream in(std::string(raw->begin(), raw->end()));
-    std::string line;
+    auto lines = parse_key_values(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()), path);
+    if (!lines) return lines.error();
     LedgerEntry e;
     bool have_gen = false, have_root = false;
-    while (std::getline(in, line)) {
-        if (line.rfind("generation = ", 0) == 0) {
+    for (const auto& kv : *lines) {
+        if (kv.key == "generation") {
             char* end = nullptr;
             errno = 0;
-            e.generation = std::strtoull(line.c_str() + 13, &end, 10);
-            have_gen = errno == 0 && end && *end == '\0' && line.size() > 13;
-        } else if (line.rfind("root = ", 0) == 0) {
-            auto r = from_hex(line.substr(7));
+            e.generation = std::strtoull(kv.value.c_str(), &end, 10);
+            have_gen = errno == 0 && !kv.value.empty() && *end == '\0';
+        } else if (kv.key == "root") {
+            auto r = from_hex(kv.value);
             have_root = r && r->size() == 32;
             if (have_root) std::memcpy(e.root.data(), r->data(), 32);
         }

@@ -119,12 +119,12 @@ void hash_range(const MemoryView& view, size_t first, size_t last, Digest* out, 
     OPENSSL_cleanse(&ctx, sizeof ctx);
 }
 
-Digest zero_page_leaf() {
-    static const Bytes zeros(kPageSize, 0);
-    return leaf_hash(zeros);
-}
-
 }  // namespace
+
+Digest zero_page_leaf() {
+    static const Digest leaf = leaf_hash(Bytes(kPageSize, 0));
+    return leaf;
+}
 
 std::optional<std::vector<Extent>> data_extents(int fd, uint64_t length) {
     std::vector<Extent> out;

@@ -44,6 +44,9 @@ private:
     size_t size_ = 0;
 };
 
+/// The leaf hash of a 4 KiB page of zeros (a hole, or RAM not there yet).
+Digest zero_page_leaf();
+
 /// A byte range [begin, end) of a file that holds data.
 struct Extent {
     uint64_t begin = 0, end = 0;
