@@ -14,15 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 #include "attest/verify.hpp"
 #include "hosttpm/host_ops.hpp"
-#include "identity/local_ca.hpp"
-#include "identity/tcg_cert.hpp"
+#include "x509/local_ca.hpp"
+#include "x509/tcg_cert.hpp"
 #include "issuance/host_identity.hpp"
 #include "issuance/issue.hpp"
 #include "stats.hpp"
-#include "store/durable_file.hpp"
+#include "util/durable_file.hpp"
 
 using namespace vtpm;
 using Clock = std::chrono::steady_clock;
@@ -68,10 +68,10 @@ int main(int argc, char** argv) {
 
     auto tpm = hosttpm::Esys::open(tcti);
     if (!tpm) return std::fprintf(stderr, "%s\n", tpm.error().message.c_str()), 1;
-    auto cfg = issuance::read_host_config(host_dir);
+    auto cfg = hoststate::read_host_config(host_dir);
     if (!cfg) return std::fprintf(stderr, "%s\n", cfg.error().message.c_str()), 1;
-    auto user = identity::read_pem_certificate(argv[4]);
-    auto user_der = user ? identity::to_der(user->get()) : Result<Bytes>(user.error());
+    auto user = x509::read_pem_certificate(argv[4]);
+    auto user_der = user ? x509::to_der(user->get()) : Result<Bytes>(user.error());
     if (!user_der) return std::fprintf(stderr, "%s\n", user_der.error().message.c_str()), 1;
     const Bytes binding(32, 0x42);
     const Bytes digest(32, 0x17);
@@ -101,9 +101,9 @@ int main(int argc, char** argv) {
         }));
 
     // Verification: in-process, one core.
-    auto ak = identity::read_pem_certificate(argv[5]);
-    auto ca = identity::read_pem_certificates(argv[6]);
-    auto ev = store::read_whole_file(argv[7]);
+    auto ak = x509::read_pem_certificate(argv[5]);
+    auto ca = x509::read_pem_certificates(argv[6]);
+    auto ev = read_whole_file(argv[7]);
     auto nonce = from_hex(argv[8]);
     if (!ak || !ca || !ev || !nonce) return std::fprintf(stderr, "cannot read the verification inputs\n"), 1;
     attest::VerifyInputs in;

@@ -10,18 +10,18 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "attest/records.hpp"
+#include "hoststate/records.hpp"
 #include "attest/verify.hpp"
-#include "ctrl/dispatcher.hpp"
-#include "identity/ossl.hpp"
-#include "identity/tcg_cert.hpp"
+#include "core/dispatcher.hpp"
+#include "util/ossl.hpp"
+#include "x509/tcg_cert.hpp"
 #include "engine/engine.hpp"
 #include "store/state_store.hpp"
 #include "vtpm_config.h"
 
 struct vtpm_instance {
     std::unique_ptr<vtpm::engine::Engine> engine;
-    std::unique_ptr<vtpm::ctrl::Dispatcher> dispatcher;
+    std::unique_ptr<vtpm::core::Dispatcher> dispatcher;
     std::string last_error;
 };
 
@@ -84,9 +84,9 @@ uint32_t vtpm_open(const vtpm_options* o, vtpm_t** out) {
     }
     auto t = std::make_unique<vtpm_instance>();
     t->engine = std::move(*eng);
-    vtpm::ctrl::DispatcherConfig dc;
+    vtpm::core::DispatcherConfig dc;
     dc.migration_key = make_key(o->migration_key, o->migration_key_len);
-    t->dispatcher = std::make_unique<vtpm::ctrl::Dispatcher>(*t->engine, std::move(dc));
+    t->dispatcher = std::make_unique<vtpm::core::Dispatcher>(*t->engine, std::move(dc));
     *out = t.release();
     return 0;
 }
@@ -109,7 +109,7 @@ uint32_t vtpm_stop(vtpm_t* t) {
 }
 
 uint32_t vtpm_process(vtpm_t* t, const uint8_t* cmd, size_t cmd_len, uint8_t* rsp, size_t rsp_cap, size_t* rsp_len) {
-    auto out = t->engine->process(vtpm::ByteView(cmd, cmd_len));
+    auto out = t->engine->command(vtpm::ByteView(cmd, cmd_len));
     if (out.size() > rsp_cap) return fail(t, {vtpm::rc::kSize, "response buffer too small"});
     std::memcpy(rsp, out.data(), out.size());
     *rsp_len = out.size();
@@ -117,9 +117,9 @@ uint32_t vtpm_process(vtpm_t* t, const uint8_t* cmd, size_t cmd_len, uint8_t* rs
 }
 
 uint32_t vtpm_ctrl(vtpm_t* t, const uint8_t* msg, size_t msg_len, uint8_t** rsp, size_t* rsp_len) {
-    vtpm::ctrl::TransportState ts;
+    vtpm::core::TransportState ts;
     ts.data_channel_busy = true;  // no transport to hand a data fd to
-    auto reply = t->dispatcher->handle(vtpm::ByteView(msg, msg_len), ts);
+    auto reply = t->dispatcher->handle_message(vtpm::ByteView(msg, msg_len), ts);
     *rsp = copy_out(reply.bytes);
     *rsp_len = reply.bytes.size();
     return *rsp ? 0 : fail(t, {vtpm::rc::kFail, "out of memory"});
@@ -147,10 +147,10 @@ void vtpm_free(void* p) { std::free(p); }
 
 namespace {
 
-std::vector<vtpm::identity::X509Ptr> pem_certificates(const char* pem) {
-    std::vector<vtpm::identity::X509Ptr> out;
+std::vector<vtpm::X509Ptr> pem_certificates(const char* pem) {
+    std::vector<vtpm::X509Ptr> out;
     if (!pem) return out;
-    vtpm::identity::BioPtr bio(BIO_new_mem_buf(pem, -1));
+    vtpm::BioPtr bio(BIO_new_mem_buf(pem, -1));
     while (bio) {
         X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
         if (!x) break;
@@ -184,7 +184,7 @@ uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
     vtpm::attest::VerifyInputs in;
     in.host_ak_cert = ak.front().get();
     for (const auto& c : ca) in.ca.push_back(c.get());
-    auto der = vtpm::identity::to_der(user.front().get());
+    auto der = vtpm::x509::to_der(user.front().get());
     if (!der) return bad_param(report_json, "the user certificate does not encode");
     in.user_cert_der = *der;
     in.nonce.assign(p->nonce, p->nonce + p->nonce_len);
@@ -200,7 +200,7 @@ uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
         in.reference = *ref;
     }
     if (p->host_record) {
-        auto rec = vtpm::attest::parse_record(p->host_record);
+        auto rec = vtpm::hoststate::parse_record(p->host_record);
         if (!rec) return bad_param(report_json, "the host record does not parse");
         in.host_record = *rec;
     }

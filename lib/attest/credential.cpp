@@ -46,7 +46,7 @@ Result<Credential> make_credential(EVP_PKEY* ek, ByteView name, ByteView secret)
     // Seed, encrypted to the EK with OAEP(SHA-256), label "IDENTITY\0".
     uint8_t seed[32];
     if (RAND_bytes(seed, sizeof seed) != 1) return make_error(rc::kFail, "no random bytes");
-    identity::PkeyCtxPtr ctx(EVP_PKEY_CTX_new(ek, nullptr));
+    vtpm::PkeyCtxPtr ctx(EVP_PKEY_CTX_new(ek, nullptr));
     static const char kLabel[] = "IDENTITY";
     // OpenSSL takes ownership of the label copy.
     auto* label = static_cast<unsigned char*>(OPENSSL_memdup(kLabel, sizeof kLabel));
@@ -57,10 +57,10 @@ Result<Credential> make_credential(EVP_PKEY* ek, ByteView name, ByteView secret)
         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()) != 1 ||
         EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.get(), label, sizeof kLabel) != 1) {
         OPENSSL_free(label);
-        return make_error(rc::kFail, identity::ossl_error("cannot set up OAEP for the EK"));
+        return make_error(rc::kFail, vtpm::ossl_error("cannot set up OAEP for the EK"));
     }
     if (EVP_PKEY_encrypt(ctx.get(), c.secret.secret, &outlen, seed, sizeof seed) != 1)
-        return make_error(rc::kFail, identity::ossl_error("cannot encrypt to the EK"));
+        return make_error(rc::kFail, vtpm::ossl_error("cannot encrypt to the EK"));
     c.secret.size = static_cast<UINT16>(outlen);
 
     // encIdentity = AES-128-CFB(KDFa(seed, "STORAGE", name), iv 0, TPM2B credential).
@@ -69,7 +69,7 @@ Result<Credential> make_credential(EVP_PKEY* ek, ByteView name, ByteView secret)
     put_be16(plain, static_cast<uint16_t>(secret.size()));
     plain.insert(plain.end(), secret.begin(), secret.end());
     Bytes enc(plain.size());
-    using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, identity::OsslDeleter<EVP_CIPHER_CTX_free>>;
+    using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, vtpm::OsslDeleter<EVP_CIPHER_CTX_free>>;
     CipherCtxPtr cctx(EVP_CIPHER_CTX_new());
     const uint8_t iv[16] = {};
     int n1 = 0, n2 = 0;

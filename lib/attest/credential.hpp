@@ -7,7 +7,7 @@
 
 #include <tss2/tss2_tpm2_types.h>
 
-#include "identity/ossl.hpp"
+#include "util/ossl.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 

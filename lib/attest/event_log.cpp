@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 
 namespace vtpm::attest {
 
@@ -70,7 +70,7 @@ Result<EventLog> parse_event_log(ByteView log) {
     for (uint32_t i = 0; i < n_algs; ++i) {
         uint16_t alg = 0, dsize = 0;
         if (!s.u16(alg) || !s.u16(dsize)) return bad(0, 0, "truncated algorithm list");
-        if (hash_size(alg) && hash_size(alg) != dsize) return bad(0, 0, "wrong digest size for " + hex32(alg));
+        if (tpm::hash_size(alg) && tpm::hash_size(alg) != dsize) return bad(0, 0, "wrong digest size for " + hex32(alg));
         out.algorithms.emplace_back(alg, dsize);
     }
     for (size_t n = 1; !r.done(); ++n) {
@@ -101,7 +101,7 @@ Result<EventLog> parse_event_log(ByteView log) {
 Result<PcrValues> replay_event_log(const EventLog& log) {
     PcrValues v;
     auto value = [&](uint16_t alg, unsigned pcr) -> Bytes& {
-        auto [it, fresh] = v.try_emplace({alg, pcr}, Bytes(hash_size(alg), 0));
+        auto [it, fresh] = v.try_emplace({alg, pcr}, Bytes(tpm::hash_size(alg), 0));
         (void)fresh;
         return it->second;
     };
@@ -110,11 +110,11 @@ Result<PcrValues> replay_event_log(const EventLog& log) {
             // StartupLocality sets PCR 0's initial value to the locality.
             if (e.pcr == 0 && e.data.size() >= 17 && std::memcmp(e.data.data(), kStartupLocality, 16) == 0)
                 for (auto [alg, size] : log.algorithms)
-                    if (hash_size(alg)) value(alg, 0).back() = e.data[16];
+                    if (tpm::hash_size(alg)) value(alg, 0).back() = e.data[16];
             continue;  // not measured
         }
         for (const auto& [alg, digest] : e.digests) {
-            const EVP_MD* md = hash_md(alg);
+            const EVP_MD* md = tpm::hash_md(alg);
             if (!md) continue;  // a bank we cannot compute: not checked
             Bytes& pcr = value(alg, e.pcr);
             Bytes in = pcr;

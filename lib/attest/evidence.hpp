@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "tpm/objects.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 
@@ -26,16 +27,10 @@ struct IdentityBundle {
     uint64_t generation = 0;   // identity generation of this VM
 };
 
-struct PcrValue {
-    uint16_t alg = 0;
-    uint8_t index = 0;
-    Bytes digest;
-};
-
 struct Evidence {
     Bytes quote_attest;     // TPMS_ATTEST of TPM2_Quote by the vAIK
     Bytes quote_signature;  // marshalled TPMT_SIGNATURE
-    std::vector<PcrValue> pcrs;  // the quoted PCR values, in selection order
+    std::vector<tpm::PcrValue> pcrs;  // the quoted PCR values, in selection order
     Bytes vaik_public;      // marshalled TPM2B_PUBLIC of the vAIK
     Bytes vaik_cert;        // CertvAIK, DER, as read from the vTPM's NV
     Bytes identity_bundle;  // IdentityBundle, as read from the vTPM's NV

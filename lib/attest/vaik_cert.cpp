@@ -2,14 +2,13 @@
 
 #include <cctype>
 
-#include "identity/der.hpp"
-#include "identity/tcg_cert.hpp"
-#include "identity/x509_build.hpp"
+#include "x509/der.hpp"
+#include "x509/tcg_cert.hpp"
+#include "x509/x509_build.hpp"
 
 namespace vtpm::attest {
 
-namespace der = identity::der;
-namespace x509 = identity::x509;
+namespace der = x509::der;
 
 namespace {
 
@@ -45,29 +44,11 @@ Bytes octets(ByteView v) { return der::tlv(0x04, v); }
 
 }  // namespace
 
-Result<std::string> canonical_uuid(std::string_view text) {
-    std::string out;
-    for (size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        const bool dash_pos = out.size() == 8 || out.size() == 13 || out.size() == 18 || out.size() == 23;
-        if (dash_pos) {
-            if (c != '-') break;
-            out += '-';
-            continue;
-        }
-        if (!std::isxdigit(static_cast<unsigned char>(c))) break;
-        out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    if (out.size() != 36 || text.size() != 36)
-        return make_error(rc::kBadParameter, "'" + std::string(text) + "' is not a UUID (8-4-4-4-12 hex digits)");
-    return out;
-}
-
-Result<Bytes> issue_vaik_certificate(const VaikCertRequest& req, identity::Issuer& issuer) {
+Result<Bytes> issue_vaik_certificate(const VaikCertRequest& req, x509::Issuer& issuer) {
     if (!req.vaik_key) return make_error(rc::kBadParameter, "no vAIK public key to certify");
     auto uuid = canonical_uuid(req.binding.vm_uuid);
     if (!uuid) return uuid.error();
-    identity::X509Ptr cert(X509_new());
+    vtpm::X509Ptr cert(X509_new());
     if (!cert || !X509_set_version(cert.get(), X509_VERSION_3)) return make_error(rc::kFail, "out of memory");
     X509* issuer_cert = const_cast<X509*>(issuer.certificate());
     if (auto r = x509::set_random_serial(cert.get()); !r) return r.error();
@@ -78,9 +59,9 @@ Result<Bytes> issue_vaik_certificate(const VaikCertRequest& req, identity::Issue
     if (!X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_UTF8,
                                     reinterpret_cast<const unsigned char*>(cn.data()), static_cast<int>(cn.size()),
                                     -1, 0))
-        return make_error(rc::kFail, identity::ossl_error("could not set the subject"));
+        return make_error(rc::kFail, vtpm::ossl_error("could not set the subject"));
     if (!X509_set_pubkey(cert.get(), req.vaik_key))
-        return make_error(rc::kFail, identity::ossl_error("could not set the public key"));
+        return make_error(rc::kFail, vtpm::ossl_error("could not set the public key"));
     const std::string san = "URI:urn:uuid:" + *uuid;
     for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
                               {NID_key_usage, "critical,digitalSignature"},
@@ -93,7 +74,7 @@ Result<Bytes> issue_vaik_certificate(const VaikCertRequest& req, identity::Issue
                                                 octets(req.binding.authkey_name)}));
     if (auto r = x509::add_raw_ext(cert.get(), kOidVtpmIdentity, value, false); !r) return r.error();
     if (auto r = issuer.sign(cert.get()); !r) return r.error();
-    return identity::to_der(cert.get());
+    return x509::to_der(cert.get());
 }
 
 Result<VaikBinding> read_vaik_binding(const X509* cert) {

@@ -8,9 +8,10 @@
 #include <cstdint>
 #include <string>
 
-#include "identity/issuer.hpp"
-#include "identity/ossl.hpp"
+#include "x509/issuer.hpp"
+#include "util/ossl.hpp"
 #include "util/bytes.hpp"
+#include "util/uuid.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::attest {
@@ -34,12 +35,10 @@ struct VaikCertRequest {
 };
 
 /// Build CertvAIK and have `issuer` sign it. DER result.
-Result<Bytes> issue_vaik_certificate(const VaikCertRequest& req, identity::Issuer& issuer);
+Result<Bytes> issue_vaik_certificate(const VaikCertRequest& req, x509::Issuer& issuer);
 
 /// Read the binding extension back; error if absent or malformed.
 Result<VaikBinding> read_vaik_binding(const X509* cert);
 
-/// Canonical form of a UUID ("8-4-4-4-12" hex, lower case), error if not one.
-Result<std::string> canonical_uuid(std::string_view text);
 
 }  // namespace vtpm::attest

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "attest/evidence.hpp"
-#include "attest/records.hpp"
-#include "attest/tpm_objects.hpp"
-#include "identity/ossl.hpp"
+#include "hoststate/records.hpp"
+#include "tpm/objects.hpp"
+#include "util/ossl.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 
@@ -36,7 +36,7 @@ struct VerifyInputs {
     std::optional<std::string> vm_uuid;                 // the VM the tenant rents
     std::vector<unsigned> required_host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
     std::optional<Reference> reference;
-    std::optional<VmRecord> host_record;                // the host's uniqueness record
+    std::optional<hoststate::VmRecord> host_record;                // the host's uniqueness record
 };
 
 enum class StepStatus { Pass, Fail, Skip, NotReached };

@@ -9,7 +9,7 @@ extern "C" {
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/tpm_commands.hpp"
+#include "tpm/commands.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::engine {
@@ -113,37 +113,36 @@ Engine::~Engine() {
     if (g_engine == this) g_engine = nullptr;
 }
 
-Bytes Engine::run(ByteView command) {
+Bytes Engine::execute(ByteView command) {
     // TPMLIB_Process takes a mutable buffer; libtpms does not keep it.
     Bytes cmd(command.begin(), command.end());
     uint32_t rsp_len = 0;
     TPM_RESULT r = TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, cmd.data(), static_cast<uint32_t>(cmd.size()));
-    last_cc_ = command_code(command);
+    last_cc_ = tpm::command_code(command);
     if (r != TPM_SUCCESS || !respbuf_ || rsp_len < 10) {
         VTPM_LOG_ERROR("libtpms failed to process command 0x%x: 0x%x", last_cc_, r);
-        return fatal_response(kTpm2RcFailure, kTpm12Fail);
+        return fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
     }
     return Bytes(respbuf_, respbuf_ + rsp_len);
 }
 
 Bytes Engine::fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const {
-    return tpm2() ? response_header(kTpm2StNoSessions, rc_tpm2) : response_header(kTpm12TagRspCommand, rc_tpm12);
+    return tpm2() ? tpm::response_header(tpm::kTpm2StNoSessions, rc_tpm2) : tpm::response_header(tpm::kTpm12TagRspCommand, rc_tpm12);
 }
 
-Bytes Engine::process_internal(ByteView command) {
-    if (!running_) return fatal_response(kTpm2RcFailure, kTpm12Fail);
+Bytes Engine::host_command(ByteView command) {
+    if (!running_) return fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
     const uint32_t guest_cc = last_cc_;
-    Bytes rsp = run(command);
+    Bytes rsp = execute(command);
     last_cc_ = guest_cc;
     return rsp;
 }
 
-Bytes Engine::process(ByteView command) {
+Bytes Engine::command(ByteView command) {
     // TCG/mssim "send command" prefix (TPM 2 only): u32 8, locality, u32 length, command.
     bool framed = false;
     ByteView cmd = command;
-    if (tpm2() && command.size() >= 4 && load_be16(command.data()) != 0x8001 &&
-        load_be16(command.data()) != 0x8002 && load_be32(command.data()) == 8) {
+    if (tpm2() && tpm::has_send_command_prefix(command)) {
         framed = true;
         uint8_t loc = command.size() > 4 ? command[4] : 0;
         cmd = command.size() >= 9 ? command.subspan(9) : ByteView{};
@@ -155,20 +154,20 @@ Bytes Engine::process(ByteView command) {
     }
     Bytes rsp;
     if (cmd.size() < 10) {
-        rsp = fatal_response(kTpm2RcInsufficient, kTpm12BadParamSize);
+        rsp = fatal_response(tpm::kTpm2RcInsufficient, tpm::kTpm12BadParamSize);
     } else if (!running_) {
-        rsp = fatal_response(kTpm2RcFailure, kTpm12Fail);
-    } else if (command_code(cmd) == kCcSetLocality) {
+        rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+    } else if (tpm::command_code(cmd) == tpm::kCcSetLocality) {
         if (!cfg_.allow_set_locality) {
-            rsp = fatal_response(kTpm2RcFailure, kTpm12Fail);
+            rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
         } else if (cmd.size() < 11 || cmd[10] > 4 || (cmd[10] == 4 && cfg_.reject_locality_4)) {
-            rsp = fatal_response(kTpm2RcLocality, kTpm12BadLocality);
+            rsp = fatal_response(tpm::kTpm2RcLocality, tpm::kTpm12BadLocality);
         } else {
             locality_ = cmd[10];
             rsp = fatal_response(0, 0);
         }
     } else {
-        rsp = run(cmd);
+        rsp = execute(cmd);
     }
     if (!framed) return rsp;
     Bytes out;
@@ -180,16 +179,16 @@ Bytes Engine::process(ByteView command) {
 }
 
 void Engine::auto_shutdown() {
-    if (!running_ || !tpm2() || !cfg_.auto_shutdown || last_cc_ == kTpm2CcShutdown) return;
+    if (!running_ || !tpm2() || !cfg_.auto_shutdown || last_cc_ == tpm::kTpm2CcShutdown) return;
     // Without the lock the state may belong to a migration destination now.
     if (!store_->locked()) return;
     for (uint16_t su : {uint16_t{1} /*SU_STATE*/, uint16_t{0} /*SU_CLEAR*/}) {
-        uint32_t r = response_code(run(tpm2_shutdown(su)));
+        uint32_t r = tpm::response_code(execute(tpm::shutdown(su)));
         if (r == 0) {
             VTPM_LOG_INFO("sent TPM2_Shutdown(%s) before power-off", su ? "SU_STATE" : "SU_CLEAR");
             return;
         }
-        if (r == kTpm2RcInitialize) return;  // TPM was never started: nothing to shut down
+        if (r == tpm::kTpm2RcInitialize) return;  // TPM was never started: nothing to shut down
     }
 }
 
@@ -334,11 +333,11 @@ Result<void> Engine::startup(int type) {
     Bytes cmd;
     if (tpm2()) {
         if (type == 2) return make_error(rc::kBadParameter, "startup-deactivated is not valid for TPM 2");
-        cmd = tpm2_startup(static_cast<uint16_t>(type));
+        cmd = tpm::startup(static_cast<uint16_t>(type));
     } else {
-        cmd = tpm12_startup(static_cast<uint16_t>(type + 1));
+        cmd = tpm::tpm12_startup(static_cast<uint16_t>(type + 1));
     }
-    uint32_t r = response_code(run(cmd));
+    uint32_t r = tpm::response_code(execute(cmd));
     if (r != 0) VTPM_LOG_WARN("the startup command at program start returned 0x%x", r);
     return {};
 }

@@ -56,10 +56,12 @@ public:
     /// CMD_STOP / CMD_SHUTDOWN: (auto-shutdown,) power off. Idempotent.
     void stop();
 
-    /// Execute one data-channel command (raw or TCG-prefixed, see
-    /// control-channel.md §7) and return the complete response. When the TPM
-    /// is not running the answer is the version's 10-byte fatal error.
-    Bytes process(ByteView command);
+    /// Execute one command of the TPM's user — the guest on the data
+    /// channel, or the tool that owns an offline engine — raw or with the
+    /// TCG "send command" prefix, and return the complete response. When the
+    /// TPM is not running the answer is the version's 10-byte fatal error.
+    /// Its code is what auto-shutdown looks at.
+    Bytes command(ByteView command);
 
     /// The current locality and CMD_SET_LOCALITY semantics.
     uint8_t locality() const { return locality_; }
@@ -91,10 +93,10 @@ public:
     /// (--flags startup-*). type: 0 clear, 1 state, 2 deactivated (1.2 only).
     Result<void> startup(int type);
 
-    /// A command of the bridge's own between the guest's (snapshot records):
-    /// like process(), but the guest's last command stays what auto-shutdown
-    /// looks at.
-    Bytes process_internal(ByteView command);
+    /// A command of the host's between the guest's (snapshot records, the
+    /// identity tools through CMD_VTPM_TPM_COMMAND): raw, and the guest's
+    /// last command stays what auto-shutdown looks at.
+    Bytes host_command(ByteView command);
 
     /// Code of the last command processed (for auto-shutdown).
     uint32_t last_command() const { return last_cc_; }
@@ -109,7 +111,7 @@ public:
 private:
     void auto_shutdown();
     Bytes fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const;
-    Bytes run(ByteView command);
+    Bytes execute(ByteView command);
 
     EngineConfig cfg_;
     std::unique_ptr<store::StateStore> store_;

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 #include "hosttpm/host_ops.hpp"
 
 namespace vtpm::hosttpm {
@@ -73,13 +73,13 @@ Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o) {
     if (o.pcrs.empty()) return make_error(rc::kBadParameter, "no host PCRs selected for the AuthKey policy");
     for (uint32_t p : o.pcrs)
         if (p > 23) return make_error(rc::kBadParameter, "host PCR " + std::to_string(p) + " is out of range (0-23)");
-    return attest::pcr_selection(o.bank, std::vector<unsigned>(o.pcrs.begin(), o.pcrs.end()));
+    return tpm::pcr_selection(o.bank, std::vector<unsigned>(o.pcrs.begin(), o.pcrs.end()));
 }
 
 Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
     auto values = pcr_digest(tpm, sel);
     if (!values) return values.error();
-    auto policy = attest::authkey_policy(sel, *values);
+    auto policy = tpm::authkey_policy(sel, *values);
     if (!policy) return policy.error();
     TPM2B_DIGEST d{};
     d.size = static_cast<UINT16>(policy->digest.size());

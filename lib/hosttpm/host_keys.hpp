@@ -34,7 +34,7 @@ struct HostKeys {
 /// The PCR selection for `o`; error naming a PCR out of range.
 Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o);
 
-/// The AuthKey policy (attest::authkey_policy) over the PCRs' current values.
+/// The AuthKey policy (tpm::authkey_policy) over the PCRs' current values.
 Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel);
 
 /// Public area of a persistent object, rc::kRetry if the handle is empty.

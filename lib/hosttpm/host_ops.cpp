@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string>
 
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 #include "hosttpm/host_keys.hpp"
 
 namespace vtpm::hosttpm {
@@ -38,7 +38,7 @@ Result<FlushedHandle> start_session(Esys& tpm, TPM2_SE type, ESYS_TR salt_key, c
 Result<FlushedHandle> authkey_session(Esys& tpm, const TPML_PCR_SELECTION& sel, TPM2_CC cc) {
     auto values = pcr_digest(tpm, sel);
     if (!values) return values.error();
-    auto branches = attest::authkey_policy(sel, *values);
+    auto branches = tpm::authkey_policy(sel, *values);
     if (!branches) return branches.error();
     auto s = start_session(tpm, TPM2_SE_POLICY, ESYS_TR_NONE, "the AuthKey policy session");
     if (!s) return s.error();
@@ -92,11 +92,11 @@ TPM2B_PUBLIC ek_template_rsa2048() {
 
 }  // namespace
 
-Result<std::vector<attest::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs) {
-    std::vector<attest::PcrValue> out;
-    TPML_PCR_SELECTION want = attest::pcr_selection(bank, pcrs);
+Result<std::vector<tpm::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs) {
+    std::vector<tpm::PcrValue> out;
+    TPML_PCR_SELECTION want = tpm::pcr_selection(bank, pcrs);
     // A TPM returns at most 8 digests per PCR_Read: ask again for the rest.
-    for (int round = 0; round < 8 && !attest::selected_pcrs(want, bank).empty(); ++round) {
+    for (int round = 0; round < 8 && !tpm::selected_pcrs(want, bank).empty(); ++round) {
         TPML_PCR_SELECTION* got_raw = nullptr;
         TPML_DIGEST* values_raw = nullptr;
         UINT32 counter = 0;
@@ -105,7 +105,7 @@ Result<std::vector<attest::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, c
         EsysPtr<TPML_PCR_SELECTION> got(got_raw);
         EsysPtr<TPML_DIGEST> values(values_raw);
         if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("reading PCRs", rc));
-        const auto idx = attest::selected_pcrs(*got, bank);
+        const auto idx = tpm::selected_pcrs(*got, bank);
         if (idx.empty() || idx.size() != values->count)
             return make_error(rc::kFail, "the TPM returned no PCR values (bank not allocated?)");
         for (size_t i = 0; i < idx.size(); ++i) {
@@ -114,7 +114,7 @@ Result<std::vector<attest::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, c
             want.pcrSelections[0].pcrSelect[idx[i] / 8] &= static_cast<uint8_t>(~(1u << (idx[i] % 8)));
         }
     }
-    if (!attest::selected_pcrs(want, bank).empty()) return make_error(rc::kFail, "the TPM did not return every PCR asked for");
+    if (!tpm::selected_pcrs(want, bank).empty()) return make_error(rc::kFail, "the TPM did not return every PCR asked for");
     return out;
 }
 
@@ -122,11 +122,11 @@ Result<Bytes> pcr_digest(Esys& tpm, const TPML_PCR_SELECTION& sel) {
     Bytes concat;
     for (uint32_t i = 0; i < sel.count && i < TPM2_NUM_PCR_BANKS; ++i) {
         const TPMI_ALG_HASH bank = sel.pcrSelections[i].hash;
-        auto values = read_pcrs(tpm, bank, attest::selected_pcrs(sel, bank));
+        auto values = read_pcrs(tpm, bank, tpm::selected_pcrs(sel, bank));
         if (!values) return values.error();
         for (const auto& v : *values) concat.insert(concat.end(), v.digest.begin(), v.digest.end());
     }
-    return attest::sha256(concat);
+    return sha256_bytes(concat);
 }
 
 Result<Bytes> read_nv(Esys& tpm, uint32_t index) {
@@ -225,7 +225,7 @@ Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_
     EsysPtr<TPM2B_ATTEST> att(att_raw);
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) return authkey_error("TPM2_Certify of the AuthKey by the host AK", rc);
-    auto s = attest::marshal_signature(*sig);
+    auto s = tpm::marshal_signature(*sig);
     if (!s) return s.error();
     return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
 }

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "attest/evidence.hpp"
+#include "tpm/objects.hpp"
 
 #include "hosttpm/esys.hpp"
 #include "util/bytes.hpp"
@@ -28,7 +28,7 @@ struct SignedAttest {
 };
 
 /// The values of `pcrs` in one bank, ascending.
-Result<std::vector<attest::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs);
+Result<std::vector<tpm::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs);
 
 /// SHA-256 over the values of the selected PCRs, in selection order.
 Result<Bytes> pcr_digest(Esys& tpm, const TPML_PCR_SELECTION& sel);

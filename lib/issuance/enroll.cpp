@@ -7,20 +7,20 @@
 #include <cstring>
 
 #include "attest/credential.hpp"
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 #include "attest/verify.hpp"
 #include "hosttpm/host_keys.hpp"
 #include "hosttpm/host_ops.hpp"
-#include "identity/cert_check.hpp"
-#include "identity/local_ca.hpp"
-#include "identity/tcg_cert.hpp"
-#include "identity/tpm_public.hpp"
-#include "identity/x509_build.hpp"
+#include "x509/cert_check.hpp"
+#include "x509/local_ca.hpp"
+#include "x509/tcg_cert.hpp"
+#include "tpm/public_key.hpp"
+#include "x509/x509_build.hpp"
 #include "issuance/host_identity.hpp"
+#include "hoststate/host_files.hpp"
 
 namespace vtpm::issuance {
 
-namespace x509 = identity::x509;
 
 namespace {
 
@@ -31,8 +31,8 @@ struct CertSpec {
     int days;
 };
 
-Result<identity::X509Ptr> issue(const CertSpec& s, identity::LocalCa& ca) {
-    identity::X509Ptr cert(X509_new());
+Result<vtpm::X509Ptr> issue(const CertSpec& s, x509::LocalCa& ca) {
+    vtpm::X509Ptr cert(X509_new());
     X509* issuer = const_cast<X509*>(ca.certificate());
     if (!cert || !X509_set_version(cert.get(), X509_VERSION_3)) return make_error(rc::kFail, "out of memory");
     if (auto r = x509::set_random_serial(cert.get()); !r) return r.error();
@@ -42,7 +42,7 @@ Result<identity::X509Ptr> issue(const CertSpec& s, identity::LocalCa& ca) {
                                     reinterpret_cast<const unsigned char*>(s.cn.data()), static_cast<int>(s.cn.size()),
                                     -1, 0) ||
         !X509_set_pubkey(cert.get(), s.key))
-        return make_error(rc::kFail, identity::ossl_error("cannot fill the certificate"));
+        return make_error(rc::kFail, vtpm::ossl_error("cannot fill the certificate"));
     const char* bc = s.ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE";
     const char* ku = s.ca ? "critical,digitalSignature,keyCertSign" : "critical,digitalSignature";
     for (auto [nid, value] : {std::pair{NID_basic_constraints, bc}, {NID_key_usage, ku},
@@ -65,29 +65,29 @@ std::string hostname() {
 Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir, const std::string& ca_dir,
                                  const std::string& ek_roots_pem, int days) {
     EnrollResult out;
-    auto cfg = read_host_config(host_dir);
+    auto cfg = hoststate::read_host_config(host_dir);
     if (!cfg) return cfg.error();
 
     // 1. The EK certificate chains to the roots the CA trusts.
     auto ek_der = hosttpm::read_nv(tpm, hosttpm::kEkCertNvRsa);
     if (!ek_der) return make_error(rc::kFail, "reading the EK certificate: " + ek_der.error().message);
     const unsigned char* p = ek_der->data();
-    identity::X509Ptr ek_cert(d2i_X509(nullptr, &p, static_cast<long>(ek_der->size())));
+    vtpm::X509Ptr ek_cert(d2i_X509(nullptr, &p, static_cast<long>(ek_der->size())));
     if (!ek_cert) return make_error(rc::kFail, "the EK certificate in NV " + hex32(hosttpm::kEkCertNvRsa) + " does not parse");
-    auto roots = identity::read_pem_certificates(ek_roots_pem);
+    auto roots = x509::read_pem_certificates(ek_roots_pem);
     if (!roots) return roots.error();
     std::vector<const X509*> all;
     for (int i = 0; i < sk_X509_num(roots->get()); ++i) all.push_back(sk_X509_value(roots->get(), i));
     // Roots are self-signed; a file of intermediates only is trusted as given.
-    const auto bundle = identity::split_roots(all);
-    auto chain = identity::verify_chain(ek_cert.get(), bundle.intermediates,
+    const auto bundle = x509::split_roots(all);
+    auto chain = x509::verify_chain(ek_cert.get(), bundle.intermediates,
                                         bundle.roots.empty() ? bundle.intermediates : bundle.roots);
     if (!chain) return make_error(rc::kFail, "the EK certificate is not trusted: " + chain.error().message);
-    out.ek_subject = identity::summarize(ek_cert.get());
-    identity::PkeyPtr ek_key(X509_get_pubkey(ek_cert.get()));
+    out.ek_subject = x509::summarize(ek_cert.get());
+    vtpm::PkeyPtr ek_key(X509_get_pubkey(ek_cert.get()));
     auto ek = hosttpm::load_ek(tpm);
     if (!ek) return ek.error();
-    auto ek_tpm_key = identity::pkey_from_tpm_public(ek->pub.publicArea);
+    auto ek_tpm_key = tpm::pkey_from_tpm_public(ek->pub.publicArea);
     if (!ek_tpm_key) return ek_tpm_key.error();
     if (EVP_PKEY_eq(ek_key.get(), ek_tpm_key->get()) != 1)
         return make_error(rc::kFail, "the TPM's EK is not the key of its EK certificate");
@@ -96,7 +96,7 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     auto ak = hosttpm::read_persistent(tpm, hosttpm::kHostAkHandle);
     if (!ak) return make_error(rc::kFail, "no host AK: run vtpm-host provision first");
     if (auto r = attest::check_attestation_key(ak->publicArea, "the host AK"); !r) return r.error();
-    auto ak_name = attest::object_name(ak->publicArea);
+    auto ak_name = tpm::object_name(ak->publicArea);
     if (!ak_name) return ak_name.error();
     uint8_t secret[32];
     if (RAND_bytes(secret, sizeof secret) != 1) return make_error(rc::kFail, "no random bytes");
@@ -112,11 +112,11 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     if (RAND_bytes(nonce, sizeof nonce) != 1) return make_error(rc::kFail, "no random bytes");
     auto certify = hosttpm::certify_authkey(tpm, ByteView(nonce, sizeof nonce), cfg->authkey_pcrs);
     if (!certify) return certify.error();
-    auto ak_key = identity::pkey_from_tpm_public(ak->publicArea);
+    auto ak_key = tpm::pkey_from_tpm_public(ak->publicArea);
     if (!ak_key) return ak_key.error();
     auto authkey = hosttpm::read_persistent(tpm, hosttpm::kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey: run vtpm-host provision first");
-    auto authkey_name = attest::object_name(authkey->publicArea);
+    auto authkey_name = tpm::object_name(authkey->publicArea);
     if (!authkey_name) return authkey_name.error();
     auto att = attest::check_certify(certify->attest, certify->signature, ak_key->get(), *authkey_name,
                                      "the AK's certification of the AuthKey");
@@ -126,9 +126,9 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     if (auto r = attest::check_authkey_attributes(authkey->publicArea); !r) return r.error();
 
     // 4. Certificates from the privacy CA.
-    auto ca = identity::LocalCa::open(ca_dir);
+    auto ca = x509::LocalCa::open(ca_dir);
     if (!ca) return ca.error();
-    auto authkey_key = identity::pkey_from_tpm_public(authkey->publicArea);
+    auto authkey_key = tpm::pkey_from_tpm_public(authkey->publicArea);
     if (!authkey_key) return authkey_key.error();
     const std::string host = hostname();
     auto ak_cert = issue({ak_key->get(), "vTPM host AK " + host, false, days}, **ca);
@@ -137,18 +137,18 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     if (!auth_cert) return auth_cert.error();
     std::string chain_pem;
     for (const X509* x : (*ca)->chain()) {
-        auto pem = identity::to_pem(x);
+        auto pem = x509::to_pem(x);
         if (!pem) return pem.error();
         chain_pem += *pem;
     }
-    for (auto [name, cert] : {std::pair{kAkCertFile, ak_cert->get()}, {kAuthKeyCertFile, auth_cert->get()}}) {
-        auto pem = identity::to_pem(cert);
+    for (auto [name, cert] : {std::pair{hoststate::kAkCertFile, ak_cert->get()}, {hoststate::kAuthKeyCertFile, auth_cert->get()}}) {
+        auto pem = x509::to_pem(cert);
         if (!pem) return pem.error();
-        if (auto r = write_host_file(host_dir, name, *pem); !r) return r.error();
+        if (auto r = hoststate::write_host_file(host_dir, name, *pem); !r) return r.error();
     }
-    if (auto r = write_host_file(host_dir, kCaChainFile, chain_pem); !r) return r.error();
-    out.ak_subject = identity::summarize(ak_cert->get());
-    out.authkey_subject = identity::summarize(auth_cert->get());
+    if (auto r = hoststate::write_host_file(host_dir, hoststate::kCaChainFile, chain_pem); !r) return r.error();
+    out.ak_subject = x509::summarize(ak_cert->get());
+    out.authkey_subject = x509::summarize(auth_cert->get());
     return out;
 }
 

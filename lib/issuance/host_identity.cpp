@@ -4,45 +4,20 @@
 
 #include <sstream>
 
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 #include "hosttpm/host_ops.hpp"
-#include "identity/local_ca.hpp"
-#include "store/durable_file.hpp"
+#include "x509/local_ca.hpp"
+#include "util/durable_file.hpp"
 
 namespace vtpm::issuance {
 
-Result<HostConfig> read_host_config(const std::string& host_dir) {
-    auto bytes = store::read_whole_file(host_dir + "/" + kHostConf);
-    if (!bytes) return make_error(rc::kFail, host_dir + "/" + kHostConf + ": " + bytes.error().message +
-                                                 " (run vtpm-host provision first)");
-    std::istringstream in(std::string(bytes->begin(), bytes->end()));
-    std::string line;
-    std::vector<unsigned> pcrs;
-    while (std::getline(in, line)) {
-        if (line.rfind("authkey_pcrs = ", 0) != 0) continue;
-        auto parsed = attest::parse_pcr_list(line.substr(15));
-        if (!parsed) return make_error(rc::kFail, host_dir + "/host.conf: bad authkey_pcrs");
-        pcrs = std::move(*parsed);
-    }
-    if (pcrs.empty()) return make_error(rc::kFail, host_dir + "/host.conf has no authkey_pcrs");
-    return HostConfig{attest::pcr_selection(TPM2_ALG_SHA256, pcrs)};
-}
-
-Result<void> write_host_file(const std::string& host_dir, const std::string& name, const std::string& text,
-                             unsigned mode) {
-    const std::string p = host_dir + "/" + name;
-    return store::replace_file_durably(p + ".tmp", p,
-                                       ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
-                                       static_cast<mode_t>(mode));
-}
-
 Result<std::unique_ptr<AuthKeyIssuer>> AuthKeyIssuer::open(hosttpm::Esys& tpm, const std::string& host_dir) {
-    auto cfg = read_host_config(host_dir);
+    auto cfg = hoststate::read_host_config(host_dir);
     if (!cfg) return cfg.error();
-    auto cert = identity::read_pem_certificate(host_dir + "/" + kAuthKeyCertFile);
+    auto cert = x509::read_pem_certificate(host_dir + "/" + hoststate::kAuthKeyCertFile);
     if (!cert) return make_error(rc::kFail, "no AuthKey certificate in " + host_dir + " (run vtpm-host enroll): " +
                                                 cert.error().message);
-    auto chain = identity::read_pem_certificates(host_dir + "/" + kCaChainFile);
+    auto chain = x509::read_pem_certificates(host_dir + "/" + hoststate::kCaChainFile);
     if (!chain) return chain.error();
     return std::make_unique<AuthKeyIssuer>(tpm, host_dir, *cfg, std::move(*cert), std::move(*chain));
 }
@@ -67,13 +42,13 @@ Result<void> AuthKeyIssuer::sign(X509* cert) {
             return make_error(rc::kFail, "cannot set the signature algorithm");
     unsigned char* tbs = nullptr;
     const int n = i2d_re_X509_tbs(cert, &tbs);
-    if (n <= 0) return make_error(rc::kFail, identity::ossl_error("cannot encode the certificate body"));
-    const Bytes digest = attest::sha256(ByteView(tbs, static_cast<size_t>(n)));
+    if (n <= 0) return make_error(rc::kFail, vtpm::ossl_error("cannot encode the certificate body"));
+    const Bytes digest = sha256_bytes(ByteView(tbs, static_cast<size_t>(n)));
     OPENSSL_free(tbs);
     auto tpm_sig = hosttpm::authkey_sign(tpm_, digest, cfg_.authkey_pcrs);
     if (!tpm_sig) return tpm_sig.error();
     if (tpm_sig->sigAlg != TPM2_ALG_ECDSA) return make_error(rc::kFail, "the AuthKey did not sign with ECDSA");
-    auto der = attest::ecdsa_der(tpm_sig->signature.ecdsa);
+    auto der = tpm::ecdsa_der(tpm_sig->signature.ecdsa);
     if (!der) return der.error();
     auto* bits = const_cast<ASN1_BIT_STRING*>(sig);
     if (!ASN1_BIT_STRING_set(bits, der->data(), static_cast<int>(der->size())))

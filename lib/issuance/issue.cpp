@@ -1,11 +1,11 @@
 #include "issuance/issue.hpp"
 
-#include "attest/records.hpp"
-#include "attest/tpm_objects.hpp"
+#include "hoststate/records.hpp"
+#include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "hosttpm/host_keys.hpp"
 #include "hosttpm/host_ops.hpp"
-#include "identity/tpm_public.hpp"
+#include "tpm/public_key.hpp"
 #include "issuance/host_identity.hpp"
 #include "issuance/vtpm_identity.hpp"
 
@@ -13,30 +13,30 @@ namespace vtpm::issuance {
 
 Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const IssueRequest& req) {
     IssueResult out;
-    auto uuid = attest::canonical_uuid(req.vm_uuid);
+    auto uuid = canonical_uuid(req.vm_uuid);
     if (!uuid) return uuid.error();
     if (req.nonce.empty() || req.nonce.size() > 64) return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
     auto issuer = AuthKeyIssuer::open(host, req.host_dir);
     if (!issuer) return issuer.error();
-    const HostConfig* cfg = &(*issuer)->config();
+    const hoststate::HostConfig* cfg = &(*issuer)->config();
 
     // Uniqueness first, before anything in the vTPM changes.
-    auto records = attest::RecordStore::open_locked(req.host_dir);
+    auto records = hoststate::RecordStore::open_locked(req.host_dir);
     if (!records) return records.error();
-    std::optional<attest::VmRecord> rec;
+    std::optional<hoststate::VmRecord> rec;
     if (auto r = records->load(*uuid)) rec = *r;
     else if (r.code() != rc::kRetry) return r.error();
     auto existing = read_vaik(vtpm);
     if (!existing) return existing.error();
     std::optional<Bytes> existing_name;
     if (*existing) {
-        auto n = attest::object_name(**existing);
+        auto n = tpm::object_name(**existing);
         if (!n) return n.error();
         existing_name = *n;
     }
     auto vgen = read_generation(vtpm);
     if (!vgen) return vgen.error();
-    if (auto clash = attest::generation_clash(rec, *vgen, existing_name); clash && !req.adopt)
+    if (auto clash = hoststate::generation_clash(rec, *vgen, existing_name); clash && !req.adopt)
         return make_error(rc::kFail, "identity clash for VM " + *uuid + ": " + *clash +
                                          "; refusing to issue a second identity (--adopt overrides after checking)");
 
@@ -49,23 +49,23 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
         vaik_pub = *created;
         out.vaik_created = true;
     }
-    auto vaik_name = attest::object_name(vaik_pub);
+    auto vaik_name = tpm::object_name(vaik_pub);
     if (!vaik_name) return vaik_name.error();
     const uint64_t gen = std::max(*vgen, rec ? rec->generation : 0) + 1;
 
     // Host side: fresh CertAuthKey for this user and nonce, the host PCR inputs.
-    const Bytes binding = attest::user_binding(req.user_cert_der, req.nonce);
+    const Bytes binding = tpm::user_binding(req.user_cert_der, req.nonce);
     auto certify = hosttpm::certify_authkey(host, binding, cfg->authkey_pcrs);
     if (!certify) return certify.error();
     auto host_digest = hosttpm::pcr_digest(host, cfg->authkey_pcrs);
     if (!host_digest) return host_digest.error();
     auto authkey = hosttpm::read_persistent(host, hosttpm::kAuthKeyHandle);
     if (!authkey) return authkey.error();
-    auto authkey_name = attest::object_name(authkey->publicArea);
+    auto authkey_name = tpm::object_name(authkey->publicArea);
     if (!authkey_name) return authkey_name.error();
     attest::IdentityBundle bundle;
-    auto ak_pub = attest::marshal_public(authkey->publicArea);
-    auto sel = attest::marshal_pcr_selection(cfg->authkey_pcrs);
+    auto ak_pub = tpm::marshal_public(authkey->publicArea);
+    auto sel = tpm::marshal_pcr_selection(cfg->authkey_pcrs);
     if (!ak_pub || !sel) return make_error(rc::kFail, "cannot marshal the AuthKey or its PCR selection");
     bundle.authkey_public = *ak_pub;
     bundle.certify_attest = certify->attest;
@@ -75,7 +75,7 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
     bundle.generation = gen;
 
     // CertvAIK, signed in the hardware TPM.
-    auto vaik_key = identity::pkey_from_tpm_public(vaik_pub);
+    auto vaik_key = tpm::pkey_from_tpm_public(vaik_pub);
     if (!vaik_key) return vaik_key.error();
     attest::VaikCertRequest creq;
     creq.vaik_key = vaik_key->get();
@@ -86,21 +86,21 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
 
     // Nothing changed so far but a missing vAIK (deterministic, harmless):
     // a host that cannot sign leaves the record and the vTPM as they were.
-    attest::VmRecord next{*uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
+    hoststate::VmRecord next{*uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
     if (auto r = records->save(next); !r) return r.error();
 
     // Into the vTPM: generation, certificate, bundle; then make it durable.
     Bytes gen_bytes;
     put_be64(gen_bytes, gen);
     out.bundle = attest::encode_bundle(bundle);
-    for (auto [index, data] : {std::pair{kNvGeneration, ByteView(gen_bytes)}, {kNvVaikCert, ByteView(*cert)},
-                               {kNvIdentityBundle, ByteView(out.bundle)}})
+    for (auto [index, data] : {std::pair{tpm::kNvGeneration, ByteView(gen_bytes)}, {tpm::kNvVaikCert, ByteView(*cert)},
+                               {tpm::kNvIdentityBundle, ByteView(out.bundle)}})
         if (auto r = write_nv(vtpm, index, data); !r) return r.error();
     if (auto r = vtpm.commit(); !r) return r.error();
     if (auto r = records->save({*uuid, gen, *vaik_name, std::nullopt}); !r) return r.error();
 
     out.vaik_cert_der = std::move(*cert);
-    auto vp = attest::marshal_public(vaik_pub);
+    auto vp = tpm::marshal_public(vaik_pub);
     if (!vp) return vp.error();
     out.vaik_public = *vp;
     out.generation = gen;

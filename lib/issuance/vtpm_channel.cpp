@@ -10,7 +10,7 @@
 
 #include "ctrl/codec.hpp"
 #include "engine/engine.hpp"
-#include "setup/tpm2_commands.hpp"
+#include "tpm/commands.hpp"
 #include "store/key.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"
@@ -25,12 +25,12 @@ public:
         : uri_(std::move(uri)), target_(std::move(target)), engine_(std::move(e)) {}
     ~OfflineChannel() override { engine_->stop(); }
 
-    Result<Bytes> transact(ByteView command) override { return engine_->process(command); }
+    Result<Bytes> transact(ByteView command) override { return engine_->command(command); }
 
     Result<void> commit() override {
         // Shutdown(CLEAR) flushes libtpms' NV to the memory store; the VM
         // starts with Startup(CLEAR) anyway.
-        (void)engine_->process(setup::tpm2::shutdown(TPM2_SU_CLEAR));
+        (void)engine_->command(tpm::shutdown(TPM2_SU_CLEAR));
         auto perm = engine_->store().load(store::kPermall);
         if (!perm) return perm.error();
         return target_->store(store::kPermall, *perm);

@@ -3,11 +3,10 @@
 #include <algorithm>
 
 #include "hosttpm/host_keys.hpp"
-#include "setup/tpm2_commands.hpp"
+#include "tpm/commands.hpp"
 
 namespace vtpm::issuance {
 
-namespace tpm2 = setup::tpm2;
 
 namespace {
 
@@ -17,7 +16,7 @@ constexpr uint32_t kNvAttributes = TPMA_NV_OWNERWRITE | TPMA_NV_OWNERREAD | TPMA
 Result<Bytes> run(VtpmChannel& ch, const Bytes& cmd, const char* what) {
     auto rsp = ch.transact(cmd);
     if (!rsp) return rsp.error();
-    const uint32_t rc = tpm2::response_code(*rsp);
+    const uint32_t rc = tpm::response_code(*rsp);
     if (rc != 0) {
         std::string hint;
         if ((rc & 0xbf) == (TPM2_RC_BAD_AUTH & 0xbf) || (rc & 0xbf) == (TPM2_RC_AUTH_FAIL & 0xbf))
@@ -41,44 +40,44 @@ TPMT_PUBLIC vaik_template() {
 }
 
 Result<std::optional<TPMT_PUBLIC>> read_vaik(VtpmChannel& ch) {
-    auto rsp = ch.transact(tpm2::read_public(kVaikHandle));
+    auto rsp = ch.transact(tpm::read_public(tpm::kVaikHandle));
     if (!rsp) return rsp.error();
-    const uint32_t rc = tpm2::response_code(*rsp);
+    const uint32_t rc = tpm::response_code(*rsp);
     if (is_handle_error(rc)) return std::optional<TPMT_PUBLIC>{};
     if (rc != 0) return make_error(rc::kFail, "ReadPublic of the vAIK: TPM rc " + hex32(rc));
-    auto pub = tpm2::parse_read_public(*rsp);
+    auto pub = tpm::parse_read_public(*rsp);
     if (!pub) return pub.error();
     const TPMT_PUBLIC want = vaik_template();
     if (pub->type != want.type || pub->objectAttributes != want.objectAttributes)
-        return make_error(rc::kFail, "the object at " + hex32(kVaikHandle) + " is not a vAIK (attributes differ)");
+        return make_error(rc::kFail, "the object at " + hex32(tpm::kVaikHandle) + " is not a vAIK (attributes differ)");
     return std::optional<TPMT_PUBLIC>(*pub);
 }
 
 Result<TPMT_PUBLIC> create_vaik(VtpmChannel& ch) {
-    auto rsp = run(ch, tpm2::create_primary(TPM2_RH_ENDORSEMENT, vaik_template()), "creating the vAIK");
+    auto rsp = run(ch, tpm::create_primary(TPM2_RH_ENDORSEMENT, vaik_template()), "creating the vAIK");
     if (!rsp) return rsp.error();
-    auto created = tpm2::parse_create_primary(*rsp);
+    auto created = tpm::parse_create_primary(*rsp);
     if (!created) return created.error();
-    auto persisted = run(ch, tpm2::evict_control(created->handle, kVaikHandle), "persisting the vAIK");
-    (void)ch.transact(tpm2::flush_context(created->handle));
+    auto persisted = run(ch, tpm::evict_control(created->handle, tpm::kVaikHandle), "persisting the vAIK");
+    (void)ch.transact(tpm::flush_context(created->handle));
     if (!persisted) return persisted.error();
     return created->pub;
 }
 
 Result<Bytes> read_nv(VtpmChannel& ch, uint32_t index) {
-    auto rsp = ch.transact(tpm2::nv_read_public(index));
+    auto rsp = ch.transact(tpm::nv_read_public(index));
     if (!rsp) return rsp.error();
-    const uint32_t rc = tpm2::response_code(*rsp);
+    const uint32_t rc = tpm::response_code(*rsp);
     if (is_handle_error(rc)) return make_error(rc::kRetry, "NV index " + hex32(index) + " is not defined");
     if (rc != 0) return make_error(rc::kFail, "NV_ReadPublic(" + hex32(index) + "): TPM rc " + hex32(rc));
-    auto pub = tpm2::parse_nv_read_public(*rsp);
+    auto pub = tpm::parse_nv_read_public(*rsp);
     if (!pub) return pub.error();
     Bytes out;
     while (out.size() < pub->dataSize) {
-        const auto n = static_cast<uint16_t>(std::min<size_t>(tpm2::kNvChunk, pub->dataSize - out.size()));
-        auto r = run(ch, tpm2::nv_read(index, n, static_cast<uint16_t>(out.size())), "NV_Read");
+        const auto n = static_cast<uint16_t>(std::min<size_t>(tpm::kNvChunk, pub->dataSize - out.size()));
+        auto r = run(ch, tpm::nv_read(index, n, static_cast<uint16_t>(out.size())), "NV_Read");
         if (!r) return r.error();
-        auto data = tpm2::parse_nv_read(*r);
+        auto data = tpm::parse_nv_read(*r);
         if (!data) return data.error();
         out.insert(out.end(), data->begin(), data->end());
     }
@@ -86,7 +85,7 @@ Result<Bytes> read_nv(VtpmChannel& ch, uint32_t index) {
 }
 
 Result<uint64_t> read_generation(VtpmChannel& ch) {
-    auto data = read_nv(ch, kNvGeneration);
+    auto data = read_nv(ch, tpm::kNvGeneration);
     if (!data) return data.code() == rc::kRetry ? Result<uint64_t>(uint64_t{0}) : Result<uint64_t>(data.error());
     if (data->size() != 8) return make_error(rc::kFail, "the vTPM's identity generation index is not 8 bytes");
     return load_be64(data->data());
@@ -94,18 +93,18 @@ Result<uint64_t> read_generation(VtpmChannel& ch) {
 
 Result<void> write_nv(VtpmChannel& ch, uint32_t index, ByteView data) {
     if (data.empty() || data.size() > 2048) return make_error(rc::kBadParameter, "NV data of a bad size");
-    auto rsp = ch.transact(tpm2::nv_read_public(index));
+    auto rsp = ch.transact(tpm::nv_read_public(index));
     if (!rsp) return rsp.error();
-    if (tpm2::response_code(*rsp) == 0) {
-        auto r = run(ch, tpm2::nv_undefine_space(index, TPM2_RH_OWNER), "NV_UndefineSpace");
+    if (tpm::response_code(*rsp) == 0) {
+        auto r = run(ch, tpm::nv_undefine_space(index, TPM2_RH_OWNER), "NV_UndefineSpace");
         if (!r) return r.error();
     }
-    auto d = run(ch, tpm2::nv_define_space(index, kNvAttributes, static_cast<uint16_t>(data.size()), TPM2_RH_OWNER),
+    auto d = run(ch, tpm::nv_define_space(index, kNvAttributes, static_cast<uint16_t>(data.size()), TPM2_RH_OWNER),
                  "NV_DefineSpace");
     if (!d) return d.error();
-    for (size_t off = 0; off < data.size(); off += tpm2::kNvChunk) {
-        const size_t n = std::min<size_t>(tpm2::kNvChunk, data.size() - off);
-        auto w = run(ch, tpm2::nv_write(index, data.subspan(off, n), static_cast<uint16_t>(off), TPM2_RH_OWNER),
+    for (size_t off = 0; off < data.size(); off += tpm::kNvChunk) {
+        const size_t n = std::min<size_t>(tpm::kNvChunk, data.size() - off);
+        auto w = run(ch, tpm::nv_write(index, data.subspan(off, n), static_cast<uint16_t>(off), TPM2_RH_OWNER),
                      "NV_Write");
         if (!w) return w.error();
     }

@@ -9,17 +9,11 @@
 #include <optional>
 
 #include "issuance/vtpm_channel.hpp"
+#include "tpm/handles.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::issuance {
-
-/// vAIK persistent handle (owner range, next to the EK handles).
-inline constexpr uint32_t kVaikHandle = 0x81010020;
-/// CertvAIK (DER), the identity bundle, and the 8-byte identity generation.
-inline constexpr uint32_t kNvVaikCert = 0x01c10100;
-inline constexpr uint32_t kNvIdentityBundle = 0x01c10101;
-inline constexpr uint32_t kNvGeneration = 0x01c10102;
 
 /// The vAIK template (also what a verifier expects of its attributes).
 TPMT_PUBLIC vaik_template();

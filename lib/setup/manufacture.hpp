@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "engine/engine.hpp"
-#include "identity/issuer.hpp"
-#include "identity/tcg_cert.hpp"
+#include "x509/issuer.hpp"
+#include "x509/tcg_cert.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 
@@ -33,7 +33,7 @@ struct ManufactureOptions {
     bool reconfigure = false;
     /// Subject CN of the certificates ("<name>:<uuid>" from libvirt's --vmid).
     std::string vmid;
-    identity::PlatformAttributes platform{"libvtpm", "libvtpm vTPM", "0.1"};
+    x509::PlatformAttributes platform{"libvtpm", "libvtpm vTPM", "0.1"};
     /// Certificate validity in days; negative: no expiry.
     int cert_days = -1;
     /// TPM 1.2 only: take ownership with these secrets (20-byte SHA-1 digests).
@@ -42,7 +42,7 @@ struct ManufactureOptions {
 };
 
 struct IssuedCert {
-    identity::CertKind kind;
+    x509::CertKind kind;
     std::string key_description;  // rsa2048, secp256r1, rsa3072, or "platform"
     uint32_t nv_index = 0;
     Bytes der;
@@ -56,16 +56,16 @@ struct ManufactureReport {
 
 /// Manufacture a TPM 2.0. `issuer` is needed only for certificates.
 Result<ManufactureReport> manufacture_tpm2(engine::Engine& e, const ManufactureOptions& opt,
-                                           identity::Issuer* issuer);
+                                           x509::Issuer* issuer);
 
 /// Manufacture a TPM 1.2: physical presence, enable, activate, EK, optional
 /// ownership, EK and platform certificates in NV, NV lock.
 Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const ManufactureOptions& opt,
-                                            identity::Issuer* issuer);
+                                            x509::Issuer* issuer);
 
 /// TPM specification and attributes as libtpms reports them (what goes into
 /// an EK certificate).
-Result<std::pair<identity::TpmSpecification, identity::TpmAttributes>> tpm_info(const engine::Engine& e);
+Result<std::pair<x509::TpmSpecification, x509::TpmAttributes>> tpm_info(const engine::Engine& e);
 
 /// Read a whole NV index of a running TPM 2.0 (certificates), rc::kRetry if undefined.
 Result<Bytes> tpm2_read_nv(engine::Engine& e, uint32_t index);

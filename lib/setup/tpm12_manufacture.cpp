@@ -10,7 +10,7 @@
 
 #include <cstring>
 
-#include "identity/tpm_public.hpp"
+#include "tpm/public_key.hpp"
 #include "setup/manufacture.hpp"
 
 namespace vtpm::setup {
@@ -50,7 +50,7 @@ Bytes finish(Bytes b) {
 }
 
 Result<Bytes> call(engine::Engine& e, Bytes cmd, const char* what) {
-    Bytes rsp = e.process(finish(std::move(cmd)));
+    Bytes rsp = e.command(finish(std::move(cmd)));
     if (rsp.size() < 10) return make_error(rc::kFail, std::string(what) + ": short response");
     const uint32_t code = load_be32(rsp.data() + 6);
     if (code != 0) return make_error(rc::kFail, std::string(what) + " failed: TPM error " + hex32(code));
@@ -83,7 +83,7 @@ Result<Bytes> create_ek(engine::Engine& e) {
 }
 
 Result<Bytes> oaep_encrypt(EVP_PKEY* ek, ByteView secret) {
-    identity::PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, ek, nullptr));
+    vtpm::PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, ek, nullptr));
     char label[] = "TCPA";
     void* label_copy = OPENSSL_memdup(label, 4);
     if (!ctx || !label_copy || EVP_PKEY_encrypt_init(ctx.get()) != 1 ||
@@ -92,14 +92,14 @@ Result<Bytes> oaep_encrypt(EVP_PKEY* ek, ByteView secret) {
         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha1()) != 1 ||
         EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.get(), label_copy, 4) != 1) {
         OPENSSL_free(label_copy);
-        return make_error(rc::kFail, identity::ossl_error("could not set up OAEP encryption"));
+        return make_error(rc::kFail, vtpm::ossl_error("could not set up OAEP encryption"));
     }
     size_t n = 0;
     if (EVP_PKEY_encrypt(ctx.get(), nullptr, &n, secret.data(), secret.size()) != 1)
-        return make_error(rc::kFail, identity::ossl_error("OAEP encryption failed"));
+        return make_error(rc::kFail, vtpm::ossl_error("OAEP encryption failed"));
     Bytes out(n);
     if (EVP_PKEY_encrypt(ctx.get(), out.data(), &n, secret.data(), secret.size()) != 1)
-        return make_error(rc::kFail, identity::ossl_error("OAEP encryption failed"));
+        return make_error(rc::kFail, vtpm::ossl_error("OAEP encryption failed"));
     out.resize(n);
     return out;
 }
@@ -198,7 +198,7 @@ Result<void> nv_store_cert(engine::Engine& e, uint32_t index, ByteView der) {
 }  // namespace
 
 Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const ManufactureOptions& opt,
-                                            identity::Issuer* issuer) {
+                                            x509::Issuer* issuer) {
     ManufactureReport rep;
     if ((opt.ek_cert || opt.platform_cert) && !issuer)
         return make_error(rc::kBadParameter, "certificates requested but no certificate issuer configured");
@@ -218,7 +218,7 @@ Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const Manufacture
         auto modulus = create_ek(e);
         if (!modulus) return modulus.error();
         rep.events.push_back("Successfully created EK.");
-        auto ek = identity::pkey_from_rsa_modulus(*modulus);
+        auto ek = tpm::pkey_from_rsa_modulus(*modulus);
         if (!ek) return ek.error();
         if (opt.take_ownership) {
             if (auto r = take_ownership(e, ek->get(), opt.owner_auth, opt.srk_auth); !r) return r.error();
@@ -226,10 +226,10 @@ Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const Manufacture
         }
         auto info = tpm_info(e);
         if (!info) return info.error();
-        for (auto kind : {identity::CertKind::Ek, identity::CertKind::Platform}) {
-            const bool ek_kind = kind == identity::CertKind::Ek;
+        for (auto kind : {x509::CertKind::Ek, x509::CertKind::Platform}) {
+            const bool ek_kind = kind == x509::CertKind::Ek;
             if (!(ek_kind ? opt.ek_cert : opt.platform_cert)) continue;
-            identity::CertRequest req;
+            x509::CertRequest req;
             req.kind = kind;
             req.subject_key = ek->get();
             req.tpm2 = false;
@@ -237,7 +237,7 @@ Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const Manufacture
             req.tpm = info->second;
             req.platform = opt.platform;
             req.days = opt.cert_days;
-            auto der = identity::issue_certificate(req, *issuer);
+            auto der = x509::issue_certificate(req, *issuer);
             if (!der) return der.error();
             const uint32_t index = kNvIndexDBit | (ek_kind ? kNvIndexEkCert : kNvIndexPlatformCert);
             if (auto r = nv_store_cert(e, index, *der); !r) return r.error();

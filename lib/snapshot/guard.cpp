@@ -2,10 +2,13 @@
 
 #include <chrono>
 #include <ctime>
+#include <utility>
 
-#include "attest/tpm_objects.hpp"
-#include "identity/tpm_public.hpp"
+#include "tpm/objects.hpp"
+#include "tpm/public_key.hpp"
 #include "snapshot/vtpm_pcrs.hpp"
+#include "store/blob.hpp"
+#include "store/state_store.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::snapshot {
@@ -32,15 +35,15 @@ std::string page_list(const std::vector<uint64_t>& pages) {
 // The vAIK quote in a record must be over exactly the recorded vPCRs and
 // this record's qualifying data.
 Result<void> check_quote(const SnapshotRecord& r) {
-    auto pub = attest::unmarshal_public(r.vaik_public);
+    auto pub = tpm::unmarshal_public(r.vaik_public);
     if (!pub) return make_error(rc::kFail, "the record's vAIK public key is malformed");
-    auto key = identity::pkey_from_tpm_public(*pub);
+    auto key = tpm::pkey_from_tpm_public(*pub);
     if (!key) return key.error();
-    auto sig = attest::unmarshal_signature(r.quote_signature);
+    auto sig = tpm::unmarshal_signature(r.quote_signature);
     if (!sig) return make_error(rc::kFail, "the record's vAIK quote signature is malformed");
-    if (auto v = attest::verify_signature(key->get(), r.quote_attest, *sig); !v)
+    if (auto v = tpm::verify_signature(key->get(), r.quote_attest, *sig); !v)
         return make_error(rc::kFail, "the vAIK quote signature does not verify: " + v.error().message);
-    auto att = attest::parse_attest(r.quote_attest);
+    auto att = tpm::parse_attest(r.quote_attest);
     if (!att || att->type != TPM2_ST_ATTEST_QUOTE) return make_error(rc::kFail, "the vAIK quote is not a TPM2_Quote");
     const Digest q = quote_qualifying_data(r);
     if (att->extraData.size != q.size() || !std::equal(q.begin(), q.end(), att->extraData.buffer))
@@ -70,7 +73,8 @@ std::string_view policy_name(Policy p) {
     return "?";
 }
 
-SnapshotGuard::SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer, std::optional<Ledger> ledger)
+SnapshotGuard::SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer,
+                             std::optional<hoststate::Ledger> ledger)
     : cfg_(std::move(cfg)), signer_(std::move(signer)), ledger_(std::move(ledger)) {}
 
 void SnapshotGuard::set_qemu_digest(uint32_t phase, const QemuDigest& d) {
@@ -163,8 +167,8 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
         r.block_pages = kBlockPages;
         r.block_roots = md->pages.block_roots;
     }
-    r.permanent_digest = sha256_of({permanent_plain});
-    r.volatile_digest = sha256_of({volatile_plain});
+    r.permanent_digest = sha256({permanent_plain});
+    r.volatile_digest = sha256({volatile_plain});
     auto banks = read_all_pcrs(e);
     if (!banks) return skip(banks.error().message);
     r.banks = std::move(*banks);
@@ -182,7 +186,7 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
     r.host_signature = std::move(*sig);
     // The host remembers the generation before the record leaves: an older
     // image is recognised even if this process dies right after.
-    if (auto c = ledger_->commit(uuid, LedgerEntry{r.generation, r.root}); !c) return skip(c.error().message);
+    if (auto c = ledger_->commit(uuid, hoststate::LedgerEntry{r.generation, r.root}); !c) return skip(c.error().message);
     if (!md->pages.leaves.empty()) ledger_->keep_leaves(uuid, md->pages.leaves);
     VTPM_LOG_INFO("snapshot record: VM %s generation %llu, %llu pages of %s, root %s%s (hashed in %.1f ms, total %.1f ms)",
                   uuid.c_str(), static_cast<unsigned long long>(r.generation),
@@ -198,7 +202,7 @@ std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const Page
         "; guest RAM there is zero where the saved image had data (RAM not there yet: a post-copy migration?)";
     // Exact pages when this host kept the leaves of that save.
     if (auto kept = ledger_ ? ledger_->leaves_for(uuid, r.root) : std::nullopt; kept && kept->size() == now.leaves.size()) {
-        const auto pages = differing_leaves(*kept, now.leaves, kListedPages);
+        const auto pages = merkle::differing_leaves(*kept, now.leaves, kListedPages);
         std::string where = "first differing pages: " + page_list(pages);
         const Digest zero = zero_page_leaf();
         if (!pages.empty() && now.leaves[pages.front()] == zero && (*kept)[pages.front()] != zero) where += not_there;
@@ -206,7 +210,7 @@ std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const Page
     }
     if (!r.block_roots.empty() && r.block_roots.size() == now.block_roots.size()) {
         std::vector<uint64_t> pages;
-        for (uint64_t b : differing_leaves(r.block_roots, now.block_roots, kListedPages)) pages.push_back(b * r.block_pages);
+        for (uint64_t b : merkle::differing_leaves(r.block_roots, now.block_roots, kListedPages)) pages.push_back(b * r.block_pages);
         std::string where =
             "first differing blocks of " + std::to_string(r.block_pages) + " pages start at pages " + page_list(pages);
         if (!pages.empty() && mapped_ && mapped_->pages_are_holes(pages.front(), r.block_pages)) where += not_there;
@@ -239,7 +243,7 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
         return failed("the record (generation " + std::to_string(r->generation) +
                       ") is not the one this host's ledger holds (generation " + std::to_string((*last)->generation) +
                       "): the ledger was rolled back or replaced");
-    if (r->volatile_digest != sha256_of({volatile_plain}))
+    if (r->volatile_digest != sha256({volatile_plain}))
         return failed("the volatile state (vPCRs) is not the one the record was made with");
     if (r->permanent_digest != permanent_digest)
         return failed("the permanent state is not the one the record was made with");
@@ -259,6 +263,52 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
                   static_cast<unsigned long long>(r->page_count), md->where.c_str(), to_hex(r->root).c_str(),
                   r->quote_attest.empty() ? "" : ", vAIK quote checked", ms_since(t0));
     return Verdict{};
+}
+
+Result<std::optional<Bytes>> SnapshotGuard::make_record_now(engine::Engine& e) {
+    auto vol = e.get_state(engine::BlobType::Volatile);
+    if (!vol) return vol.error();
+    auto perm = e.get_state(engine::BlobType::Permanent);
+    if (!perm) return perm.error();
+    return make_record(e, perm->data, vol->data);
+}
+
+Result<void> SnapshotGuard::on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) {
+    if (type != engine::BlobType::Volatile) return {};
+    // The VM is paused while QEMU fetches its state: hash guest RAM now and
+    // let the record travel in the volatile blob, beside swtpm's records.
+    auto perm = e.get_state(engine::BlobType::Permanent);
+    if (!perm) return perm.error();
+    auto rec = make_record(e, perm->data, plain);
+    if (!rec) return rec.error();
+    if (*rec) store::append_blob_tlv(blob, kTagSnapshotRecord, **rec);
+    return {};
+}
+
+Result<void> SnapshotGuard::on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) {
+    if (type == engine::BlobType::Permanent) restored_permanent_ = sha256(plain);
+    if (type != engine::BlobType::Volatile) return {};
+    // Checked before libtpms sees the vPCRs. A volatile blob alone is
+    // checked against the permanent state on disk.
+    Digest perm{};
+    if (restored_permanent_) perm = *restored_permanent_;
+    else if (auto p = e.store().load(store::kPermall)) perm = sha256(p->view());
+    auto verdict = check_restore(store::find_blob_tlv(blob, kTagSnapshotRecord), perm, plain);
+    if (!verdict) return verdict.error();
+    taint_at_init_ = verdict->taint;
+    return {};
+}
+
+Result<void> SnapshotGuard::after_init(engine::Engine& e) {
+    if (!std::exchange(taint_at_init_, false)) return {};
+    // Policy taint: the guest must never get these vPCRs untainted.
+    if (auto t = taint(e); !t) return make_error(rc::kFail, "tainting the vPCRs failed: " + t.error().message);
+    return {};
+}
+
+void SnapshotGuard::end_restore() {
+    restored_permanent_.reset();
+    taint_at_init_ = false;
 }
 
 Result<void> SnapshotGuard::taint(engine::Engine& e) {

@@ -1,8 +1,8 @@
-// vPCR save/restore with guest-memory verification (design.md §1, seed 002
-// step 1). The control-channel dispatcher calls the guard when QEMU fetches
-// the volatile state (save: hash guest RAM, make and sign a record that
-// travels inside that blob) and when QEMU sets it again (restore: check the
-// record and re-hash guest RAM before the vPCRs are given back).
+// vPCR save/restore with guest-memory verification. The guard is a blob
+// filter of the bridge core: when QEMU fetches the volatile state (save) it
+// hashes guest RAM and makes and signs a record that travels inside that
+// blob; when QEMU sets it again (restore) it checks the record and re-hashes
+// guest RAM before the vPCRs are given back.
 #pragma once
 
 #include <sys/types.h>
@@ -12,14 +12,28 @@
 #include <optional>
 #include <string>
 
+#include "core/blob_filter.hpp"
 #include "engine/engine.hpp"
 #include "snapshot/guest_memory.hpp"
-#include "snapshot/hooks.hpp"
-#include "snapshot/ledger.hpp"
+#include "hoststate/ledger.hpp"
 #include "snapshot/record.hpp"
 #include "snapshot/record_signer.hpp"
 
 namespace vtpm::snapshot {
+
+/// A digest handed over by a patched QEMU (CMD_VTPM_RAM_DIGEST).
+struct QemuDigest {
+    uint64_t page_count = 0;
+    Digest root{};
+};
+
+/// CMD_VTPM_RAM_DIGEST phases.
+inline constexpr uint32_t kPhaseSave = 1, kPhaseRestore = 2;
+
+/// What a restore that passed (or was let through) needs afterwards.
+struct Verdict {
+    bool taint = false;  // extend the vPCRs after CMD_INIT so they never attest as good
+};
 
 /// What a restore that fails verification does.
 enum class Policy {
@@ -44,21 +58,36 @@ struct GuardConfig {
     unsigned threads = 0;
 };
 
-class SnapshotGuard final : public SnapshotHooks {
+class SnapshotGuard final : public core::BlobFilter {
 public:
     /// `signer` may be null (no host key: records cannot be made or trusted);
     /// `ledger` goes with it.
-    SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer, std::optional<Ledger> ledger);
+    SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer,
+                  std::optional<hoststate::Ledger> ledger);
 
     const GuardConfig& config() const { return cfg_; }
-    void set_peer_pid(pid_t pid) override { peer_pid_ = pid; }
-    void set_qemu_digest(uint32_t phase, const QemuDigest& d) override;
-    /// Errors only when verification is required.
-    Result<std::optional<Bytes>> make_record(engine::Engine& e, ByteView permanent_plain,
-                                             ByteView volatile_plain) override;
+    /// A patched QEMU's RAM digest for the next save (phase 1) or restore (2).
+    void set_qemu_digest(uint32_t phase, const QemuDigest& d);
+    /// Save: the record for the volatile state `volatile_plain`, or nullopt
+    /// when verification is off or impossible (logged). Errors only when
+    /// verification is required.
+    Result<std::optional<Bytes>> make_record(engine::Engine& e, ByteView permanent_plain, ByteView volatile_plain);
+    /// The record for the TPM's state now (CMD_VTPM_SNAPSHOT).
+    Result<std::optional<Bytes>> make_record_now(engine::Engine& e);
+    /// Restore: check `record` (nullopt: the blob had none) against the blobs
+    /// just set and guest RAM. An error means refuse; its message names what
+    /// differs.
     Result<Verdict> check_restore(std::optional<ByteView> record, const Digest& permanent_digest,
-                                  ByteView volatile_plain) override;
-    Result<void> taint(engine::Engine& e) override;
+                                  ByteView volatile_plain);
+    /// The taint action, once the TPM runs on the restored state.
+    Result<void> taint(engine::Engine& e);
+
+    // core::BlobFilter
+    void set_peer_pid(pid_t pid) override { peer_pid_ = pid; }
+    Result<void> on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) override;
+    Result<void> on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) override;
+    Result<void> after_init(engine::Engine& e) override;
+    void end_restore() override;
 
 private:
     struct MemoryDigest {
@@ -79,7 +108,11 @@ private:
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;
-    std::optional<Ledger> ledger_;
+    std::optional<hoststate::Ledger> ledger_;
+    // Restore in progress: the permanent blob set so far, and whether the
+    // vPCRs must be tainted once CMD_INIT brings the TPM up.
+    std::optional<Digest> restored_permanent_;
+    bool taint_at_init_ = false;
     pid_t peer_pid_ = 0;
     std::optional<GuestMemory> mapped_;  // kept between uses while it is the same memory
     std::optional<QemuDigest> qemu_save_, qemu_restore_;

@@ -122,7 +122,7 @@ void hash_range(const MemoryView& view, size_t first, size_t last, Digest* out, 
 }  // namespace
 
 Digest zero_page_leaf() {
-    static const Digest leaf = leaf_hash(Bytes(kPageSize, 0));
+    static const Digest leaf = merkle::leaf_hash(Bytes(kPageSize, 0));
     return leaf;
 }
 
@@ -150,7 +150,7 @@ PageDigests hash_pages(const MemoryView& view, unsigned threads) {
     const size_t pages = (memory.size() + kPageSize - 1) / kPageSize;
     out.leaves.resize(pages);
     if (pages == 0) {
-        out.root = merkle_root({});
+        out.root = merkle::merkle_root({});
         return out;
     }
     // Work in aligned blocks of kBlock pages: a block's subtree is complete
@@ -169,14 +169,14 @@ PageDigests hash_pages(const MemoryView& view, unsigned threads) {
         for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
             const size_t from = b * kBlock, n = std::min(kBlock, pages - from);
             hash_range(view, from, from + n, out.leaves.data(), zero_leaf);
-            block_roots[b] = merkle_root(std::span<const Digest>(out.leaves).subspan(from, n));
+            block_roots[b] = merkle::merkle_root(std::span<const Digest>(out.leaves).subspan(from, n));
         }
     };
     std::vector<std::thread> workers;
     for (unsigned t = 1; t < threads; ++t) workers.emplace_back(work);
     work();
     for (auto& w : workers) w.join();
-    out.root = merkle_root(block_roots);
+    out.root = merkle::merkle_root(block_roots);
     out.block_roots = std::move(block_roots);
     return out;
 }
@@ -191,8 +191,8 @@ PageDigests hash_regions(std::span<const MemoryView> regions, unsigned threads) 
     const size_t pages = out.leaves.size();
     for (size_t from = 0; from < pages; from += kBlockPages)
         out.block_roots.push_back(
-            merkle_root(std::span<const Digest>(out.leaves).subspan(from, std::min(kBlockPages, pages - from))));
-    out.root = merkle_root(out.block_roots);
+            merkle::merkle_root(std::span<const Digest>(out.leaves).subspan(from, std::min(kBlockPages, pages - from))));
+    out.root = merkle::merkle_root(out.block_roots);
     return out;
 }
 

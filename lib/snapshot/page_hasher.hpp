@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "snapshot/merkle.hpp"
+#include "merkle/merkle.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 

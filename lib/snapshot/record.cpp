@@ -204,7 +204,7 @@ Digest quote_qualifying_data(const SnapshotRecord& r) {
     Bytes b;
     put_be64(b, r.generation);
     put_be64(b, r.page_count);
-    return sha256_of({ByteView(reinterpret_cast<const uint8_t*>(kQuoteDomain), sizeof kQuoteDomain), r.vm_uuid, b,
+    return sha256({ByteView(reinterpret_cast<const uint8_t*>(kQuoteDomain), sizeof kQuoteDomain), r.vm_uuid, b,
                       r.root});
 }
 
@@ -212,25 +212,7 @@ Digest pcr_values_digest(const SnapshotRecord& r) {
     Bytes all;
     for (const auto& b : r.banks)
         for (const auto& v : b.values) all.insert(all.end(), v.begin(), v.end());
-    return sha256_of({all});
-}
-
-Result<std::array<uint8_t, 16>> parse_uuid(std::string_view text) {
-    auto canon = attest::canonical_uuid(text);
-    if (!canon) return canon.error();
-    std::string hex;
-    for (char c : *canon)
-        if (c != '-') hex += c;
-    auto raw = from_hex(hex);
-    if (!raw || raw->size() != 16) return make_error(rc::kBadParameter, "'" + std::string(text) + "' is not a UUID");
-    std::array<uint8_t, 16> out{};
-    std::memcpy(out.data(), raw->data(), 16);
-    return out;
-}
-
-std::string format_uuid(const std::array<uint8_t, 16>& u) {
-    const std::string h = to_hex(u);
-    return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+    return sha256({all});
 }
 
 }  // namespace vtpm::snapshot

@@ -23,8 +23,9 @@
 #include <string>
 #include <vector>
 
-#include "snapshot/merkle.hpp"
+#include "merkle/merkle.hpp"
 #include "util/bytes.hpp"
+#include "util/uuid.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::snapshot {
@@ -81,8 +82,5 @@ Digest quote_qualifying_data(const SnapshotRecord& r);
 /// quote over every PCR of every bank carries as pcrDigest.
 Digest pcr_values_digest(const SnapshotRecord& r);
 
-/// "6f0c…" <-> 16 bytes (the canonical 8-4-4-4-12 form, any case).
-Result<std::array<uint8_t, 16>> parse_uuid(std::string_view text);
-std::string format_uuid(const std::array<uint8_t, 16>& u);
 
 }  // namespace vtpm::snapshot

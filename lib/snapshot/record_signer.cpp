@@ -1,11 +1,11 @@
 #include "snapshot/record_signer.hpp"
 
-#include "attest/tpm_objects.hpp"
+#include "tpm/objects.hpp"
 #include "hosttpm/esys.hpp"
 #include "hosttpm/host_ops.hpp"
-#include "identity/tpm_public.hpp"
-#include "issuance/host_identity.hpp"
-#include "store/durable_file.hpp"
+#include "tpm/public_key.hpp"
+#include "hoststate/host_files.hpp"
+#include "util/durable_file.hpp"
 
 namespace vtpm::snapshot {
 
@@ -13,7 +13,7 @@ namespace {
 
 class HostTpmSigner final : public RecordSigner {
 public:
-    HostTpmSigner(std::string dir, std::string tcti, TPML_PCR_SELECTION pcrs, Bytes name, identity::PkeyPtr key)
+    HostTpmSigner(std::string dir, std::string tcti, TPML_PCR_SELECTION pcrs, Bytes name, vtpm::PkeyPtr key)
         : dir_(std::move(dir)), tcti_(std::move(tcti)), pcrs_(pcrs), name_(std::move(name)), key_(std::move(key)) {}
 
     const Bytes& key_name() const override { return name_; }
@@ -22,18 +22,18 @@ public:
         // One connection per record: the host TPM is shared by every bridge.
         auto tpm = hosttpm::Esys::open(tcti_);
         if (!tpm) return make_error(rc::kFail, "host TPM (" + tcti_ + "): " + tpm.error().message);
-        auto sig = hosttpm::authkey_sign(**tpm, attest::sha256(message), pcrs_);
+        auto sig = hosttpm::authkey_sign(**tpm, sha256(message), pcrs_);
         if (!sig) return sig.error();
-        return attest::marshal_signature(*sig);
+        return tpm::marshal_signature(*sig);
     }
 
     Result<void> verify(ByteView key_name, ByteView message, ByteView signature) const override {
         if (!std::equal(key_name.begin(), key_name.end(), name_.begin(), name_.end()))
             return make_error(rc::kFail, "the record was signed by another host key (name " + to_hex(key_name) +
                                              "), not this host's AuthKey " + to_hex(name_));
-        auto sig = attest::unmarshal_signature(signature);
+        auto sig = tpm::unmarshal_signature(signature);
         if (!sig) return make_error(rc::kFail, "the record's host signature is malformed: " + sig.error().message);
-        auto ok = attest::verify_signature(key_.get(), message, *sig);
+        auto ok = tpm::verify_signature(key_.get(), message, *sig);
         if (!ok) return make_error(rc::kFail, "the record's host signature does not verify: " + ok.error().message);
         return {};
     }
@@ -44,22 +44,22 @@ private:
     std::string dir_, tcti_;
     TPML_PCR_SELECTION pcrs_;
     Bytes name_;
-    identity::PkeyPtr key_;
+    vtpm::PkeyPtr key_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<RecordSigner>> open_host_signer(const std::string& host_dir, const std::string& tcti) {
-    auto cfg = issuance::read_host_config(host_dir);
+    auto cfg = hoststate::read_host_config(host_dir);
     if (!cfg) return cfg.error();
-    auto raw = store::read_whole_file(host_dir + "/authkey.pub");
+    auto raw = read_whole_file(hoststate::host_path(host_dir, hoststate::kAuthKeyPub));
     if (!raw) return make_error(rc::kFail, host_dir + "/authkey.pub: " + raw.error().message +
                                                " (run vtpm-host provision first)");
-    auto pub = attest::unmarshal_public(*raw);
+    auto pub = tpm::unmarshal_public(*raw);
     if (!pub) return make_error(rc::kFail, host_dir + "/authkey.pub: " + pub.error().message);
-    auto name = attest::object_name(*pub);
+    auto name = tpm::object_name(*pub);
     if (!name) return name.error();
-    auto key = identity::pkey_from_tpm_public(*pub);
+    auto key = tpm::pkey_from_tpm_public(*pub);
     if (!key) return key.error();
     return std::unique_ptr<RecordSigner>(
         std::make_unique<HostTpmSigner>(host_dir, tcti, cfg->authkey_pcrs, std::move(*name), std::move(*key)));

@@ -4,13 +4,12 @@
 
 #include <cstring>
 
-#include "attest/tpm_objects.hpp"
-#include "issuance/vtpm_identity.hpp"
-#include "setup/tpm2_commands.hpp"
+#include "tpm/objects.hpp"
+#include "tpm/handles.hpp"
+#include "tpm/commands.hpp"
 
 namespace vtpm::snapshot {
 
-namespace tpm2 = setup::tpm2;
 
 namespace {
 
@@ -18,15 +17,15 @@ constexpr unsigned kPcrCount = 24;
 constexpr char kTaintEvent[] = "libvtpm: restored guest memory did not match its snapshot record";
 
 Result<TPML_PCR_SELECTION> active_banks(engine::Engine& e) {
-    const Bytes rsp = e.process_internal(tpm2::get_capability(TPM2_CAP_PCRS, 0, 1));
-    auto sel = tpm2::parse_pcr_capability(rsp);
+    const Bytes rsp = e.host_command(tpm::get_capability(TPM2_CAP_PCRS, 0, 1));
+    auto sel = tpm::parse_pcr_capability(rsp);
     if (!sel) return make_error(rc::kFail, "reading the vTPM's PCR banks: " + sel.error().message);
     TPML_PCR_SELECTION out{};
     for (uint32_t i = 0; i < sel->count; ++i) {
         const auto& b = sel->pcrSelections[i];
         bool any = false;
         for (unsigned j = 0; j < b.sizeofSelect; ++j) any |= b.pcrSelect[j] != 0;
-        if (any && attest::hash_size(b.hash) != 0) out.pcrSelections[out.count++] = b;
+        if (any && tpm::hash_size(b.hash) != 0) out.pcrSelections[out.count++] = b;
     }
     if (out.count == 0) return make_error(rc::kFail, "the vTPM has no active PCR bank");
     return out;
@@ -65,7 +64,7 @@ Result<std::vector<PcrBank>> read_all_pcrs(engine::Engine& e) {
         for (uint32_t i = 0; i < want.count; ++i)
             for (unsigned j = 0; j < 3; ++j) left |= want.pcrSelections[i].pcrSelect[j] != 0;
         if (!left) return banks;
-        auto rd = tpm2::parse_pcr_read(e.process_internal(tpm2::pcr_read(want)));
+        auto rd = tpm::parse_pcr_read(e.host_command(tpm::pcr_read(want)));
         if (!rd) return make_error(rc::kFail, "reading the vPCRs: " + rd.error().message);
         uint32_t next = 0;
         for (uint32_t i = 0; i < rd->selected.count; ++i) {
@@ -88,25 +87,25 @@ Result<std::vector<PcrBank>> read_all_pcrs(engine::Engine& e) {
 
 Result<std::optional<VaikQuote>> quote_with_vaik(engine::Engine& e, ByteView qualifying,
                                                  const std::vector<PcrBank>& banks) {
-    const Bytes rp = e.process_internal(tpm2::read_public(issuance::kVaikHandle));
-    if (tpm2::response_code(rp) != 0) return std::optional<VaikQuote>{};  // no vAIK: nothing to quote with
-    auto pub = tpm2::parse_read_public(rp);
+    const Bytes rp = e.host_command(tpm::read_public(tpm::kVaikHandle));
+    if (tpm::response_code(rp) != 0) return std::optional<VaikQuote>{};  // no vAIK: nothing to quote with
+    auto pub = tpm::parse_read_public(rp);
     if (!pub) return pub.error();
     VaikQuote q;
-    auto mp = attest::marshal_public(*pub);
+    auto mp = tpm::marshal_public(*pub);
     if (!mp) return mp.error();
     q.vaik_public = std::move(*mp);
     std::vector<uint16_t> algs;
     for (const auto& b : banks) algs.push_back(b.hash_alg);
     // libtpms answers the first ECDSA operation of a key with TPM_RC_RETRY.
     for (int attempt = 0; attempt < 4; ++attempt) {
-        const Bytes rsp = e.process_internal(tpm2::quote(issuance::kVaikHandle, qualifying, all_pcrs(algs)));
-        const uint32_t code = tpm2::response_code(rsp);
+        const Bytes rsp = e.host_command(tpm::quote(tpm::kVaikHandle, qualifying, all_pcrs(algs)));
+        const uint32_t code = tpm::response_code(rsp);
         if (code == TPM2_RC_RETRY) continue;
         if (code != 0) return make_error(rc::kFail, "TPM2_Quote by the vAIK failed: TPM rc " + hex32(code));
-        auto parsed = tpm2::parse_quote(rsp);
+        auto parsed = tpm::parse_quote(rsp);
         if (!parsed) return parsed.error();
-        auto sig = attest::marshal_signature(parsed->signature);
+        auto sig = tpm::marshal_signature(parsed->signature);
         if (!sig) return sig.error();
         q.attest = std::move(parsed->attest);
         q.signature = std::move(*sig);
@@ -116,8 +115,8 @@ Result<std::optional<VaikQuote>> quote_with_vaik(engine::Engine& e, ByteView qua
 }
 
 Bytes taint_event_digest(uint16_t alg) {
-    const EVP_MD* md = attest::hash_md(alg);
-    Bytes out(attest::hash_size(alg));
+    const EVP_MD* md = tpm::hash_md(alg);
+    Bytes out(tpm::hash_size(alg));
     unsigned int n = 0;
     if (md) EVP_Digest(kTaintEvent, sizeof kTaintEvent - 1, out.data(), &n, md, nullptr);
     return out;
@@ -136,7 +135,7 @@ Result<void> taint_pcrs(engine::Engine& e) {
     }
     for (uint32_t pcr = 0; pcr < kPcrCount; ++pcr) {
         if (pcr > 16 && pcr != 23) continue;
-        const uint32_t code = tpm2::response_code(e.process_internal(tpm2::pcr_extend(pcr, dv)));
+        const uint32_t code = tpm::response_code(e.host_command(tpm::pcr_extend(pcr, dv)));
         if (code != 0) return make_error(rc::kFail, "extending vPCR " + std::to_string(pcr) + " failed: TPM rc " + hex32(code));
     }
     return {};

@@ -19,7 +19,7 @@ struct VaikQuote {
     Bytes vaik_public;  // marshalled TPM2B_PUBLIC
     Bytes attest, signature;
 };
-/// TPM2_Quote by the vAIK (issuance::kVaikHandle) over every PCR of `banks`
+/// TPM2_Quote by the vAIK (tpm::kVaikHandle) over every PCR of `banks`
 /// with `qualifying`; nullopt when the vTPM has no vAIK.
 Result<std::optional<VaikQuote>> quote_with_vaik(engine::Engine& e, ByteView qualifying,
                                                  const std::vector<PcrBank>& banks);

@@ -14,7 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "store/durable_file.hpp"
+#include "util/durable_file.hpp"
 #include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"

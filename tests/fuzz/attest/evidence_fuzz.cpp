@@ -8,12 +8,14 @@
 
 #include "attest/event_log.hpp"
 #include "attest/evidence.hpp"
-#include "attest/records.hpp"
-#include "attest/tpm_objects.hpp"
+#include "hoststate/records.hpp"
+#include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
-#include "identity/tcg_cert.hpp"
-#include "identity/tpm_public.hpp"
+#include "x509/tcg_cert.hpp"
+#include "tpm/public_key.hpp"
+
+using namespace vtpm;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     using namespace vtpm::attest;
@@ -27,15 +29,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto ev = decode_evidence(in)) {
         (void)encode_evidence(*ev);
         if (auto b = decode_bundle(ev->identity_bundle)) {
-            (void)unmarshal_public(b->authkey_public);
-            (void)parse_attest(b->certify_attest);
-            (void)unmarshal_signature(b->certify_signature);
-            if (auto sel = unmarshal_pcr_selection(b->host_pcr_selection)) (void)authkey_policy(*sel, b->host_pcr_digest);
+            (void)tpm::unmarshal_public(b->authkey_public);
+            (void)tpm::parse_attest(b->certify_attest);
+            (void)tpm::unmarshal_signature(b->certify_signature);
+            if (auto sel = tpm::unmarshal_pcr_selection(b->host_pcr_selection)) (void)tpm::authkey_policy(*sel, b->host_pcr_digest);
         }
-        if (auto p = unmarshal_public(ev->vaik_public)) (void)vtpm::identity::pkey_from_tpm_public(*p);
-        (void)parse_attest(ev->quote_attest);
-        (void)unmarshal_signature(ev->quote_signature);
-        if (auto c = vtpm::identity::parse_der_certificate(ev->vaik_cert)) (void)read_vaik_binding(c->get());
+        if (auto p = tpm::unmarshal_public(ev->vaik_public)) (void)tpm::pkey_from_tpm_public(*p);
+        (void)tpm::parse_attest(ev->quote_attest);
+        (void)tpm::unmarshal_signature(ev->quote_signature);
+        if (auto c = vtpm::x509::parse_der_certificate(ev->vaik_cert)) (void)read_vaik_binding(c->get());
         for (const auto& l : ev->event_logs)
             if (auto log = parse_event_log(l)) (void)replay_event_log(*log);
     }
@@ -43,6 +45,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto log = parse_event_log(in)) (void)replay_event_log(*log);
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     (void)parse_reference(text);
-    (void)parse_record(text);
+    (void)hoststate::parse_record(text);
     return 0;
 }

@@ -25,7 +25,7 @@ vtpm::engine::Engine& engine() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size > 4096 + 9) return 0;
-    vtpm::Bytes rsp = engine().process(vtpm::ByteView(data, size));
+    vtpm::Bytes rsp = engine().command(vtpm::ByteView(data, size));
     if (rsp.size() < 10) abort();
     return 0;
 }

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "attest/tpm_objects.hpp"
-#include "identity/tpm_public.hpp"
+#include "tpm/objects.hpp"
+#include "tpm/public_key.hpp"
 #include "snapshot/guest_memory.hpp"
 #include "snapshot/record.hpp"
 #include "store/blob.hpp"
@@ -22,10 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)snapshot::quote_qualifying_data(*r);
         (void)snapshot::pcr_values_digest(*r);
         // What the restore check unmarshals from a record.
-        if (auto p = attest::unmarshal_public(r->vaik_public)) (void)identity::pkey_from_tpm_public(*p);
-        (void)attest::parse_attest(r->quote_attest);
-        (void)attest::unmarshal_signature(r->quote_signature);
-        (void)attest::unmarshal_signature(r->host_signature);
+        if (auto p = tpm::unmarshal_public(r->vaik_public)) (void)tpm::pkey_from_tpm_public(*p);
+        (void)tpm::parse_attest(r->quote_attest);
+        (void)tpm::unmarshal_signature(r->quote_signature);
+        (void)tpm::unmarshal_signature(r->host_signature);
     };
     check_record(in);
     // As the record TLV of a volatile blob.

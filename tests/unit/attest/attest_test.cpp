@@ -13,19 +13,19 @@
 #include "attest/credential.hpp"
 #include "attest/event_log.hpp"
 #include "attest/evidence.hpp"
-#include "attest/records.hpp"
-#include "attest/tpm_objects.hpp"
+#include "hoststate/records.hpp"
+#include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
-#include "identity/local_ca.hpp"
-#include "identity/tcg_cert.hpp"
-#include "identity/x509_build.hpp"
+#include "x509/local_ca.hpp"
+#include "x509/tcg_cert.hpp"
+#include "x509/x509_build.hpp"
 #include "temp_dir.hpp"
 
 using namespace vtpm;
 using namespace vtpm::attest;
-using identity::PkeyPtr;
-using identity::X509Ptr;
+using vtpm::PkeyPtr;
+using vtpm::X509Ptr;
 
 namespace {
 
@@ -59,7 +59,7 @@ TPMT_PUBLIC tpm_public(EVP_PKEY* k, TPMA_OBJECT attrs, ByteView policy = {}) {
 }
 
 Bytes tpm_sign(EVP_PKEY* k, ByteView data) {
-    identity::MdCtxPtr ctx(EVP_MD_CTX_new());
+    vtpm::MdCtxPtr ctx(EVP_MD_CTX_new());
     size_t n = 0;
     REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, k) == 1);
     REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &n, data.data(), data.size()) == 1);
@@ -76,7 +76,7 @@ Bytes tpm_sign(EVP_PKEY* k, ByteView data) {
     BN_bn2binpad(ECDSA_SIG_get0_r(s), sig.signature.ecdsa.signatureR.buffer, 32);
     BN_bn2binpad(ECDSA_SIG_get0_s(s), sig.signature.ecdsa.signatureS.buffer, 32);
     ECDSA_SIG_free(s);
-    auto m = marshal_signature(sig);
+    auto m = tpm::marshal_signature(sig);
     REQUIRE(m);
     return *m;
 }
@@ -90,17 +90,17 @@ Bytes marshal_attest(const TPMS_ATTEST& a) {
 }
 
 // A self-signed certificate for a key, as the issuer name of CertvAIK.
-class SoftIssuer final : public identity::Issuer {
+class SoftIssuer final : public x509::Issuer {
 public:
     explicit SoftIssuer(EVP_PKEY* k) : key_(k), cert_(X509_new()) {
         X509_set_version(cert_.get(), X509_VERSION_3);
-        REQUIRE(identity::x509::set_random_serial(cert_.get()));
-        REQUIRE(identity::x509::set_validity(cert_.get(), 1));
+        REQUIRE(x509::set_random_serial(cert_.get()));
+        REQUIRE(x509::set_validity(cert_.get(), 1));
         X509_NAME_add_entry_by_txt(X509_get_subject_name(cert_.get()), "CN", MBSTRING_UTF8,
                                    reinterpret_cast<const unsigned char*>("soft AuthKey"), -1, -1, 0);
         X509_set_issuer_name(cert_.get(), X509_get_subject_name(cert_.get()));
         X509_set_pubkey(cert_.get(), k);
-        REQUIRE(identity::x509::add_conf_ext(cert_.get(), cert_.get(), NID_subject_key_identifier, "hash"));
+        REQUIRE(x509::add_conf_ext(cert_.get(), cert_.get(), NID_subject_key_identifier, "hash"));
         X509_sign(cert_.get(), k, EVP_sha256());
     }
     const X509* certificate() const override { return cert_.get(); }
@@ -128,7 +128,7 @@ struct Knobs {
 // Everything a verifier gets: CA, host AK certificate, user, nonce, evidence.
 struct World {
     TempDir dir;
-    std::unique_ptr<identity::LocalCa> ca;
+    std::unique_ptr<x509::LocalCa> ca;
     PkeyPtr host_ak, authkey, vaik;
     X509Ptr ak_cert;
     Bytes user = Bytes{'u', 's', 'e', 'r'}, nonce = Bytes(20, 0x5a);
@@ -147,7 +147,7 @@ struct World {
 
 std::unique_ptr<World> make_world(const Knobs& k = {}) {
     auto w = std::make_unique<World>();
-    auto ca = identity::LocalCa::open(w->dir.path.string() + "/ca");
+    auto ca = x509::LocalCa::open(w->dir.path.string() + "/ca");
     REQUIRE(ca);
     w->ca = std::move(*ca);
     w->host_ak = ec_key();
@@ -157,21 +157,21 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     w->ak_cert.reset(X509_new());
     X509* c = w->ak_cert.get();
     X509_set_version(c, X509_VERSION_3);
-    REQUIRE(identity::x509::set_random_serial(c));
-    REQUIRE(identity::x509::set_validity(c, 1));
+    REQUIRE(x509::set_random_serial(c));
+    REQUIRE(x509::set_validity(c, 1));
     X509_set_issuer_name(c, X509_get_subject_name(w->ca->certificate()));
     X509_NAME_add_entry_by_txt(X509_get_subject_name(c), "CN", MBSTRING_UTF8,
                                reinterpret_cast<const unsigned char*>("host AK"), -1, -1, 0);
     X509_set_pubkey(c, w->host_ak.get());
     REQUIRE(w->ca->sign(c));
 
-    const Bytes binding = user_binding(w->user, w->nonce);
-    const TPML_PCR_SELECTION sel = pcr_selection(TPM2_ALG_SHA256, k.host_pcrs);
+    const Bytes binding = tpm::user_binding(w->user, w->nonce);
+    const TPML_PCR_SELECTION sel = tpm::pcr_selection(TPM2_ALG_SHA256, k.host_pcrs);
     const Bytes host_digest(32, 0x11);
-    auto policy = authkey_policy(sel, host_digest);
+    auto policy = tpm::authkey_policy(sel, host_digest);
     REQUIRE(policy);
     const TPMT_PUBLIC ak_pub = tpm_public(w->authkey.get(), k.authkey_attrs, policy->digest);
-    auto ak_name = object_name(ak_pub);
+    auto ak_name = tpm::object_name(ak_pub);
     REQUIRE(ak_name);
     TPMS_ATTEST cert_att{};
     cert_att.magic = TPM2_GENERATED_VALUE;
@@ -181,15 +181,15 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     cert_att.attested.certify.name.size = static_cast<UINT16>(ak_name->size());
     std::memcpy(cert_att.attested.certify.name.name, ak_name->data(), ak_name->size());
     IdentityBundle b;
-    b.authkey_public = *marshal_public(ak_pub);
+    b.authkey_public = *tpm::marshal_public(ak_pub);
     b.certify_attest = marshal_attest(cert_att);
     b.certify_signature = tpm_sign(w->host_ak.get(), b.certify_attest);
-    b.host_pcr_selection = *marshal_pcr_selection(sel);
+    b.host_pcr_selection = *tpm::marshal_pcr_selection(sel);
     b.host_pcr_digest = host_digest;
     b.generation = 3;
 
     const TPMT_PUBLIC vaik_pub = tpm_public(w->vaik.get(), k.vaik_attrs);
-    auto vaik_name = object_name(vaik_pub);
+    auto vaik_name = tpm::object_name(vaik_pub);
     REQUIRE(vaik_name);
     SoftIssuer issuer(w->authkey.get());
     VaikCertRequest req;
@@ -200,7 +200,7 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
 
     Evidence ev;
     ev.vaik_cert = *cert;
-    ev.vaik_public = *marshal_public(vaik_pub);
+    ev.vaik_public = *tpm::marshal_public(vaik_pub);
     ev.identity_bundle = encode_bundle(b);
     ev.pcrs.push_back({TPM2_ALG_SHA256, 9, w->pcr9});
     TPMS_ATTEST q{};
@@ -208,10 +208,10 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     q.type = TPM2_ST_ATTEST_QUOTE;
     q.extraData.size = static_cast<UINT16>(w->nonce.size());
     std::memcpy(q.extraData.buffer, w->nonce.data(), w->nonce.size());
-    q.attested.quote.pcrSelect = pcr_selection(TPM2_ALG_SHA256, {9});
+    q.attested.quote.pcrSelect = tpm::pcr_selection(TPM2_ALG_SHA256, {9});
     Bytes quoted = w->pcr9;
     if (k.wrong_pcr_value) quoted[0] ^= 1;
-    const Bytes d = sha256(quoted);
+    const Bytes d = sha256_bytes(quoted);
     q.attested.quote.pcrDigest.size = 32;
     std::memcpy(q.attested.quote.pcrDigest.buffer, d.data(), 32);
     ev.quote_attest = marshal_attest(q);
@@ -317,9 +317,9 @@ TEST_CASE("each broken link is named") {
     SECTION("host record of a newer generation") {
         auto w = make_world();
         auto in = w->inputs();
-        in.host_record = VmRecord{kUuid, 4, {}, std::nullopt};
+        in.host_record = hoststate::VmRecord{kUuid, 4, {}, std::nullopt};
         CHECK(failed(*w, in) == "uniqueness");
-        in.host_record = VmRecord{kUuid, 3, {}, std::nullopt};
+        in.host_record = hoststate::VmRecord{kUuid, 3, {}, std::nullopt};
         CHECK(failed(*w, in).empty());
     }
     SECTION("truncated evidence at every length") {
@@ -365,10 +365,10 @@ TEST_CASE("event log: parse, replay, StartupLocality, damage") {
     CHECK(log->events.size() == 2);
     auto v = replay_event_log(*log);
     REQUIRE(v);
-    Bytes once = sha256([&] { Bytes x(32, 0); x.insert(x.end(), d.begin(), d.end()); return x; }());
+    Bytes once = sha256_bytes([&] { Bytes x(32, 0); x.insert(x.end(), d.begin(), d.end()); return x; }());
     Bytes twice = once;
     twice.insert(twice.end(), d.begin(), d.end());
-    CHECK(v->at({TPM2_ALG_SHA256, 8}) == sha256(twice));
+    CHECK(v->at({TPM2_ALG_SHA256, 8}) == sha256_bytes(twice));
     Bytes raw = log_with({{8, d}});
     for (size_t n = 0; n < raw.size(); ++n)
         if (n != raw.size()) CHECK((n < 8 + 20 + 4 + 33 ? !parse_event_log(ByteView(raw).first(n)) : true));
@@ -376,21 +376,21 @@ TEST_CASE("event log: parse, replay, StartupLocality, damage") {
 }
 
 TEST_CASE("records, generations and clashes") {
-    VmRecord r{kUuid, 7, {1, 2, 3}, 8};
-    auto p = parse_record(format_record(r));
+    hoststate::VmRecord r{kUuid, 7, {1, 2, 3}, 8};
+    auto p = hoststate::parse_record(hoststate::format_record(r));
     REQUIRE(p);
     CHECK(p->generation == 7);
     CHECK(p->pending == std::optional<uint64_t>(8));
     CHECK(p->vaik_name == Bytes{1, 2, 3});
-    CHECK_FALSE(parse_record("generation = x\n"));
-    CHECK_FALSE(generation_clash(std::nullopt, 0, std::nullopt));
-    CHECK(generation_clash(std::nullopt, 2, std::nullopt));
-    CHECK_FALSE(generation_clash(r, 7, Bytes{1, 2, 3}));
-    CHECK_FALSE(generation_clash(r, 8, std::nullopt));  // an interrupted issuance
-    CHECK(generation_clash(r, 6, std::nullopt)->find("clone or an older copy") != std::string::npos);
-    CHECK(generation_clash(r, 7, Bytes{9}));
+    CHECK_FALSE(hoststate::parse_record("generation = x\n"));
+    CHECK_FALSE(hoststate::generation_clash(std::nullopt, 0, std::nullopt));
+    CHECK(hoststate::generation_clash(std::nullopt, 2, std::nullopt));
+    CHECK_FALSE(hoststate::generation_clash(r, 7, Bytes{1, 2, 3}));
+    CHECK_FALSE(hoststate::generation_clash(r, 8, std::nullopt));  // an interrupted issuance
+    CHECK(hoststate::generation_clash(r, 6, std::nullopt)->find("clone or an older copy") != std::string::npos);
+    CHECK(hoststate::generation_clash(r, 7, Bytes{9}));
     TempDir dir;
-    auto store = RecordStore::open_locked(dir.path.string());
+    auto store = hoststate::RecordStore::open_locked(dir.path.string());
     REQUIRE(store);
     CHECK(store->load(kUuid).code() == rc::kRetry);
     REQUIRE(store->save(r));
@@ -402,10 +402,10 @@ TEST_CASE("UUIDs, bindings, policies, credentials") {
     CHECK_FALSE(canonical_uuid("6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a7"));
     CHECK_FALSE(canonical_uuid("6c1f8e22x4b6f-4d0e-9a51-0d6c3f1b2a77"));
     // H(certuser || nonce); the DER certificate is self-delimiting.
-    CHECK(user_binding(Bytes{0x30, 1, 7}, Bytes{2}) == sha256(Bytes{0x30, 1, 7, 2}));
-    CHECK(user_binding(Bytes{0x30, 1, 7}, Bytes{2}) != user_binding(Bytes{0x30, 1, 7}, Bytes{3}));
-    const auto sel = pcr_selection(TPM2_ALG_SHA256, {0, 1, 2, 3, 4, 5, 6, 7});
-    auto a = authkey_policy(sel, Bytes(32, 1)), b = authkey_policy(sel, Bytes(32, 2));
+    CHECK(tpm::user_binding(Bytes{0x30, 1, 7}, Bytes{2}) == sha256_bytes(Bytes{0x30, 1, 7, 2}));
+    CHECK(tpm::user_binding(Bytes{0x30, 1, 7}, Bytes{2}) != tpm::user_binding(Bytes{0x30, 1, 7}, Bytes{3}));
+    const auto sel = tpm::pcr_selection(TPM2_ALG_SHA256, {0, 1, 2, 3, 4, 5, 6, 7});
+    auto a = tpm::authkey_policy(sel, Bytes(32, 1)), b = tpm::authkey_policy(sel, Bytes(32, 2));
     REQUIRE(a);
     REQUIRE(b);
     CHECK(a->digest != b->digest);
@@ -424,8 +424,8 @@ TEST_CASE("UUIDs, bindings, policies, credentials") {
 }
 
 TEST_CASE("PCR lists") {
-    CHECK(*parse_pcr_list("0,1,7,23") == std::vector<unsigned>{0, 1, 7, 23});
+    CHECK(*tpm::parse_pcr_list("0,1,7,23") == std::vector<unsigned>{0, 1, 7, 23});
     for (const char* bad : {"", "0,", "24", "1,x", "99999999999999999999999"})
-        CHECK(parse_pcr_list(bad).code() == rc::kBadParameter);
-    CHECK(pcr_list_text(selected_pcrs(pcr_selection(TPM2_ALG_SHA256, {7, 0}), TPM2_ALG_SHA256)) == "0,7");
+        CHECK(tpm::parse_pcr_list(bad).code() == rc::kBadParameter);
+    CHECK(tpm::pcr_list_text(tpm::selected_pcrs(tpm::pcr_selection(TPM2_ALG_SHA256, {7, 0}), TPM2_ALG_SHA256)) == "0,7");
 }

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include "capabilities.hpp"
-#include "options.hpp"
+#include "common/capabilities.hpp"
+#include "bridge/options.hpp"
 
 using namespace vtpm::bridge;
 
@@ -112,7 +112,7 @@ TEST_CASE("capabilities: swtpm's JSON shape with the features libvirt checks") {
     CHECK(capabilities_json(false).find("rsa-keysize") == std::string::npos);
 }
 
-#include "snapshot_settings.hpp"
+#include "bridge/snapshot_settings.hpp"
 
 TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state path") {
     using vtpm::snapshot::Policy;
@@ -159,7 +159,7 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(s2->guard.policy == Policy::Refuse);
     CHECK(s2->host_dir == "/h");
     CHECK(s2->host_tcti == "swtpm:host=127.0.0.1,port=9");
-    CHECK(vtpm::snapshot::format_uuid(*s2->guard.vm_uuid) == "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a");
+    CHECK(vtpm::format_uuid(*s2->guard.vm_uuid) == "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a");
 
     // Errors name what is wrong.
     auto err = [&](std::vector<std::string> extra, std::string conf_text = "") {

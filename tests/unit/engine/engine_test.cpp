@@ -11,7 +11,7 @@
 #include <string>
 
 #include "engine/engine.hpp"
-#include "engine/tpm_commands.hpp"
+#include "tpm/commands.hpp"
 #include "store/state_store.hpp"
 
 using namespace vtpm;
@@ -77,8 +77,8 @@ Bytes pcr_read(engine::Engine& e, uint32_t pcr) {
     Tss2_MU_UINT16_Marshal(TPM2_ST_NO_SESSIONS, buf, sizeof buf, &hdr);
     Tss2_MU_UINT32_Marshal(static_cast<uint32_t>(off), buf, sizeof buf, &hdr);
     Tss2_MU_UINT32_Marshal(TPM2_CC_PCR_Read, buf, sizeof buf, &hdr);
-    Bytes rsp = e.process(ByteView(buf, off));
-    REQUIRE(engine::response_code(rsp) == 0);
+    Bytes rsp = e.command(ByteView(buf, off));
+    REQUIRE(tpm::response_code(rsp) == 0);
     size_t roff = 10;
     UINT32 counter;
     TPML_PCR_SELECTION out_sel;
@@ -96,7 +96,7 @@ TEST_CASE("engine: not running answers with the version's fatal error") {
     TempDir d;
     auto e = make_engine(d.path);
     const uint8_t probe[] = {0x80, 0x01, 0, 0, 0, 0x0a, 0, 0, 0x01, 0x81};  // TPM2_ReadClock, QEMU's probe
-    Bytes rsp = e->process(probe);
+    Bytes rsp = e->command(probe);
     CHECK(rsp == Bytes{0x80, 0x01, 0, 0, 0, 0x0a, 0, 0, 0x01, 0x01});
 }
 
@@ -104,7 +104,7 @@ TEST_CASE("engine: TPM 1.2 fatal error has the 1.2 tag") {
     TempDir d;
     auto e = make_engine(d.path, false);
     const uint8_t probe[] = {0x00, 0xc1, 0, 0, 0, 0x0a, 0, 0, 0, 0xf1};
-    CHECK(e->process(probe) == Bytes{0x00, 0xc4, 0, 0, 0, 0x0a, 0, 0, 0, 0x09});
+    CHECK(e->command(probe) == Bytes{0x00, 0xc4, 0, 0, 0, 0x0a, 0, 0, 0, 0x09});
 }
 
 TEST_CASE("engine: manufacture, run commands, state persists across power cycles") {
@@ -115,10 +115,10 @@ TEST_CASE("engine: manufacture, run commands, state persists across power cycles
         REQUIRE(e->init(false).ok());
         CHECK(fs::exists(d.path / "tpm2-00.permall"));
         REQUIRE(e->startup(0).ok());
-        Bytes rsp = e->process(get_random(16));
-        CHECK(engine::response_code(rsp) == 0);
+        Bytes rsp = e->command(get_random(16));
+        CHECK(tpm::response_code(rsp) == 0);
         CHECK(rsp.size() == 10 + 2 + 16);
-        REQUIRE(engine::response_code(e->process(pcr_extend(16, 0xab))) == 0);
+        REQUIRE(tpm::response_code(e->command(pcr_extend(16, 0xab))) == 0);
         pcr_before = pcr_read(*e, 16);
         CHECK(pcr_before != Bytes(32, 0));
         // Volatile state round trip through the blob API.
@@ -185,10 +185,10 @@ TEST_CASE("engine: TCG send-command prefix is unwrapped and the response framed"
     Bytes framed{0, 0, 0, 8, 2};
     put_be32(framed, static_cast<uint32_t>(inner.size()));
     framed.insert(framed.end(), inner.begin(), inner.end());
-    Bytes rsp = e->process(framed);
+    Bytes rsp = e->command(framed);
     REQUIRE(rsp.size() == 4 + 20 + 4);
     CHECK(load_be32(rsp.data()) == 20);
-    CHECK(engine::response_code(ByteView(rsp).subspan(4)) == 0);
+    CHECK(tpm::response_code(ByteView(rsp).subspan(4)) == 0);
     CHECK(load_be32(rsp.data() + 24) == 0);
     CHECK(e->locality() == 2);
 }
@@ -215,13 +215,13 @@ TEST_CASE("engine: auto-shutdown records an orderly shutdown") {
     auto e = make_engine(d.path);
     REQUIRE(e->init(false).ok());
     REQUIRE(e->startup(0).ok());
-    REQUIRE(engine::response_code(e->process(get_random(4))) == 0);
+    REQUIRE(tpm::response_code(e->command(get_random(4))) == 0);
     e->stop();
-    CHECK(e->last_command() == engine::kTpm2CcShutdown);
+    CHECK(e->last_command() == tpm::kTpm2CcShutdown);
     // After Shutdown(SU_STATE) a Startup(SU_STATE) resumes.
     REQUIRE(e->init(false).ok());
     REQUIRE(e->startup(1).ok());
-    CHECK(engine::response_code(e->process(get_random(4))) == 0);
+    CHECK(tpm::response_code(e->command(get_random(4))) == 0);
 }
 
 TEST_CASE("engine: encrypted state at rest opens only with the key") {

@@ -3,11 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include "engine/engine.hpp"
-#include "identity/cert_check.hpp"
-#include "identity/local_ca.hpp"
-#include "identity/tpm_public.hpp"
+#include "x509/cert_check.hpp"
+#include "x509/local_ca.hpp"
+#include "tpm/public_key.hpp"
 #include "setup/manufacture.hpp"
-#include "setup/tpm2_commands.hpp"
+#include "tpm/commands.hpp"
 #include "temp_dir.hpp"
 
 using namespace vtpm;
@@ -26,7 +26,7 @@ std::unique_ptr<engine::Engine> started(engine::TpmVersion v, std::unique_ptr<st
 }
 
 TPMT_PUBLIC read_public(engine::Engine& e, uint32_t handle) {
-    auto pub = setup::tpm2::parse_read_public(e.process(setup::tpm2::read_public(handle)));
+    auto pub = tpm::parse_read_public(e.command(tpm::read_public(handle)));
     REQUIRE(pub);
     return *pub;
 }
@@ -35,7 +35,7 @@ TPMT_PUBLIC read_public(engine::Engine& e, uint32_t handle) {
 
 TEST_CASE("TPM 2.0 manufacturing: EKs, certificates in NV, locked, banks") {
     TempDir d;
-    auto ca = identity::LocalCa::open((d.path / "ca").string());
+    auto ca = x509::LocalCa::open((d.path / "ca").string());
     REQUIRE(ca);
     setup::ManufactureOptions o;
     o.create_ek = o.ek_cert = o.platform_cert = o.lock_nvram = o.create_spk = true;
@@ -54,24 +54,24 @@ TEST_CASE("TPM 2.0 manufacturing: EKs, certificates in NV, locked, banks") {
         auto nv = setup::tpm2_read_nv(*e, c.nv_index);
         REQUIRE(nv);
         CHECK(*nv == c.der);
-        auto cert = identity::parse_der_certificate(*nv);
+        auto cert = x509::parse_der_certificate(*nv);
         REQUIRE(cert);
-        CHECK(identity::verify_chain(cert->get(), {(*ca)->chain().front()}, {(*ca)->chain().back()}));
-        const uint32_t handle = c.nv_index == setup::tpm2::kNvEccP256EkCert ? setup::tpm2::kEkEccP256Handle
-                                                                             : setup::tpm2::kEkRsa2048Handle;
-        auto key = identity::pkey_from_tpm_public(read_public(*e, handle));
+        CHECK(x509::verify_chain(cert->get(), {(*ca)->chain().front()}, {(*ca)->chain().back()}));
+        const uint32_t handle = c.nv_index == tpm::kNvEccP256EkCert ? tpm::kEkEccP256Handle
+                                                                             : tpm::kEkRsa2048Handle;
+        auto key = tpm::pkey_from_tpm_public(read_public(*e, handle));
         REQUIRE(key);
-        CHECK(identity::check_certifies_key(cert->get(), key->get()));
+        CHECK(x509::check_certifies_key(cert->get(), key->get()));
         // Locked: another NV_Write with platform auth is refused.
-        Bytes w = e->process(setup::tpm2::nv_write(c.nv_index, Bytes{1}, 0));
-        CHECK(setup::tpm2::response_code(w) != 0);
+        Bytes w = e->command(tpm::nv_write(c.nv_index, Bytes{1}, 0));
+        CHECK(tpm::response_code(w) != 0);
     }
-    CHECK(read_public(*e, setup::tpm2::kSpkHandle).type == TPM2_ALG_RSA);
+    CHECK(read_public(*e, tpm::kSpkHandle).type == TPM2_ALG_RSA);
     // The EK is the standard L-1 key: recreating it from the template gives the same public key.
-    auto again = setup::tpm2::parse_create_primary(
-        e->process(setup::tpm2::create_primary(TPM2_RH_ENDORSEMENT, setup::tpm2::ek_template(setup::tpm2::EkKind::Rsa2048, false, false))));
+    auto again = tpm::parse_create_primary(
+        e->command(tpm::create_primary(TPM2_RH_ENDORSEMENT, tpm::ek_template(tpm::EkKind::Rsa2048, false, false))));
     REQUIRE(again);
-    const auto persisted = read_public(*e, setup::tpm2::kEkRsa2048Handle);
+    const auto persisted = read_public(*e, tpm::kEkRsa2048Handle);
     CHECK(Bytes(again->pub.unique.rsa.buffer, again->pub.unique.rsa.buffer + again->pub.unique.rsa.size) ==
           Bytes(persisted.unique.rsa.buffer, persisted.unique.rsa.buffer + persisted.unique.rsa.size));
     e->stop();
@@ -98,7 +98,7 @@ TEST_CASE("PCR reconfiguration keeps keys and rejects unknown-only banks") {
     auto bad = setup::manufacture_tpm2(*e, r, nullptr);
     REQUIRE_FALSE(bad);
     CHECK(bad.error().message.find("No PCR banks") != std::string::npos);
-    CHECK(read_public(*e, setup::tpm2::kEkRsa2048Handle).type == TPM2_ALG_RSA);
+    CHECK(read_public(*e, tpm::kEkRsa2048Handle).type == TPM2_ALG_RSA);
     e->stop();
 }
 
@@ -114,7 +114,7 @@ TEST_CASE("certificates without an issuer are refused before anything is made") 
 
 TEST_CASE("TPM 1.2 manufacturing: EK, ownership, certificates, NV lock") {
     TempDir d;
-    auto ca = identity::LocalCa::open((d.path / "ca").string());
+    auto ca = x509::LocalCa::open((d.path / "ca").string());
     REQUIRE(ca);
     setup::ManufactureOptions o;
     o.create_ek = o.ek_cert = o.platform_cert = o.lock_nvram = o.take_ownership = true;
@@ -125,9 +125,9 @@ TEST_CASE("TPM 1.2 manufacturing: EK, ownership, certificates, NV lock") {
     REQUIRE(rep);
     REQUIRE(rep->certs.size() == 2);
     CHECK(rep->certs[0].nv_index == 0x1000f000);
-    auto cert = identity::parse_der_certificate(rep->certs[0].der);
+    auto cert = x509::parse_der_certificate(rep->certs[0].der);
     REQUIRE(cert);
-    CHECK(identity::check_tcg_profile(cert->get(), identity::CertKind::Ek));
+    CHECK(x509::check_tcg_profile(cert->get(), x509::CertKind::Ek));
     // A second EK cannot be created: the TPM already has one.
     setup::ManufactureOptions again;
     again.create_ek = true;

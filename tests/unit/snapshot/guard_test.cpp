@@ -14,21 +14,21 @@
 #include <map>
 #include <memory>
 
-#include "attest/tpm_objects.hpp"
-#include "ctrl/dispatcher.hpp"
-#include "identity/ossl.hpp"
-#include "setup/tpm2_commands.hpp"
+#include "tpm/objects.hpp"
+#include "core/dispatcher.hpp"
+#include "util/ossl.hpp"
+#include "tpm/commands.hpp"
+#include "snapshot/commands.hpp"
 #include "snapshot/guard.hpp"
 #include "snapshot/vtpm_pcrs.hpp"
 #include "store/blob.hpp"
-#include "store/durable_file.hpp"
+#include "util/durable_file.hpp"
 #include "store/state_store.hpp"
 #include "temp_dir.hpp"
 #include "util/fd.hpp"
 
 using namespace vtpm;
 using namespace vtpm::snapshot;
-namespace tpm2 = vtpm::setup::tpm2;
 
 namespace {
 
@@ -42,7 +42,7 @@ public:
     SoftSigner(std::shared_ptr<EVP_PKEY> key, uint8_t id) : key_(std::move(key)), name_(34, id) {}
     const Bytes& key_name() const override { return name_; }
     Result<Bytes> sign(ByteView message) override {
-        identity::MdCtxPtr ctx(EVP_MD_CTX_new());
+        vtpm::MdCtxPtr ctx(EVP_MD_CTX_new());
         size_t n = 0;
         REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_.get()) == 1);
         REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &n, message.data(), message.size()) == 1);
@@ -58,14 +58,14 @@ public:
         t.signature.ecdsa.signatureS.size =
             static_cast<UINT16>(BN_bn2binpad(ECDSA_SIG_get0_s(sig), t.signature.ecdsa.signatureS.buffer, 32));
         ECDSA_SIG_free(sig);
-        return attest::marshal_signature(t);
+        return tpm::marshal_signature(t);
     }
     Result<void> verify(ByteView name, ByteView message, ByteView signature) const override {
         if (!std::equal(name.begin(), name.end(), name_.begin(), name_.end()))
             return make_error(rc::kFail, "the record was signed by another host key");
-        auto sig = attest::unmarshal_signature(signature);
+        auto sig = tpm::unmarshal_signature(signature);
         if (!sig) return sig.error();
-        return attest::verify_signature(key_.get(), message, *sig);
+        return tpm::verify_signature(key_.get(), message, *sig);
     }
     std::string describe() const override { return "software test key"; }
 
@@ -109,7 +109,7 @@ struct Lab {
         dv.count = 1;
         dv.digests[0].hashAlg = TPM2_ALG_SHA256;
         std::memset(&dv.digests[0].digest, fill, 32);
-        REQUIRE(tpm2::response_code(engine->process(tpm2::pcr_extend(pcr, dv))) == 0);
+        REQUIRE(tpm::response_code(engine->command(tpm::pcr_extend(pcr, dv))) == 0);
     }
     Bytes pcr10() {
         auto banks = read_all_pcrs(*engine);
@@ -128,7 +128,7 @@ struct Lab {
         if (memory) c.memory_path = ram.path();
         auto& k = keys[key];
         if (!k) k.reset(EVP_EC_gen("P-256"), EVP_PKEY_free);
-        return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key), Ledger((dir.path / "host").string()));
+        return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key), hoststate::Ledger((dir.path / "host").string()));
     }
     // The plain state as a save exports it.
     SecureBytes plain(engine::BlobType t) {
@@ -154,7 +154,7 @@ Saved save(Lab& lab, SnapshotGuard& g) {
 }
 
 std::string refusal(SnapshotGuard& g, const Saved& s, std::optional<ByteView> record = std::nullopt) {
-    auto v = g.check_restore(record ? record : std::optional<ByteView>(s.record), sha256_of({s.perm.view()}), s.vol);
+    auto v = g.check_restore(record ? record : std::optional<ByteView>(s.record), sha256({s.perm.view()}), s.vol);
     return v ? "" : v.error().message;
 }
 
@@ -174,7 +174,7 @@ TEST_CASE("guard: a save makes a signed record that its restore accepts") {
     for (const auto& b : rec->banks)
         if (b.hash_alg == TPM2_ALG_SHA256) found = b.values[10] == lab.pcr10();
     CHECK(found);
-    auto v = g->check_restore(s.record, sha256_of({s.perm.view()}), s.vol);
+    auto v = g->check_restore(s.record, sha256({s.perm.view()}), s.vol);
     REQUIRE(v);
     CHECK_FALSE(v->taint);
     // The next save is the next generation.
@@ -232,7 +232,7 @@ TEST_CASE("guard: taint lets the restore go on and spoils the vPCRs") {
     auto g = lab.guard(Policy::Taint);
     const Saved s = save(lab, *g);
     lab.ram.p[42] ^= 1;
-    auto v = g->check_restore(s.record, sha256_of({s.perm.view()}), s.vol);
+    auto v = g->check_restore(s.record, sha256({s.perm.view()}), s.vol);
     REQUIRE(v);
     CHECK(v->taint);
     const Bytes before = lab.pcr10();
@@ -242,17 +242,17 @@ TEST_CASE("guard: taint lets the restore go on and spoils the vPCRs") {
     std::memcpy(expect.data(), before.data(), 32);
     const Bytes ev = taint_event_digest(TPM2_ALG_SHA256);
     std::memcpy(expect.data() + 32, ev.data(), 32);
-    CHECK(lab.pcr10() == attest::sha256(expect));  // exactly one extend with the documented event
+    CHECK(lab.pcr10() == sha256_bytes(expect));  // exactly one extend with the documented event
 }
 
 TEST_CASE("guard: without a record or memory, skip as swtpm or refuse when required") {
     Lab lab;
     auto g = lab.guard();
     const Saved s = save(lab, *g);
-    auto v = g->check_restore(std::nullopt, sha256_of({s.perm.view()}), s.vol);
+    auto v = g->check_restore(std::nullopt, sha256({s.perm.view()}), s.vol);
     CHECK(v);
     auto req = lab.guard(Policy::Refuse, kUuid, 1, true);
-    auto r = req->check_restore(std::nullopt, sha256_of({s.perm.view()}), s.vol);
+    auto r = req->check_restore(std::nullopt, sha256({s.perm.view()}), s.vol);
     REQUIRE_FALSE(r);
     CHECK(r.error().message.find("carries no snapshot record") != std::string::npos);
     // No memory configured: no record on save, unless required.
@@ -289,12 +289,11 @@ TEST_CASE("guard: a patched QEMU's RAM digest stands in for the mapping") {
 TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     Lab lab;
     auto g = lab.guard();
-    ctrl::DispatcherConfig dc;
-    dc.snapshot = g.get();
-    ctrl::Dispatcher d(*lab.engine, dc);
-    const ctrl::TransportState ts{};
+    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
+    snapshot::attach(d, *g);
+    const core::TransportState ts{};
     auto blob_of = [&](uint32_t type) {
-        auto rep = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
+        auto rep = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
         REQUIRE(load_be32(rep.bytes.data()) == 0);
         return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
     };
@@ -303,39 +302,40 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     CHECK_FALSE(store::find_blob_tlv(perm, kTagSnapshotRecord));
     const Bytes pcr = lab.pcr10();
     auto set = [&](uint32_t type, const Bytes& b) {
-        return load_be32(d.handle(ctrl::encode_request(ctrl::SetStateBlobReq{0, type, b}), ts).bytes.data());
+        return load_be32(d.handle_message(ctrl::encode_request(ctrl::SetStateBlobReq{0, type, b}), ts).bytes.data());
     };
     const std::string permall = (lab.dir.path / "state" / "tpm2-00.permall").string();
-    REQUIRE(load_be32(d.handle(ctrl::encode_request(ctrl::StopReq{}), ts).bytes.data()) == 0);
-    const auto on_disk = store::read_whole_file(permall);
+    REQUIRE(load_be32(d.handle_message(ctrl::encode_request(ctrl::StopReq{}), ts).bytes.data()) == 0);
+    const auto on_disk = read_whole_file(permall);
     REQUIRE(on_disk);
     // Tampered RAM: SET_STATEBLOB volatile fails, the disk keeps its state.
     lab.ram.p[77 * 4096] ^= 1;
     CHECK(set(1, perm) == 0);
     CHECK(set(2, vol) == rc::kFail);
-    CHECK(*store::read_whole_file(permall) == *on_disk);
+    CHECK(*read_whole_file(permall) == *on_disk);
     lab.ram.p[77 * 4096] ^= 1;
     // The right image: accepted, INIT brings the vPCRs back.
     CHECK(set(1, perm) == 0);
     CHECK(set(2, vol) == 0);
-    REQUIRE(load_be32(d.handle(ctrl::encode_request(ctrl::InitReq{1}), ts).bytes.data()) == 0);
+    REQUIRE(load_be32(d.handle_message(ctrl::encode_request(ctrl::InitReq{1}), ts).bytes.data()) == 0);
     CHECK(lab.pcr10() == pcr);
     // CMD_VTPM_SNAPSHOT: a record on demand, the next generation.
-    auto snap = d.handle(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes;
+    auto snap = d.handle_message(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes;
     CHECK(load_be32(snap.data()) == rc::kBadOrdinal);  // vendor commands are off
-    ctrl::DispatcherConfig dv = dc;
-    dv.vendor_tpm_command = true;
-    ctrl::Dispatcher dven(*lab.engine, dv);
+    core::DispatcherConfig dv;
+    dv.vendor_commands = true;
+    core::Dispatcher dven(*lab.engine, dv);
+    snapshot::attach(dven, *g);
     CHECK((dven.capabilities() & (ctrl::cap::kVtpmRamDigest | ctrl::cap::kVtpmSnapshot)) ==
           (ctrl::cap::kVtpmRamDigest | ctrl::cap::kVtpmSnapshot));
-    snap = dven.handle(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes;
+    snap = dven.handle_message(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes;
     REQUIRE(load_be32(snap.data()) == 0);
     REQUIRE(load_be32(snap.data() + 4) == snap.size() - 8);
     auto on_demand = parse_record(ByteView(snap).subspan(8));
     REQUIRE(on_demand);
     CHECK(on_demand->generation == 2);
     // A blob continued at an offset is the same blob, not a new record.
-    auto a = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 0}), ts).bytes;
-    auto b = d.handle(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 100}), ts).bytes;
+    auto a = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 0}), ts).bytes;
+    auto b = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 100}), ts).bytes;
     CHECK(Bytes(b.begin() + 16, b.end()) == Bytes(a.begin() + 16 + 100, a.end()));
 }

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <random>
 
-#include "snapshot/merkle.hpp"
+#include "merkle/merkle.hpp"
 #include "snapshot/page_hasher.hpp"
 #include "temp_dir.hpp"
 
@@ -25,7 +25,7 @@ std::string hex(const Digest& d) { return to_hex(d); }
 Digest reference(std::span<const Digest> d) {
     if (d.size() == 1) return d[0];
     size_t k = std::bit_floor(d.size() - 1);
-    return node_hash(reference(d.first(k)), reference(d.subspan(k)));
+    return merkle::node_hash(reference(d.first(k)), reference(d.subspan(k)));
 }
 
 Bytes random_bytes(size_t n, uint32_t seed) {
@@ -38,45 +38,45 @@ Bytes random_bytes(size_t n, uint32_t seed) {
 }  // namespace
 
 TEST_CASE("RFC 6962 vectors: empty tree and the empty leaf") {
-    CHECK(hex(merkle_root({})) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    const Digest empty_leaf = leaf_hash({});
+    CHECK(hex(merkle::merkle_root({})) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const Digest empty_leaf = merkle::leaf_hash({});
     CHECK(hex(empty_leaf) == "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
     const Digest one[1] = {empty_leaf};
-    CHECK(merkle_root(one) == empty_leaf);  // one page: the root is its leaf
+    CHECK(merkle::merkle_root(one) == empty_leaf);  // one page: the root is its leaf
 }
 
 TEST_CASE("every count from 1 to 70 matches the recursive definition") {
     std::vector<Digest> leaves;
     for (uint8_t i = 0; i < 70; ++i) {
         const uint8_t b = i;
-        leaves.push_back(leaf_hash(ByteView(&b, 1)));
-        CHECK(merkle_root(leaves) == reference(leaves));
+        leaves.push_back(merkle::leaf_hash(ByteView(&b, 1)));
+        CHECK(merkle::merkle_root(leaves) == reference(leaves));
     }
 }
 
 TEST_CASE("a large page count, and one changed page changes the root") {
     std::vector<Digest> leaves(100003);
     for (size_t i = 0; i < leaves.size(); ++i) leaves[i][i % 32] = static_cast<uint8_t>(i);
-    const Digest root = merkle_root(leaves);
+    const Digest root = merkle::merkle_root(leaves);
     CHECK(root == reference(leaves));
     leaves[77777][5] ^= 1;
-    CHECK(merkle_root(leaves) != root);
+    CHECK(merkle::merkle_root(leaves) != root);
     std::vector<Digest> other = leaves;
     other[3][0] ^= 1;
     other[90000][0] ^= 1;
-    CHECK(differing_leaves(leaves, other, 10) == std::vector<uint64_t>{3, 90000});
-    CHECK(differing_leaves(leaves, other, 1) == std::vector<uint64_t>{3});
+    CHECK(merkle::differing_leaves(leaves, other, 10) == std::vector<uint64_t>{3, 90000});
+    CHECK(merkle::differing_leaves(leaves, other, 1) == std::vector<uint64_t>{3});
 }
 
 TEST_CASE("threaded page hashing equals one thread, short last page included") {
     const Bytes mem = random_bytes(37 * kPageSize + 100, 7);
     const PageDigests one = hash_pages(mem, 1), many = hash_pages(mem, 4), all = hash_pages(mem);
     REQUIRE(one.leaves.size() == 38);
-    CHECK(one.leaves[0] == leaf_hash(ByteView(mem).first(kPageSize)));
-    CHECK(one.leaves[37] == leaf_hash(ByteView(mem).subspan(37 * kPageSize)));
+    CHECK(one.leaves[0] == merkle::leaf_hash(ByteView(mem).first(kPageSize)));
+    CHECK(one.leaves[37] == merkle::leaf_hash(ByteView(mem).subspan(37 * kPageSize)));
     CHECK(many.leaves == one.leaves);
     CHECK(all.root == one.root);
-    CHECK(one.root == merkle_root(one.leaves));
+    CHECK(one.root == merkle::merkle_root(one.leaves));
     CHECK(hash_pages(ByteView{}, 3).leaves.empty());
 }
 

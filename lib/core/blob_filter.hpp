@@ -1,0 +1,38 @@
+// Blob filters: what the core applies to every state blob that leaves on
+// GET_STATEBLOB and every one that arrives on SET_STATEBLOB, in the order
+// they were added. The snapshot guard is one (a signed record over guest RAM
+// travels in the volatile blob and is checked before libtpms gets the
+// vPCRs); migration-session encryption will be another. Without filters the
+// core moves blobs exactly as swtpm does.
+#pragma once
+
+#include <sys/types.h>
+
+#include "engine/engine.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::core {
+
+class BlobFilter {
+public:
+    virtual ~BlobFilter() = default;
+
+    /// The process at the other end of the control connection (QEMU), 0 if unknown.
+    virtual void set_peer_pid(pid_t pid) = 0;
+    /// GET_STATEBLOB: `blob` is swtpm's migration form of `plain`, which the
+    /// filter may extend (outside the part swtpm reads). The TPM is running.
+    /// An error fails the GET_STATEBLOB.
+    virtual Result<void> on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) = 0;
+    /// SET_STATEBLOB: `blob` as received, `plain` what libtpms would get. The
+    /// TPM is stopped. An error refuses the blob; the core then also drops
+    /// what this restore set before, so the next CMD_INIT starts from the
+    /// state on disk.
+    virtual Result<void> on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) = 0;
+    /// CMD_INIT brought the TPM up. An error stops it again and fails the INIT.
+    virtual Result<void> after_init(engine::Engine& e) = 0;
+    /// The restore in progress is over (refused, or the TPM was initialised).
+    virtual void end_restore() = 0;
+};
+
+}  // namespace vtpm::core

@@ -1,0 +1,177 @@
+#include "core/dispatcher.hpp"
+
+#include <thread>
+#include <utility>
+
+#include "store/blob.hpp"
+#include "store/state_store.hpp"
+#include "tpm/commands.hpp"
+#include "util/log.hpp"
+
+namespace vtpm::core {
+
+Reply result_reply(uint32_t rc) { return Reply{ctrl::encode_result(rc), Action::None}; }
+
+Reply error_reply(const Error& e, std::string_view what) {
+    VTPM_LOG_ERROR("%.*s: %s", static_cast<int>(what.size()), what.data(), e.message.c_str());
+    return result_reply(e.code);
+}
+
+Dispatcher::Dispatcher(engine::Engine& engine, DispatcherConfig cfg)
+    : engine_(engine),
+      cfg_(std::move(cfg)),
+      framer_(ctrl::FramerOptions{cfg_.lock_storage, cfg_.vendor_commands}) {
+    add_swtpm_commands(*this);
+}
+
+void Dispatcher::add_command(ctrl::Cmd code, Command cmd) { commands_[static_cast<uint32_t>(code)] = std::move(cmd); }
+
+void Dispatcher::add_filter(BlobFilter& f) { filters_.push_back(&f); }
+
+uint64_t Dispatcher::capabilities() const {
+    uint64_t caps = 0;
+    for (const auto& [code, cmd] : commands_) caps |= cmd.capability;
+    if (engine_.tpm2()) caps |= ctrl::cap::kSendCommandHeader;
+    return caps;
+}
+
+Result<void> Dispatcher::relock(uint32_t retries) {
+    for (uint32_t i = 0;; ++i) {
+        auto r = engine_.store().lock();
+        if (r) {
+            lock_released_ = false;
+            return r;
+        }
+        if (i >= retries) return r;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+Reply Dispatcher::handle(const ctrl::Frame& frame, const TransportState& ts) {
+    const std::string name(ctrl::cmd_name(frame.code));
+    if (frame.kind == ctrl::Frame::Kind::Fatal) {
+        VTPM_LOG_ERROR("control message %s %s: closing the connection", name.c_str(), frame.reason.c_str());
+        return Reply{ctrl::encode_result(frame.fatal_result), Action::Close};
+    }
+    if (!frame.request) {
+        VTPM_LOG_ERROR("control message %s rejected: %s", name.c_str(), frame.request.error().message.c_str());
+        return result_reply(frame.request.code());
+    }
+    return handle(frame.code, *frame.request, ts);
+}
+
+Reply Dispatcher::handle_message(ByteView msg, const TransportState& ts) {
+    ctrl::Frame f;
+    f.kind = ctrl::Frame::Kind::Message;
+    f.code = msg.size() >= 4 ? load_be32(msg.data()) : 0;
+    f.size = msg.size();
+    f.request = ctrl::decode_request(msg, cfg_.lock_storage, cfg_.vendor_commands);
+    return handle(f, ts);
+}
+
+Reply Dispatcher::handle(uint32_t code, const ctrl::Request& req, const TransportState& ts) {
+    auto it = commands_.find(code);
+    if (it == commands_.end()) return result_reply(rc::kBadOrdinal);
+    return it->second.handle(*this, req, ts);
+}
+
+Bytes Dispatcher::tpm_command(ByteView command) {
+    if (lock_released_ && !relock(0)) {
+        // After handing the state to a migration destination this process
+        // must not touch it again unless it gets the lock back.
+        VTPM_LOG_ERROR("TPM command refused: the state lock was released for an outgoing migration");
+        return engine_.tpm2() ? tpm::response_header(tpm::kTpm2StNoSessions, tpm::kTpm2RcFailure)
+                              : tpm::response_header(tpm::kTpm12TagRspCommand, tpm::kTpm12Fail);
+    }
+    return engine_.command(command);
+}
+
+void Dispatcher::set_peer_pid(pid_t pid) {
+    for (BlobFilter* f : filters_) f->set_peer_pid(pid);
+}
+
+Result<void> Dispatcher::init(bool delete_volatile) {
+    if (lock_released_) {
+        if (auto l = relock(0); !l) return l;
+    }
+    last_volatile_.reset();
+    auto res = engine_.init(delete_volatile);
+    for (BlobFilter* f : filters_) {
+        if (res) {
+            if (auto r = f->after_init(engine_); !r) {
+                // A filter's duty (e.g. tainting the vPCRs) failed: the guest
+                // must not get this TPM.
+                engine_.stop();
+                res = make_error(rc::kFail, r.error().message + ", TPM stopped");
+            }
+        }
+        f->end_restore();
+    }
+    return res;
+}
+
+Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool decrypted) {
+    auto plain = engine_.get_state(type);
+    if (!plain) return plain.error();
+    auto blob = store::encode_migration_blob(plain->data, engine_.store().state_key(),
+                                             cfg_.migration_key ? &*cfg_.migration_key : nullptr, decrypted);
+    if (!blob) return blob;
+    for (BlobFilter* f : filters_)
+        if (auto r = f->on_export(engine_, type, plain->data, blob->bytes); !r) return r.error();
+    return blob;
+}
+
+Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob) {
+    if (engine_.running()) return make_error(rc::kBadOrdinal, "the TPM is running: stop it first");
+    if (blob.empty()) return engine_.set_state(type, {});
+    auto plain = store::decode_migration_blob(blob, state_flags, engine_.store().state_key(),
+                                              cfg_.migration_key ? &*cfg_.migration_key : nullptr);
+    if (!plain) return plain.error();
+    for (BlobFilter* f : filters_) {
+        if (auto r = f->on_import(engine_, type, blob, plain->view()); !r) {
+            // Refused: forget the permanent blob of this restore too, so the
+            // next CMD_INIT starts from the state on disk, which is untouched.
+            (void)engine_.set_state(engine::BlobType::Permanent, {});
+            for (BlobFilter* g : filters_) g->end_restore();
+            return r.error();
+        }
+    }
+    auto r = engine_.set_state(type, plain->view());
+    if (r) lock_released_ = false;
+    return r;
+}
+
+Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
+    using ctrl::encode_stateblob;
+    if (req.type < ctrl::kBlobTypePermanent || req.type > ctrl::kBlobTypeSavestate) {
+        VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
+        return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
+    }
+    auto type = static_cast<engine::BlobType>(req.type);
+    const bool keep = type == engine::BlobType::Volatile && has_filters();
+    const bool cont = keep && req.offset > 0 && last_volatile_;
+    Result<store::MigrationBlob> blob =
+        cont ? Result<store::MigrationBlob>(store::MigrationBlob{Bytes(last_volatile_->bytes.view().begin(),
+                                                                       last_volatile_->bytes.view().end()),
+                                                                 last_volatile_->state_flags})
+             : export_blob(type, (req.state_flags & store::kStateFlagDecrypted) != 0);
+    if (blob && keep && !cont) last_volatile_ = KeptBlob{SecureBytes(blob->bytes), blob->state_flags};
+    Reply reply;
+    if (!blob) {
+        if (blob.code() != rc::kRetry)
+            VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, blob.error().message.c_str());
+        reply.bytes = encode_stateblob(blob.code(), 0, {}, 0);
+    } else {
+        reply.bytes = encode_stateblob(rc::kSuccess, blob->state_flags, blob->bytes, req.offset);
+    }
+    // QEMU fetches permanent, volatile, then savestate: after the last one the
+    // destination may take over shared storage.
+    if (type == engine::BlobType::Savestate && cfg_.release_lock_outgoing) {
+        engine_.store().unlock();
+        lock_released_ = true;
+        VTPM_LOG_INFO("released the state lock for the outgoing migration");
+    }
+    return reply;
+}
+
+}  // namespace vtpm::core

@@ -1,0 +1,50 @@
+// The host's state directory (HOSTDIR, default /var/lib/libvtpm/host): one
+// place that knows every file in it and writes them durably.
+//   host.conf           handles, AuthKey PCR selection and policy
+//   ak.pem, ak.pub      host AK public key (PEM, TPM2B_PUBLIC)
+//   authkey.pem/.pub    AuthKey public key
+//   authkey.policy      its policy digest
+//   ak-cert.pem         host AK certificate from the privacy CA (enroll)
+//   authkey-cert.pem    AuthKey certificate from the privacy CA (enroll)
+//   ca-chain.pem        the privacy CA's issuing and root certificates
+//   vms/<uuid>.record   identity uniqueness records (records.hpp)
+//   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
+//   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
+#pragma once
+
+#include <tss2/tss2_tpm2_types.h>
+
+#include <string>
+
+#include "vtpm/result.hpp"
+
+namespace vtpm::hoststate {
+
+inline constexpr const char* kHostConf = "host.conf";
+inline constexpr const char* kAkPem = "ak.pem";
+inline constexpr const char* kAkPub = "ak.pub";
+inline constexpr const char* kAuthKeyPem = "authkey.pem";
+inline constexpr const char* kAuthKeyPub = "authkey.pub";
+inline constexpr const char* kAuthKeyPolicy = "authkey.policy";
+inline constexpr const char* kAkCertFile = "ak-cert.pem";
+inline constexpr const char* kAuthKeyCertFile = "authkey-cert.pem";
+inline constexpr const char* kCaChainFile = "ca-chain.pem";
+/// Per-VM files live here, below HOSTDIR.
+inline constexpr const char* kVmsDir = "vms";
+
+/// What HOSTDIR/host.conf says.
+struct HostConfig {
+    TPML_PCR_SELECTION authkey_pcrs{};
+};
+
+/// Read HOSTDIR/host.conf (written by `vtpm-host provision`).
+Result<HostConfig> read_host_config(const std::string& host_dir);
+
+/// Write `text` to HOSTDIR/name durably (temp file, fsync, rename).
+Result<void> write_host_file(const std::string& host_dir, const std::string& name, const std::string& text,
+                             unsigned mode = 0644);
+
+/// HOSTDIR/name.
+inline std::string host_path(const std::string& host_dir, const std::string& name) { return host_dir + "/" + name; }
+
+}  // namespace vtpm::hoststate

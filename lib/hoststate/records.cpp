@@ -1,0 +1,112 @@
+#include "hoststate/records.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "util/uuid.hpp"
+#include "util/durable_file.hpp"
+
+namespace vtpm::hoststate {
+
+std::string format_record(const VmRecord& r) {
+    std::ostringstream o;
+    o << "# vTPM identity record, written by vtpm-attest issue\n"
+      << "vm_uuid = " << r.vm_uuid << "\n"
+      << "generation = " << r.generation << "\n"
+      << "vaik_name = " << to_hex(r.vaik_name) << "\n";
+    if (r.pending) o << "pending_generation = " << *r.pending << "\n";
+    return o.str();
+}
+
+Result<VmRecord> parse_record(std::string_view text) {
+    VmRecord r;
+    bool have_uuid = false, have_gen = false;
+    std::istringstream in{std::string(text)};
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        const auto eq = line.find(" = ");
+        if (eq == std::string::npos) return make_error(rc::kBadParameter, "identity record: bad line '" + line + "'");
+        const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+        auto number = [&](uint64_t& out) -> bool {
+            if (value.empty() || value.size() > 19 || value.find_first_not_of("0123456789") != std::string::npos)
+                return false;
+            out = std::stoull(value);
+            return true;
+        };
+        if (key == "vm_uuid") {
+            auto u = canonical_uuid(value);
+            if (!u) return make_error(rc::kBadParameter, "identity record: " + u.error().message);
+            r.vm_uuid = *u;
+            have_uuid = true;
+        } else if (key == "generation") {
+            if (!number(r.generation)) return make_error(rc::kBadParameter, "identity record: bad generation");
+            have_gen = true;
+        } else if (key == "pending_generation") {
+            uint64_t p = 0;
+            if (!number(p)) return make_error(rc::kBadParameter, "identity record: bad pending_generation");
+            r.pending = p;
+        } else if (key == "vaik_name") {
+            auto b = from_hex(value);
+            if (!b) return make_error(rc::kBadParameter, "identity record: bad vaik_name");
+            r.vaik_name = std::move(*b);
+        }
+    }
+    if (!have_uuid || !have_gen) return make_error(rc::kBadParameter, "identity record: vm_uuid or generation missing");
+    return r;
+}
+
+Result<RecordStore> RecordStore::open_locked(const std::string& host_dir) {
+    const std::string dir = host_dir + "/vms";
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        return make_error(rc::kFail, "cannot create " + dir + ": " + std::strerror(errno));
+    const std::string lock = dir + "/.lock";
+    UniqueFd fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd) return make_error(rc::kFail, "cannot open " + lock + ": " + std::strerror(errno));
+    // Blocking: concurrent issuances for different VMs queue here briefly.
+    while (flock(fd.get(), LOCK_EX) != 0)
+        if (errno != EINTR) return make_error(rc::kFail, "cannot lock " + lock + ": " + std::strerror(errno));
+    return RecordStore(dir, std::move(fd));
+}
+
+std::string RecordStore::path_of(const std::string& uuid) const { return dir_ + "/" + uuid + ".record"; }
+
+Result<VmRecord> RecordStore::load(const std::string& uuid) const {
+    auto bytes = read_whole_file(path_of(uuid));
+    if (!bytes) return bytes.error();
+    auto r = parse_record(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+    if (!r) return make_error(rc::kFail, path_of(uuid) + ": " + r.error().message);
+    if (r->vm_uuid != uuid) return make_error(rc::kFail, path_of(uuid) + " belongs to VM " + r->vm_uuid);
+    return r;
+}
+
+Result<void> RecordStore::save(const VmRecord& r) const {
+    const std::string text = format_record(r), path = path_of(r.vm_uuid);
+    return replace_file_durably(path + ".tmp", path,
+                                       ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0600);
+}
+
+std::optional<std::string> generation_clash(const std::optional<VmRecord>& rec, uint64_t vtpm_generation,
+                                            const std::optional<Bytes>& vtpm_vaik_name) {
+    if (!rec) {
+        if (vtpm_generation == 0) return std::nullopt;
+        return "the vTPM carries identity generation " + std::to_string(vtpm_generation) +
+               " but this host has no record of the VM (issued elsewhere, or the record was lost)";
+    }
+    const bool matches = vtpm_generation == rec->generation || (rec->pending && vtpm_generation == *rec->pending);
+    if (!matches)
+        return "the vTPM state is at identity generation " + std::to_string(vtpm_generation) +
+               " but the host last issued generation " + std::to_string(rec->generation) +
+               ": this state is a clone or an older copy of the VM's vTPM";
+    if (vtpm_vaik_name && !rec->vaik_name.empty() && *vtpm_vaik_name != rec->vaik_name)
+        return "the vTPM holds a different vAIK (" + to_hex(*vtpm_vaik_name).substr(0, 16) +
+               "...) than the one the host certified (" + to_hex(rec->vaik_name).substr(0, 16) + "...)";
+    return std::nullopt;
+}
+
+}  // namespace vtpm::hoststate

@@ -1,0 +1,52 @@
+// Uniqueness of VM identities (seed 002 ¶0112): the host keeps one record
+// per VM — the identity generation it last issued and the vAIK's name — and
+// the vTPM carries the same generation in NV. A cloned state directory or an
+// older copy put back has a generation the record does not expect, so no
+// second valid identity is issued for it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "util/bytes.hpp"
+#include "util/fd.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::hoststate {
+
+struct VmRecord {
+    std::string vm_uuid;
+    uint64_t generation = 0;
+    Bytes vaik_name;
+    /// Set while an issuance is in flight: the vTPM may already hold it.
+    std::optional<uint64_t> pending;
+};
+
+/// Text form ("key = value" lines).
+std::string format_record(const VmRecord& r);
+Result<VmRecord> parse_record(std::string_view text);
+
+/// The records of one host: HOSTDIR/vms/<uuid>.record, written durably,
+/// changed under an exclusive lock on HOSTDIR/vms/.lock.
+class RecordStore {
+public:
+    /// Open (creating HOSTDIR/vms) and take the lock.
+    static Result<RecordStore> open_locked(const std::string& host_dir);
+    /// The record of `uuid`, rc::kRetry when there is none.
+    Result<VmRecord> load(const std::string& uuid) const;
+    Result<void> save(const VmRecord& r) const;
+    std::string path_of(const std::string& uuid) const;
+
+private:
+    RecordStore(std::string dir, UniqueFd lock) : dir_(std::move(dir)), lock_(std::move(lock)) {}
+    std::string dir_;
+    UniqueFd lock_;
+};
+
+/// What the vTPM's generation says about a record. Empty when consistent;
+/// otherwise the reason the state is a clone or an older copy.
+std::optional<std::string> generation_clash(const std::optional<VmRecord>& rec, uint64_t vtpm_generation,
+                                            const std::optional<Bytes>& vtpm_vaik_name);
+
+}  // namespace vtpm::hoststate

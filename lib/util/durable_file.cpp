@@ -1,0 +1,79 @@
+#include "util/durable_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace vtpm {
+namespace {
+std::string errstr() { return std::strerror(errno); }
+
+void sync_dir_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d) ::fsync(d.get());
+}
+}  // namespace
+
+Result<void> replace_file_durably(const std::string& tmp, const std::string& path, ByteView data, mode_t mode) {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!fd) return make_error(rc::kFail, "could not create " + tmp + ": " + errstr());
+    auto fail = [&](const std::string& what) {
+        std::string e = what + ": " + errstr();
+        ::unlink(tmp.c_str());
+        return make_error(rc::kFail, e);
+    };
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return fail("could not write " + tmp);
+        off += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) < 0) return fail("could not sync " + tmp);
+    fd.reset();
+    if (::rename(tmp.c_str(), path.c_str()) < 0) return fail("could not rename " + tmp + " to " + path);
+    sync_dir_of(path);
+    return {};
+}
+
+Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set_mode) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+        if (errno == ENOENT) return make_error(rc::kRetry, path + " does not exist");
+        return make_error(rc::kFail, "could not open " + path + ": " + errstr());
+    }
+    if (set_mode && ::fchmod(fd.get(), *set_mode) < 0 && errno != EPERM)
+        return make_error(rc::kFail, "could not chmod " + path + ": " + errstr());
+    struct stat st{};
+    if (::fstat(fd.get(), &st) < 0) return make_error(rc::kFail, "could not stat " + path + ": " + errstr());
+    if (!S_ISREG(st.st_mode)) return make_error(rc::kFail, path + " is not a regular file");
+    Bytes data(static_cast<size_t>(st.st_size));
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::read(fd.get(), data.data() + off, data.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return make_error(rc::kFail, "could not read " + path + ": " + errstr());
+        if (n == 0) break;
+        off += static_cast<size_t>(n);
+    }
+    data.resize(off);
+    return data;
+}
+
+Result<UniqueFd> take_lock(const std::string& lock_path, const std::string& what, int open_flags) {
+    UniqueFd fd(::open(lock_path.c_str(), open_flags | O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660));
+    if (!fd) return make_error(rc::kFail, "could not open the lock file " + lock_path + ": " + errstr());
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd.get(), F_SETLK, &fl) < 0)
+        return make_error(rc::kFail, what + " is locked by another process (" + errstr() + ")");
+    return fd;
+}
+
+}  // namespace vtpm

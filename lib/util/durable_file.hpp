@@ -1,0 +1,30 @@
+// Where state hits the disk: crash-safe whole-file replacement, whole-file
+// reads, and the fcntl lock swtpm also takes. Both state backends use these.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "util/bytes.hpp"
+#include "util/fd.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm {
+
+/// Replace `path` with `data`: write `tmp` (created with `mode`), fsync it,
+/// rename it over `path`, fsync the directory. A crash leaves the old or the
+/// new content, never a mix; the temp file is removed on failure.
+Result<void> replace_file_durably(const std::string& tmp, const std::string& path, ByteView data, mode_t mode);
+
+/// Read a whole regular file (never through a symlink). rc::kRetry when it
+/// does not exist. With `set_mode`, first fchmod it to that mode, as swtpm
+/// does with the state files it loads.
+Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set_mode = std::nullopt);
+
+/// Open `lock_path` and take a non-blocking fcntl write lock on it (the lock
+/// swtpm takes on `.lock`). rc::kFail naming `what` when another process has it.
+Result<UniqueFd> take_lock(const std::string& lock_path, const std::string& what, int open_flags);
+
+}  // namespace vtpm

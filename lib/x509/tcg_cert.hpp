@@ -1,0 +1,73 @@
+// Building EK and platform certificates with the fields of the TCG EK
+// Credential Profile (TPM manufacturer/model/version in subjectAltName,
+// TPMSpecification in subjectDirectoryAttributes, tcg-kp EKU), and reading
+// those fields back.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "x509/issuer.hpp"
+#include "util/ossl.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::x509 {
+
+/// TPMAttributes as libtpms reports them (e.g. "id:00001014", "swtpm", "id:20191023").
+struct TpmAttributes {
+    std::string manufacturer, model, version;
+};
+
+/// TPMSpecification: family "2.0" or "1.2", level, revision.
+struct TpmSpecification {
+    std::string family;
+    uint64_t level = 0, revision = 0;
+};
+
+struct PlatformAttributes {
+    std::string manufacturer, model, version;
+};
+
+enum class CertKind { Ek, Platform };
+
+struct CertRequest {
+    CertKind kind = CertKind::Ek;
+    /// Public key the certificate is for (the EK's, for both kinds).
+    EVP_PKEY* subject_key = nullptr;
+    bool tpm2 = true;
+    /// Key usage of an EK: decryption (keyEncipherment / keyAgreement) and
+    /// or signing (digitalSignature, only for --allow-signing EKs).
+    bool allow_signing = false;
+    bool decryption = true;
+    /// Subject common name; empty leaves the subject empty (TPM 1.2 profile).
+    std::string subject_cn;
+    TpmAttributes tpm;
+    TpmSpecification spec;
+    PlatformAttributes platform;
+    /// Validity in days from now; negative: no expiry (99991231235959Z).
+    int days = -1;
+};
+
+/// Build and sign a certificate; DER-encoded result.
+Result<Bytes> issue_certificate(const CertRequest& req, Issuer& issuer);
+
+/// The TCG fields found in a certificate (empty strings if absent).
+struct TcgFields {
+    CertKind kind = CertKind::Ek;
+    bool has_tcg_eku = false;
+    TpmAttributes tpm;
+    PlatformAttributes platform;
+    std::optional<TpmSpecification> spec;
+};
+Result<TcgFields> read_tcg_fields(const X509* cert);
+
+/// Parse one DER certificate.
+Result<X509Ptr> parse_der_certificate(ByteView der);
+/// DER of a certificate.
+Result<Bytes> to_der(const X509* cert);
+/// PEM text of a certificate.
+Result<std::string> to_pem(const X509* cert);
+
+}  // namespace vtpm::x509

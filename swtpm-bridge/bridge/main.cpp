@@ -1,0 +1,167 @@
+// vtpm-bridge: a drop-in for `swtpm socket`. main only parses options and
+// wires the parts together: the core (lib/core), its blob filters
+// (lib/snapshot) and the socket front end (socket/).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "bridge/options.hpp"
+#include "bridge/seccomp_policy.hpp"
+#include "bridge/snapshot_settings.hpp"
+#include "bridge/socket/channels.hpp"
+#include "bridge/socket/server.hpp"
+#include "common/capabilities.hpp"
+#include "common/process.hpp"
+#include "core/dispatcher.hpp"
+#include "engine/engine.hpp"
+#include "snapshot/commands.hpp"
+#include "store/key.hpp"
+#include "store/state_store.hpp"
+#include "util/log.hpp"
+#include "vtpm_config.h"
+
+using namespace vtpm;
+using namespace vtpm::bridge;
+
+namespace {
+
+int fail(const std::string& msg) {
+    // Errors before logging is set up go to stderr; afterwards to the log too.
+    VTPM_LOG_ERROR("%s", msg.c_str());
+    if (log::fd() != 2) std::fprintf(stderr, "%s\n", msg.c_str());
+    return EXIT_FAILURE;
+}
+
+std::string getenv_str(const char* n) {
+    const char* v = std::getenv(n);
+    return v ? v : "";
+}
+
+int run_socket(const std::vector<std::string>& args, const std::string& prog) {
+    auto parsed = parse_options(args, getenv_str("TPM_PATH"), getenv_str("TPM_PORT"));
+    if (!parsed) {
+        std::fprintf(stderr, "%s\n", parsed.error().message.c_str());
+        return EXIT_FAILURE;
+    }
+    BridgeOptions& o = *parsed;
+    if (o.help) {
+        std::fputs(usage(prog).c_str(), stdout);
+        return EXIT_SUCCESS;
+    }
+    if (o.version) {
+        std::printf("libvtpm vtpm-bridge %s (swtpm %s compatible)\n", VTPM_VERSION, VTPM_SWTPM_COMPAT_VERSION);
+        return EXIT_SUCCESS;
+    }
+    if (o.runas) {
+        if (auto r = switch_user(*o.runas); !r) return fail(r.error().message);
+    }
+    auto snap = read_snapshot_settings(o, getenv_str("VTPM_BRIDGE_CONFIG"));
+    if (!snap) {
+        std::fprintf(stderr, "%s\n", snap.error().message.c_str());
+        return EXIT_FAILURE;
+    }
+    if (o.log && !o.log->level && snap->log_level) o.log->level = snap->log_level;
+    if (auto r = setup_logging(o.log); !r) {
+        std::fprintf(stderr, "%s\n", r.error().message.c_str());
+        return EXIT_FAILURE;
+    }
+    if (o.print_capabilities) {
+        std::printf("%s\n", capabilities_json(o.tpm2).c_str());
+        return EXIT_SUCCESS;
+    }
+
+    UnlinkAtExit created;
+    ServerConfig sc;
+    if (!o.print_states) {
+        if (auto r = open_channels(o, sc, created); !r) return fail(r.error().message);
+    }
+
+    if (o.state_uri.empty())
+        return fail("no TPM state location given: use --tpmstate dir=<dir> or set TPM_PATH");
+    std::optional<store::Key> state_key, migration_key;
+    if (o.key) {
+        auto k = store::load_key_option(*o.key);
+        if (!k) return fail("--key: " + k.error().message);
+        state_key = std::move(*k);
+    }
+    if (o.migration_key) {
+        auto k = store::load_key_option(*o.migration_key);
+        if (!k) return fail("--migration-key: " + k.error().message);
+        migration_key = std::move(*k);
+    }
+    auto st = store::open_store(o.state_uri, o.tpm2, o.state_mode, std::move(state_key));
+    if (!st) return fail("--tpmstate: " + st.error().message);
+
+    if (o.print_states) {
+        if (auto l = (*st)->lock(); !l) return fail(l.error().message);
+        auto entries = (*st)->list();
+        if (!entries) return fail(entries.error().message);
+        std::fputs(store::format_print_states(*entries).c_str(), stdout);
+        return EXIT_SUCCESS;
+    }
+
+    if (o.daemon) {
+        if (auto r = daemonize(); !r) return fail(r.error().message);
+    }
+    auto pid = PidFile::write(o.pid_file, o.pid_fd);
+    if (!pid) return fail(pid.error().message);
+
+    engine::EngineConfig ec;
+    ec.version = o.tpm2 ? engine::TpmVersion::V2 : engine::TpmVersion::V1_2;
+    ec.auto_shutdown = !o.disable_auto_shutdown;
+    ec.reject_locality_4 = o.reject_locality_4;
+    ec.allow_set_locality = o.allow_set_locality;
+    auto eng = engine::Engine::create(ec, std::move(*st));
+    if (!eng) return fail(eng.error().message);
+
+    auto guard = make_guard(*snap);
+    if (!guard) return fail(guard.error().message);
+
+    core::DispatcherConfig dc;
+    dc.migration_key = std::move(migration_key);
+    dc.release_lock_outgoing = o.release_lock_outgoing;
+    dc.vendor_commands = snap->vendor_ctrl;
+    core::Dispatcher dispatcher(**eng, std::move(dc));
+    if (*guard) snapshot::attach(dispatcher, **guard);
+
+    if (!o.need_init) {
+        if (auto r = (*eng)->init(false); !r) return fail("could not initialise the TPM: " + r.error().message);
+        if (o.startup_type >= 0) {
+            if (auto r = (*eng)->startup(o.startup_type); !r) return fail(r.error().message);
+        }
+    }
+
+    Server server(dispatcher, std::move(sc));
+    if (auto r = install_seccomp(o.seccomp_action); !r) return fail("--seccomp: " + r.error().message);
+    daemon_ready();
+    VTPM_LOG_INFO("vtpm-bridge %s serving (%s)", VTPM_VERSION, o.tpm2 ? "TPM 2.0" : "TPM 1.2");
+    server.run();
+    return EXIT_SUCCESS;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string prog = argc > 0 ? argv[0] : "vtpm-bridge";
+    if (argc < 2) {
+        std::fputs(usage(prog).c_str(), stderr);
+        return EXIT_FAILURE;
+    }
+    std::string iface = argv[1];
+    if (iface == "-v" || iface == "--version") {
+        std::printf("libvtpm vtpm-bridge %s (swtpm %s compatible)\n", VTPM_VERSION, VTPM_SWTPM_COMPAT_VERSION);
+        return EXIT_SUCCESS;
+    }
+    if (iface == "-h" || iface == "--help") {
+        std::fputs(usage(prog).c_str(), stdout);
+        return EXIT_SUCCESS;
+    }
+    if (iface != "socket") {
+        std::fprintf(stderr, "Unsupported TPM interface type '%s'.\n%s", iface.c_str(), usage(prog).c_str());
+        return EXIT_FAILURE;
+    }
+    return run_socket(std::vector<std::string>(argv + 2, argv + argc), prog);
+}

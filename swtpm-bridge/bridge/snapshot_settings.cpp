@@ -1,0 +1,185 @@
+#include "bridge/snapshot_settings.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+
+#include "snapshot/record_signer.hpp"
+#include "util/durable_file.hpp"
+#include "util/key_value.hpp"
+#include "util/log.hpp"
+#include "util/subopts.hpp"
+#include "util/uuid.hpp"
+
+namespace vtpm::bridge {
+
+namespace {
+
+Result<std::map<std::string, std::string>> parse_config(std::string_view text) {
+    static const std::string_view kKeys[] = {"vm_memory", "policy", "required", "host_dir", "host_tcti", "vendor_ctrl",
+                                             "log_level"};
+    auto lines = parse_key_values(text, "bridge config");
+    if (!lines) return make_error(rc::kBadParameter, lines.error().message);
+    std::map<std::string, std::string> out;
+    for (auto& kv : *lines) {
+        if (std::find(std::begin(kKeys), std::end(kKeys), kv.key) == std::end(kKeys))
+            return make_error(rc::kBadParameter,
+                              "bridge config:" + std::to_string(kv.line) + ": unknown key '" + kv.key + "'");
+        out[kv.key] = std::move(kv.value);
+    }
+    return out;
+}
+
+Result<bool> yes_no(const std::string& what, const std::string& v) {
+    if (v == "yes" || v == "true" || v == "1") return true;
+    if (v == "no" || v == "false" || v == "0") return false;
+    return make_error(rc::kBadParameter, what + ": '" + v + "' is neither yes nor no");
+}
+
+// "peer" or a path ("{uuid}" substituted).
+void set_memory(snapshot::GuardConfig& g, const std::string& v, const std::string& uuid) {
+    g.memory_from_peer = v == "peer";
+    g.memory_path.clear();
+    if (!g.memory_from_peer) {
+        g.memory_path = v;
+        if (auto p = g.memory_path.find("{uuid}"); p != std::string::npos) g.memory_path.replace(p, 6, uuid);
+    }
+}
+
+}  // namespace
+
+std::optional<std::string> uuid_from_state_path(std::string_view state_uri) {
+    std::string_view path = state_uri;
+    if (auto p = path.find("://"); p != std::string_view::npos) path.remove_prefix(p + 3);
+    std::optional<std::string> found;
+    size_t start = 0;
+    while (start <= path.size()) {
+        size_t end = path.find('/', start);
+        if (end == std::string_view::npos) end = path.size();
+        const std::string_view part = path.substr(start, end - start);
+        if (part.size() == 36)
+            if (auto u = canonical_uuid(part)) found = *u;
+        start = end + 1;
+    }
+    return found;
+}
+
+Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::string_view config_text) {
+    auto cfg = parse_config(config_text);
+    if (!cfg) return cfg.error();
+    SnapshotSettings s;
+    auto& g = s.guard;
+
+    std::optional<std::string> uuid;
+    if (o.vm_uuid) {
+        auto u = canonical_uuid(*o.vm_uuid);
+        if (!u) return make_error(rc::kBadParameter, "option --vm-uuid: '" + *o.vm_uuid + "' is not a UUID");
+        uuid = *u;
+    } else {
+        uuid = uuid_from_state_path(o.state_uri);
+    }
+    if (uuid) {
+        auto raw = parse_uuid(*uuid);
+        if (!raw) return raw.error();
+        g.vm_uuid = *raw;
+    }
+
+    // The config file first, then the command line over it.
+    if (auto v = cfg->find("vm_memory"); v != cfg->end()) set_memory(g, v->second, uuid.value_or(""));
+    if (auto v = cfg->find("policy"); v != cfg->end()) {
+        auto p = snapshot::parse_policy(v->second);
+        if (!p) return make_error(rc::kBadParameter, "bridge config policy: " + p.error().message);
+        g.policy = *p;
+    }
+    if (auto v = cfg->find("required"); v != cfg->end()) {
+        auto b = yes_no("bridge config required", v->second);
+        if (!b) return b.error();
+        g.required = *b;
+    }
+    if (auto v = cfg->find("host_dir"); v != cfg->end()) s.host_dir = v->second;
+    if (auto v = cfg->find("host_tcti"); v != cfg->end()) s.host_tcti = v->second;
+    if (auto v = cfg->find("vendor_ctrl"); v != cfg->end()) {
+        auto b = yes_no("bridge config vendor_ctrl", v->second);
+        if (!b) return b.error();
+        s.vendor_ctrl = *b;
+    }
+
+    if (auto v = cfg->find("log_level"); v != cfg->end()) {
+        char* end = nullptr;
+        const unsigned long n = std::strtoul(v->second.c_str(), &end, 10);
+        if (v->second.empty() || *end != '\0' || n > 20)
+            return make_error(rc::kBadParameter, "bridge config log_level: '" + v->second + "' is not a level (0-20)");
+        s.log_level = static_cast<unsigned>(n);
+    }
+
+    if (o.vm_memory) {
+        auto so = SubOpts::parse(*o.vm_memory, {"path", "peer", "policy", "required"});
+        if (!so) return make_error(rc::kBadParameter, "option --vm-memory: " + so.error().message);
+        if (auto p = so->str("path")) set_memory(g, *p, uuid.value_or(""));
+        else if (so->flag("peer")) set_memory(g, "peer", "");
+        else if (!so->str("policy") && !so->flag("required"))
+            return make_error(rc::kBadParameter, "option --vm-memory: path= or peer is required");
+        if (auto p = so->str("policy")) {
+            auto pol = snapshot::parse_policy(*p);
+            if (!pol) return make_error(rc::kBadParameter, "option --vm-memory: " + pol.error().message);
+            g.policy = *pol;
+        }
+        if (so->flag("required")) g.required = true;
+    }
+    if (o.vtpm_host) {
+        // A TCTI string has commas of its own (swtpm:host=…,port=…): tcti=
+        // comes last and takes the rest.
+        std::string head = *o.vtpm_host;
+        const auto t = head.rfind("tcti=", 0) == 0 ? 0 : head.find(",tcti=");
+        if (t != std::string::npos) {
+            s.host_tcti = head.substr(t + (t == 0 ? 5 : 6));
+            head.erase(t);
+        }
+        auto so = SubOpts::parse(head, {"dir"});
+        if (!so) return make_error(rc::kBadParameter, "option --vtpm-host: " + so.error().message);
+        auto d = so->str("dir");
+        if (!d) return make_error(rc::kBadParameter, "option --vtpm-host: dir= is required");
+        s.host_dir = *d;
+    }
+    s.vendor_ctrl = s.vendor_ctrl || o.vendor_ctrl;
+    s.enabled = !g.memory_path.empty() || g.memory_from_peer || !s.host_dir.empty();
+    return s;
+}
+
+// The snapshot settings: options over the bridge config file (a missing
+// default file is no config).
+Result<SnapshotSettings> read_snapshot_settings(const BridgeOptions& o, const std::string& env_path) {
+    std::string path = o.vtpm_config.value_or(env_path);
+    const bool explicit_path = !path.empty();
+    if (path.empty()) path = kDefaultBridgeConfig;
+    std::string text;
+    if (auto raw = read_whole_file(path)) text.assign(raw->begin(), raw->end());
+    else if (explicit_path || raw.code() != rc::kRetry)
+        return make_error(rc::kFail, "bridge config " + path + ": " + raw.error().message);
+    auto s = resolve_snapshot_settings(o, text);
+    if (!s) return make_error(s.code(), path + ": " + s.error().message);
+    return s;
+}
+
+// The snapshot guard this bridge runs with, or null (exactly swtpm).
+Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const SnapshotSettings& settings) {
+    const SnapshotSettings* s = &settings;
+    if (!s->enabled) return std::unique_ptr<snapshot::SnapshotGuard>{};
+    std::unique_ptr<snapshot::RecordSigner> signer;
+    std::optional<hoststate::Ledger> ledger;
+    if (!s->host_dir.empty()) {
+        auto sg = snapshot::open_host_signer(s->host_dir, s->host_tcti);
+        if (!sg) return make_error(rc::kFail, "--vtpm-host: " + sg.error().message);
+        signer = std::move(*sg);
+        ledger.emplace(s->host_dir);
+    }
+    const auto& g = s->guard;
+    VTPM_LOG_INFO("snapshot verification: memory %s, policy %s%s, VM %s, records signed by %s",
+                  g.memory_from_peer ? "from the control socket's peer" : g.memory_path.empty() ? "none" : g.memory_path.c_str(),
+                  std::string(snapshot::policy_name(g.policy)).c_str(), g.required ? " (required)" : "",
+                  g.vm_uuid ? format_uuid(*g.vm_uuid).c_str() : "unknown",
+                  signer ? signer->describe().c_str() : "nobody (no --vtpm-host)");
+    return std::make_unique<snapshot::SnapshotGuard>(g, std::move(signer), std::move(ledger));
+}
+
+}  // namespace vtpm::bridge

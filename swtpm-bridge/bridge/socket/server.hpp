@@ -1,0 +1,96 @@
+// The socket front end (GLib event loop): one control connection and one
+// data connection at a time, as swtpm serves them. It only moves bytes:
+// control messages are framed by the core's ctrl::Framer and handled by the
+// core::Dispatcher, TPM commands go to the core too.
+#pragma once
+
+#include <glib.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "core/dispatcher.hpp"
+#include "util/bytes.hpp"
+#include "util/fd.hpp"
+
+namespace vtpm::bridge {
+
+struct ServerConfig {
+    UniqueFd ctrl_listen;       // listening control socket, or invalid
+    UniqueFd ctrl_client;       // already connected control client (clientfd=), or invalid
+    bool ctrl_terminate = false;  // exit when the control client goes away
+    UniqueFd data_listen;       // listening data socket, or invalid
+    UniqueFd data_client;       // already connected data socket (--fd, fd=), or invalid
+    bool data_disconnect = false;  // close the data connection after each response
+    bool terminate = false;        // exit when the data connection is lost
+};
+
+class Server {
+public:
+    explicit Server(core::Dispatcher& dispatcher, ServerConfig cfg);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    /// Serve until CMD_SHUTDOWN, SIGTERM or a terminating disconnect.
+    void run();
+
+private:
+    struct Conn {
+        UniqueFd fd;
+        Bytes buf;
+        guint watch = 0;
+        bool is_socket = false;
+        // Adaptive busy-poll: when the peer's next command followed the last
+        // response quickly, wait for the next one by spinning instead of
+        // sleeping in poll(), which saves the wake-up latency in bursts.
+        std::chrono::steady_clock::time_point last_reply{};
+        int64_t spin_us = 0;
+    };
+
+    static gboolean on_ctrl_listen(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_ctrl_client(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_ctrl_timeout(gpointer self);
+    static gboolean on_data_listen(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_data_client(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_sigterm(gint fd, GIOCondition cond, gpointer self);
+
+    void watch_ctrl_listen();
+    void adopt_ctrl_client(UniqueFd fd);
+    void close_ctrl_client();
+    /// Handle every complete message in the control buffer; with `timed_out`
+    /// also a partial one (swtpm gives a message 500 ms to arrive).
+    void process_ctrl(bool timed_out);
+    void send_ctrl(ByteView bytes, bool close_after);
+
+    void watch_data_listen();
+    void adopt_data_client(UniqueFd fd);
+    void close_data_client();
+    void process_data();
+
+    void quit();
+    /// After a reply: note when it went out. Before handling input: adapt
+    /// the spin window to the gap since the last reply.
+    void note_reply(Conn& c);
+    void note_input(Conn& c);
+    /// Spin up to c.spin_us for more input on c; true if some arrived.
+    bool spin_for_input(Conn& c);
+
+    core::Dispatcher& dispatcher_;
+    ServerConfig cfg_;
+    GMainLoop* loop_ = nullptr;
+    guint ctrl_listen_watch_ = 0;
+    guint data_listen_watch_ = 0;
+    guint ctrl_timer_ = 0;
+    guint sigterm_ = 0;
+    Conn ctrl_;
+    UniqueFd ctrl_passed_fd_;
+    UniqueFd sigfd_;  // fd received with the current control message
+    Conn data_;
+    bool data_from_datafd_ = false;
+    int64_t max_spin_us_ = 0;
+    bool engine_tpm2_ = true;
+};
+
+}  // namespace vtpm::bridge
