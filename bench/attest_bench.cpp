@@ -55,7 +55,8 @@ void row(const char* what, const bench::Summary& s) {
 
 int main(int argc, char** argv) {
     if (argc != 10) {
-        std::fprintf(stderr, "usage: vtpm-attest-bench TCTI HOSTDIR STATEDIR USERCERT AKCERT CA EVIDENCE NONCE ROUNDS\n");
+        std::fprintf(stderr,
+                     "usage: vtpm-attest-bench TCTI HOSTDIR STATEDIR USERCERT AKCERT CA EVIDENCE NONCE ROUNDS\n");
         return 2;
     }
     const std::string tcti = argv[1], host_dir = argv[2], state = argv[3];
@@ -83,9 +84,12 @@ int main(int argc, char** argv) {
             Esys_Free(r);
             return rc == TSS2_RC_SUCCESS;
         }));
-    row("host TPM: PCR digest (PCR_Read 0-7)", time_it(rounds, [&] { return hosttpm::pcr_digest(**tpm, cfg->authkey_pcrs).ok(); }));
-    row("host TPM: Certify AuthKey by AK (+policy)", time_it(rounds, [&] { return hosttpm::certify_authkey(**tpm, binding, cfg->authkey_pcrs).ok(); }));
-    row("host TPM: Sign by AuthKey (+policy)", time_it(rounds, [&] { return hosttpm::authkey_sign(**tpm, digest, cfg->authkey_pcrs).ok(); }));
+    row("host TPM: PCR digest (PCR_Read 0-7)",
+        time_it(rounds, [&] { return hosttpm::pcr_digest(**tpm, cfg->authkey_pcrs).ok(); }));
+    row("host TPM: Certify AuthKey by AK (+policy)",
+        time_it(rounds, [&] { return hosttpm::certify_authkey(**tpm, binding, cfg->authkey_pcrs).ok(); }));
+    row("host TPM: Sign by AuthKey (+policy)",
+        time_it(rounds, [&] { return hosttpm::authkey_sign(**tpm, digest, cfg->authkey_pcrs).ok(); }));
 
     issuance::IssueRequest req;
     req.host_dir = host_dir;

@@ -15,7 +15,8 @@ vtpm::Result<double> cold_start_once(const ColdStartConfig& config) {
     if (auto r = copy_into(config.permall, dir->path()); !r) return r.error();
     auto cmd = cmd_get_random(32);
     if (!cmd) return cmd.error();
-    Server server({config.name, config.exe, dir->path(), config.work_dir + "/cold-" + config.name + ".log", config.cpu});
+    Server server(
+        {config.name, config.exe, dir->path(), config.work_dir + "/cold-" + config.name + ".log", config.cpu});
 
     auto t0 = server.start();
     if (!t0) return t0.error();

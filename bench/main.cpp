@@ -154,7 +154,8 @@ struct Run {
             }
             std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
             for (const RowSpec& spec : op.rows)
-                rows.push_back(latency_row(spec.series, spec.target, ours.samples[spec.series], theirs.samples[spec.series]));
+                rows.push_back(
+                    latency_row(spec.series, spec.target, ours.samples[spec.series], theirs.samples[spec.series]));
         }
         auto rss_end = read_memory(ours, theirs, "VmRSS");
         if (!rss_end) return rss_end.error();
@@ -243,7 +244,8 @@ Result<void> run(const Options& o, int client_cpu) {
 
     Run run{o, std::move(*work), std::move(*ours_state), std::move(*theirs_state), {}, {}, {}, {}, {}};
     const std::string& w = run.work.path();
-    run.ours.server = std::make_unique<Server>(ServerConfig{"ours", o.ours, run.ours_state.path(), w + "/ours.log", o.cpu});
+    run.ours.server =
+        std::make_unique<Server>(ServerConfig{"ours", o.ours, run.ours_state.path(), w + "/ours.log", o.cpu});
     run.theirs.server =
         std::make_unique<Server>(ServerConfig{"swtpm", o.theirs, run.theirs_state.path(), w + "/swtpm.log", o.cpu});
 

@@ -103,7 +103,8 @@ Result<void> recv_at_least(int fd, Bytes& buf, size_t want) {
             buf.resize(have);
             if (n == 0) return vtpm::make_error(vtpm::rc::kIoError, "connection closed by the server");
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return vtpm::make_error(vtpm::rc::kIoError, "no answer within " + std::to_string(kReceiveTimeoutSeconds) + " s");
+                return vtpm::make_error(vtpm::rc::kIoError,
+                                        "no answer within " + std::to_string(kReceiveTimeoutSeconds) + " s");
             return sys_error("recv");
         }
         have += static_cast<size_t>(n);

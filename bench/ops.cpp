@@ -13,7 +13,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using vtpm::Result;
 
-double micros(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); }
+double micros(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::micro>(b - a).count();
+}
 
 void record(Batch* batch, const std::string& series, double us) {
     if (batch) (*batch)[series].push_back(us);
@@ -35,7 +37,8 @@ Result<void> transact_resubmitting(Target& t, const Bytes& cmd) {
 
 // Send one TPM command on the data channel, timing the round trip (including
 // any resubmissions); then check its response code (untimed).
-Result<void> timed_tpm(Target& t, const Result<Bytes>& cmd, const char* command, Batch* batch, const std::string& series) {
+Result<void> timed_tpm(Target& t, const Result<Bytes>& cmd, const char* command, Batch* batch,
+                       const std::string& series) {
     if (!cmd) return cmd.error();
     auto t0 = Clock::now();
     auto r = transact_resubmitting(t, *cmd);
@@ -72,11 +75,15 @@ Result<void> check_get_random(Target& t, const char* when) {
     if (auto r = untimed_tpm(t, cmd_get_random(32), when); !r) return r;
     auto n = random_bytes_returned(t.rsp);
     if (!n) return n.error();
-    if (*n != 32) return vtpm::make_error(vtpm::rc::kFail, std::string(when) + ": GetRandom returned " + std::to_string(*n) + " bytes");
+    if (*n != 32)
+        return vtpm::make_error(vtpm::rc::kFail,
+                                std::string(when) + ": GetRandom returned " + std::to_string(*n) + " bytes");
     return {};
 }
 
-Result<void> ctrl_untimed(Target& t, const Bytes& req, size_t ok_size) { return ctrl_call(t.ctrl.get(), req, ok_size, t.rsp); }
+Result<void> ctrl_untimed(Target& t, const Bytes& req, size_t ok_size) {
+    return ctrl_call(t.ctrl.get(), req, ok_size, t.rsp);
+}
 
 Result<void> capture_blobs(Target& t) {
     const Bytes get_perm = ctrl_request(ctrl::kGetStateBlob, {ctrl::kStateFlagDecrypted, ctrl::kBlobPermanent, 0});

@@ -121,7 +121,9 @@ std::string Server::death_note() {
     return " (" + name() + ": " + exit_description() + "); its log ends with:\n" + log_tail();
 }
 
-vtpm::Result<vtpm::UniqueFd> Server::connect_data(std::chrono::milliseconds patience) { return connect(port_, patience); }
+vtpm::Result<vtpm::UniqueFd> Server::connect_data(std::chrono::milliseconds patience) {
+    return connect(port_, patience);
+}
 
 vtpm::Result<vtpm::UniqueFd> Server::connect_ctrl(std::chrono::milliseconds patience) {
     return connect(static_cast<uint16_t>(port_ + 1), patience);
@@ -132,7 +134,8 @@ vtpm::Result<long> Server::status_kb(const char* field) const {
     const std::string prefix = std::string(field) + ":";
     for (std::string line; std::getline(in, line);)
         if (line.rfind(prefix, 0) == 0) return std::strtol(line.c_str() + prefix.size(), nullptr, 10);
-    return vtpm::make_error(vtpm::rc::kFail, "no " + prefix + " in /proc/" + std::to_string(pid_) + "/status of " + name());
+    return vtpm::make_error(vtpm::rc::kFail,
+                            "no " + prefix + " in /proc/" + std::to_string(pid_) + "/status of " + name());
 }
 
 vtpm::Result<long> Server::private_kb() const {

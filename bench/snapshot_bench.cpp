@@ -25,8 +25,8 @@ namespace {
 
 // Bytes per second over all cores, from openssl's summary line "sha256 NNNk".
 double openssl_rate(unsigned cores, int seconds) {
-    const std::string cmd = "openssl speed -evp sha256 -bytes 4096 -seconds " + std::to_string(seconds) + " -multi " + std::to_string(cores) +
-                            " 2>/dev/null";
+    const std::string cmd = "openssl speed -evp sha256 -bytes 4096 -seconds " + std::to_string(seconds) + " -multi " +
+                            std::to_string(cores) + " 2>/dev/null";
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) return 0;
     char line[512];

@@ -92,7 +92,8 @@ void print_table(std::FILE* out, const std::vector<Row>& rows) {
         }
         std::snprintf(ratio, sizeof ratio, "%.3f", r.ratio());
         if (r.has_target()) std::snprintf(target, sizeof target, "<=%.2f", r.target);
-        if (r.round_ratio_iqr) std::snprintf(iqr, sizeof iqr, "%.2f-%.2f", r.round_ratio_iqr->first, r.round_ratio_iqr->second);
+        if (r.round_ratio_iqr)
+            std::snprintf(iqr, sizeof iqr, "%.2f-%.2f", r.round_ratio_iqr->first, r.round_ratio_iqr->second);
         std::string verdict = !r.has_target() ? "info" : r.pass() ? "PASS" : "MISS";
         if (r.within_noise()) verdict += "~";
         std::fprintf(out, head, r.op.c_str(), om, op, tm, tp, ratio, target, verdict.c_str(), iqr, n);

@@ -70,7 +70,8 @@ Result<EventLog> parse_event_log(ByteView log) {
     for (uint32_t i = 0; i < n_algs; ++i) {
         uint16_t alg = 0, dsize = 0;
         if (!s.u16(alg) || !s.u16(dsize)) return bad(0, 0, "truncated algorithm list");
-        if (tpm::hash_size(alg) && tpm::hash_size(alg) != dsize) return bad(0, 0, "wrong digest size for " + hex32(alg));
+        if (tpm::hash_size(alg) && tpm::hash_size(alg) != dsize)
+            return bad(0, 0, "wrong digest size for " + hex32(alg));
         out.algorithms.emplace_back(alg, dsize);
     }
     for (size_t n = 1; !r.done(); ++n) {

@@ -97,7 +97,8 @@ Result<IdentityBundle> decode_bundle(ByteView data) {
     }
     for (uint16_t t : {tag::kAuthKeyPublic, tag::kCertifyAttest, tag::kCertifySignature, tag::kHostPcrSelection,
                        tag::kHostPcrDigest, tag::kGeneration})
-        if (!seen.count(t)) return make_error(rc::kBadParameter, "identity bundle: record " + std::to_string(t) + " missing");
+        if (!seen.count(t))
+            return make_error(rc::kBadParameter, "identity bundle: record " + std::to_string(t) + " missing");
     if (gen.size() != 8) return make_error(rc::kBadParameter, "identity bundle: generation is not 8 bytes");
     b.generation = load_be64(gen.data());
     return b;

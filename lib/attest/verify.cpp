@@ -153,7 +153,8 @@ Result<std::string> step_authkey_policy(Ctx& c) {
         if (std::find(have.begin(), have.end(), p) == have.end())
             return make_error(rc::kFail, "the AuthKey policy covers host sha256 PCRs " + tpm::pcr_list_text(have) +
                                              "; required are " + tpm::pcr_list_text(c.in.required_host_pcrs));
-    if (c.in.reference && c.in.reference->host_pcr_digest && !eq(*c.in.reference->host_pcr_digest, c.bundle.host_pcr_digest))
+    if (c.in.reference && c.in.reference->host_pcr_digest &&
+        !eq(*c.in.reference->host_pcr_digest, c.bundle.host_pcr_digest))
         return make_error(rc::kFail, "the host PCR values the AuthKey is bound to differ from the reference");
     return "Sign/Certify only while host sha256 PCRs " + tpm::pcr_list_text(have) + " hold the provisioned values";
 }
@@ -242,7 +243,9 @@ Result<std::string> step_quote_pcrs(Ctx& c) {
             const tpm::PcrValue* v = nullptr;
             for (const auto& x : c.ev.pcrs)
                 if (x.alg == bank && x.index == p) v = &x;
-            if (!v) return make_error(rc::kFail, "the evidence lacks the value of quoted PCR " + bank_text(bank) + ":" + std::to_string(p));
+            if (!v)
+                return make_error(rc::kFail, "the evidence lacks the value of quoted PCR " + bank_text(bank) + ":" +
+                                                 std::to_string(p));
             concat.insert(concat.end(), v->digest.begin(), v->digest.end());
             ++n;
         }
@@ -376,7 +379,8 @@ Report verify_evidence(const VerifyInputs& in, ByteView evidence) {
     for (const auto& s : steps()) rep.steps.push_back({s.id, s.title, StepStatus::NotReached, {}});
     auto ev = decode_evidence(evidence);
     if (!ev) {
-        rep.steps.insert(rep.steps.begin(), {"evidence", "evidence file is well-formed", StepStatus::Fail, ev.error().message});
+        rep.steps.insert(rep.steps.begin(),
+                         {"evidence", "evidence file is well-formed", StepStatus::Fail, ev.error().message});
         rep.failed_step = "evidence";
         return rep;
     }

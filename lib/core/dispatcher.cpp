@@ -18,9 +18,7 @@ Reply error_reply(const Error& e, std::string_view what) {
 }
 
 Dispatcher::Dispatcher(engine::Engine& engine, DispatcherConfig cfg)
-    : engine_(engine),
-      cfg_(std::move(cfg)),
-      framer_(ctrl::FramerOptions{cfg_.lock_storage, cfg_.vendor_commands}) {
+    : engine_(engine), cfg_(std::move(cfg)), framer_(ctrl::FramerOptions{cfg_.lock_storage, cfg_.vendor_commands}) {
     add_swtpm_commands(*this);
 }
 
@@ -151,9 +149,9 @@ Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
     const bool keep = type == engine::BlobType::Volatile && has_filters();
     const bool cont = keep && req.offset > 0 && last_volatile_;
     Result<store::MigrationBlob> blob =
-        cont ? Result<store::MigrationBlob>(store::MigrationBlob{Bytes(last_volatile_->bytes.view().begin(),
-                                                                       last_volatile_->bytes.view().end()),
-                                                                 last_volatile_->state_flags})
+        cont ? Result<store::MigrationBlob>(
+                   store::MigrationBlob{Bytes(last_volatile_->bytes.view().begin(), last_volatile_->bytes.view().end()),
+                                        last_volatile_->state_flags})
              : export_blob(type, (req.state_flags & store::kStateFlagDecrypted) != 0);
     if (blob && keep && !cont) last_volatile_ = KeptBlob{SecureBytes(blob->bytes), blob->state_flags};
     Reply reply;

@@ -108,14 +108,18 @@ Bytes encode_request(const Request& req) {
             } else if constexpr (std::is_same_v<T, StopReq>) code(Cmd::Stop);
             else if constexpr (std::is_same_v<T, GetConfigReq>) code(Cmd::GetConfig);
             else if constexpr (std::is_same_v<T, SetDataFdReq>) code(Cmd::SetDataFd);
-            else if constexpr (std::is_same_v<T, SetBufferSizeReq>) { code(Cmd::SetBufferSize); put_be32(b, r.buffersize); }
-            else if constexpr (std::is_same_v<T, GetInfoReq>) {
+            else if constexpr (std::is_same_v<T, SetBufferSizeReq>) {
+                code(Cmd::SetBufferSize);
+                put_be32(b, r.buffersize);
+            } else if constexpr (std::is_same_v<T, GetInfoReq>) {
                 code(Cmd::GetInfo);
                 put_be64(b, r.flags);
                 put_be32(b, r.offset);
                 put_be32(b, 0);
-            } else if constexpr (std::is_same_v<T, LockStorageReq>) { code(Cmd::LockStorage); put_be32(b, r.retries); }
-            else if constexpr (std::is_same_v<T, VendorTpmCommandReq>) {
+            } else if constexpr (std::is_same_v<T, LockStorageReq>) {
+                code(Cmd::LockStorage);
+                put_be32(b, r.retries);
+            } else if constexpr (std::is_same_v<T, VendorTpmCommandReq>) {
                 code(Cmd::VtpmTpmCommand);
                 put_be32(b, static_cast<uint32_t>(r.command.size()));
                 b.insert(b.end(), r.command.begin(), r.command.end());

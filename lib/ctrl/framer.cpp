@@ -17,8 +17,8 @@ Frame Framer::next(ByteView buf) const {
         f.kind = Frame::Kind::Fatal;
         f.size = buf.size();
         f.fatal_result = code == Cmd::SetStateBlob ? rc::kFail : rc::kBadParameter;
-        f.reason = "announces " + std::to_string(*need) + " bytes, more than the " + std::to_string(kMaxMessage) +
-                   " allowed";
+        f.reason =
+            "announces " + std::to_string(*need) + " bytes, more than the " + std::to_string(kMaxMessage) + " allowed";
         return f;
     } else if (code == Cmd::SetStateBlob && buf.size() >= 16 && load_be32(buf.data() + 12) > kMaxStateBlob) {
         // The announced payload cannot be skipped safely.

@@ -127,7 +127,8 @@ Bytes Engine::execute(ByteView command) {
 }
 
 Bytes Engine::fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const {
-    return tpm2() ? tpm::response_header(tpm::kTpm2StNoSessions, rc_tpm2) : tpm::response_header(tpm::kTpm12TagRspCommand, rc_tpm12);
+    return tpm2() ? tpm::response_header(tpm::kTpm2StNoSessions, rc_tpm2)
+                  : tpm::response_header(tpm::kTpm12TagRspCommand, rc_tpm12);
 }
 
 Bytes Engine::host_command(ByteView command) {

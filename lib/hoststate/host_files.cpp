@@ -10,8 +10,9 @@ namespace vtpm::hoststate {
 
 Result<HostConfig> read_host_config(const std::string& host_dir) {
     auto bytes = read_whole_file(host_dir + "/" + kHostConf);
-    if (!bytes) return make_error(rc::kFail, host_dir + "/" + kHostConf + ": " + bytes.error().message +
-                                                 " (run vtpm-host provision first)");
+    if (!bytes)
+        return make_error(
+            rc::kFail, host_dir + "/" + kHostConf + ": " + bytes.error().message + " (run vtpm-host provision first)");
     std::istringstream in(std::string(bytes->begin(), bytes->end()));
     std::string line;
     std::vector<unsigned> pcrs;
@@ -28,9 +29,8 @@ Result<HostConfig> read_host_config(const std::string& host_dir) {
 Result<void> write_host_file(const std::string& host_dir, const std::string& name, const std::string& text,
                              unsigned mode) {
     const std::string p = host_dir + "/" + name;
-    return replace_file_durably(p + ".tmp", p,
-                                       ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
-                                       static_cast<mode_t>(mode));
+    return replace_file_durably(p + ".tmp", p, ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                                static_cast<mode_t>(mode));
 }
 
 }  // namespace vtpm::hoststate

@@ -91,7 +91,8 @@ Result<TPM2B_PUBLIC> read_persistent(Esys& tpm, uint32_t handle) {
     auto obj = tr_from_tpm(tpm, handle);
     if (!obj) return obj.error();
     TPM2B_PUBLIC* raw = nullptr;
-    TSS2_RC rc = Esys_ReadPublic(tpm.ctx(), obj->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
+    TSS2_RC rc =
+        Esys_ReadPublic(tpm.ctx(), obj->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr);
     EsysPtr<TPM2B_PUBLIC> pub(raw);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("ReadPublic(" + hex32(handle) + ")", rc));
     return *pub;

@@ -114,7 +114,8 @@ Result<std::vector<tpm::PcrValue>> read_pcrs(Esys& tpm, TPMI_ALG_HASH bank, cons
             want.pcrSelections[0].pcrSelect[idx[i] / 8] &= static_cast<uint8_t>(~(1u << (idx[i] % 8)));
         }
     }
-    if (!tpm::selected_pcrs(want, bank).empty()) return make_error(rc::kFail, "the TPM did not return every PCR asked for");
+    if (!tpm::selected_pcrs(want, bank).empty())
+        return make_error(rc::kFail, "the TPM did not return every PCR asked for");
     return out;
 }
 

@@ -73,7 +73,8 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     if (!ek_der) return make_error(rc::kFail, "reading the EK certificate: " + ek_der.error().message);
     const unsigned char* p = ek_der->data();
     vtpm::X509Ptr ek_cert(d2i_X509(nullptr, &p, static_cast<long>(ek_der->size())));
-    if (!ek_cert) return make_error(rc::kFail, "the EK certificate in NV " + hex32(hosttpm::kEkCertNvRsa) + " does not parse");
+    if (!ek_cert)
+        return make_error(rc::kFail, "the EK certificate in NV " + hex32(hosttpm::kEkCertNvRsa) + " does not parse");
     auto roots = x509::read_pem_certificates(ek_roots_pem);
     if (!roots) return roots.error();
     std::vector<const X509*> all;
@@ -141,7 +142,8 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
         if (!pem) return pem.error();
         chain_pem += *pem;
     }
-    for (auto [name, cert] : {std::pair{hoststate::kAkCertFile, ak_cert->get()}, {hoststate::kAuthKeyCertFile, auth_cert->get()}}) {
+    for (auto [name, cert] :
+         {std::pair{hoststate::kAkCertFile, ak_cert->get()}, {hoststate::kAuthKeyCertFile, auth_cert->get()}}) {
         auto pem = x509::to_pem(cert);
         if (!pem) return pem.error();
         if (auto r = hoststate::write_host_file(host_dir, name, *pem); !r) return r.error();

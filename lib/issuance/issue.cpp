@@ -15,7 +15,8 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
     IssueResult out;
     auto uuid = canonical_uuid(req.vm_uuid);
     if (!uuid) return uuid.error();
-    if (req.nonce.empty() || req.nonce.size() > 64) return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
+    if (req.nonce.empty() || req.nonce.size() > 64)
+        return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
     auto issuer = AuthKeyIssuer::open(host, req.host_dir);
     if (!issuer) return issuer.error();
     const hoststate::HostConfig* cfg = &(*issuer)->config();

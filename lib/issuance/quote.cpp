@@ -11,9 +11,12 @@ namespace vtpm::issuance {
 
 Result<attest::Evidence> make_evidence(hosttpm::Esys& vtpm, const QuoteRequest& req) {
     attest::Evidence ev;
-    if (req.nonce.empty() || req.nonce.size() > 64) return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
+    if (req.nonce.empty() || req.nonce.size() > 64)
+        return make_error(rc::kBadParameter, "the nonce must be 1 to 64 bytes");
     auto vaik = hosttpm::tr_from_tpm(vtpm, tpm::kVaikHandle);
-    if (!vaik) return make_error(rc::kFail, "this vTPM has no vAIK at " + hex32(tpm::kVaikHandle) + " (run vtpm-attest issue)");
+    if (!vaik)
+        return make_error(rc::kFail,
+                          "this vTPM has no vAIK at " + hex32(tpm::kVaikHandle) + " (run vtpm-attest issue)");
     TPM2B_PUBLIC* pub_raw = nullptr;
     TSS2_RC prc = Esys_ReadPublic(vtpm.ctx(), vaik->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub_raw, nullptr,
                                   nullptr);
@@ -39,8 +42,8 @@ Result<attest::Evidence> make_evidence(hosttpm::Esys& vtpm, const QuoteRequest& 
     for (int attempt = 0; attempt < 5; ++attempt) {
         TPM2B_ATTEST* att_raw = nullptr;
         TPMT_SIGNATURE* sig_raw = nullptr;
-        const TSS2_RC rc = Esys_Quote(vtpm.ctx(), vaik->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &sel,
-                                &att_raw, &sig_raw);
+        const TSS2_RC rc = Esys_Quote(vtpm.ctx(), vaik->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q,
+                                      &scheme, &sel, &att_raw, &sig_raw);
         hosttpm::EsysPtr<TPM2B_ATTEST> att(att_raw);
         hosttpm::EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
         if (rc == TPM2_RC_RETRY) continue;

@@ -174,8 +174,9 @@ Result<std::unique_ptr<VtpmChannel>> connect_ctrl(const std::string& socket_path
     auto caps = ch->capabilities();
     if (!caps) return make_error(caps.code(), "CMD_GET_CAPABILITY: " + caps.error().message);
     if (!(*caps & ctrl::cap::kVtpmTpmCommand))
-        return make_error(rc::kFail, "the process at " + socket_path +
-                                         " does not offer CMD_VTPM_TPM_COMMAND (start the bridge with --vtpm-vendor-ctrl)");
+        return make_error(rc::kFail,
+                          "the process at " + socket_path +
+                              " does not offer CMD_VTPM_TPM_COMMAND (start the bridge with --vtpm-vendor-ctrl)");
     return std::unique_ptr<VtpmChannel>(std::move(ch));
 }
 

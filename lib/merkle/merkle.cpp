@@ -83,8 +83,7 @@ std::vector<uint64_t> differing_leaves(std::span<const Digest> a, std::span<cons
 Result<std::vector<Digest>> inclusion_proof(std::span<const Digest> leaves, uint64_t index) {
     if (index >= leaves.size())
         return make_error(rc::kBadParameter, "Merkle inclusion proof: leaf index " + std::to_string(index) +
-                                                 " is beyond the tree of " + std::to_string(leaves.size()) +
-                                                 " leaves");
+                                                 " is beyond the tree of " + std::to_string(leaves.size()) + " leaves");
     // Bottom-up as in merkle_root, taking the sibling of the leaf's ancestor at each level; that ancestor
     // has none when it is the unpaired last node, which moves up unchanged and so adds nothing to the path.
     std::vector<Digest> proof;
@@ -96,8 +95,8 @@ Result<std::vector<Digest>> inclusion_proof(std::span<const Digest> leaves, uint
     return proof;
 }
 
-Result<void> verify_inclusion(const Digest& leaf, uint64_t index, uint64_t tree_size,
-                              std::span<const Digest> proof, const Digest& root) {
+Result<void> verify_inclusion(const Digest& leaf, uint64_t index, uint64_t tree_size, std::span<const Digest> proof,
+                              const Digest& root) {
     const auto where = [&] {
         return "leaf " + std::to_string(index) + " of a tree of size " + std::to_string(tree_size);
     };
@@ -107,10 +106,9 @@ Result<void> verify_inclusion(const Digest& leaf, uint64_t index, uint64_t tree_
     // walk below assume it never runs out of levels or hashes (RFC 9162's sn checks).
     const uint64_t need = path_length(index, tree_size);
     if (proof.size() != need)
-        return make_error(rc::kFail, "Merkle inclusion proof for " + where() + " is too " +
-                                         (proof.size() > need ? "long" : "short") + ": " +
-                                         std::to_string(proof.size()) + " hashes, the path has " +
-                                         std::to_string(need));
+        return make_error(
+            rc::kFail, "Merkle inclusion proof for " + where() + " is too " + (proof.size() > need ? "long" : "short") +
+                           ": " + std::to_string(proof.size()) + " hashes, the path has " + std::to_string(need));
     uint64_t fn = index;
     uint64_t sn = tree_size - 1;
     Digest r = leaf;

@@ -41,7 +41,7 @@ Result<std::vector<Digest>> inclusion_proof(std::span<const Digest> leaves, uint
 /// more or fewer hashes than that position needs, or it leads to another root.
 /// The root does not commit to the tree size (leaf 0 of 3 and of 4 take the same path shape), so the
 /// caller must take tree_size from the same authenticated source as root.
-Result<void> verify_inclusion(const Digest& leaf, uint64_t index, uint64_t tree_size,
-                              std::span<const Digest> proof, const Digest& root);
+Result<void> verify_inclusion(const Digest& leaf, uint64_t index, uint64_t tree_size, std::span<const Digest> proof,
+                              const Digest& root);
 
 }  // namespace vtpm::merkle

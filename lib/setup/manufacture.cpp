@@ -81,7 +81,8 @@ struct Ek {
 Result<Ek> create_ek(engine::Engine& e, tpm::EkKind kind, const ManufactureOptions& opt, ManufactureReport& rep) {
     const auto layout = tpm::ek_layout(kind);
     const TPMT_PUBLIC tmpl = tpm::ek_template(kind, opt.allow_signing, opt.decryption);
-    auto rsp = call(e, tpm::create_primary(TPM2_RH_ENDORSEMENT, tmpl), std::string("CreatePrimary(EK ") + layout.description + ")");
+    auto rsp = call(e, tpm::create_primary(TPM2_RH_ENDORSEMENT, tmpl),
+                    std::string("CreatePrimary(EK ") + layout.description + ")");
     if (!rsp) return rsp.error();
     auto created = tpm::parse_create_primary(*rsp);
     if (!created) return created.error();
@@ -228,7 +229,8 @@ Result<ManufactureReport> manufacture_tpm2(engine::Engine& e, const ManufactureO
             if (auto r = call(e, tpm::evict_control(created->handle, tpm::kSpkHandle), "EvictControl(SPK)"); !r)
                 return r.error();
             (void)e.command(tpm::flush_context(created->handle));
-            rep.events.push_back("Successfully created storage primary key with handle " + hex32(tpm::kSpkHandle) + ".");
+            rep.events.push_back("Successfully created storage primary key with handle " + hex32(tpm::kSpkHandle) +
+                                 ".");
         }
         if (opt.create_ek) {
             // First the RSA EK (with the platform certificate), then the ECC EK.

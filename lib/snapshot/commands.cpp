@@ -11,8 +11,8 @@ void attach(core::Dispatcher& d, SnapshotGuard& guard) {
     if (!d.config().vendor_commands) return;
     using core::Reply;
     d.add_command(ctrl::Cmd::VtpmRamDigest,
-                  core::Command{ctrl::cap::kVtpmRamDigest, [&guard](core::Dispatcher&, const ctrl::Request& req,
-                                                                    const core::TransportState&) {
+                  core::Command{ctrl::cap::kVtpmRamDigest,
+                                [&guard](core::Dispatcher&, const ctrl::Request& req, const core::TransportState&) {
                                     const auto& r = std::get<ctrl::VendorRamDigestReq>(req);
                                     QemuDigest qd;
                                     qd.page_count = r.page_count;
@@ -24,13 +24,14 @@ void attach(core::Dispatcher& d, SnapshotGuard& guard) {
                                     return core::result_reply(rc::kSuccess);
                                 }});
     d.add_command(ctrl::Cmd::VtpmSnapshot,
-                  core::Command{ctrl::cap::kVtpmSnapshot, [&guard](core::Dispatcher& self, const ctrl::Request&,
-                                                                   const core::TransportState&) {
+                  core::Command{ctrl::cap::kVtpmSnapshot,
+                                [&guard](core::Dispatcher& self, const ctrl::Request&, const core::TransportState&) {
                                     engine::Engine& e = self.engine();
                                     if (!e.running() || !e.tpm2()) return core::result_reply(rc::kBadOrdinal);
                                     auto rec = guard.make_record_now(e);
                                     if (!rec) return core::error_reply(rec.error(), "CMD_VTPM_SNAPSHOT");
-                                    if (!*rec) return core::result_reply(rc::kFail);  // verification off or impossible: logged
+                                    if (!*rec)
+                                        return core::result_reply(rc::kFail);  // verification off or impossible: logged
                                     return Reply{ctrl::encode_vendor_tpm_response(rc::kSuccess, **rec)};
                                 }});
 }

@@ -186,12 +186,14 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
     r.host_signature = std::move(*sig);
     // The host remembers the generation before the record leaves: an older
     // image is recognised even if this process dies right after.
-    if (auto c = ledger_->commit(uuid, hoststate::LedgerEntry{r.generation, r.root}); !c) return skip(c.error().message);
+    if (auto c = ledger_->commit(uuid, hoststate::LedgerEntry{r.generation, r.root}); !c)
+        return skip(c.error().message);
     if (!md->pages.leaves.empty()) ledger_->keep_leaves(uuid, md->pages.leaves);
-    VTPM_LOG_INFO("snapshot record: VM %s generation %llu, %llu pages of %s, root %s%s (hashed in %.1f ms, total %.1f ms)",
-                  uuid.c_str(), static_cast<unsigned long long>(r.generation),
-                  static_cast<unsigned long long>(r.page_count), md->where.c_str(), to_hex(r.root).c_str(),
-                  r.quote_attest.empty() ? "" : ", quoted by the vAIK", hash_ms, ms_since(t0));
+    VTPM_LOG_INFO(
+        "snapshot record: VM %s generation %llu, %llu pages of %s, root %s%s (hashed in %.1f ms, total %.1f ms)",
+        uuid.c_str(), static_cast<unsigned long long>(r.generation), static_cast<unsigned long long>(r.page_count),
+        md->where.c_str(), to_hex(r.root).c_str(), r.quote_attest.empty() ? "" : ", quoted by the vAIK", hash_ms,
+        ms_since(t0));
     return Out(encode_record(r));
 }
 
@@ -201,7 +203,8 @@ std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const Page
     const std::string not_there =
         "; guest RAM there is zero where the saved image had data (RAM not there yet: a post-copy migration?)";
     // Exact pages when this host kept the leaves of that save.
-    if (auto kept = ledger_ ? ledger_->leaves_for(uuid, r.root) : std::nullopt; kept && kept->size() == now.leaves.size()) {
+    if (auto kept = ledger_ ? ledger_->leaves_for(uuid, r.root) : std::nullopt;
+        kept && kept->size() == now.leaves.size()) {
         const auto pages = merkle::differing_leaves(*kept, now.leaves, kListedPages);
         std::string where = "first differing pages: " + page_list(pages);
         const Digest zero = zero_page_leaf();
@@ -210,7 +213,8 @@ std::string SnapshotGuard::first_differences(const SnapshotRecord& r, const Page
     }
     if (!r.block_roots.empty() && r.block_roots.size() == now.block_roots.size()) {
         std::vector<uint64_t> pages;
-        for (uint64_t b : merkle::differing_leaves(r.block_roots, now.block_roots, kListedPages)) pages.push_back(b * r.block_pages);
+        for (uint64_t b : merkle::differing_leaves(r.block_roots, now.block_roots, kListedPages))
+            pages.push_back(b * r.block_pages);
         std::string where =
             "first differing blocks of " + std::to_string(r.block_pages) + " pages start at pages " + page_list(pages);
         if (!pages.empty() && mapped_ && mapped_->pages_are_holes(pages.front(), r.block_pages)) where += not_there;
@@ -223,7 +227,8 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
                                                              const Digest& permanent_digest, ByteView volatile_plain) {
     if (cfg_.policy == Policy::Skip) return Verdict{};
     const auto t0 = std::chrono::steady_clock::now();
-    if (!record) return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
+    if (!record)
+        return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
     if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
     if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host dir=...)");
     auto r = parse_record(*record);
@@ -237,8 +242,8 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
     if (!last) return failed(last.error().message);
     if (!*last) return failed("this host has signed no snapshot of VM " + uuid + " (its ledger is empty)");
     if (r->generation < (*last)->generation)
-        return failed("replayed record: generation " + std::to_string(r->generation) + " is older than the latest save (" +
-                      std::to_string((*last)->generation) + ")");
+        return failed("replayed record: generation " + std::to_string(r->generation) +
+                      " is older than the latest save (" + std::to_string((*last)->generation) + ")");
     if (r->generation > (*last)->generation || r->root != (*last)->root)
         return failed("the record (generation " + std::to_string(r->generation) +
                       ") is not the one this host's ledger holds (generation " + std::to_string((*last)->generation) +
@@ -257,7 +262,8 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
                       std::to_string(r->page_count));
     if (md->pages.root != r->root)
         return failed("guest RAM (" + md->where + ") differs from the saved image: " +
-                      (md->source == DigestSource::Qemu ? std::string("QEMU's RAM digest differs") : first_differences(*r, md->pages)));
+                      (md->source == DigestSource::Qemu ? std::string("QEMU's RAM digest differs")
+                                                        : first_differences(*r, md->pages)));
     VTPM_LOG_INFO("snapshot record verified: VM %s generation %llu, %llu pages of %s match root %s%s (%.1f ms)",
                   uuid.c_str(), static_cast<unsigned long long>(r->generation),
                   static_cast<unsigned long long>(r->page_count), md->where.c_str(), to_hex(r->root).c_str(),

@@ -30,7 +30,8 @@ Result<MemoryRegion> region_from_fd(UniqueFd fd, const std::string& name, std::o
     if (!S_ISREG(st.st_mode)) return make_error(rc::kFail, name + " is not a regular file or memfd");
     const uint64_t len = length.value_or(static_cast<uint64_t>(st.st_size));
     if (len > static_cast<uint64_t>(st.st_size))
-        return make_error(rc::kFail, name + " is shorter (" + std::to_string(st.st_size) + " bytes) than QEMU's mapping");
+        return make_error(rc::kFail,
+                          name + " is shorter (" + std::to_string(st.st_size) + " bytes) than QEMU's mapping");
     auto map = MappedFile::map_fd(fd.get(), len, name);
     if (!map) return map.error();
     return MemoryRegion{name, std::move(fd), std::move(*map), st.st_dev, st.st_ino};
@@ -46,10 +47,12 @@ bool same_inode(int fd, const MapsEntry& e) {
 Result<UniqueFd> open_mapped_file(pid_t pid, const MapsEntry& e, std::string& name) {
     const std::string proc = "/proc/" + std::to_string(pid);
     char range[64];
-    std::snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(e.start), static_cast<unsigned long>(e.end));
+    std::snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(e.start),
+                  static_cast<unsigned long>(e.end));
     std::string tried;
     // 1. map_files: exactly this mapping (needs CAP_SYS_ADMIN).
-    if (UniqueFd fd(::open((proc + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC)); fd && same_inode(fd.get(), e)) {
+    if (UniqueFd fd(::open((proc + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC));
+        fd && same_inode(fd.get(), e)) {
         name = proc + "/map_files/" + range + " (" + e.path + ")";
         return fd;
     }
@@ -103,7 +106,8 @@ std::vector<MapsEntry> parse_maps(std::string_view text) {
         e.offset = off;
         e.inode = ino;
         e.shared = perms[3] == 's';
-        if (path_at > 0 && static_cast<size_t>(path_at) <= line.size()) e.path = line.substr(static_cast<size_t>(path_at));
+        if (path_at > 0 && static_cast<size_t>(path_at) <= line.size())
+            e.path = line.substr(static_cast<size_t>(path_at));
         out.push_back(std::move(e));
     }
     return out;

@@ -190,8 +190,8 @@ PageDigests hash_regions(std::span<const MemoryView> regions, unsigned threads) 
     }
     const size_t pages = out.leaves.size();
     for (size_t from = 0; from < pages; from += kBlockPages)
-        out.block_roots.push_back(
-            merkle::merkle_root(std::span<const Digest>(out.leaves).subspan(from, std::min(kBlockPages, pages - from))));
+        out.block_roots.push_back(merkle::merkle_root(
+            std::span<const Digest>(out.leaves).subspan(from, std::min(kBlockPages, pages - from))));
     out.root = merkle::merkle_root(out.block_roots);
     return out;
 }

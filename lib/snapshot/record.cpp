@@ -38,7 +38,8 @@ class Reader {
 public:
     explicit Reader(ByteView b) : b_(b) {}
     Result<ByteView> take(size_t n, const char* what) {
-        if (b_.size() - pos_ < n) return make_error(rc::kBadParameter, std::string("snapshot record truncated in ") + what);
+        if (b_.size() - pos_ < n)
+            return make_error(rc::kBadParameter, std::string("snapshot record truncated in ") + what);
         ByteView v = b_.subspan(pos_, n);
         pos_ += n;
         return v;
@@ -151,7 +152,8 @@ Result<SnapshotRecord> parse_record(ByteView bytes) {
         const uint64_t want = (r.page_count + r.block_pages - 1) / r.block_pages;
         if (*n_blocks != want)
             return bad(std::to_string(*n_blocks) + " block roots for " + std::to_string(r.page_count) +
-                       " pages in blocks of " + std::to_string(r.block_pages) + " (expected " + std::to_string(want) + ")");
+                       " pages in blocks of " + std::to_string(r.block_pages) + " (expected " + std::to_string(want) +
+                       ")");
         if (in.left() / 32 < *n_blocks) return bad("truncated in the block roots");
         r.block_roots.resize(*n_blocks);
         for (auto& d : r.block_roots)

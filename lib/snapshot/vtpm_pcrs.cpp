@@ -74,7 +74,8 @@ Result<std::vector<PcrBank>> read_all_pcrs(engine::Engine& e) {
             if (bank == banks.size()) return make_error(rc::kFail, "PCR_Read answered an unrequested bank");
             for (unsigned pcr = 0; pcr < kPcrCount && pcr / 8 < s.sizeofSelect; ++pcr) {
                 if (!(s.pcrSelect[pcr / 8] & (1u << (pcr % 8)))) continue;
-                if (next >= rd->values.count) return make_error(rc::kFail, "PCR_Read answered fewer digests than it says");
+                if (next >= rd->values.count)
+                    return make_error(rc::kFail, "PCR_Read answered fewer digests than it says");
                 const auto& d = rd->values.digests[next++];
                 banks[bank].values[pcr].assign(d.buffer, d.buffer + d.size);
                 want.pcrSelections[bank].pcrSelect[pcr / 8] &= static_cast<uint8_t>(~(1u << (pcr % 8)));
@@ -136,7 +137,8 @@ Result<void> taint_pcrs(engine::Engine& e) {
     for (uint32_t pcr = 0; pcr < kPcrCount; ++pcr) {
         if (pcr > 16 && pcr != 23) continue;
         const uint32_t code = tpm::response_code(e.host_command(tpm::pcr_extend(pcr, dv)));
-        if (code != 0) return make_error(rc::kFail, "extending vPCR " + std::to_string(pcr) + " failed: TPM rc " + hex32(code));
+        if (code != 0)
+            return make_error(rc::kFail, "extending vPCR " + std::to_string(pcr) + " failed: TPM rc " + hex32(code));
     }
     return {};
 }

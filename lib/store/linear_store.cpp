@@ -27,7 +27,9 @@ constexpr uint8_t kVersion = 1;
 constexpr size_t kSlots = 15;
 constexpr size_t kHeaderSize = 8 + 1 + 1 + 2 + kSlots * 12;  // 192
 
-uint32_t le32(const uint8_t* p) { return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24; }
+uint32_t le32(const uint8_t* p) {
+    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
 void put_le32(uint8_t* p, uint32_t v) {
     for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
@@ -72,7 +74,8 @@ public:
         Slot s = slots_[i];
         if (s.offset == 0) return make_error(rc::kRetry, std::string(name) + " is not in " + path_);
         if (size_t{s.offset} + s.data_length > image_.size())
-            return make_error(rc::kFail, path_ + ": slot for " + std::string(name) + " points past the end of the file");
+            return make_error(rc::kFail,
+                              path_ + ": slot for " + std::string(name) + " points past the end of the file");
         return Bytes(image_.begin() + s.offset, image_.begin() + s.offset + s.data_length);
     }
 
@@ -138,7 +141,8 @@ private:
         uint64_t magic = 0;
         for (int b = 7; b >= 0; --b) magic = magic << 8 | data[static_cast<size_t>(b)];
         if (magic != kMagic) return {};
-        if (data[8] > kVersion) return make_error(rc::kFail, path_ + ": unknown linear format version " + std::to_string(data[8]));
+        if (data[8] > kVersion)
+            return make_error(rc::kFail, path_ + ": unknown linear format version " + std::to_string(data[8]));
         const uint16_t hdr = static_cast<uint16_t>(data[10] | data[11] << 8);
         if (hdr != kHeaderSize) return make_error(rc::kFail, path_ + ": unexpected header size " + std::to_string(hdr));
         for (size_t i = 0; i < kSlots && i < slots_.size(); ++i) {

@@ -16,9 +16,9 @@ void wipe(Bytes& b) {
 
 Result<void> check_key_size(const Key& key, bool flag256, const char* which) {
     if (key.is256() != flag256)
-        return make_error(rc::kBadKeyProperty, std::string("the blob was encrypted with a ") +
-                                                   (flag256 ? "256" : "128") + "-bit " + which + " key, the configured one has " +
-                                                   std::to_string(key.bytes.size() * 8) + " bits");
+        return make_error(rc::kBadKeyProperty,
+                          std::string("the blob was encrypted with a ") + (flag256 ? "256" : "128") + "-bit " + which +
+                              " key, the configured one has " + std::to_string(key.bytes.size() * 8) + " bits");
     return {};
 }
 

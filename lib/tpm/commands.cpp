@@ -190,7 +190,12 @@ Bytes create_primary(uint32_t hierarchy, const TPMT_PUBLIC& tmpl) {
 }
 
 Bytes evict_control(uint32_t object, uint32_t persistent) {
-    return Cmd(TPM2_CC_EvictControl, true).handle(TPM2_RH_OWNER).handle(object).password_session().u32(persistent).done();
+    return Cmd(TPM2_CC_EvictControl, true)
+        .handle(TPM2_RH_OWNER)
+        .handle(object)
+        .password_session()
+        .u32(persistent)
+        .done();
 }
 
 Bytes flush_context(uint32_t handle) { return Cmd(TPM2_CC_FlushContext, false).u32(handle).done(); }
@@ -233,6 +238,8 @@ Bytes nv_read_public(uint32_t index) { return Cmd(TPM2_CC_NV_ReadPublic, false).
 Bytes nv_read(uint32_t index, uint16_t size, uint16_t offset) {
     return Cmd(TPM2_CC_NV_Read, true).handle(index).handle(index).password_session().u16(size).u16(offset).done();
 }
+
+Bytes get_random(uint16_t bytes) { return Cmd(TPM2_CC_GetRandom, false).u16(bytes).done(); }
 
 Bytes read_public(uint32_t handle) { return Cmd(TPM2_CC_ReadPublic, false).handle(handle).done(); }
 
@@ -351,6 +358,16 @@ Result<Bytes> parse_nv_read(ByteView rsp) {
     size_t o = *off;
     if (Tss2_MU_TPM2B_MAX_NV_BUFFER_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed NV_Read response");
+    return Bytes(data.buffer, data.buffer + data.size);
+}
+
+Result<Bytes> parse_get_random(ByteView rsp) {
+    auto off = params_offset(rsp, 0);
+    if (!off) return off.error();
+    TPM2B_DIGEST data{};
+    size_t o = *off;
+    if (Tss2_MU_TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
+        return make_error(rc::kFail, "malformed GetRandom response");
     return Bytes(data.buffer, data.buffer + data.size);
 }
 

@@ -47,6 +47,8 @@ Bytes nv_read_public(uint32_t index);
 Bytes nv_read(uint32_t index, uint16_t size, uint16_t offset);
 Bytes read_public(uint32_t handle);
 Bytes get_capability(uint32_t cap, uint32_t property, uint32_t count);
+/// TPM2_GetRandom(bytesRequested).
+Bytes get_random(uint16_t bytes);
 Bytes pcr_allocate(const TPML_PCR_SELECTION& sel);
 /// TPM2_Shutdown(shutdownType): 0 = SU_CLEAR, 1 = SU_STATE.
 Bytes shutdown(uint16_t su);
@@ -103,6 +105,8 @@ struct QuoteResult {
     TPMT_SIGNATURE signature{};
 };
 Result<QuoteResult> parse_quote(ByteView rsp);
+/// GetRandom response: the random bytes.
+Result<Bytes> parse_get_random(ByteView rsp);
 /// GetCapability(TPM_CAP_PCRS) response.
 Result<TPML_PCR_SELECTION> parse_pcr_capability(ByteView rsp);
 /// GetCapability(TPM_CAP_HANDLES) response.

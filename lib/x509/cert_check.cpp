@@ -51,7 +51,8 @@ Result<std::vector<std::string>> verify_chain(const X509* leaf, const std::vecto
     }
     std::vector<std::string> subjects;
     STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
-    for (int i = 0; i < sk_X509_num(chain); ++i) subjects.push_back(name_text(X509_get_subject_name(sk_X509_value(chain, i))));
+    for (int i = 0; i < sk_X509_num(chain); ++i)
+        subjects.push_back(name_text(X509_get_subject_name(sk_X509_value(chain, i))));
     return subjects;
 }
 
@@ -72,7 +73,8 @@ Result<TcgFields> check_tcg_profile(const X509* cert, CertKind kind) {
         return make_error(rc::kFail, std::string(what) + ": the TCG extended key usage is missing");
     if (kind == CertKind::Ek) {
         if (f->tpm.manufacturer.empty() || f->tpm.model.empty() || f->tpm.version.empty())
-            return make_error(rc::kFail, "EK certificate: TPM manufacturer, model or version missing in subjectAltName");
+            return make_error(rc::kFail,
+                              "EK certificate: TPM manufacturer, model or version missing in subjectAltName");
         if (!f->spec) return make_error(rc::kFail, "EK certificate: TPMSpecification missing");
     } else if (f->platform.manufacturer.empty() || f->platform.model.empty() || f->platform.version.empty()) {
         return make_error(rc::kFail, "platform certificate: platform manufacturer, model or version missing");

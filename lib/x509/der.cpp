@@ -65,11 +65,13 @@ Result<Bytes> oid(std::string_view dotted) {
     while (p < end) {
         uint64_t v = 0;
         auto [q, ec] = std::from_chars(p, end, v);
-        if (ec != std::errc{} || q == p) return make_error(rc::kBadParameter, "malformed OID '" + std::string(dotted) + "'");
+        if (ec != std::errc{} || q == p)
+            return make_error(rc::kBadParameter, "malformed OID '" + std::string(dotted) + "'");
         arcs.push_back(v);
         p = q;
         if (p < end) {
-            if (*p != '.' || p + 1 == end) return make_error(rc::kBadParameter, "malformed OID '" + std::string(dotted) + "'");
+            if (*p != '.' || p + 1 == end)
+                return make_error(rc::kBadParameter, "malformed OID '" + std::string(dotted) + "'");
             ++p;
         }
     }

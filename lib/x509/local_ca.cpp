@@ -96,7 +96,8 @@ Result<void> create_ca(const std::string& dir) {
     if (!root) return root.error();
     auto issuer_key = new_ec_key();
     if (!issuer_key) return issuer_key.error();
-    auto issuer = make_ca_cert("libvtpm local CA issuer", issuer_key->get(), root->get(), root_key->get(), 3650 * 2, true);
+    auto issuer =
+        make_ca_cert("libvtpm local CA issuer", issuer_key->get(), root->get(), root_key->get(), 3650 * 2, true);
     if (!issuer) return issuer.error();
     auto rk = key_pem(root_key->get());
     auto ik = key_pem(issuer_key->get());
@@ -145,7 +146,8 @@ Result<std::unique_ptr<LocalCa>> LocalCa::open(const std::string& dir) {
     struct stat st;
     if (stat((dir + "/" + kCaIssuerCert).c_str(), &st) != 0) {
         if (errno != ENOENT) return make_error(rc::kFail, "could not stat the CA in " + dir + ": " + errstr());
-        if (auto r = create_ca(dir); !r) return make_error(r.code(), "creating the local CA in " + dir + ": " + r.error().message);
+        if (auto r = create_ca(dir); !r)
+            return make_error(r.code(), "creating the local CA in " + dir + ": " + r.error().message);
     }
     auto root = read_pem_certificate(dir + "/" + kCaRootCert);
     if (!root) return root.error();

@@ -73,14 +73,16 @@ using Opts = std::map<std::string, std::vector<std::string>>;
 Result<Opts> parse(int argc, char** argv, const std::vector<std::pair<const char*, bool>>& known) {
     std::vector<option> longopts;
     for (size_t i = 0; i < known.size(); ++i)
-        longopts.push_back({known[i].first, known[i].second ? required_argument : no_argument, nullptr, static_cast<int>(i + 256)});
+        longopts.push_back(
+            {known[i].first, known[i].second ? required_argument : no_argument, nullptr, static_cast<int>(i + 256)});
     longopts.push_back({nullptr, 0, nullptr, 0});
     Opts o;
     optind = 2;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts.data(), nullptr)) != -1) {
-        if (c < 256) return make_error(rc::kBadParameter, std::string("unknown or incomplete option ") + argv[optind - 1]);
+        if (c < 256)
+            return make_error(rc::kBadParameter, std::string("unknown or incomplete option ") + argv[optind - 1]);
         o[known[static_cast<size_t>(c - 256)].first].push_back(optarg ? optarg : "");
     }
     if (optind < argc) return make_error(rc::kBadParameter, std::string("unexpected argument ") + argv[optind]);
@@ -113,7 +115,8 @@ int cmd_issue(int argc, char** argv) {
     req.user_cert_der = *user;
     if (auto d = one(*o, "days")) req.days = std::atoi(d->c_str());
     const std::string out = *one(*o, "out");
-    if (mkdir(out.c_str(), 0755) != 0 && errno != EEXIST) return fail("cannot create " + out + ": " + std::strerror(errno));
+    if (mkdir(out.c_str(), 0755) != 0 && errno != EEXIST)
+        return fail("cannot create " + out + ": " + std::strerror(errno));
 
     auto host = hosttpm::Esys::open(one(*o, "tcti").value_or(hosttpm::kDefaultTcti));
     if (!host) return fail(host.error().message);
@@ -230,7 +233,8 @@ int cmd_verify(int argc, char** argv) {
         std::string detail;
         for (const auto& s : rep.steps)
             if (s.id == rep.failed_step) detail = s.detail;
-        std::fprintf(stderr, "vtpm-attest: verification failed at step %s: %s\n", rep.failed_step.c_str(), detail.c_str());
+        std::fprintf(stderr, "vtpm-attest: verification failed at step %s: %s\n", rep.failed_step.c_str(),
+                     detail.c_str());
     }
     return rep.ok ? 0 : 3;
 }

@@ -113,7 +113,8 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
                 body = body.substr(0, eq);
             }
             if (std::find(std::begin(kUnsupported), std::end(kUnsupported), body) != std::end(kUnsupported))
-                return make_error(rc::kBadParameter, "option --" + body + " is not supported by this swtpm replacement");
+                return make_error(rc::kBadParameter,
+                                  "option --" + body + " is not supported by this swtpm replacement");
             const LongOpt* match = nullptr;
             int matches = 0;
             for (const auto& lo : kLongOpts) {

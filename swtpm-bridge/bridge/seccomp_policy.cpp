@@ -52,7 +52,8 @@ Result<void> install_seccomp(std::string_view action) {
 #else
     uint32_t act = SCMP_ACT_KILL_PROCESS;
     if (action == "log") act = SCMP_ACT_LOG;
-    else if (action != "kill") return make_error(rc::kBadParameter, "unknown seccomp action '" + std::string(action) + "'");
+    else if (action != "kill")
+        return make_error(rc::kBadParameter, "unknown seccomp action '" + std::string(action) + "'");
     std::unique_ptr<void, CtxRelease> ctx(seccomp_init(SCMP_ACT_ALLOW));
     if (!ctx) return make_error(rc::kFail, "seccomp_init failed");
     for (int sc : kDenied) {

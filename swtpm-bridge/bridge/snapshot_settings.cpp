@@ -175,7 +175,9 @@ Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const SnapshotSettin
     }
     const auto& g = s->guard;
     VTPM_LOG_INFO("snapshot verification: memory %s, policy %s%s, VM %s, records signed by %s",
-                  g.memory_from_peer ? "from the control socket's peer" : g.memory_path.empty() ? "none" : g.memory_path.c_str(),
+                  g.memory_from_peer      ? "from the control socket's peer"
+                  : g.memory_path.empty() ? "none"
+                                          : g.memory_path.c_str(),
                   std::string(snapshot::policy_name(g.policy)).c_str(), g.required ? " (required)" : "",
                   g.vm_uuid ? format_uuid(*g.vm_uuid).c_str() : "unknown",
                   signer ? signer->describe().c_str() : "nobody (no --vtpm-host)");

@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
             std::snprintf(name, sizeof(name), "/nv-%08x.pem", s.index);
             if (pem)
                 (void)replace_file_durably(out_dir + name + ".tmp", out_dir + name,
-                                                  ByteView(reinterpret_cast<const uint8_t*>(pem->data()), pem->size()), 0644);
+                                           ByteView(reinterpret_cast<const uint8_t*>(pem->data()), pem->size()), 0644);
         }
     }
     (*eng)->stop();

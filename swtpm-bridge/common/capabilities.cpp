@@ -64,9 +64,9 @@ std::string capabilities_json(bool tpm2) {
     std::vector<std::string> f;
     if (version_available(TPMLIB_TPM_VERSION_1_2)) f.emplace_back("tpm-1.2");
     if (version_available(TPMLIB_TPM_VERSION_2)) f.emplace_back("tpm-2.0");
-    for (const char* s : {"tpm-send-command-header", "flags-opt-startup", "cmdarg-seccomp", "flags-opt-disable-auto-shutdown",
-                          "ctrl-opt-terminate", "cmdarg-key-fd", "cmdarg-pwd-fd", "cmdarg-print-states",
-                          "cmdarg-migration", "nvram-backend-dir", "nvram-backend-file"})
+    for (const char* s : {"tpm-send-command-header", "flags-opt-startup", "cmdarg-seccomp",
+                          "flags-opt-disable-auto-shutdown", "ctrl-opt-terminate", "cmdarg-key-fd", "cmdarg-pwd-fd",
+                          "cmdarg-print-states", "cmdarg-migration", "nvram-backend-dir", "nvram-backend-file"})
         f.emplace_back(s);
     if (tpm2 && version_available(TPMLIB_TPM_VERSION_2))
         for (unsigned n : rsa_key_sizes()) f.push_back("rsa-keysize-" + std::to_string(n));

@@ -51,10 +51,13 @@ Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) 
         if (auto r = hoststate::write_host_file(dir, std::string(name) + ".pem", *pem); !r) return r;
         auto raw = tpm::marshal_public(pub->publicArea);
         if (!raw) return raw.error();
-        if (auto r = hoststate::write_host_file(dir, std::string(name) + ".pub", std::string(raw->begin(), raw->end())); !r)
+        if (auto r = hoststate::write_host_file(dir, std::string(name) + ".pub", std::string(raw->begin(), raw->end()));
+            !r)
             return r;
     }
-    if (auto r = hoststate::write_host_file(dir, "authkey.policy", std::string(reinterpret_cast<const char*>(k.policy.buffer), k.policy.size)); !r)
+    if (auto r = hoststate::write_host_file(dir, "authkey.policy",
+                                            std::string(reinterpret_cast<const char*>(k.policy.buffer), k.policy.size));
+        !r)
         return r;
     std::ostringstream conf;
     conf << "# written by vtpm-host provision\n"

@@ -60,7 +60,8 @@ Result<SetupConfig> load_setup_config(const std::string& path, bool explicit_pat
         if (key == "active_pcr_banks") c.active_pcr_banks = value;
         else if (key == "certificate_issuer") {
             if (value != "localca" && value != "hosttpm")
-                return make_error(rc::kFail, path + ":" + std::to_string(n) + ": unknown certificate_issuer '" + value + "'");
+                return make_error(rc::kFail,
+                                  path + ":" + std::to_string(n) + ": unknown certificate_issuer '" + value + "'");
             c.issuer = value;
         } else if (key == "localca_dir") c.localca_dir = value;
         else if (key == "host_dir") c.host_dir = value;
@@ -74,7 +75,8 @@ Result<SetupConfig> load_setup_config(const std::string& path, bool explicit_pat
             if (value.empty() || *end || d < -1 || d > 36500)
                 return make_error(rc::kFail, path + ":" + std::to_string(n) + ": bad cert_validity_days");
             c.cert_validity_days = static_cast<int>(d);
-        } else if (key == "create_certs_tool" || key == "create_certs_tool_config" || key == "create_certs_tool_options") {
+        } else if (key == "create_certs_tool" || key == "create_certs_tool_config" ||
+                   key == "create_certs_tool_options") {
             // swtpm_setup.conf keys: certificates are made in-process here.
         } else {
             return make_error(rc::kFail, path + ":" + std::to_string(n) + ": unknown key '" + key + "'");
@@ -93,9 +95,12 @@ Result<void> create_config_files(const std::string& flags) {
         else if (tok == "root") root = true;
         else if (tok == "skip-if-exist") skip = true;
     }
-    if (overwrite && skip) return make_error(rc::kBadParameter, "Error: overwrite and skip-if-exist cannot both be used");
+    if (overwrite && skip)
+        return make_error(rc::kBadParameter, "Error: overwrite and skip-if-exist cannot both be used");
     if (getuid() == 0 && !root)
-        return make_error(rc::kFail, "Requiring the 'root' flag since the configuration files will be written to root's home directory");
+        return make_error(
+            rc::kFail,
+            "Requiring the 'root' flag since the configuration files will be written to root's home directory");
     const std::string dir = g_get_user_config_dir();
     const std::string path = dir + "/" + kFileName;
     if (exists(path)) {

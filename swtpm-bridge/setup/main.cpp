@@ -218,8 +218,9 @@ int run(const SetupOptions& o, SetupLog& log) {
     }
 
     if (key->has_value()) {
-        log.info(o.keyfile || o.keyfile_fd >= 0 ? "  The TPM's state will be encrypted with a provided key."
-                                                : "  The TPM's state will be encrypted using a key derived from a passphrase.");
+        log.info(o.keyfile || o.keyfile_fd >= 0
+                     ? "  The TPM's state will be encrypted with a provided key."
+                     : "  The TPM's state will be encrypted using a key derived from a passphrase.");
     }
     // The real store: locked for the whole run, written once at the end.
     auto target = store::open_store(o.state_uri, o.tpm2, 0640, key->has_value() ? std::optional(**key) : std::nullopt);

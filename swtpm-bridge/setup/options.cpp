@@ -137,7 +137,9 @@ Result<SetupOptions> parse_setup_options(int argc, char** argv) {
                 o.create_config_files = optarg ? optarg : "";
                 o.action = SetupOptions::Action::CreateConfigFiles;
                 return o;
-            case kTcsd: o.warnings.emplace_back("Warning: --tcsd-system-ps-file is deprecated and has no effect."); break;
+            case kTcsd:
+                o.warnings.emplace_back("Warning: --tcsd-system-ps-file is deprecated and has no effect.");
+                break;
             case kVersion: o.action = SetupOptions::Action::Version; return o;
             case kPrintCaps: o.action = SetupOptions::Action::PrintCapabilities; break;
             case kReconfigure: o.reconfigure = true; break;

@@ -56,7 +56,8 @@ Result<void> open_channels(const BridgeOptions& o, ServerConfig& sc, UnlinkAtExi
     } else if (s.type == ChannelOpts::Type::Unix) {
         if (s.fd >= 0) {
             if (!is_socket(s.fd)) return make_error(rc::kFail, "--server fd= is not a socket");
-            if (is_listening(s.fd)) sc.data_listen.reset(s.fd);
+            if (is_listening(s.fd))
+                sc.data_listen.reset(s.fd);
             else {
                 sc.data_client.reset(s.fd);
                 sc.terminate = true;

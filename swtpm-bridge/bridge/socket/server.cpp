@@ -130,7 +130,8 @@ void Server::adopt_ctrl_client(UniqueFd fd) {
     // guest RAM among its mappings.
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0) dispatcher_.set_peer_pid(cred.pid);
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0)
+        dispatcher_.set_peer_pid(cred.pid);
     else dispatcher_.set_peer_pid(0);
     ctrl_.fd = std::move(fd);
     ctrl_.buf.clear();

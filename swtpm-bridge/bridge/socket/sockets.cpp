@@ -31,7 +31,8 @@ Result<UniqueFd> listen_unix(const std::string& path, mode_t mode, std::optional
         return make_error(rc::kFail, "could not bind UNIX socket " + path + ": " + errstr());
     if (::chmod(path.c_str(), mode) < 0)
         return make_error(rc::kFail, "could not chmod " + path + ": " + errstr());
-    if ((uid || gid) && ::chown(path.c_str(), uid ? *uid : static_cast<uid_t>(-1), gid ? *gid : static_cast<gid_t>(-1)) < 0)
+    if ((uid || gid) &&
+        ::chown(path.c_str(), uid ? *uid : static_cast<uid_t>(-1), gid ? *gid : static_cast<gid_t>(-1)) < 0)
         return make_error(rc::kFail, "could not chown " + path + ": " + errstr());
     if (::listen(fd.get(), 1) < 0) return make_error(rc::kFail, "listen() on " + path + ": " + errstr());
     return fd;

@@ -32,7 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             (void)tpm::unmarshal_public(b->authkey_public);
             (void)tpm::parse_attest(b->certify_attest);
             (void)tpm::unmarshal_signature(b->certify_signature);
-            if (auto sel = tpm::unmarshal_pcr_selection(b->host_pcr_selection)) (void)tpm::authkey_policy(*sel, b->host_pcr_digest);
+            if (auto sel = tpm::unmarshal_pcr_selection(b->host_pcr_selection))
+                (void)tpm::authkey_policy(*sel, b->host_pcr_digest);
         }
         if (auto p = tpm::unmarshal_public(ev->vaik_public)) (void)tpm::pkey_from_tpm_public(*p);
         (void)tpm::parse_attest(ev->quote_attest);

@@ -427,5 +427,6 @@ TEST_CASE("PCR lists") {
     CHECK(*tpm::parse_pcr_list("0,1,7,23") == std::vector<unsigned>{0, 1, 7, 23});
     for (const char* bad : {"", "0,", "24", "1,x", "99999999999999999999999"})
         CHECK(tpm::parse_pcr_list(bad).code() == rc::kBadParameter);
-    CHECK(tpm::pcr_list_text(tpm::selected_pcrs(tpm::pcr_selection(TPM2_ALG_SHA256, {7, 0}), TPM2_ALG_SHA256)) == "0,7");
+    CHECK(tpm::pcr_list_text(tpm::selected_pcrs(tpm::pcr_selection(TPM2_ALG_SHA256, {7, 0}), TPM2_ALG_SHA256)) ==
+          "0,7");
 }

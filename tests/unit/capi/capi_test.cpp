@@ -29,7 +29,9 @@ std::vector<uint8_t> extend() {
     c.insert(c.end(), 32, 0x77);
     return c;
 }
-uint32_t rc(const std::vector<uint8_t>& r) { return uint32_t{r[6]} << 24 | uint32_t{r[7]} << 16 | uint32_t{r[8]} << 8 | r[9]; }
+uint32_t rc(const std::vector<uint8_t>& r) {
+    return uint32_t{r[6]} << 24 | uint32_t{r[7]} << 16 | uint32_t{r[8]} << 8 | r[9];
+}
 }  // namespace
 
 TEST_CASE("C API: power on, run commands, move state through blobs") {

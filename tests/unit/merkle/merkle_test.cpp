@@ -68,8 +68,8 @@ constexpr size_t kMaxSize = 70;
 }  // namespace
 
 TEST_CASE("the RFC 6962 8-leaf test tree: roots of its prefixes, and every proof verifies against them") {
-    const std::vector<std::string> inputs = {"", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                                             "606162636465666768696a6b6c6d6e6f"};
+    const std::vector<std::string> inputs = {
+        "", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"};
     const std::vector<std::string> roots = {
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -133,10 +133,12 @@ TEST_CASE("every single-byte corruption of a proof hash, of the leaf or of the r
                     proof[e][b] ^= flip;
                     const Result<void> r = verify_inclusion(leaves[i], i, n, proof, root);
                     proof[e][b] ^= flip;
-                    if (r.ok()) FAIL_CHECK("size " << n << ", leaf " << i << ": accepted hash " << e << " byte " << b);
+                    if (r.ok())
+                        FAIL_CHECK("size " << n << ", leaf " << i << ": accepted hash " << e << " byte " << b);
                     else if (r.code() != rc::kFail || !contains(r.error().message, "root"))
                         FAIL_CHECK("size " << n << ", leaf " << i << ": " << r.code() << " " << r.error().message);
-                    else ++refused;
+                    else
+                        ++refused;
                 }
             }
             for (size_t b = 0; b < 32; ++b) {

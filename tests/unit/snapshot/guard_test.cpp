@@ -128,7 +128,8 @@ struct Lab {
         if (memory) c.memory_path = ram.path();
         auto& k = keys[key];
         if (!k) k.reset(EVP_EC_gen("P-256"), EVP_PKEY_free);
-        return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key), hoststate::Ledger((dir.path / "host").string()));
+        return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key),
+                                               hoststate::Ledger((dir.path / "host").string()));
     }
     // The plain state as a save exports it.
     SecureBytes plain(engine::BlobType t) {
@@ -209,7 +210,8 @@ TEST_CASE("guard: records that are not this VM's latest untampered save") {
     auto g = lab.guard();
     const Saved first = save(lab, *g);
     const Saved second = save(lab, *g);
-    CHECK(refusal(*g, first).find("replayed record: generation 1 is older than the latest save (2)") != std::string::npos);
+    CHECK(refusal(*g, first).find("replayed record: generation 1 is older than the latest save (2)") !=
+          std::string::npos);
     CHECK(refusal(*g, second).empty());
     Bytes tampered = second.record;
     tampered[30] ^= 1;  // inside the generation

@@ -83,7 +83,8 @@ TEST_CASE("record: each field is checked and named") {
     CHECK(with([](SnapshotRecord& r) { r.banks[0].values.clear(); }).find("0 PCRs") != std::string::npos);
     CHECK(with([](SnapshotRecord& r) { r.quote_attest.clear(); }).find("vAIK quote needs") != std::string::npos);
     CHECK(with([](SnapshotRecord& r) { r.page_size = 8192; }).find("page size") != std::string::npos);
-    CHECK(with([](SnapshotRecord& r) { r.source = static_cast<DigestSource>(9); }).find("digest source") != std::string::npos);
+    CHECK(with([](SnapshotRecord& r) { r.source = static_cast<DigestSource>(9); }).find("digest source") !=
+          std::string::npos);
     CHECK(with([](SnapshotRecord& r) { r.page_count = uint64_t{1} << 41; r.block_roots.clear(); })
               .find("out of range") != std::string::npos);
     // No block roots at all is allowed (QEMU's digest has none).

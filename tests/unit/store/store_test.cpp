@@ -328,7 +328,9 @@ TEST_CASE("linear store: swtpm's layout, growth, removal and compaction") {
     Bytes img = slurp(path);
     CHECK(std::string(img.begin(), img.begin() + 8) == "nilmptws");  // "swtpmlin" little-endian
     CHECK(img[10] == 192);
-    auto le = [&](size_t off) { return uint32_t{img[off]} | uint32_t{img[off + 1]} << 8 | uint32_t{img[off + 2]} << 16; };
+    auto le = [&](size_t off) {
+        return uint32_t{img[off]} | uint32_t{img[off + 1]} << 8 | uint32_t{img[off + 2]} << 16;
+    };
     CHECK(le(12) == 192);        // permall offset
     CHECK(le(16) == 116);        // data length
     CHECK(le(20) == 128);        // section
