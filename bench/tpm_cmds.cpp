@@ -86,8 +86,6 @@ Result<Bytes> cmd_nv_write(TPM2_HANDLE index, uint16_t size, uint8_t fill) {
     return tpm::nv_write(index, Bytes(size, fill), 0, TPM2_RH_OWNER);
 }
 
-uint32_t response_code(const Bytes& rsp) { return tpm::response_code(rsp); }
-
 Result<TPM2_HANDLE> response_handle(const Bytes& rsp) {
     if (rsp.size() < 14) return vtpm::make_error(vtpm::rc::kFail, "response too short for a handle");
     return vtpm::load_be32(rsp.data() + 10);

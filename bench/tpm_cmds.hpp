@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tpm/commands.hpp"
 #include "vtpm/result.hpp"
 
 namespace bench {
@@ -34,8 +35,8 @@ vtpm::Result<Bytes> cmd_nv_define(TPM2_HANDLE index, uint16_t size);
 /// TPM2_NV_Write of `size` × `fill` at offset 0, authorised by the owner.
 vtpm::Result<Bytes> cmd_nv_write(TPM2_HANDLE index, uint16_t size, uint8_t fill);
 
-/// Response code of a response (its header must be complete).
-uint32_t response_code(const Bytes& rsp);
+/// Response code of a response: the TPM layer's.
+using vtpm::tpm::response_code;
 /// Handle returned by CreatePrimary (right after the header).
 vtpm::Result<TPM2_HANDLE> response_handle(const Bytes& rsp);
 /// Size of the TPM2B_DIGEST returned by GetRandom.

@@ -1,4 +1,4 @@
-// The tenant's check of a VM's evidence (design.md §2, seed 002 step 2-3),
+// The tenant's check of a VM's evidence (docs/architecture.md §2.2),
 // in a fixed order; the first failing step is named and the rest are not
 // reached. Pure: certificates and bytes in, a report out.
 #pragma once

@@ -141,11 +141,12 @@ Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags
 
 Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
     using ctrl::encode_stateblob;
-    if (req.type < ctrl::kBlobTypePermanent || req.type > ctrl::kBlobTypeSavestate) {
+    const auto wire_type = engine::blob_type(req.type);
+    if (!wire_type) {
         VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
         return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
     }
-    auto type = static_cast<engine::BlobType>(req.type);
+    const engine::BlobType type = *wire_type;
     const bool keep = type == engine::BlobType::Volatile && has_filters();
     const bool cont = keep && req.offset > 0 && last_volatile_;
     Result<store::MigrationBlob> blob =

@@ -81,11 +81,12 @@ Reply get_state_blob(Dispatcher& d, const ctrl::GetStateBlobReq& r) {
 
 Reply set_state_blob(Dispatcher& d, const ctrl::SetStateBlobReq& req) {
     if (d.engine().running()) return not_running();
-    if (req.type < ctrl::kBlobTypePermanent || req.type > ctrl::kBlobTypeSavestate) {
+    const auto type = engine::blob_type(req.type);
+    if (!type) {
         VTPM_LOG_ERROR("CMD_SET_STATEBLOB: unknown blob type %u", req.type);
         return result_reply(rc::kBadParameter);
     }
-    auto r = d.import_blob(static_cast<engine::BlobType>(req.type), req.state_flags, req.data);
+    auto r = d.import_blob(*type, req.state_flags, req.data);
     if (!r) return error_reply(r.error(), "CMD_SET_STATEBLOB");
     VTPM_LOG_INFO("CMD_SET_STATEBLOB: accepted blob type %u (%zu bytes)", req.type, req.data.size());
     return result_reply(rc::kSuccess);

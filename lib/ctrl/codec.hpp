@@ -65,7 +65,6 @@ inline constexpr uint64_t kVtpmSnapshot = 1u << 29;
 }
 
 inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
-inline constexpr uint32_t kBlobTypePermanent = 1, kBlobTypeVolatile = 2, kBlobTypeSavestate = 3;
 inline constexpr uint32_t kConfigFlagFileKey = 1, kConfigFlagMigrationKey = 2;
 /// Largest SET_STATEBLOB payload accepted (a TPM 2 permall is ~6-60 KiB).
 inline constexpr uint32_t kMaxStateBlob = 2u << 20;

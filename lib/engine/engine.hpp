@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "store/state_store.hpp"
@@ -17,6 +18,11 @@ enum class TpmVersion { V1_2, V2 };
 
 /// PTM blob types of the control channel (1 permanent, 2 volatile, 3 savestate).
 enum class BlobType : uint32_t { Permanent = 1, Volatile = 2, Savestate = 3 };
+/// The blob type a control message names, nullopt when there is none.
+inline std::optional<BlobType> blob_type(uint32_t wire) {
+    if (wire < 1 || wire > 3) return std::nullopt;
+    return static_cast<BlobType>(wire);
+}
 
 struct EngineConfig {
     TpmVersion version = TpmVersion::V2;

@@ -1,5 +1,9 @@
 #include "hoststate/host_files.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -31,6 +35,28 @@ Result<void> write_host_file(const std::string& host_dir, const std::string& nam
     const std::string p = host_dir + "/" + name;
     return replace_file_durably(p + ".tmp", p, ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
                                 static_cast<mode_t>(mode));
+}
+
+Result<void> write_provisioned(const std::string& host_dir, const ProvisionedKeys& k) {
+    if (mkdir(host_dir.c_str(), 0755) != 0 && errno != EEXIST)
+        return make_error(rc::kFail, "cannot create " + host_dir + ": " + std::strerror(errno));
+    const std::pair<const char*, std::string> files[] = {
+        {kAkPem, k.ak_pem},
+        {kAkPub, std::string(k.ak_pub.begin(), k.ak_pub.end())},
+        {kAuthKeyPem, k.authkey_pem},
+        {kAuthKeyPub, std::string(k.authkey_pub.begin(), k.authkey_pub.end())},
+        {kAuthKeyPolicy, std::string(k.policy.begin(), k.policy.end())},
+    };
+    for (const auto& [name, text] : files)
+        if (auto r = write_host_file(host_dir, name, text); !r) return r;
+    std::ostringstream conf;
+    conf << "# written by vtpm-host provision\n"
+         << "host_ak_handle = " << hex32(k.ak_handle) << "\n"
+         << "authkey_handle = " << hex32(k.authkey_handle) << "\n"
+         << "authkey_pcr_bank = sha256\n"
+         << "authkey_pcrs = " << tpm::pcr_list_text(k.pcrs) << "\n"
+         << "authkey_policy = " << to_hex(k.policy) << "\n";
+    return write_host_file(host_dir, kHostConf, conf.str());
 }
 
 }  // namespace vtpm::hoststate

@@ -15,6 +15,9 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include <string>
+#include <vector>
+
+#include "util/bytes.hpp"
 
 #include "vtpm/result.hpp"
 
@@ -36,6 +39,19 @@ inline constexpr const char* kVmsDir = "vms";
 struct HostConfig {
     TPML_PCR_SELECTION authkey_pcrs{};
 };
+
+/// What `vtpm-host provision` made in the host TPM, as HOSTDIR keeps it.
+struct ProvisionedKeys {
+    uint32_t ak_handle = 0, authkey_handle = 0;
+    std::string ak_pem, authkey_pem;  // public keys, PEM
+    Bytes ak_pub, authkey_pub;        // TPM2B_PUBLIC
+    Bytes policy;                     // the AuthKey's policy digest
+    std::vector<unsigned> pcrs;       // the host sha256 PCRs it is bound to
+};
+
+/// Create HOSTDIR (0755) and write the key files, authkey.policy and
+/// host.conf, each durably.
+Result<void> write_provisioned(const std::string& host_dir, const ProvisionedKeys& k);
 
 /// Read HOSTDIR/host.conf (written by `vtpm-host provision`).
 Result<HostConfig> read_host_config(const std::string& host_dir);

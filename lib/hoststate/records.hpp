@@ -1,4 +1,4 @@
-// Uniqueness of VM identities (seed 002 ¶0112): the host keeps one record
+// Uniqueness of VM identities: the host keeps one record
 // per VM — the identity generation it last issued and the vAIK's name — and
 // the vTPM carries the same generation in NV. A cloned state directory or an
 // older copy put back has a generation the record does not expect, so no

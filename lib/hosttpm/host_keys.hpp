@@ -1,4 +1,4 @@
-// The host side of the hardware-rooted identity (design.md §2): a host AK
+// The host side of the hardware-rooted identity (docs/architecture.md §2.2): a host AK
 // (restricted signing key in the endorsement hierarchy) and the AuthKey
 // (non-migratable signing key whose use is bound by PolicyPCR to the host's
 // measured state), both persistent in the hardware TPM.

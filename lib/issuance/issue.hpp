@@ -1,5 +1,5 @@
 // `vtpm-attest issue`: give a VM's vTPM a fresh, host-rooted identity for
-// one verifier request (seed 002 step 2-1): the vAIK (created once), the
+// one verifier request: the vAIK (created once), the
 // CertAuthKey over H(certuser || nonce), the CertvAIK signed by the AuthKey,
 // all written into the vTPM's NV, guarded by the host's uniqueness record.
 #pragma once

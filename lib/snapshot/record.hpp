@@ -1,4 +1,4 @@
-// The snapshot record (design.md §1, seed 002 step 1): what a save binds
+// The snapshot record (docs/architecture.md §2.1): what a save binds
 // together so that a restore can tell whether the vPCRs still describe the
 // guest memory they come back with. Pure codec: bytes <-> struct.
 //

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "util/durable_file.hpp"
+#include "util/sha256.hpp"
 #include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"
@@ -110,14 +111,7 @@ public:
     const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
 
 private:
-    using Digest = std::array<uint8_t, 32>;
-
-    static Digest digest(ByteView data) {
-        Digest d{};
-        unsigned len = 0;
-        EVP_Digest(data.data(), data.size(), d.data(), &len, EVP_sha256(), nullptr);
-        return d;
-    }
+    static Digest digest(ByteView data) { return sha256(data); }
     // The digest of the plain blob currently in the file, for the blobs
     // libtpms stores; all-zero when unknown.
     Digest* known_digest(std::string_view name) {

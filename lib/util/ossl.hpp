@@ -1,4 +1,4 @@
-// RAII owners for the OpenSSL objects used by the identity code, and the one
+// RAII owners for the OpenSSL objects the project uses, and the one
 // place OpenSSL's error queue is turned into a message.
 #pragma once
 

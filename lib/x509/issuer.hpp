@@ -1,5 +1,6 @@
-// Who signs the certificates a vTPM is manufactured with. Pluggable: a local
-// CA on disk today; the host's hardware-TPM AuthKey once that identity lands.
+// Who signs the certificates a vTPM is manufactured with. Pluggable: the
+// local CA on disk (local_ca.hpp) or the host's hardware-TPM AuthKey
+// (issuance/host_identity.hpp).
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// vtpm-attest: hardware-rooted VM identities (design.md §2).
+// vtpm-attest: hardware-rooted VM identities (docs/architecture.md §2).
 //   issue  --host-dir HOSTDIR (--state-dir DIR [--key K] | --ctrl SOCK) --vm-uuid U
 //          --user-cert certuser.pem --nonce HEX --out OUTDIR [--tcti T] [--days N] [--adopt]
 //   quote  --tcti T --nonce HEX --out FILE [--pcrs LIST] [--eventlog FILE]...

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <tuple>
 #include <string>
 
 #include "tpm/objects.hpp"
@@ -43,30 +44,21 @@ std::string pcr_list(const TPML_PCR_SELECTION& sel) {
 }
 
 Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) {
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-        return make_error(rc::kFail, "cannot create " + dir + ": " + std::strerror(errno));
-    for (auto [name, pub] : {std::pair{"ak", &k.ak}, {"authkey", &k.authkey}}) {
+    hoststate::ProvisionedKeys out;
+    out.ak_handle = hosttpm::kHostAkHandle;
+    out.authkey_handle = hosttpm::kAuthKeyHandle;
+    out.pcrs = tpm::selected_pcrs(k.pcrs, TPM2_ALG_SHA256);
+    out.policy.assign(k.policy.buffer, k.policy.buffer + k.policy.size);
+    for (auto [pem_out, pub_out, pub] : {std::tuple{&out.ak_pem, &out.ak_pub, &k.ak},
+                                         std::tuple{&out.authkey_pem, &out.authkey_pub, &k.authkey}}) {
         auto pem = public_pem(*pub);
         if (!pem) return pem.error();
-        if (auto r = hoststate::write_host_file(dir, std::string(name) + ".pem", *pem); !r) return r;
+        *pem_out = *pem;
         auto raw = tpm::marshal_public(pub->publicArea);
         if (!raw) return raw.error();
-        if (auto r = hoststate::write_host_file(dir, std::string(name) + ".pub", std::string(raw->begin(), raw->end()));
-            !r)
-            return r;
+        *pub_out = *raw;
     }
-    if (auto r = hoststate::write_host_file(dir, "authkey.policy",
-                                            std::string(reinterpret_cast<const char*>(k.policy.buffer), k.policy.size));
-        !r)
-        return r;
-    std::ostringstream conf;
-    conf << "# written by vtpm-host provision\n"
-         << "host_ak_handle = " << hex32(hosttpm::kHostAkHandle) << "\n"
-         << "authkey_handle = " << hex32(hosttpm::kAuthKeyHandle) << "\n"
-         << "authkey_pcr_bank = sha256\n"
-         << "authkey_pcrs = " << pcr_list(k.pcrs) << "\n"
-         << "authkey_policy = " << to_hex(ByteView(k.policy.buffer, k.policy.size)) << "\n";
-    return hoststate::write_host_file(dir, "host.conf", conf.str());
+    return hoststate::write_provisioned(dir, out);
 }
 
 int usage(int rc) {
@@ -154,7 +146,7 @@ int main(int argc, char** argv) {
             continue;
         }
         auto pem = public_pem(*pub);
-        auto file = read_whole_file(dir + (handle == hosttpm::kHostAkHandle ? "/ak.pem" : "/authkey.pem"));
+        auto file = read_whole_file(hoststate::host_path(dir, handle == hosttpm::kHostAkHandle ? hoststate::kAkPem : hoststate::kAuthKeyPem));
         const bool same = pem && file && std::string(file->begin(), file->end()) == *pem;
         std::printf("%s at %s: present, %s\n", name, hex32(handle).c_str(),
                     (same ? "matches " + dir : "DOES NOT match " + dir).c_str());
