@@ -144,7 +144,7 @@ def test(work, stack):
     # A state made by Debian's swtpm_setup: we reconfigure its PCR banks, swtpm opens the result.
     deb = os.path.join(work, "deb")
     os.mkdir(deb)
-    h.run(["swtpm_setup", "--tpm2", "--tpm-state", deb, "--createek", "--pcr-banks", "sha256"])
+    h.swtpm_setup(work, "--tpm2", "--tpm-state", deb, "--createek", "--pcr-banks", "sha256")
     setup(work, "--tpm2", "--tpm-state", deb, "--pcr-banks", "sha1,sha384", "--reconfigure", "--config", cfg)
     srv, port = h.tcp_server(stack, deb, cmd=[h.SWTPM])
     banks = h.tpm2(port, "pcrread", "sha384:0", check_rc=False)
