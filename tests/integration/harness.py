@@ -94,16 +94,20 @@ def timeout_scale():
         if env:
             _scale = float(env)
         else:
-            try:
-                with open(os.path.realpath(server_cmd()[0]), "rb") as f:
-                    data = f.read()
-                _scale = 4.0 if b"__asan_init" in data or b"__ubsan_handle" in data else 1.0
-            except OSError:
-                _scale = 1.0
+            _scale = 4.0 if is_sanitizer_build() else 1.0
     return _scale
 
 
 _scale = None
+
+
+def is_sanitizer_build():
+    try:
+        with open(os.path.realpath(server_cmd()[0]), "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data or b"__ubsan_handle" in data
 
 
 def work_dir():
@@ -271,6 +275,25 @@ def dir_digest(path):
         p = os.path.join(path, name)
         if name.startswith("tpm") and os.path.isfile(p):
             out[name] = sha256_file(p)
+    return out
+
+
+def tree_digest(path):
+    """Every regular file and symlink under a directory, recursively:
+    {relative path: (size, sha256)}; sockets are left out. For checks that
+    a refused operation left a directory byte-identical."""
+    out = {}
+    if not os.path.isdir(path):
+        return None
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            rel = os.path.relpath(p, path)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isfile(p):
+                out[rel] = (os.path.getsize(p), sha256_file(p))
     return out
 
 
