@@ -257,6 +257,10 @@ class Serial:
         data = bytes.fromhex("".join(c[1] for c in chunks))
         return data if len(data) == int(end.group(1)) else None
 
+    def last_tick(self):
+        t = h.ticks(self.text())
+        return max(t) if t else 0
+
     def tick_after(self, after, timeout=120):
         """The first TICK line after `after`: (tick, GetRandom rc hex, PCR 9)."""
         m = self.wait(r"^TICK (\d+) ([0-9a-f]+) ([0-9A-Fa-f]+)\s*$", timeout, after)
