@@ -197,6 +197,7 @@ def main(fn, min_checks=1, min_checks_swtpm=1):
     signal.signal(signal.SIGINT, _on_signal)
     start = time.time()
     rc = 0
+    problems = []
     try:
         try:
             with contextlib.ExitStack() as stack:
@@ -219,6 +220,8 @@ def main(fn, min_checks=1, min_checks_swtpm=1):
         rc = 1
     finally:
         if rc == 1:
+            for p in problems:
+                print(f"# server problem: {p}")
             for srv in _servers:
                 print(f"# ---- log of server {srv.n} ({' '.join(srv.cmd)[:200]}), exit {srv.proc.returncode}:")
                 print(srv.output()[-6000:])
