@@ -62,7 +62,8 @@ log, build, expected = sys.argv[1], sys.argv[2], set(sys.argv[3].split())
 ok = fail = skip = 0
 for line in open(log):
     r = json.loads(line)
-    name, res = r["name"], r["result"]
+    res = r["result"]
+    name = r["name"].split(" / ")[-1]  # "project:suites / name" -> name
     out = (r.get("stdout") or "") + (r.get("stderr") or "")
     m = re.findall(r"^# (\d+) checks passed", out, re.M)
     reason = re.findall(r"^# SKIP: (.*)$", out, re.M)
