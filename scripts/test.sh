@@ -3,6 +3,17 @@
 #   unit tests (Catch2), fuzz replays, integration tests against real QEMU,
 #   swtpm_ioctl, tpm2-tools and Debian's swtpm; then the unit, fuzz and
 #   swtpm_ioctl tests again in an ASan+UBSan build.
+#
+# Environment:
+#   VTPM_EXPECT_SKIP="name1 name2"  tests allowed to skip (exit 77), by meson
+#                                   test name (e.g. qemu-patches); any other
+#                                   skip fails the run. Default: none.
+#   VTPM_TESTS="name1 name2"        run only these meson tests (both builds)
+#   VTPM_NO_ASAN=1                  leave out the sanitizer build
+#
+# Prints the number of checks each test ran (its "# N checks passed" line)
+# and fails if the run changed the system directories the tests must leave
+# alone (/var/lib/libvtpm, /etc/libvtpm, /etc/libvirt, /var/lib/swtpm-localca).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,25 +23,63 @@ scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build
 ninja -C build
 # Sanitizer build.
-[ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
-ninja -C build-asan
+if [ "${VTPM_NO_ASAN:-0}" != 1 ]; then
+  [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+  ninja -C build-asan
+fi
 
+# A fingerprint of the system paths: existence, mtime, and every file below
+# with its size and mtime.
+SYSTEM_PATHS=(/var/lib/libvtpm /etc/libvtpm /etc/libvirt /var/lib/swtpm-localca)
+system_fingerprint() {
+  local p
+  for p in "${SYSTEM_PATHS[@]}"; do
+    if [ -e "$p" ]; then
+      stat -c '%n %F %s %Y' "$p"
+      find "$p" -mindepth 1 -printf '%p %y %s %T@\n' 2>/dev/null | sort
+    else
+      echo "$p absent"
+    fi
+  done
+}
+fp_before=$(mktemp)
+fp_after=$(mktemp)
+trap 'rm -f "$fp_before" "$fp_after"' EXIT
+system_fingerprint >"$fp_before"
+
+read -r -a only <<<"${VTPM_TESTS:-}"
 status=0
 summary=()
 run_suite() {
   local dir=$1; shift
   local log
-  if meson test -C "$dir" --print-errorlogs "$@"; then :; else status=1; fi
+  if meson test -C "$dir" --print-errorlogs "$@" "${only[@]}"; then :; else status=1; fi
   log="$dir/meson-logs/testlog.json"
   if [ -f "$log" ]; then
-    summary+=("$(python3 - "$log" <<'PY'
-import json, sys
+    summary+=("$(python3 - "$log" "$dir" "${VTPM_EXPECT_SKIP:-}" <<'PY'
+import json, re, sys
+log, build, expected = sys.argv[1], sys.argv[2], set(sys.argv[3].split())
 ok = fail = skip = 0
-for line in open(sys.argv[1]):
+for line in open(log):
     r = json.loads(line)
-    if r["result"] in ("OK", "EXPECTEDFAIL"): ok += 1
-    elif r["result"] == "SKIP": skip += 1
-    else: fail += 1
+    res = r["result"]
+    name = r["name"].split(" / ")[-1]  # "project:suites / name" -> name
+    out = (r.get("stdout") or "") + (r.get("stderr") or "")
+    m = re.findall(r"^# (\d+) checks passed", out, re.M)
+    reason = re.findall(r"^# SKIP: (.*)$", out, re.M)
+    counts = f"{m[-1]} checks" if m else "-"
+    if res in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif res == "SKIP":
+        if name in expected:
+            skip += 1
+        else:
+            fail += 1
+            res = "UNEXPECTED SKIP"
+    else:
+        fail += 1
+    extra = f"  ({reason[-1]})" if reason else ""
+    print(f"  {build:<11} {name:<28} {res:<16} {counts}{extra}", file=sys.stderr)
 print(ok, fail, skip)
 PY
 )")
@@ -38,14 +87,25 @@ PY
 }
 
 run_suite build
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-run_suite build-asan --suite unit --suite fuzz --suite sanitizer
+if [ "${VTPM_NO_ASAN:-0}" != 1 ]; then
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export VTPM_TIMEOUT_SCALE=${VTPM_TIMEOUT_SCALE:-4}
+  run_suite build-asan --suite unit --suite fuzz --suite sanitizer
+fi
 
 passed=0; failed=0; skipped=0
 for s in "${summary[@]}"; do
   read -r o f k <<<"$s"
   passed=$((passed + o)); failed=$((failed + f)); skipped=$((skipped + k))
 done
-echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+[ "$failed" -eq 0 ] || status=1
+
+system_fingerprint >"$fp_after"
+if ! diff -u "$fp_before" "$fp_after" >&2; then
+  echo "FAIL: the run changed ${SYSTEM_PATHS[*]} (diff above)" >&2
+  status=1
+fi
+
+echo "${passed} passed, ${failed} failed (unexpected skips count as failures), ${skipped} skipped as expected"
 exit $status

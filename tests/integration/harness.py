@@ -28,6 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 _server = None
 _checks = 0
+_servers = []       # every Server started, checked at the end of main()
+_work = None        # the running test's scratch directory
+_cleanup_fd = None  # registry the reaper process reads when this process dies
 
 
 def server_cmd():
@@ -61,29 +64,174 @@ def check(cond, what):
 
 
 def check_eq(got, want, what):
+    """Record one check that two values are equal; the values are printed."""
+    global _checks
+    _checks += 1
     if got != want:
         raise AssertionError(f"{what}: got {got!r}, want {want!r}")
-    check(True, what)
+    shown = repr(got)
+    print(f"ok {_checks} - {what} (== {shown if len(shown) <= 80 else shown[:77] + '...'})", flush=True)
 
 
-def main(fn):
-    """Run a test function with a scratch directory; exit 0/1."""
+class Skip(Exception):
+    """A deliberate skip: main() prints the reason and exits 77."""
+
+
+def skip(reason):
+    raise Skip(reason)
+
+
+class Terminated(Exception):
+    """SIGTERM/SIGINT arrived (meson's timeout): unwind and clean up."""
+
+
+def timeout_scale():
+    """Factor for start/stop waits: VTPM_TIMEOUT_SCALE, else 4 for a
+    sanitizer build of the server under test, else 1."""
+    global _scale
+    if _scale is None:
+        env = os.environ.get("VTPM_TIMEOUT_SCALE")
+        if env:
+            _scale = float(env)
+        else:
+            _scale = 4.0 if is_sanitizer_build() else 1.0
+    return _scale
+
+
+_scale = None
+
+
+def is_sanitizer_build():
+    try:
+        with open(os.path.realpath(server_cmd()[0]), "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data or b"__ubsan_handle" in data
+
+
+def work_dir():
+    return _work
+
+
+def register_cleanup(kind, value):
+    """Tell the reaper (a process outside meson's process group) what to undo
+    if this process dies without cleaning up: 'file PATH', 'pgid N', 'kill NEEDLE'."""
+    if _cleanup_fd is not None:
+        os.write(_cleanup_fd, f"{kind} {value}\n".encode())
+
+
+_REAPER = r"""
+import os, shutil, signal, sys, time
+fd, reg, work = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+while os.read(fd, 4096):
+    pass
+# The test process is gone (normally or killed): undo what it left.
+lines = open(reg).read().split("\n") if os.path.exists(reg) else []
+keep = any(l.startswith("keep") for l in lines)
+for l in lines:
+    k, _, v = l.partition(" ")
+    if k == "pgid":
+        try: os.killpg(int(v), signal.SIGKILL)
+        except OSError: pass
+needles = [l[5:] for l in lines if l.startswith("kill ")] + [work]
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try: cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+    except OSError: continue
+    if any(n in cmd for n in needles) and "vtpm-reaper" not in cmd:
+        try: os.kill(int(pid), signal.SIGKILL)
+        except OSError: pass
+time.sleep(0.2)
+for l in lines:
+    k, _, v = l.partition(" ")
+    if k == "file":
+        try: os.unlink(v)
+        except OSError: pass
+if not keep:
+    shutil.rmtree(work, ignore_errors=True)
+"""
+
+
+def _start_reaper(work):
+    global _cleanup_fd
+    reg = os.path.join(work, ".cleanup")
+    r, w = os.pipe()
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(r), reg, work, "vtpm-reaper"], pass_fds=(r,),
+                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    os.close(r)
+    os.set_inheritable(w, False)
+    _cleanup_fd = os.open(reg, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    return w  # kept open for this process's lifetime: its EOF tells the reaper
+
+
+def _on_signal(signum, _frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated(f"signal {signum} received (meson's timeout?)")
+
+
+SANITIZER_RX = re.compile(r"Sanitizer|runtime error")
+
+
+def check_servers():
+    """Every server started in this test exited cleanly and printed no
+    sanitizer report. Returns a list of problems."""
+    problems = []
+    for srv in _servers:
+        problems += srv.problems()
+    return problems
+
+
+def main(fn, min_checks=1, min_checks_swtpm=1):
+    """Run a test function with a scratch directory; exit 0, 1, or 77 for a
+    deliberate skip. Fewer than min_checks checks (min_checks_swtpm when the
+    server under test is Debian's swtpm) is a failure."""
+    global _work
     work = tempfile.mkdtemp(prefix="vtpm-it-")
+    _work = work
+    reaper_pipe = _start_reaper(work)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     start = time.time()
     rc = 0
+    problems = []
     try:
-        with contextlib.ExitStack() as stack:
-            fn(work, stack)
+        try:
+            with contextlib.ExitStack() as stack:
+                fn(work, stack)
+        finally:
+            problems = check_servers()
+        if problems:
+            raise AssertionError("server problems:\n  " + "\n  ".join(problems))
+        need = min_checks if is_ours() else min_checks_swtpm
+        if _checks < need:
+            raise AssertionError(f"only {_checks} checks ran, this test must run at least {need}")
         print(f"# {_checks} checks passed in {time.time() - start:.1f}s against {' '.join(server_cmd())}")
-    except Exception:  # noqa: BLE001 - report any failure
+    except Skip as e:
+        print(f"# SKIP: {e}")
+        print(f"# {_checks} checks passed before the skip")
+        rc = 77
+    except (Exception, Terminated):  # noqa: BLE001 - report any failure
         traceback.print_exc()
         print(f"# FAILED after {_checks} checks")
         rc = 1
     finally:
-        if rc and os.environ.get("VTPM_KEEP_WORK"):
+        if rc == 1:
+            for p in problems:
+                print(f"# server problem: {p}")
+            for srv in _servers:
+                print(f"# ---- log of server {srv.n} ({' '.join(srv.cmd)[:200]}), exit {srv.proc.returncode}:")
+                print(srv.output()[-6000:])
+        if rc == 1 and os.environ.get("VTPM_KEEP_WORK"):
             print(f"# work directory kept: {work}")
+            register_cleanup("keep", "")
         else:
             shutil.rmtree(work, ignore_errors=True)
+        sys.stdout.flush()
+        os.close(reaper_pipe)
     sys.exit(rc)
 
 
@@ -133,26 +281,67 @@ def dir_digest(path):
     return out
 
 
+def tree_digest(path):
+    """Every regular file and symlink under a directory, recursively:
+    {relative path: (size, sha256)}; sockets are left out. For checks that
+    a refused operation left a directory byte-identical."""
+    out = {}
+    if not os.path.isdir(path):
+        return None
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            rel = os.path.relpath(p, path)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isfile(p):
+                out[rel] = (os.path.getsize(p), sha256_file(p))
+    return out
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
 class Server:
-    """A server process (ours or swtpm) that is always stopped at the end."""
+    """A server process (ours or swtpm), stopped at the end. Its output is
+    kept in the test's work directory; at the end of main() it must have
+    exited 0 (Debian's swtpm may also die of the SIGTERM the harness sent)
+    and printed nothing from a sanitizer (stdout/stderr and its --log file)."""
 
     def __init__(self, stack, args, cmd=None, wait_path=None, wait_port=None, env=None, pass_fds=()):
         self.cmd = (cmd or server_cmd()) + ["socket"] + args
-        self.log = tempfile.NamedTemporaryFile(prefix="vtpm-srv-", suffix=".log", delete=False)
+        self.ours = os.path.realpath(self.cmd[0]) != os.path.realpath(SWTPM)
+        self.n = len(_servers) + 1
+        self.sent_term = False
+        self.killed = False
+        self.log_files = [args[i + 1].split("file=", 1)[1].split(",")[0] for i in range(len(args) - 1)
+                          if args[i] == "--log" and args[i + 1].startswith("file=")]
+        logdir = _work or tempfile.gettempdir()
+        self.log = open(os.path.join(logdir, f"server-{self.n}.log"), "w")
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, pass_fds=pass_fds)
+        _servers.append(self)
         stack.callback(self.stop)
+        t = 5 * timeout_scale()
         if wait_path:
-            wait_for(lambda: os.path.exists(wait_path) or self.proc.poll() is not None, 5, wait_path)
+            wait_for(lambda: os.path.exists(wait_path) or self.proc.poll() is not None, t, wait_path)
         if wait_port:
             def up():
                 if self.proc.poll() is not None:
                     return True
                 with socket.socket() as s:
                     return s.connect_ex(("127.0.0.1", wait_port)) == 0
-            wait_for(up, 5, f"port {wait_port}")
+            wait_for(up, t, f"port {wait_port}")
         if self.proc.poll() is not None:
-            raise RuntimeError(f"server exited early ({self.proc.returncode}): {self.output()}")
+            out = self.output()
+            if "Address already in use" in out:
+                self.expected_exit = True
+                raise PortInUse(f"server could not bind: {out.strip()[-200:]}")
+            raise RuntimeError(f"server exited early ({self.proc.returncode}): {out}")
+
+    expected_exit = False
 
     def output(self):
         with open(self.log.name, "r", errors="replace") as f:
@@ -169,26 +358,66 @@ class Server:
 
     def stop(self):
         if self.proc.poll() is None:
+            self.sent_term = True
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(5)
+                self.proc.wait(5 * timeout_scale())
             except subprocess.TimeoutExpired:
+                self.killed = True
                 self.proc.kill()
                 self.proc.wait()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+        self.log.close()
+
+    def problems(self):
+        """What is wrong with how this server ended (empty: nothing)."""
+        out = []
+        name = f"server {self.n} ({os.path.basename(self.cmd[0])}, log {self.log.name})"
+        rc = self.proc.poll()
+        if rc is None:
+            self.stop()
+            rc = self.proc.returncode
+        if self.killed:
+            out.append(f"{name} ignored SIGTERM and had to be killed")
+        elif rc != 0 and not self.expected_exit:
+            if not (rc == -signal.SIGTERM and self.sent_term and not self.ours):
+                how = f"signal {-rc}" if rc < 0 else f"status {rc}"
+                out.append(f"{name} exited with {how}")
+        texts = [("output", self.output())]
+        for path in self.log_files:
+            with contextlib.suppress(OSError):
+                with open(path, errors="replace") as f:
+                    texts.append((path, f.read()))
+        for where, text in texts:
+            bad = [line for line in text.splitlines() if SANITIZER_RX.search(line)]
+            if bad:
+                out.append(f"{name}: sanitizer report in its {where}: " + " | ".join(bad[:5]))
+        return out
+
+
+def with_ports(n, start):
+    """start(base_port) with ports base..base+n-1 free; a fresh choice again
+    when another process took one before the server bound it."""
+    for attempt in range(8):
+        try:
+            return start(free_port(n))
+        except PortInUse:
+            if attempt == 7:
+                raise
 
 
 def tcp_server(stack, state, extra=(), cmd=None, flags="not-need-init,startup-clear"):
     """Server with TCP data port P and control port P+1, as tpm2-tools wants it."""
-    port = free_port(2)
-    args = ["--tpm2", "--tpmstate", f"dir={state}", "--server", f"type=tcp,port={port}",
-            "--ctrl", f"type=tcp,port={port + 1}"]
-    if flags:
-        args += ["--flags", flags]
-    srv = Server(stack, args + list(extra), cmd=cmd, wait_port=port + 1)
-    wait_for(lambda: _port_open(port) or not srv.alive(), 5, "data port")
-    return srv, port
+    def start(port):
+        args = ["--tpm2", "--tpmstate", f"dir={state}", "--server", f"type=tcp,port={port}",
+                "--ctrl", f"type=tcp,port={port + 1}"]
+        if flags:
+            args += ["--flags", flags]
+        srv = Server(stack, args + list(extra), cmd=cmd, wait_port=port + 1)
+        wait_for(lambda: _port_open(port) or not srv.alive(), 5 * timeout_scale(), "data port")
+        if not srv.alive():
+            raise RuntimeError(f"server exited ({srv.proc.returncode}): {srv.output()}")
+        return srv, port
+    return with_ports(2, start)
 
 
 def _port_open(port):
@@ -227,16 +456,28 @@ class Ctrl:
             buf += chunk
         return buf
 
-    def recv_nothing(self, wait=0.3):
-        """True if nothing more arrives within `wait` seconds."""
-        self.s.settimeout(wait)
+    def wait_closed(self, timeout):
+        """How the peer reacts within `timeout` seconds: ("closed", seconds)
+        if it closed the connection (EOF or ECONNRESET), ("answered", data) if
+        bytes arrived, ("timeout", timeout) if neither happened."""
+        t0 = time.monotonic()
+        self.s.settimeout(timeout)
         try:
-            data = self.s.recv(1)
-            return data == b""
+            data = self.s.recv(64)
+            if data == b"":
+                return "closed", time.monotonic() - t0
+            return "answered", data
+        except ConnectionResetError:
+            return "closed", time.monotonic() - t0
         except socket.timeout:
-            return True
+            return "timeout", timeout
         finally:
             self.s.settimeout(5)
+
+    def dropped(self, timeout):
+        """True only if the peer closed the connection within `timeout`
+        seconds without sending anything; a hang is False."""
+        return self.wait_closed(timeout)[0] == "closed"
 
     def cmd(self, code, body=b"", rsp_len=4, fds=None):
         self.send(struct.pack(">I", code) + body, fds)
@@ -300,24 +541,70 @@ def ioctl(*args, check_rc=True, timeout=20):
     return run(["swtpm_ioctl"] + list(args), check_rc=check_rc, timeout=timeout)
 
 
+def debian_setup_config(work):
+    """A private configuration for Debian's swtpm_setup: its swtpm-localca
+    CA, signing key and serial counter live in the work directory, never in
+    the shared /var/lib/swtpm-localca. Returns (["--config", FILE], CA dir)."""
+    ca = os.path.join(work, "swtpm-localca")
+    conf = os.path.join(work, "swtpm_setup.conf")
+    if not os.path.exists(conf):
+        os.makedirs(ca, exist_ok=True)
+        with open(os.path.join(work, "swtpm-localca.conf"), "w") as f:
+            f.write(f"statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\n"
+                    f"certserial = {ca}/certserial\n")
+        with open(os.path.join(work, "swtpm-localca.options"), "w") as f:
+            f.write("--platform-manufacturer Fedora\n--platform-version 2.1\n--platform-model QEMU\n")
+        with open(conf, "w") as f:
+            f.write(f"create_certs_tool = /usr/bin/swtpm_localca\n"
+                    f"create_certs_tool_config = {work}/swtpm-localca.conf\n"
+                    f"create_certs_tool_options = {work}/swtpm-localca.options\n"
+                    "active_pcr_banks = sha256\n")
+    return ["--config", conf], ca
+
+
+def swtpm_setup(work, *args, **kw):
+    """Debian's swtpm_setup with the private configuration."""
+    return run(["swtpm_setup"] + list(args) + debian_setup_config(work)[0], **kw)
+
+
 def stand_in_hw_tpm(stack, work, name):
     """Debian's swtpm, manufactured by Debian's swtpm_setup with an EK
-    certificate from swtpm-localca, standing in for the host's hardware TPM
-    (tpm2-tss swtpm TCTI). Returns (server, port, tcti, ek_roots_pem)."""
+    certificate from swtpm-localca (a private CA in the work directory),
+    standing in for the host's hardware TPM (tpm2-tss swtpm TCTI).
+    Returns (server, port, tcti, ek_roots_pem)."""
     d = os.path.join(work, name)
     os.mkdir(d)
-    run(["swtpm_setup", "--tpm2", "--tpm-state", d, "--createek", "--create-ek-cert",
-         "--pcr-banks", "sha1,sha256"])
+    swtpm_setup(work, "--tpm2", "--tpm-state", d, "--createek", "--create-ek-cert", "--pcr-banks", "sha1,sha256")
     srv, port = tcp_server(stack, d, cmd=[SWTPM])
     roots = os.path.join(work, name + "-ek-roots.pem")
+    ca = debian_setup_config(work)[1]
     with open(roots, "w") as out:
         for f in ("issuercert.pem", "swtpm-localca-rootca-cert.pem"):
-            with open(os.path.join("/var/lib/swtpm-localca", f)) as src:
+            with open(os.path.join(ca, f)) as src:
                 out.write(src.read())
     return srv, port, f"swtpm:host=127.0.0.1,port={port}", roots
 
 
 # ------------------------------------------------------------ QEMU
+
+BOOT_MARKER = "VTPM-GUEST booted"   # the test guest's init prints this once per boot
+TICK_RX = re.compile(r"^TICK (\d+) ", re.M)
+
+
+def ticks(text):
+    return [int(t) for t in TICK_RX.findall(text)]
+
+
+def check_resumed(text_after, last_tick, what):
+    """A restored or migrated guest carried on: no boot since (the guest's
+    boot marker is absent from its output after the restore) and its tick
+    counter went on past `last_tick`, the last one seen before the save."""
+    check(last_tick >= 1, f"{what}: a tick was seen before the save ({last_tick})")
+    check(BOOT_MARKER not in text_after, f"{what}: no fresh boot (no {BOOT_MARKER!r} after the restore)")
+    after = ticks(text_after)
+    check(after and min(after) > last_tick,
+          f"{what}: the guest's ticks go on after {last_tick} (first after the restore: {after[:1]})")
+
 
 def guest_files():
     out = os.path.join(build_dir(), "vtpm-test-guest")
@@ -395,6 +682,7 @@ class Qemu:
         if mem_path == "memfd":
             cmd += ["-object", f"memory-backend-memfd,id=pc.ram,size={mem}M,share=on"]
         elif mem_path:
+            register_cleanup("file", mem_path)  # e.g. 256 MiB in /dev/shm: removed even after a SIGKILL
             cmd += ["-object", f"memory-backend-file,id=pc.ram,size={mem}M,mem-path={mem_path},share=on"]
         if incoming:
             cmd += ["-incoming", incoming]

@@ -61,8 +61,10 @@ class LibvirtDaemon:
         self.name = name
         for sub in PRIVATE:
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-        for target in PRIVATE.values():
-            os.makedirs(target, exist_ok=True)  # mount points on the host
+        # Nothing is created on the host: a mount point that does not exist
+        # there is made inside the daemon's mount namespace, in an overlay
+        # (upper layer on a private tmpfs) over its parent directory.
+        overlay_parents = sorted({os.path.dirname(t) for t in PRIVATE.values() if not os.path.isdir(t)})
         etc = os.path.join(self.root, "etc")
         shutil.rmtree(etc)
         shutil.copytree("/etc/libvirt", etc, symlinks=True)
@@ -80,13 +82,25 @@ class LibvirtDaemon:
         # swtpm_setup / vtpm-setup run as tss and keep their CA here.
         for sub in ("localca", "libvtpm"):
             os.chown(os.path.join(self.root, sub), _tss_uid(), 0)
-        mounts = "\n".join(f"mount --bind {os.path.join(self.root, k)} {v}" for k, v in PRIVATE.items())
+        ovl = os.path.join(self.root, "ovl")
+        os.makedirs(ovl, exist_ok=True)
+        lines = [f"mount -t tmpfs -o mode=0700 vtpm-test-ovl {ovl}"] if overlay_parents else []
+        for i, parent in enumerate(overlay_parents):
+            lines += [f"mkdir {ovl}/u{i} {ovl}/w{i}",
+                      f"mount -t overlay vtpm-test-ovl -o lowerdir={parent},upperdir={ovl}/u{i},workdir={ovl}/w{i} "
+                      f"{parent}"]
+        for k, v in PRIVATE.items():
+            if not os.path.isdir(v):
+                lines.append(f"mkdir -p {v}")
+            lines.append(f"mount --bind {os.path.join(self.root, k)} {v}")
+        mounts = "\n".join(lines)
         script = f"set -e\n{mounts}\nexec /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid\n"
         env = dict(os.environ, PATH=f"{tools}:/usr/sbin:/usr/bin:/sbin:/bin")
         self.log = open(os.path.join(self.root, "daemon.out"), "w")
         self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        h.register_cleanup("pgid", self.proc.pid)  # it escapes meson's process-group kill
         self.domains = {}  # name -> uuid, destroyed at the end
         stack.callback(self.stop)
         h.wait_for(lambda: self.proc.poll() is not None or self.virsh("version", check_rc=False).returncode == 0,
@@ -242,6 +256,10 @@ class Serial:
         chunks = re.findall(r"^EKCERT (\d+) ([0-9a-f]+)\s*$", t[:end.start()], re.M)
         data = bytes.fromhex("".join(c[1] for c in chunks))
         return data if len(data) == int(end.group(1)) else None
+
+    def last_tick(self):
+        t = h.ticks(self.text())
+        return max(t) if t else 0
 
     def tick_after(self, after, timeout=120):
         """The first TICK line after `after`: (tick, GetRandom rc hex, PCR 9)."""

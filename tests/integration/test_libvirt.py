@@ -46,17 +46,19 @@ def extended_pcr9(serial):
 
 
 def save_restore(d, work, name, serial, pcr9, how):
-    mark = serial.mark()
     if how == "save":
         image = os.path.join(work, f"{name}.save")
         d.virsh("save", name, image)
         lv.wait_gone(d, name)
+        last, mark = serial.last_tick(), serial.mark()
         d.virsh("restore", image)
     else:
         d.virsh("managedsave", name)
         lv.wait_gone(d, name)
+        last, mark = serial.last_tick(), serial.mark()
         d.virsh("start", name)
     tick, rc, pcr = serial.tick_after(mark)
+    h.check_resumed(serial.text()[mark:], last, f"{name}: {how} restored the running guest")
     h.check_eq(rc, "00000000", f"{name}: TPM answers after {how}")
     h.check_eq(pcr, pcr9, f"{name}: PCR 9 survived virsh {how}")
 
@@ -111,9 +113,10 @@ def test(work, stack):
     h.check(bad.returncode != 0, f"restore with the wrong secret fails: {bad.stderr.strip()[:200]}")
     h.check_eq((h.sha256_file(image), h.dir_digest(state2)), before, "saved image and state dir unchanged")
     lv.set_secret(a, work, sec, secret)
-    mark = s2.mark()
+    last, mark = s2.last_tick(), s2.mark()
     a.virsh("restore", image)
     tick, rc, pcr = s2.tick_after(mark)
+    h.check_resumed(s2.text()[mark:], last, "vm2: the retry restored the running guest")
     h.check_eq(pcr, pcr9b, "retry with the right secret restores the VM and its PCRs")
 
     # 4. <active_pcr_banks> (swtpm_setup --reconfigure) and persistent_state on a transient domain.
@@ -134,12 +137,13 @@ def test(work, stack):
     b = lv.LibvirtDaemon(stack, work, "b", ours)
     port = h.free_port()
     for src, dst in ((a, b), (b, a)):
-        mark = s1.mark()
+        last, mark = s1.last_tick(), s1.mark()
         src.virsh("migrate", "--live", "--persistent", "--undefinesource", "vm1", dst.uri,
                   f"tcp://127.0.0.1:{port}", "--listen-address", "127.0.0.1", timeout=300)
         dst.domains["vm1"] = u1
         src.domains.pop("vm1", None)
-        tick, rc, pcr = s1.tick_after(mark)
+        tick, rc, pcr = s1.tick_after(s1.mark())
+        h.check_resumed(s1.text()[mark:], last, f"live migration {src.name} -> {dst.name}: the guest carried on")
         h.check_eq(pcr, pcr9, f"live migration {src.name} -> {dst.name}: PCR 9 carried over")
         h.check_eq(rc, "00000000", f"live migration {src.name} -> {dst.name}: TPM answers")
         exes = lv.process_exe_for(u1)
@@ -155,6 +159,7 @@ def test(work, stack):
     image = os.path.join(work, "vm4.save")
     deb.virsh("save", "vm4", image)
     lv.wait_gone(deb, "vm4")
+    last4 = s4.last_tick()
     xml = os.path.join(work, "vm4.xml")
     # Defined on both sides: a transient domain's TPM state is deleted when it is saved.
     for dst, src in ((a, deb), (deb, a)):
@@ -167,6 +172,7 @@ def test(work, stack):
         dst.domains["vm4"] = u4
         dst.virsh("restore", image)
         tick, rc, pcr = s4.tick_after(mark)
+        h.check_resumed(s4.text()[mark:], last4, f"vm4 restored under {dst.name}: the running guest came back")
         h.check_eq(pcr, pcr9d, f"vm4 restored under {dst.name}: PCR 9 from the other implementation")
         exes = lv.process_exe_for(u4)
         want = BRIDGE if dst is a else "/usr/bin/swtpm"
@@ -174,6 +180,7 @@ def test(work, stack):
         image = os.path.join(work, f"vm4-{dst.name}.save")
         dst.virsh("save", "vm4", image)
         lv.wait_gone(dst, "vm4")
+        last4 = s4.last_tick()
     # After the round trip the EK is unchanged: boot fresh under ours and read it.
     shutil.rmtree(os.path.dirname(a.swtpm_state(u4)))
     shutil.copytree(os.path.dirname(deb.swtpm_state(u4)), os.path.dirname(a.swtpm_state(u4)), symlinks=True)
@@ -197,4 +204,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test)
+    h.main(test, min_checks=56)

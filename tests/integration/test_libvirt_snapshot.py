@@ -55,6 +55,7 @@ def test(work, stack):
     image = os.path.join(work, f"{name}.save")
     d.virsh("save", name, image)
     lv.wait_gone(d, name)
+    last = serial.last_tick()
     m = re.search(rf"snapshot record: VM {dom} generation 1, 65536 pages of /proc/\d+/\S+ \(/var/lib/libvirt/qemu/ram/",
                   bridge_log())
     h.check(m is not None, "virsh save: record over QEMU's file-backed RAM found through the peer")
@@ -69,22 +70,29 @@ def test(work, stack):
     with open(edited, "wb") as f:
         f.write(data)
     state = d.swtpm_state(dom)
-    before = h.dir_digest(state)
+    before = h.tree_digest(state)
+    ledger = d.path("/var/lib/libvtpm/host/vms")
+    ledger_before = h.tree_digest(ledger)
+    h.check(ledger_before, "the host ledger directory is there to compare")
+    image_before = h.sha256_file(image)
     mark = len(bridge_log())
     r = d.virsh("restore", edited, check_rc=False)
     h.check(r.returncode != 0, f"virsh restore of the edited image fails: {r.stderr.strip()[-160:]}")
     why = re.search(r"restore refused: (.*)", bridge_log()[mark:])
     h.check(why is not None and "first differing pages" in why.group(1), f"the bridge names the page: "
             f"{why.group(1) if why else bridge_log()[-300:]}")
-    h.check_eq(h.dir_digest(state), before, "the vTPM state is unchanged after the refused restore")
+    h.check_eq(h.tree_digest(state), before, "the vTPM state is unchanged after the refused restore")
+    h.check_eq(h.tree_digest(ledger), ledger_before, "the host ledger is unchanged after the refused restore")
+    h.check_eq(h.sha256_file(image), image_before, "the saved image is unchanged")
 
     mark = serial.mark()
     d.virsh("restore", image)
     tick, rc, pcr = serial.tick_after(mark)
+    h.check_resumed(serial.text()[mark:], last, "virsh restore brought the running guest back")
     h.check("snapshot record verified: VM " + dom in bridge_log(), "virsh restore of the saved image: verified")
     h.check_eq(rc, "00000000", "the restored guest's TPM answers")
     h.check_eq(pcr, pcr9, "PCR 9 survived")
 
 
 if __name__ == "__main__":
-    h.main(test)
+    h.main(test, min_checks=15)

@@ -144,13 +144,18 @@ def test(work, stack):
     # A state made by Debian's swtpm_setup: we reconfigure its PCR banks, swtpm opens the result.
     deb = os.path.join(work, "deb")
     os.mkdir(deb)
-    h.run(["swtpm_setup", "--tpm2", "--tpm-state", deb, "--createek", "--pcr-banks", "sha256"])
+    h.swtpm_setup(work, "--tpm2", "--tpm-state", deb, "--createek", "--pcr-banks", "sha256")
+    srv, port = h.tcp_server(stack, deb, cmd=[h.SWTPM])
+    ek_before = h.tpm2(port, "readpublic", "-c", "0x81010001").stdout
+    h.tpm2(port, "shutdown")
+    srv.stop()
     setup(work, "--tpm2", "--tpm-state", deb, "--pcr-banks", "sha1,sha384", "--reconfigure", "--config", cfg)
     srv, port = h.tcp_server(stack, deb, cmd=[h.SWTPM])
     banks = h.tpm2(port, "pcrread", "sha384:0", check_rc=False)
     h.check(banks.returncode == 0 and "sha384" in banks.stdout, "reconfigured sha384 bank is active under swtpm")
-    h.tpm2(port, "readpublic", "-c", "0x81010001")
-    h.check(True, "Debian's EK survives the reconfiguration")
+    ek_after = h.tpm2(port, "readpublic", "-c", "0x81010001").stdout
+    h.check("name:" in ek_before and "rsa" in ek_before, f"Debian's EK read before: {ek_before[:60]!r}")
+    h.check_eq(ek_after, ek_before, "Debian's EK survives the reconfiguration (same public area and name)")
     srv.stop()
 
     # Our state opens in our bridge too, and libvirt's second run (incoming migration) works.
@@ -158,9 +163,19 @@ def test(work, stack):
     os.mkdir(mig)
     setup(work, "--tpm2", "--tpm-state", mig, "--overwrite", "--config", cfg)
     h.check(os.path.exists(os.path.join(mig, "tpm2-00.permall")), "--overwrite on a new directory")
+    srv, port = h.tcp_server(stack, mig)
+    handles = h.tpm2(port, "getcap", "handles-persistent").stdout.strip()
+    h.check_eq(handles, "", "our bridge opens the new state of --overwrite (no --createek: no persistent EK)")
+    rnd = h.tpm2(port, "getrandom", "--hex", "8").stdout.strip()
+    h.check(len(rnd) == 16, f"and its TPM answers: {rnd}")
+    srv.stop()
+    srv, port = h.tcp_server(stack, plain, cmd=[h.SWTPM])
+    ek_swtpm = h.tpm2(port, "readpublic", "-c", "0x81010002").stdout
+    srv.stop()
     srv, port = h.tcp_server(stack, plain)
-    h.tpm2(port, "readpublic", "-c", "0x81010002")
-    h.check(True, "our bridge opens vtpm-setup's state")
+    ek_ours = h.tpm2(port, "readpublic", "-c", "0x81010002").stdout
+    h.check("name:" in ek_ours and "ecc" in ek_ours, f"our bridge reads vtpm-setup's ECC EK: {ek_ours[:60]!r}")
+    h.check_eq(ek_ours, ek_swtpm, "our bridge opens vtpm-setup's state: the EK as Debian's swtpm reads it")
     srv.stop()
 
     # TPM 1.2 (no --tpm2), with ownership: Debian swtpm starts it and reports an owner.
@@ -182,4 +197,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test)
+    h.main(test, min_checks=40)

@@ -84,4 +84,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test)
+    h.main(test, min_checks=17)
