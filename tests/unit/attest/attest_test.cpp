@@ -222,7 +222,14 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
 
 std::string failed(const World& w, const VerifyInputs& in) { return verify_evidence(in, w.evidence).failed_step; }
 
-Bytes log_with(std::vector<std::pair<uint32_t, Bytes>> events) {
+struct LogEvent {
+    uint32_t pcr;
+    Bytes digest;             // SHA-256
+    uint32_t type = 0xd;      // EV_IPL
+    Bytes data = {'h', 'i'};  // event data
+};
+
+Bytes log_with(std::vector<LogEvent> events) {
     Bytes spec = {'S', 'p', 'e', 'c', ' ', 'I', 'D', ' ', 'E', 'v', 'e', 'n', 't', '0', '3', 0};
     const uint8_t rest[] = {0, 0, 0, 0, 0, 2, 0, 2, 1, 0, 0, 0, 0x0b, 0, 32, 0, 0};
     spec.insert(spec.end(), rest, rest + sizeof rest);
@@ -231,12 +238,14 @@ Bytes log_with(std::vector<std::pair<uint32_t, Bytes>> events) {
     log.push_back(static_cast<uint8_t>(spec.size()));
     log.insert(log.end(), 3, 0);
     log.insert(log.end(), spec.begin(), spec.end());
-    for (auto& [pcr, digest] : events) {
-        const uint8_t hdr[] = {static_cast<uint8_t>(pcr), 0, 0, 0, 0xd, 0, 0, 0, 1, 0, 0, 0, 0x0b, 0};
+    for (const auto& e : events) {
+        const uint8_t hdr[] = {static_cast<uint8_t>(e.pcr), 0, 0, 0, static_cast<uint8_t>(e.type), 0, 0, 0, 1, 0, 0, 0,
+                               0x0b, 0};
         log.insert(log.end(), hdr, hdr + sizeof hdr);
-        log.insert(log.end(), digest.begin(), digest.end());
-        const uint8_t data[] = {2, 0, 0, 0, 'h', 'i'};
-        log.insert(log.end(), data, data + sizeof data);
+        log.insert(log.end(), e.digest.begin(), e.digest.end());
+        const uint8_t size[] = {static_cast<uint8_t>(e.data.size()), 0, 0, 0};
+        log.insert(log.end(), size, size + sizeof size);
+        log.insert(log.end(), e.data.begin(), e.data.end());
     }
     return log;
 }
@@ -369,9 +378,35 @@ TEST_CASE("event log: parse, replay, StartupLocality, damage") {
     Bytes twice = once;
     twice.insert(twice.end(), d.begin(), d.end());
     CHECK(v->at({TPM2_ALG_SHA256, 8}) == sha256_bytes(twice));
+    // StartupLocality (EV_NO_ACTION on PCR 0): PCR 0 starts at the locality,
+    // here 3, instead of zero, and the event itself is not measured.
+    Bytes startup = {'S', 't', 'a', 'r', 't', 'u', 'p', 'L', 'o', 'c', 'a', 'l', 'i', 't', 'y', 0, 3};
+    auto loc = parse_event_log(log_with({{0, Bytes(32, 0), 3, startup}, {0, d}}));
+    REQUIRE(loc);
+    auto lv = replay_event_log(*loc);
+    REQUIRE(lv);
+    Bytes from3(32, 0);
+    from3.back() = 3;
+    from3.insert(from3.end(), d.begin(), d.end());
+    CHECK(lv->at({TPM2_ALG_SHA256, 0}) == sha256_bytes(from3));
+    // The same event on PCR 1, or misspelled, changes nothing.
+    Bytes misspelled = startup;
+    misspelled[0] = 's';
+    auto other = replay_event_log(*parse_event_log(log_with({{0, Bytes(32, 0), 3, misspelled}, {0, d}})));
+    REQUIRE(other);
+    CHECK(other->at({TPM2_ALG_SHA256, 0}) == once);
+    // Damage: every truncation of a one-event log is refused, except the one
+    // that ends exactly after the header (a log without events).
     Bytes raw = log_with({{8, d}});
-    for (size_t n = 0; n < raw.size(); ++n)
-        if (n != raw.size()) CHECK((n < 8 + 20 + 4 + 33 ? !parse_event_log(ByteView(raw).first(n)) : true));
+    size_t parsed = 0;
+    for (size_t n = 0; n < raw.size(); ++n) {
+        auto t = parse_event_log(ByteView(raw).first(n));
+        if (t) {
+            ++parsed;
+            CHECK(t->events.empty());
+        }
+    }
+    CHECK(parsed == 1);
     CHECK_FALSE(parse_event_log(ByteView(raw).first(raw.size() - 1)));
 }
 

@@ -1,6 +1,9 @@
 // Store: blob/TLV codec, swtpm's AES-CBC+HMAC, key options, state files and
 // migration blobs, the directory backend with its lock.
 #include <catch2/catch.hpp>
+#include <iterator>
+#include <csignal>
+#include <sys/resource.h>
 
 #include "temp_dir.hpp"
 #include <fcntl.h>
@@ -263,6 +266,43 @@ TEST_CASE("dir store: atomic store, load, remove, mode, list") {
     REQUIRE(tpm12->lock().ok());
     REQUIRE(tpm12->store(kPermall, pattern(5)).ok());
     CHECK(fs::exists(d.path / "tpm-00.permall"));
+}
+
+TEST_CASE("dir store: a write that fails half-way leaves the old file intact") {
+    // Inject the failure the disk would give: a file-size limit makes the
+    // write of the new state fail after its first bytes (EFBIG).
+    TempDir d;
+    auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+    REQUIRE(st->lock().ok());
+    REQUIRE(st->store(kPermall, pattern(100)).ok());
+    const auto p = d.path / "tpm2-00.permall";
+    std::ifstream f0(p, std::ios::binary);
+    const Bytes before((std::istreambuf_iterator<char>(f0)), std::istreambuf_iterator<char>());
+    REQUIRE(before.size() == 116);
+
+    struct rlimit old{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old;
+    small.rlim_cur = 4096;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+    auto r = st->store(kPermall, pattern(64 * 1024));
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, old_handler);
+
+    REQUIRE_FALSE(r.ok());
+    CHECK_FALSE(r.error().message.empty());
+    std::ifstream f1(p, std::ios::binary);
+    const Bytes after((std::istreambuf_iterator<char>(f1)), std::istreambuf_iterator<char>());
+    CHECK(after == before);  // byte for byte the old state
+    auto l = st->load(kPermall);
+    REQUIRE(l.ok());
+    CHECK(Bytes(l->view().begin(), l->view().end()) == pattern(100));
+    // And no half-written temporary file is left behind.
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(d.path))
+        if (e.path().filename().string().find("permall") != std::string::npos) ++files;
+    CHECK(files == 1);
 }
 
 TEST_CASE("dir store: a corrupt file is reported and left alone") {
