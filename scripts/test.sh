@@ -2,14 +2,16 @@
 # Set everything up and run every test: the README's test command.
 #   unit tests (Catch2), fuzz replays, integration tests against real QEMU,
 #   swtpm_ioctl, tpm2-tools and Debian's swtpm; then the unit, fuzz and
-#   swtpm_ioctl tests again in an ASan+UBSan build.
+#   sanitizer-suite tests again in an ASan+UBSan build, the page hasher
+#   (which uses all cores) under ThreadSanitizer, and a time-boxed libFuzzer
+#   run of every fuzz target where clang is installed.
 #
 # Environment:
 #   VTPM_EXPECT_SKIP="name1 name2"  tests allowed to skip (exit 77), by meson
 #                                   test name (e.g. qemu-patches); any other
 #                                   skip fails the run. Default: none.
 #   VTPM_TESTS="name1 name2"        run only these meson tests (both builds)
-#   VTPM_NO_ASAN=1                  leave out the sanitizer build
+#   VTPM_NO_ASAN=1                  leave out the sanitizer builds (ASan, TSan, libFuzzer)
 #
 # Prints the number of checks each test ran (its "# N checks passed" line)
 # and fails if the run changed the system directories the tests must leave
@@ -26,6 +28,21 @@ ninja -C build
 if [ "${VTPM_NO_ASAN:-0}" != 1 ]; then
   [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
   ninja -C build-asan
+  # ThreadSanitizer: only the threaded code (the page hasher) is built.
+  [ -f build-tsan/build.ninja ] || meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug \
+    -Dintegration_tests=false
+  ninja -C build-tsan tests/unit/snapshot/unit-page-hasher
+  # libFuzzer (clang, ASan+UBSan): only the fuzz targets are built.
+  if command -v clang++ >/dev/null; then
+    [ -f build-fuzz/build.ninja ] || CC=clang CXX=clang++ meson setup build-fuzz -Dfuzzing=true \
+      -Db_sanitize=address,undefined -Db_lundef=false -Dintegration_tests=false
+    mapfile -t fuzz_exes < <(meson introspect --targets build-fuzz | python3 -c '
+import json, os, sys
+for t in json.load(sys.stdin):
+    if t["type"] == "executable" and t["name"].startswith("fuzz-"):
+        print(os.path.relpath(t["filename"][0], os.path.abspath("build-fuzz")))')
+    ninja -C build-fuzz "${fuzz_exes[@]}"
+  fi
 fi
 
 # A fingerprint of the system paths: existence, mtime, and every file below
@@ -48,6 +65,9 @@ trap 'rm -f "$fp_before" "$fp_after"' EXIT
 system_fingerprint >"$fp_before"
 
 read -r -a only <<<"${VTPM_TESTS:-}"
+# The fuzz replays mutate with this seed; a failure is reproduced with it.
+export VTPM_FUZZ_SEED=${VTPM_FUZZ_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+echo "fuzz replay seed: VTPM_FUZZ_SEED=$VTPM_FUZZ_SEED"
 status=0
 summary=()
 run_suite() {
@@ -92,6 +112,13 @@ if [ "${VTPM_NO_ASAN:-0}" != 1 ]; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   export VTPM_TIMEOUT_SCALE=${VTPM_TIMEOUT_SCALE:-4}
   run_suite build-asan --suite unit --suite fuzz --suite sanitizer
+  if [ ${#only[@]} -eq 0 ]; then
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_suite build-tsan --no-rebuild unit-page-hasher
+    if [ -f build-fuzz/build.ninja ]; then
+      echo "libFuzzer: ${VTPM_FUZZ_SECONDS:-20} s per target"
+      run_suite build-fuzz --no-rebuild --suite fuzz
+    fi
+  fi
 fi
 
 passed=0; failed=0; skipped=0

@@ -151,6 +151,11 @@ Bytes encode_info(std::string_view info, uint32_t offset);
 /// CMD_VTPM_TPM_COMMAND and CMD_VTPM_SNAPSHOT: result, length, payload
 /// (nothing after a non-zero result).
 Bytes encode_vendor_tpm_response(uint32_t result, ByteView response);
+/// Client side of the same: the payload length announced by the 8-byte
+/// head (result, length) of a CMD_VTPM_TPM_COMMAND or CMD_VTPM_SNAPSHOT
+/// answer. Errors: a non-zero result (its code), a length over
+/// kMaxVendorTpmCommand, a head shorter than 8 bytes.
+Result<uint32_t> vendor_response_length(ByteView head);
 
 // ---- request encoders (clients: tests, benchmarks, vtpm tools) ----
 Bytes encode_request(const Request& req);

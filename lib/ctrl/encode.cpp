@@ -138,6 +138,17 @@ Bytes encode_request(const Request& req) {
     return b;
 }
 
+Result<uint32_t> vendor_response_length(ByteView head) {
+    if (head.size() < 8) return make_error(rc::kBadParameter, "vendor response shorter than its 8-byte head");
+    const uint32_t result = load_be32(head.data());
+    if (result != rc::kSuccess) return make_error(result, "the bridge answered result " + hex32(result));
+    const uint32_t len = load_be32(head.data() + 4);
+    if (len > kMaxVendorTpmCommand)
+        return make_error(rc::kFail, "vendor response announces " + std::to_string(len) + " bytes, more than " +
+                                         std::to_string(kMaxVendorTpmCommand));
+    return len;
+}
+
 Bytes encode_vendor_tpm_response(uint32_t result, ByteView response) {
     Bytes b;
     put_be32(b, result);

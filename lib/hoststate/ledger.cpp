@@ -12,34 +12,40 @@
 
 namespace vtpm::hoststate {
 
-Result<std::optional<hoststate::LedgerEntry>> hoststate::Ledger::latest(const std::string& uuid) const {
-    const std::string path = dir_ + "/" + uuid + ".snapshot";
-    auto raw = read_whole_file(path);
-    if (!raw) {
-        if (raw.code() == rc::kRetry) return std::optional<hoststate::LedgerEntry>{};
-        return make_error(rc::kFail, path + ": " + raw.error().message);
-    }
-    auto lines = parse_key_values(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()), path);
+Result<LedgerEntry> parse_ledger_entry(std::string_view text, const std::string& source) {
+    auto lines = parse_key_values(text, source);
     if (!lines) return lines.error();
-    hoststate::LedgerEntry e;
+    LedgerEntry e;
     bool have_gen = false, have_root = false;
     for (const auto& kv : *lines) {
         if (kv.key == "generation") {
             char* end = nullptr;
             errno = 0;
             e.generation = std::strtoull(kv.value.c_str(), &end, 10);
-            have_gen = errno == 0 && !kv.value.empty() && *end == '\0';
+            have_gen = errno == 0 && !kv.value.empty() && kv.value[0] != '-' && *end == '\0';
         } else if (kv.key == "root") {
             auto r = from_hex(kv.value);
             have_root = r && r->size() == 32;
             if (have_root) std::memcpy(e.root.data(), r->data(), 32);
         }
     }
-    if (!have_gen || !have_root) return make_error(rc::kFail, path + " is damaged (no generation or root)");
-    return std::optional<hoststate::LedgerEntry>(e);
+    if (!have_gen || !have_root) return make_error(rc::kFail, source + " is damaged (no generation or root)");
+    return e;
 }
 
-Result<void> hoststate::Ledger::commit(const std::string& uuid, const hoststate::LedgerEntry& e) const {
+Result<std::optional<LedgerEntry>> Ledger::latest(const std::string& uuid) const {
+    const std::string path = dir_ + "/" + uuid + ".snapshot";
+    auto raw = read_whole_file(path);
+    if (!raw) {
+        if (raw.code() == rc::kRetry) return std::optional<LedgerEntry>{};
+        return make_error(rc::kFail, path + ": " + raw.error().message);
+    }
+    auto e = parse_ledger_entry(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()), path);
+    if (!e) return e.error();
+    return std::optional<LedgerEntry>(*e);
+}
+
+Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e) const {
     if (mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST)
         return make_error(rc::kFail, "cannot create " + dir_ + ": " + std::strerror(errno));
     const std::string text = "vm_uuid = " + uuid + "\ngeneration = " + std::to_string(e.generation) +
@@ -49,7 +55,7 @@ Result<void> hoststate::Ledger::commit(const std::string& uuid, const hoststate:
                                        ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0640);
 }
 
-void hoststate::Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const {
+void Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const {
     const std::string path = dir_ + "/" + uuid + ".leaves", tmp = path + ".tmp";
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
     if (!fd) return;
@@ -67,7 +73,7 @@ void hoststate::Ledger::keep_leaves(const std::string& uuid, const std::vector<D
     if (::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
 }
 
-std::optional<std::vector<Digest>> hoststate::Ledger::leaves_for(const std::string& uuid, const Digest& root) const {
+std::optional<std::vector<Digest>> Ledger::leaves_for(const std::string& uuid, const Digest& root) const {
     auto raw = read_whole_file(dir_ + "/" + uuid + ".leaves");
     if (!raw || raw->size() % sizeof(Digest) != 0) return std::nullopt;
     std::vector<Digest> leaves(raw->size() / sizeof(Digest));

@@ -18,6 +18,9 @@ struct LedgerEntry {
     Digest root{};
 };
 
+/// The text of a ledger file; the error names `source` and what is missing.
+Result<LedgerEntry> parse_ledger_entry(std::string_view text, const std::string& source);
+
 class Ledger {
 public:
     explicit Ledger(std::string host_dir) : dir_(std::move(host_dir) + "/vms") {}

@@ -58,10 +58,10 @@ public:
             return make_error(result, "the bridge refused CMD_VTPM_TPM_COMMAND (result " + hex32(result) +
                                           "): is it running a vTPM with --vtpm-vendor-ctrl?");
         if (auto r = read_all(hdr + 4, 4); !r) return r.error();
-        const uint32_t len = load_be32(hdr + 4);
-        if (len > ctrl::kMaxVendorTpmCommand) return make_error(rc::kFail, "oversized response from the bridge");
-        Bytes rsp(len);
-        if (auto r = read_all(rsp.data(), len); !r) return r.error();
+        auto len = ctrl::vendor_response_length(ByteView(hdr, sizeof hdr));
+        if (!len) return make_error(rc::kFail, "the bridge at " + path_ + ": " + len.error().message);
+        Bytes rsp(*len);
+        if (auto r = read_all(rsp.data(), *len); !r) return r.error();
         return rsp;
     }
 

@@ -21,7 +21,10 @@ Result<std::vector<KeyValue>> parse_key_values(std::string_view text, std::strin
         const auto eq = line.find('=');
         if (eq == std::string::npos)
             return make_error(rc::kFail, std::string(source) + ":" + std::to_string(n) + ": expected 'key = value'");
-        out.push_back({n, trim(std::string_view(line).substr(0, eq)), trim(std::string_view(line).substr(eq + 1))});
+        std::string key = trim(std::string_view(line).substr(0, eq));
+        if (key.empty())
+            return make_error(rc::kFail, std::string(source) + ":" + std::to_string(n) + ": no key before '='");
+        out.push_back({n, std::move(key), trim(std::string_view(line).substr(eq + 1))});
     }
     return out;
 }

@@ -1,9 +1,12 @@
 // Fuzz the control-channel codec: framing and decoding of arbitrary bytes;
-// whatever decodes must re-encode to the same bytes.
+// whatever decodes must re-encode to the same bytes; the Framer consumes a
+// stream message by message without ever claiming more than it has; the
+// client's parse of a vendor answer's head.
 #include <algorithm>
 #include <cstdlib>
 
 #include "ctrl/codec.hpp"
+#include "ctrl/framer.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     vtpm::ByteView in(data, size);
@@ -11,6 +14,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto f = vtpm::ctrl::frame_size(in, vendor);
         if (f && *f < 4) std::abort();
     }
+    for (bool vendor : {false, true}) {
+        const vtpm::ctrl::Framer framer({true, vendor});
+        vtpm::ByteView rest = in;
+        while (!rest.empty()) {
+            auto fr = framer.next(rest);
+            if (fr.kind == vtpm::ctrl::Frame::Kind::Incomplete) break;
+            if (fr.size == 0 || fr.size > rest.size()) std::abort();
+            if (fr.kind == vtpm::ctrl::Frame::Kind::Fatal) break;
+            rest = rest.subspan(fr.size);
+        }
+    }
+    if (auto n = vtpm::ctrl::vendor_response_length(in); n && *n > vtpm::ctrl::kMaxVendorTpmCommand) std::abort();
     for (int mode = 0; mode < 3; ++mode) {
         // lock storage on/off, and with our vendor command enabled
         auto r = vtpm::ctrl::decode_request(in, mode != 1, mode == 2);

@@ -2,20 +2,18 @@
 // in-band locality) into a running in-process libtpms.
 #include <stdlib.h>
 
-#include <filesystem>
 #include <memory>
 
 #include "engine/engine.hpp"
+#include "store/state_store.hpp"
 
 namespace {
 vtpm::engine::Engine& engine() {
     static std::unique_ptr<vtpm::engine::Engine> e = [] {
-        char tmpl[] = "/tmp/vtpm-fuzz-XXXXXX";
-        std::string dir = ::mkdtemp(tmpl);
-        std::atexit([] {});
+        // State in memory: a fuzz run leaves nothing behind.
         vtpm::engine::EngineConfig cfg;
         cfg.allow_set_locality = true;
-        auto r = vtpm::engine::Engine::create(cfg, vtpm::store::make_dir_store(dir, true, 0600, std::nullopt));
+        auto r = vtpm::engine::Engine::create(cfg, vtpm::store::make_memory_store());
         if (!r || !(*r)->init(false) || !(*r)->startup(0)) std::abort();
         return std::move(*r);
     }();

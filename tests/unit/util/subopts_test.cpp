@@ -64,6 +64,10 @@ TEST_CASE("key = value text: comments, blanks, trimming, line numbers") {
     auto bad = vtpm::parse_key_values("a = 1\njunk\n", "f.conf");
     REQUIRE_FALSE(bad);
     CHECK(bad.error().message == "f.conf:2: expected 'key = value'");
+    // Found by fuzzing: a line with no key before '=' is refused, not read as key "".
+    auto nokey = vtpm::parse_key_values("a = 1\n  = 2\n", "f.conf");
+    REQUIRE_FALSE(nokey);
+    CHECK(nokey.error().message == "f.conf:2: no key before '='");
     CHECK(vtpm::trim(" \t x y \r") == "x y");
     CHECK(vtpm::trim("   ").empty());
 }
