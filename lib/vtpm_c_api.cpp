@@ -10,7 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 #include "attest/verify.hpp"
 #include "core/dispatcher.hpp"
 #include "util/ossl.hpp"
@@ -200,7 +200,7 @@ uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
         in.reference = *ref;
     }
     if (p->host_record) {
-        auto rec = vtpm::hoststate::parse_record(p->host_record);
+        auto rec = vtpm::hoststate::parse_identity_record(p->host_record);
         if (!rec) return bad_param(report_json, "the host record does not parse");
         in.host_record = *rec;
     }

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "attest/evidence.hpp"
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 #include "tpm/objects.hpp"
 #include "util/ossl.hpp"
 #include "util/bytes.hpp"
@@ -36,7 +36,7 @@ struct VerifyInputs {
     std::optional<std::string> vm_uuid;                 // the VM the tenant rents
     std::vector<unsigned> required_host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
     std::optional<Reference> reference;
-    std::optional<hoststate::VmRecord> host_record;                // the host's uniqueness record
+    std::optional<hoststate::IdentityRecord> host_record;                // the host's uniqueness record
 };
 
 enum class StepStatus { Pass, Fail, Skip, NotReached };

@@ -7,7 +7,7 @@
 //   ak-cert.pem         host AK certificate from the privacy CA (enroll)
 //   authkey-cert.pem    AuthKey certificate from the privacy CA (enroll)
 //   ca-chain.pem        the privacy CA's issuing and root certificates
-//   vms/<uuid>.record   identity uniqueness records (records.hpp)
+//   vms/<uuid>.record   identity uniqueness records (identity_records.hpp)
 //   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
 //   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
 #pragma once

@@ -1,6 +1,6 @@
 #include "issuance/issue.hpp"
 
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 #include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "hosttpm/host_keys.hpp"
@@ -22,9 +22,9 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
     const hoststate::HostConfig* cfg = &(*issuer)->config();
 
     // Uniqueness first, before anything in the vTPM changes.
-    auto records = hoststate::RecordStore::open_locked(req.host_dir);
+    auto records = hoststate::IdentityRecords::open_locked(req.host_dir);
     if (!records) return records.error();
-    std::optional<hoststate::VmRecord> rec;
+    std::optional<hoststate::IdentityRecord> rec;
     if (auto r = records->load(*uuid)) rec = *r;
     else if (r.code() != rc::kRetry) return r.error();
     auto existing = read_vaik(vtpm);
@@ -87,7 +87,7 @@ Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const
 
     // Nothing changed so far but a missing vAIK (deterministic, harmless):
     // a host that cannot sign leaves the record and the vTPM as they were.
-    hoststate::VmRecord next{*uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
+    hoststate::IdentityRecord next{*uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
     if (auto r = records->save(next); !r) return r.error();
 
     // Into the vTPM: generation, certificate, bundle; then make it durable.

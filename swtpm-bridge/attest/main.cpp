@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 #include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
@@ -220,7 +220,7 @@ int cmd_verify(int argc, char** argv) {
     if (auto f = one(*o, "host-record")) {
         auto text = read_file(*f);
         if (!text) return fail("verify: --host-record: " + text.error().message);
-        auto rec = hoststate::parse_record(std::string_view(reinterpret_cast<const char*>(text->data()), text->size()));
+        auto rec = hoststate::parse_identity_record(std::string_view(reinterpret_cast<const char*>(text->data()), text->size()));
         if (!rec) return fail("verify: --host-record: " + rec.error().message);
         in.host_record = *rec;
     }

@@ -8,7 +8,7 @@
 
 #include "attest/event_log.hpp"
 #include "attest/evidence.hpp"
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 #include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
@@ -46,6 +46,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto log = parse_event_log(in)) (void)replay_event_log(*log);
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     (void)parse_reference(text);
-    (void)hoststate::parse_record(text);
+    (void)hoststate::parse_identity_record(text);
     return 0;
 }

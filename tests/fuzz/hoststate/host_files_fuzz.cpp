@@ -5,14 +5,14 @@
 #include <string_view>
 
 #include "hoststate/ledger.hpp"
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     (void)vtpm::hoststate::parse_ledger_entry(text, "fuzz.snapshot");
-    if (auto r = vtpm::hoststate::parse_record(text)) {
+    if (auto r = vtpm::hoststate::parse_identity_record(text)) {
         // What parses must survive its own round trip.
-        auto again = vtpm::hoststate::parse_record(vtpm::hoststate::format_record(*r));
+        auto again = vtpm::hoststate::parse_identity_record(vtpm::hoststate::format_identity_record(*r));
         if (!again || again->generation != r->generation || again->vm_uuid != r->vm_uuid) std::abort();
     }
     return 0;

@@ -13,7 +13,7 @@
 #include "attest/credential.hpp"
 #include "attest/event_log.hpp"
 #include "attest/evidence.hpp"
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 #include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
@@ -326,9 +326,9 @@ TEST_CASE("each broken link is named") {
     SECTION("host record of a newer generation") {
         auto w = make_world();
         auto in = w->inputs();
-        in.host_record = hoststate::VmRecord{kUuid, 4, {}, std::nullopt};
+        in.host_record = hoststate::IdentityRecord{kUuid, 4, {}, std::nullopt};
         CHECK(failed(*w, in) == "uniqueness");
-        in.host_record = hoststate::VmRecord{kUuid, 3, {}, std::nullopt};
+        in.host_record = hoststate::IdentityRecord{kUuid, 3, {}, std::nullopt};
         CHECK(failed(*w, in).empty());
     }
     SECTION("truncated evidence at every length") {
@@ -411,13 +411,13 @@ TEST_CASE("event log: parse, replay, StartupLocality, damage") {
 }
 
 TEST_CASE("records, generations and clashes") {
-    hoststate::VmRecord r{kUuid, 7, {1, 2, 3}, 8};
-    auto p = hoststate::parse_record(hoststate::format_record(r));
+    hoststate::IdentityRecord r{kUuid, 7, {1, 2, 3}, 8};
+    auto p = hoststate::parse_identity_record(hoststate::format_identity_record(r));
     REQUIRE(p);
     CHECK(p->generation == 7);
     CHECK(p->pending == std::optional<uint64_t>(8));
     CHECK(p->vaik_name == Bytes{1, 2, 3});
-    CHECK_FALSE(hoststate::parse_record("generation = x\n"));
+    CHECK_FALSE(hoststate::parse_identity_record("generation = x\n"));
     CHECK_FALSE(hoststate::generation_clash(std::nullopt, 0, std::nullopt));
     CHECK(hoststate::generation_clash(std::nullopt, 2, std::nullopt));
     CHECK_FALSE(hoststate::generation_clash(r, 7, Bytes{1, 2, 3}));
@@ -425,7 +425,7 @@ TEST_CASE("records, generations and clashes") {
     CHECK(hoststate::generation_clash(r, 6, std::nullopt)->find("clone or an older copy") != std::string::npos);
     CHECK(hoststate::generation_clash(r, 7, Bytes{9}));
     TempDir dir;
-    auto store = hoststate::RecordStore::open_locked(dir.path.string());
+    auto store = hoststate::IdentityRecords::open_locked(dir.path.string());
     REQUIRE(store);
     CHECK(store->load(kUuid).code() == rc::kRetry);
     REQUIRE(store->save(r));

@@ -15,7 +15,7 @@
 
 namespace vtpm::hoststate {
 
-struct VmRecord {
+struct IdentityRecord {
     std::string vm_uuid;
     uint64_t generation = 0;
     Bytes vaik_name;
@@ -24,29 +24,29 @@ struct VmRecord {
 };
 
 /// Text form ("key = value" lines).
-std::string format_record(const VmRecord& r);
-Result<VmRecord> parse_record(std::string_view text);
+std::string format_identity_record(const IdentityRecord& r);
+Result<IdentityRecord> parse_identity_record(std::string_view text);
 
 /// The records of one host: HOSTDIR/vms/<uuid>.record, written durably,
 /// changed under an exclusive lock on HOSTDIR/vms/.lock.
-class RecordStore {
+class IdentityRecords {
 public:
     /// Open (creating HOSTDIR/vms) and take the lock.
-    static Result<RecordStore> open_locked(const std::string& host_dir);
+    static Result<IdentityRecords> open_locked(const std::string& host_dir);
     /// The record of `uuid`, rc::kRetry when there is none.
-    Result<VmRecord> load(const std::string& uuid) const;
-    Result<void> save(const VmRecord& r) const;
+    Result<IdentityRecord> load(const std::string& uuid) const;
+    Result<void> save(const IdentityRecord& r) const;
     std::string path_of(const std::string& uuid) const;
 
 private:
-    RecordStore(std::string dir, UniqueFd lock) : dir_(std::move(dir)), lock_(std::move(lock)) {}
+    IdentityRecords(std::string dir, UniqueFd lock) : dir_(std::move(dir)), lock_(std::move(lock)) {}
     std::string dir_;
     UniqueFd lock_;
 };
 
 /// What the vTPM's generation says about a record. Empty when consistent;
 /// otherwise the reason the state is a clone or an older copy.
-std::optional<std::string> generation_clash(const std::optional<VmRecord>& rec, uint64_t vtpm_generation,
+std::optional<std::string> generation_clash(const std::optional<IdentityRecord>& rec, uint64_t vtpm_generation,
                                             const std::optional<Bytes>& vtpm_vaik_name);
 
 }  // namespace vtpm::hoststate

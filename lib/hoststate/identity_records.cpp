@@ -1,4 +1,4 @@
-#include "hoststate/records.hpp"
+#include "hoststate/identity_records.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -13,7 +13,7 @@
 
 namespace vtpm::hoststate {
 
-std::string format_record(const VmRecord& r) {
+std::string format_identity_record(const IdentityRecord& r) {
     std::ostringstream o;
     o << "# vTPM identity record, written by vtpm-attest issue\n"
       << "vm_uuid = " << r.vm_uuid << "\n"
@@ -23,8 +23,8 @@ std::string format_record(const VmRecord& r) {
     return o.str();
 }
 
-Result<VmRecord> parse_record(std::string_view text) {
-    VmRecord r;
+Result<IdentityRecord> parse_identity_record(std::string_view text) {
+    IdentityRecord r;
     bool have_uuid = false, have_gen = false;
     std::istringstream in{std::string(text)};
     std::string line;
@@ -61,7 +61,7 @@ Result<VmRecord> parse_record(std::string_view text) {
     return r;
 }
 
-Result<RecordStore> RecordStore::open_locked(const std::string& host_dir) {
+Result<IdentityRecords> IdentityRecords::open_locked(const std::string& host_dir) {
     const std::string dir = host_dir + "/vms";
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
         return make_error(rc::kFail, "cannot create " + dir + ": " + std::strerror(errno));
@@ -71,27 +71,27 @@ Result<RecordStore> RecordStore::open_locked(const std::string& host_dir) {
     // Blocking: concurrent issuances for different VMs queue here briefly.
     while (flock(fd.get(), LOCK_EX) != 0)
         if (errno != EINTR) return make_error(rc::kFail, "cannot lock " + lock + ": " + std::strerror(errno));
-    return RecordStore(dir, std::move(fd));
+    return IdentityRecords(dir, std::move(fd));
 }
 
-std::string RecordStore::path_of(const std::string& uuid) const { return dir_ + "/" + uuid + ".record"; }
+std::string IdentityRecords::path_of(const std::string& uuid) const { return dir_ + "/" + uuid + ".record"; }
 
-Result<VmRecord> RecordStore::load(const std::string& uuid) const {
+Result<IdentityRecord> IdentityRecords::load(const std::string& uuid) const {
     auto bytes = read_whole_file(path_of(uuid));
     if (!bytes) return bytes.error();
-    auto r = parse_record(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+    auto r = parse_identity_record(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
     if (!r) return make_error(rc::kFail, path_of(uuid) + ": " + r.error().message);
     if (r->vm_uuid != uuid) return make_error(rc::kFail, path_of(uuid) + " belongs to VM " + r->vm_uuid);
     return r;
 }
 
-Result<void> RecordStore::save(const VmRecord& r) const {
-    const std::string text = format_record(r), path = path_of(r.vm_uuid);
+Result<void> IdentityRecords::save(const IdentityRecord& r) const {
+    const std::string text = format_identity_record(r), path = path_of(r.vm_uuid);
     return replace_file_durably(path + ".tmp", path,
                                        ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0600);
 }
 
-std::optional<std::string> generation_clash(const std::optional<VmRecord>& rec, uint64_t vtpm_generation,
+std::optional<std::string> generation_clash(const std::optional<IdentityRecord>& rec, uint64_t vtpm_generation,
                                             const std::optional<Bytes>& vtpm_vaik_name) {
     if (!rec) {
         if (vtpm_generation == 0) return std::nullopt;
