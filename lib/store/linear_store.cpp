@@ -62,7 +62,10 @@ public:
         auto fd = take_lock(path_ + ".lock", "the state file " + path_, 0);
         if (!fd) return fd.error();
         lock_fd_ = std::move(*fd);
-        return read_image();
+        auto r = read_image();
+        // A file we cannot read is not ours to overwrite: give the lock back.
+        if (!r) lock_fd_.reset();
+        return r;
     }
     void unlock() override { lock_fd_.reset(); }
     bool locked() const override { return lock_fd_.valid(); }
@@ -131,27 +134,48 @@ public:
 
 private:
     // Load the file (a missing or unformatted one becomes an empty store).
+    // The image in memory changes only when the whole file checked out: a
+    // failed read leaves the last good one (and a failed lock() holds none).
     Result<void> read_image() {
-        image_.assign(kHeaderSize, 0);
-        slots_ = {};
+        auto empty = [this] {
+            image_.assign(kHeaderSize, 0);
+            slots_ = {};
+            return Result<void>{};
+        };
         auto file = read_whole_file(path_);
-        if (!file) return file.code() == rc::kRetry ? Result<void>{} : Result<void>{file.error()};
+        if (!file) return file.code() == rc::kRetry ? empty() : Result<void>{file.error()};
         Bytes data = std::move(*file);
-        if (data.size() < kHeaderSize) return {};  // too small to be formatted: swtpm formats it anew too
+        if (data.size() < kHeaderSize) return empty();  // too small to be formatted: swtpm formats it anew too
         uint64_t magic = 0;
         for (int b = 7; b >= 0; --b) magic = magic << 8 | data[static_cast<size_t>(b)];
-        if (magic != kMagic) return {};
+        if (magic != kMagic) return empty();
         if (data[8] > kVersion)
             return make_error(rc::kFail, path_ + ": unknown linear format version " + std::to_string(data[8]));
         const uint16_t hdr = static_cast<uint16_t>(data[10] | data[11] << 8);
         if (hdr != kHeaderSize) return make_error(rc::kFail, path_ + ": unexpected header size " + std::to_string(hdr));
-        for (size_t i = 0; i < kSlots && i < slots_.size(); ++i) {
+        // Every length and offset comes from the file: check them all before
+        // any is used to place a blob (a section that claims more room than
+        // the file has would otherwise be written past the image).
+        std::array<Slot, 3> slots{};
+        for (size_t i = 0; i < kSlots && i < slots.size(); ++i) {
             const uint8_t* p = data.data() + 12 + i * 12;
-            slots_[i] = Slot{le32(p), le32(p + 4), le32(p + 8)};
-            if (slots_[i].offset && (slots_[i].offset < kHeaderSize ||
-                                     size_t{slots_[i].offset} + slots_[i].data_length > data.size()))
-                return make_error(rc::kFail, path_ + ": slot " + std::to_string(i) + " lies outside the file");
+            const Slot s{le32(p), le32(p + 4), le32(p + 8)};
+            slots[i] = s;
+            if (!s.offset) continue;
+            const std::string where = path_ + ": slot " + std::to_string(i);
+            if (s.offset < kHeaderSize) return make_error(rc::kFail, where + " starts inside the header");
+            if (s.data_length > s.section_length)
+                return make_error(rc::kFail, where + " holds more data than its section");
+            if (uint64_t{s.offset} + s.section_length > data.size())
+                return make_error(rc::kFail, where + " lies outside the file");
+            for (size_t j = 0; j < i; ++j) {
+                const Slot& o = slots[j];
+                if (o.offset && s.offset < uint64_t{o.offset} + o.section_length &&
+                    o.offset < uint64_t{s.offset} + s.section_length)
+                    return make_error(rc::kFail, where + " overlaps slot " + std::to_string(j));
+            }
         }
+        slots_ = slots;
         image_ = std::move(data);
         return {};
     }

@@ -356,6 +356,49 @@ TEST_CASE("open_store: URIs") {
     CHECK_FALSE(open_store("nfs://x", true, 0600, std::nullopt).ok());
 }
 
+TEST_CASE("linear store: a crafted image is refused before any length in it is used") {
+    TempDir d;
+    auto path = d.path / "tpm.state";
+    {
+        auto st = make_linear_store(path.string(), 0600, std::nullopt);
+        REQUIRE(st->lock().ok());
+        REQUIRE(st->store(kPermall, pattern(100)).ok());  // 116 bytes in a 128-byte section
+        REQUIRE(st->store(kVolatile, pattern(10)).ok());
+    }
+    const Bytes good = slurp(path);
+    auto put = [](Bytes& img, size_t off, uint32_t v) {
+        for (int i = 0; i < 4; ++i) img[off + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+    };
+    struct Case {
+        const char* what;
+        size_t field;
+        uint32_t value;
+        const char* message;
+    } cases[] = {
+        // A section that claims more room than the file has: the next NV
+        // write of a blob that fits the claim would land past the image.
+        {"section past the end", 20, 1u << 20, "lies outside the file"},
+        {"offset in the header", 12, 100, "starts inside the header"},
+        {"data longer than its section", 16, 129, "holds more data than its section"},
+        {"volatile overlapping permall", 24, 192 + 64, "overlaps slot 0"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.what);
+        Bytes bad = good;
+        put(bad, c.field, c.value);
+        {
+            std::ofstream f(path, std::ios::binary | std::ios::trunc);
+            f.write(reinterpret_cast<const char*>(bad.data()), static_cast<std::streamsize>(bad.size()));
+        }
+        auto st = make_linear_store(path.string(), 0600, std::nullopt);
+        auto l = st->lock();
+        REQUIRE_FALSE(l.ok());
+        CHECK(l.error().message.find(c.message) != std::string::npos);
+        CHECK_FALSE(st->store(kPermall, pattern(1000)).ok());  // refused: the lock was never taken
+        CHECK(slurp(path) == bad);                            // and the file is as it was
+    }
+}
+
 TEST_CASE("linear store: swtpm's layout, growth, removal and compaction") {
     TempDir d;
     auto path = d.path / "tpm.state";
