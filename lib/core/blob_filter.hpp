@@ -26,8 +26,8 @@ public:
     virtual Result<void> on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) = 0;
     /// SET_STATEBLOB: `blob` as received, `plain` what libtpms would get. The
     /// TPM is stopped. An error refuses the blob; the core then also drops
-    /// what this restore set before, so the next CMD_INIT starts from the
-    /// state on disk.
+    /// every blob this restore set before, so the next CMD_INIT starts from
+    /// the state on disk.
     virtual Result<void> on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) = 0;
     /// CMD_INIT brought the TPM up. An error stops it again and fails the INIT.
     virtual Result<void> after_init(engine::Engine& e) = 0;

@@ -127,9 +127,10 @@ Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags
     if (!plain) return plain.error();
     for (BlobFilter* f : filters_) {
         if (auto r = f->on_import(engine_, type, blob, plain->view()); !r) {
-            // Refused: forget the permanent blob of this restore too, so the
-            // next CMD_INIT starts from the state on disk, which is untouched.
-            (void)engine_.set_state(engine::BlobType::Permanent, {});
+            // Refused: forget every blob this restore set before, so the next
+            // CMD_INIT starts from the state on disk, which is untouched.
+            for (auto t : {engine::BlobType::Permanent, engine::BlobType::Volatile, engine::BlobType::Savestate})
+                (void)engine_.set_state(t, {});
             for (BlobFilter* g : filters_) g->end_restore();
             return r.error();
         }

@@ -227,19 +227,27 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
                                                              const Digest& permanent_digest, ByteView volatile_plain) {
     if (cfg_.policy == Policy::Skip) return Verdict{};
     const auto t0 = std::chrono::steady_clock::now();
-    if (!record)
-        return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
     if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
     if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host dir=...)");
+    const std::string uuid = format_uuid(*cfg_.vm_uuid);
+    // Fail closed: once this host has signed a snapshot of the VM, a state
+    // without a record is a stripped or foreign one, never a swtpm save.
+    auto last = ledger_->latest(uuid);
+    if (!last) return failed(last.error().message);
+    if (!record) {
+        if (*last)
+            return failed("the volatile state carries no snapshot record, but this host signed generation " +
+                          std::to_string((*last)->generation) + " of VM " + uuid +
+                          ": the record was stripped or the state is not the one saved");
+        return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
+    }
     auto r = parse_record(*record);
     if (!r) return failed(r.error().message);
-    const std::string uuid = format_uuid(*cfg_.vm_uuid), theirs = format_uuid(r->vm_uuid);
+    const std::string theirs = format_uuid(r->vm_uuid);
     // The signature first: nothing else in a record is worth reading without it.
     if (auto v = signer_->verify(r->host_key_name, signed_message(*r), r->host_signature); !v)
         return failed("tampered or foreign record: " + v.error().message);
     if (r->vm_uuid != *cfg_.vm_uuid) return failed("the record belongs to VM " + theirs + ", not to this VM " + uuid);
-    auto last = ledger_->latest(uuid);
-    if (!last) return failed(last.error().message);
     if (!*last) return failed("this host has signed no snapshot of VM " + uuid + " (its ledger is empty)");
     if (r->generation < (*last)->generation)
         return failed("replayed record: generation " + std::to_string(r->generation) +
@@ -255,8 +263,11 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
     if (!r->quote_attest.empty())
         if (auto q = check_quote(*r); !q) return failed(q.error().message);
 
+    // The record is this host's and current: guest RAM must be checked
+    // against it. Without RAM to hash the restore is not verifiable: refused
+    // (or tainted), never waved through.
     auto md = digest_memory(r->source, kPhaseRestore);
-    if (!md) return not_checked(md.error().message);
+    if (!md) return failed("guest RAM cannot be checked against the record: " + md.error().message);
     if (md->page_count != r->page_count)
         return failed("guest RAM has " + std::to_string(md->page_count) + " pages (" + md->where + "), the record " +
                       std::to_string(r->page_count));
@@ -301,7 +312,9 @@ Result<void> SnapshotGuard::on_import(engine::Engine& e, engine::BlobType type, 
     else if (auto p = e.store().load(store::kPermall)) perm = sha256(p->view());
     auto verdict = check_restore(store::find_blob_tlv(blob, kTagSnapshotRecord), perm, plain);
     if (!verdict) return verdict.error();
-    taint_at_init_ = verdict->taint;
+    // Sticky: a later blob of the same restore (without a record, say) never
+    // clears a taint already decided.
+    taint_at_init_ = taint_at_init_ || verdict->taint;
     return {};
 }
 

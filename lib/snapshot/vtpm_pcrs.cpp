@@ -1,5 +1,8 @@
 #include "snapshot/vtpm_pcrs.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -14,7 +17,6 @@ namespace vtpm::snapshot {
 namespace {
 
 constexpr unsigned kPcrCount = 24;
-constexpr char kTaintEvent[] = "libvtpm: restored guest memory did not match its snapshot record";
 
 Result<TPML_PCR_SELECTION> active_banks(engine::Engine& e) {
     const Bytes rsp = e.host_command(tpm::get_capability(TPM2_CAP_PCRS, 0, 1));
@@ -115,25 +117,27 @@ Result<std::optional<VaikQuote>> quote_with_vaik(engine::Engine& e, ByteView qua
     return make_error(rc::kFail, "TPM2_Quote by the vAIK kept answering TPM_RC_RETRY");
 }
 
-Bytes taint_event_digest(uint16_t alg) {
-    const EVP_MD* md = tpm::hash_md(alg);
-    Bytes out(tpm::hash_size(alg));
-    unsigned int n = 0;
-    if (md) EVP_Digest(kTaintEvent, sizeof kTaintEvent - 1, out.data(), &n, md, nullptr);
-    return out;
-}
-
 Result<void> taint_pcrs(engine::Engine& e) {
     auto active = active_banks(e);
     if (!active) return active.error();
+    // A fresh secret value per taint, never logged or stored: the guest
+    // cannot add a matching event to its log, so no replay reaches these
+    // vPCRs and no quote over them verifies.
     TPML_DIGEST_VALUES dv{};
     for (uint32_t i = 0; i < active->count; ++i) {
         const uint16_t alg = active->pcrSelections[i].hash;
         auto& d = dv.digests[dv.count++];
         d.hashAlg = alg;
-        const Bytes digest = taint_event_digest(alg);
-        std::memcpy(&d.digest, digest.data(), digest.size());
+        const size_t n = tpm::hash_size(alg);
+        if (n == 0 || RAND_bytes(reinterpret_cast<uint8_t*>(&d.digest), static_cast<int>(n)) != 1) {
+            OPENSSL_cleanse(&dv, sizeof dv);
+            return make_error(rc::kFail, "no random value to taint the vPCRs with (bank " + hex32(alg) + ")");
+        }
     }
+    struct Wipe {
+        TPML_DIGEST_VALUES& v;
+        ~Wipe() { OPENSSL_cleanse(&v, sizeof v); }
+    } wipe{dv};
     for (uint32_t pcr = 0; pcr < kPcrCount; ++pcr) {
         if (pcr > 16 && pcr != 23) continue;
         const uint32_t code = tpm::response_code(e.host_command(tpm::pcr_extend(pcr, dv)));

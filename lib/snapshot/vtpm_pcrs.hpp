@@ -25,10 +25,8 @@ Result<std::optional<VaikQuote>> quote_with_vaik(engine::Engine& e, ByteView qua
                                                  const std::vector<PcrBank>& banks);
 
 /// Extend PCRs 0-16 and 23 (those locality 0 may extend) of every allocated
-/// bank with the digest of a "snapshot verification failed" event.
+/// bank with a fresh random value that is never logged: no event log can
+/// replay to them afterwards.
 Result<void> taint_pcrs(engine::Engine& e);
-
-/// The digest the taint policy extends, for bank `alg` (verifiers may log it).
-Bytes taint_event_digest(uint16_t alg);
 
 }  // namespace vtpm::snapshot

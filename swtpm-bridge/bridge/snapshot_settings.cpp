@@ -143,6 +143,24 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
     }
     s.vendor_ctrl = s.vendor_ctrl || o.vendor_ctrl;
     s.enabled = !g.memory_path.empty() || g.memory_from_peer || !s.host_dir.empty();
+    // Fail closed: a policy that asks for verification must have everything
+    // verification needs, or the bridge does not start.
+    if (s.enabled && g.policy != snapshot::Policy::Skip) {
+        std::string missing;
+        auto need = [&](bool ok, const char* what) {
+            if (!ok) missing += std::string(missing.empty() ? "" : "; ") + what;
+        };
+        need(!s.host_dir.empty(), "the host key (--vtpm-host dir=..., or host_dir in the bridge config)");
+        need(g.vm_uuid.has_value(), "the VM UUID (--vm-uuid, or a state directory named by it)");
+        // A patched QEMU hands its RAM digest over the vendor control channel.
+        need(!g.memory_path.empty() || g.memory_from_peer || s.vendor_ctrl,
+             "guest memory (--vm-memory path=...|peer, or vm_memory in the bridge config, or a patched QEMU's "
+             "digest with --vtpm-vendor-ctrl)");
+        if (!missing.empty())
+            return make_error(rc::kBadParameter, "snapshot verification with policy=" +
+                                                     std::string(snapshot::policy_name(g.policy)) +
+                                                     " cannot be honoured: missing " + missing);
+    }
     return s;
 }
 

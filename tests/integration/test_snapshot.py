@@ -625,9 +625,14 @@ def test(work, stack):
     vm6.kill()
     srv6.wait(10)
     expect_refused(lab, "required", img_e, lab.mem(), r"carries no snapshot record", required=True)
-    srv11, vm11, ok = restore(lab, "unverified", img_e, lab.mem())
+    # This host has signed snapshots of the VM: a state without a record is a
+    # stripped one, refused even when verification is not required.
+    expect_refused(lab, "stripped", img_e, lab.mem(),
+                   r"carries no snapshot record, but this host signed generation \d+ of VM " + UUID)
+    # A VM the host never saved: swtpm's behaviour, and the skip is logged.
+    srv11, vm11, ok = restore(lab, "unverified", img_e, lab.mem(), uuid=UUID_OTHER)
     h.check(ok and "snapshot verification skipped: the volatile state carries no snapshot record" in log_of(srv11),
-            "without a record the restore goes on as with swtpm, and the skip is logged")
+            "a VM this host never saved: without a record the restore goes on as with swtpm, the skip logged")
     h.check_eq(running_on(vm11, "unverified restore", last_e), EXTENDED9, "PCR 9 after the unverified restore")
     vm11.kill()
     srv11.wait(10)

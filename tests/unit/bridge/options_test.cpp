@@ -174,6 +174,16 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(err({"--vm-memory", "size=3"}).find("--vm-memory") != std::string::npos);
     CHECK(err({"--vm-uuid", "nope"}).find("--vm-uuid") != std::string::npos);
     CHECK(err({"--vtpm-host", "tcti=device:/dev/tpmrm0"}).find("dir= is required") != std::string::npos);
+    // Fail closed at start: a verifying policy without what it needs.
+    const std::string no_host = err({"--vm-memory", "path=/dev/shm/x,policy=refuse", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"});
+    CHECK(no_host.find("policy=refuse cannot be honoured: missing the host key") != std::string::npos);
+    const std::string no_uuid = err({"--vm-memory", "peer,policy=taint", "--vtpm-host", "dir=/h"});
+    CHECK(no_uuid.find("policy=taint cannot be honoured: missing the VM UUID") != std::string::npos);
+    const std::string no_mem = err({"--vtpm-host", "dir=/h", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"});
+    CHECK(no_mem.find("missing guest memory") != std::string::npos);
+    CHECK(err({"--vtpm-host", "dir=/h", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6", "--vtpm-vendor-ctrl"})
+              .empty());  // a patched QEMU's digest is the memory source
+    CHECK(err({"--vm-memory", "path=/dev/shm/x,policy=skip"}).empty());  // skip asks for nothing
     CHECK(err({}, "colour = blue\n").find("bridge config:1: unknown key 'colour'") != std::string::npos);
     CHECK(err({}, "\npolicy\n").find("bridge config:2: expected 'key = value'") != std::string::npos);
     CHECK(err({}, "required = perhaps\n").find("neither yes nor no") != std::string::npos);
