@@ -643,4 +643,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=162)
+    h.main(test, min_checks=169)
