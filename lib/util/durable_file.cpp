@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace vtpm {
@@ -19,9 +20,14 @@ void sync_dir_of(const std::string& path) {
 }
 }  // namespace
 
-Result<void> replace_file_durably(const std::string& tmp, const std::string& path, ByteView data, mode_t mode) {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode));
-    if (!fd) return make_error(rc::kFail, "could not create " + tmp + ": " + errstr());
+Result<void> replace_file_durably(const std::string& tmp_prefix, const std::string& path, ByteView data,
+                                  mode_t mode) {
+    // A fresh name created exclusively (mkostemp: O_CREAT|O_EXCL, mode 0600):
+    // nothing planted at a predictable name in the directory is followed or
+    // truncated, and a temp file left by a crash is never reused.
+    std::string tmp = tmp_prefix + ".XXXXXX";
+    UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+    if (!fd) return make_error(rc::kFail, "could not create a temporary file beside " + path + ": " + errstr());
     auto fail = [&](const std::string& what) {
         std::string e = what + ": " + errstr();
         ::unlink(tmp.c_str());
@@ -34,6 +40,7 @@ Result<void> replace_file_durably(const std::string& tmp, const std::string& pat
         if (n <= 0) return fail("could not write " + tmp);
         off += static_cast<size_t>(n);
     }
+    if (::fchmod(fd.get(), mode) < 0) return fail("could not set the mode of " + tmp);
     if (::fsync(fd.get()) < 0) return fail("could not sync " + tmp);
     fd.reset();
     if (::rename(tmp.c_str(), path.c_str()) < 0) return fail("could not rename " + tmp + " to " + path);

@@ -13,10 +13,12 @@
 
 namespace vtpm {
 
-/// Replace `path` with `data`: write `tmp` (created with `mode`), fsync it,
-/// rename it over `path`, fsync the directory. A crash leaves the old or the
-/// new content, never a mix; the temp file is removed on failure.
-Result<void> replace_file_durably(const std::string& tmp, const std::string& path, ByteView data, mode_t mode);
+/// Replace `path` with `data`: write a new temp file `tmp_prefix.XXXXXX`
+/// (created exclusively, then given `mode`), fsync it, rename it over
+/// `path`, fsync the directory. A crash leaves the old or the new content,
+/// never a mix; the temp file is removed on failure.
+Result<void> replace_file_durably(const std::string& tmp_prefix, const std::string& path, ByteView data,
+                                  mode_t mode);
 
 /// Read a whole regular file (never through a symlink). rc::kRetry when it
 /// does not exist. With `set_mode`, first fchmod it to that mode, as swtpm

@@ -58,6 +58,7 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     if (o.runas) {
         if (auto r = switch_user(*o.runas); !r) return fail(r.error().message);
     }
+    if (auto r = harden_process(); !r) return fail(r.error().message);
     auto snap = read_snapshot_settings(o, getenv_str("VTPM_BRIDGE_CONFIG"));
     if (!snap) {
         std::fprintf(stderr, "%s\n", snap.error().message.c_str());

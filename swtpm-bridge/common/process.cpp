@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +83,17 @@ Result<void> switch_user(const std::string& who) {
     }
     if (::setgid(gid) < 0) return make_error(rc::kFail, "--runas: setgid failed: " + errstr());
     if (::setuid(uid) < 0) return make_error(rc::kFail, "--runas: setuid failed: " + errstr());
+    return {};
+}
+
+Result<void> harden_process() {
+    const struct rlimit none{0, 0};
+    if (::setrlimit(RLIMIT_CORE, &none) != 0)
+        return make_error(rc::kFail, std::string("could not disable core dumps: ") + std::strerror(errno));
+#if !defined(__SANITIZE_ADDRESS__)
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return make_error(rc::kFail, std::string("could not make the process non-dumpable: ") + std::strerror(errno));
+#endif
     return {};
 }
 

@@ -27,6 +27,12 @@ Result<void> setup_logging(const std::optional<LogOpts>& log);
 /// setuid to that number).
 Result<void> switch_user(const std::string& who);
 
+/// Keep the TPM's secrets out of core dumps and away from debuggers of the
+/// same user: RLIMIT_CORE 0 and PR_SET_DUMPABLE 0 (left out in sanitizer
+/// builds, whose leak check at exit needs ptrace). Call after switch_user,
+/// which resets the dumpable flag.
+Result<void> harden_process();
+
 /// Fork into the background. The parent waits until the child calls
 /// `daemon_ready()` (exits 0) or exits (exits 1). The child gets a new session
 /// and /dev/null as stdio.

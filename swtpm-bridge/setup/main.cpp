@@ -326,6 +326,10 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    if (auto r = harden_process(); !r) {  // it holds state keys and a CA key
+        std::fprintf(stderr, "%s\n", r.error().message.c_str());
+        return 1;
+    }
     SetupLog log;
     if (o->logfile) {
         if (auto r = log.open(*o->logfile); !r) {

@@ -92,6 +92,8 @@ def test(work, stack):
                                   "--seccomp", f"action={action}", "--log", f"file={log4},level=3"], wait_path=sock4)
             h.ioctl("--unix", sock4, "-g")  # serving: the filter is loaded by now
             mode = [l.split()[1] for l in open(f"/proc/{s4.proc.pid}/status") if l.startswith("Seccomp:")][0]
+            core = [l.split()[4:6] for l in open(f"/proc/{s4.proc.pid}/limits") if l.startswith("Max core file size")][0]
+            h.check_eq(core, ["0", "0"], f"--seccomp action={action}: no core dumps (RLIMIT_CORE 0, soft and hard)")
             if h.is_sanitizer_build():
                 # The sanitizers' exit handling needs ptrace: no filter, and the log says so.
                 said = "seccomp filter not installed in a sanitizer build" in open(log4).read()
@@ -129,4 +131,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=38)
+    h.main(test, min_checks=40)

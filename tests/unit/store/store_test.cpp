@@ -305,6 +305,23 @@ TEST_CASE("dir store: a write that fails half-way leaves the old file intact") {
     CHECK(files == 1);
 }
 
+TEST_CASE("dir store: a file planted at swtpm's temp name is neither followed nor in the way") {
+    TempDir d;
+    const auto victim = d.path / "victim";
+    { std::ofstream(victim) << "keep me"; }
+    fs::create_symlink(victim, d.path / "TMP2-00.permall");
+    auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+    REQUIRE(st->lock().ok());
+    REQUIRE(st->store(kPermall, pattern(100)).ok());  // a fresh, exclusively created temp file
+    std::ifstream v(victim);
+    std::string text((std::istreambuf_iterator<char>(v)), std::istreambuf_iterator<char>());
+    CHECK(text == "keep me");
+    CHECK(fs::is_symlink(d.path / "TMP2-00.permall"));
+    auto l = st->load(kPermall);
+    REQUIRE(l.ok());
+    CHECK(l->size() == 100);
+}
+
 TEST_CASE("dir store: a corrupt file is reported and left alone") {
     TempDir d;
     auto st = make_dir_store(d.path.string(), true, 0600, key_of(16, 9));
