@@ -109,11 +109,11 @@ typedef struct vtpm_verify_params {
     const char *host_ak_cert_pem;  /**< the host AK certificate (PEM) */
     const char *ca_pem;            /**< trusted privacy-CA certificates, root(s) included (PEM bundle) */
     const char *user_cert_pem;     /**< the tenant's certificate the identity was issued for (PEM) */
-    const uint8_t *nonce;          /**< the verifier's nonce */
+    const uint8_t *nonce;          /**< the verifier's nonce, at least 16 bytes */
     size_t nonce_len;
     const uint8_t *evidence;       /**< evidence file contents (vtpm-attest quote) */
     size_t evidence_len;
-    const char *vm_uuid;           /**< expected VM UUID, or NULL to accept any */
+    const char *vm_uuid;           /**< expected VM UUID (required: NULL fails at step "inputs") */
     const char *reference;         /**< reference values ("sha256:9 HEX" lines), or NULL */
     const char *host_record;       /**< the host's record of the VM (uniqueness), or NULL */
     uint32_t required_host_pcrs;   /**< bit mask of host PCRs the AuthKey must be bound to; 0: PCRs 0-7 */

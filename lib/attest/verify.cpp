@@ -105,7 +105,15 @@ Result<std::string> step_host_ak(Ctx& c) {
     if (bundle.roots.empty()) return make_error(rc::kFail, "the CA file holds no self-signed root");
     auto chain = x509::verify_chain(c.in.host_ak_cert, bundle.intermediates, bundle.roots);
     if (!chain) return chain.error();
-    c.host_ak.reset(X509_get_pubkey(const_cast<X509*>(c.in.host_ak_cert)));
+    // Any certificate under the CA is not a host AK certificate: it must be
+    // an end-entity certificate for an attestation identity key.
+    X509* ak = const_cast<X509*>(c.in.host_ak_cert);
+    if (X509_check_ca(ak) != 0) return make_error(rc::kFail, "the host AK certificate is a CA certificate");
+    if (!x509::has_extended_key_usage(ak, kOidAikCertificate))
+        return make_error(rc::kFail, std::string("the host AK certificate is not for an attestation key (no extended "
+                                                 "key usage tcg-kp-AIKCertificate, ") +
+                                         kOidAikCertificate + ")");
+    c.host_ak.reset(X509_get_pubkey(ak));
     if (!c.host_ak) return make_error(rc::kFail, "the host AK certificate has no usable public key");
     std::string s;
     for (const auto& subject : *chain) s += (s.empty() ? "" : " <- ") + subject;
@@ -338,7 +346,7 @@ const char* status_text(StepStatus s) {
     switch (s) {
         case StepStatus::Pass: return "pass";
         case StepStatus::Fail: return "FAIL";
-        case StepStatus::Skip: return "skip";
+        case StepStatus::Skip: return "NOT VERIFIED";
         default: return "not reached";
     }
 }
@@ -377,6 +385,20 @@ Result<Reference> parse_reference(std::string_view text) {
 Report verify_evidence(const VerifyInputs& in, ByteView evidence) {
     Report rep;
     for (const auto& s : steps()) rep.steps.push_back({s.id, s.title, StepStatus::NotReached, {}});
+    // Fail closed on the verifier's own inputs: a short nonce can be guessed
+    // and a quote prepared for it in advance; without the VM to expect,
+    // any VM's evidence would pass.
+    std::string bad_input;
+    if (in.nonce.size() < kMinNonce)
+        bad_input = "the nonce has " + std::to_string(in.nonce.size()) + " bytes; at least " +
+                    std::to_string(kMinNonce) + " are needed";
+    else if (!in.vm_uuid || in.vm_uuid->empty())
+        bad_input = "no expected VM UUID: evidence of any VM would pass";
+    if (!bad_input.empty()) {
+        rep.steps.insert(rep.steps.begin(), {"inputs", "the verifier's inputs", StepStatus::Fail, bad_input});
+        rep.failed_step = "inputs";
+        return rep;
+    }
     auto ev = decode_evidence(evidence);
     if (!ev) {
         rep.steps.insert(rep.steps.begin(),
@@ -414,6 +436,14 @@ std::string report_json(const Report& r) {
     o << "{\"ok\":" << (r.ok ? "true" : "false") << ",\"failed_step\":"
       << (r.failed_step.empty() ? "null" : "\"" + json_escape(r.failed_step) + "\"");
     if (r.ok) o << ",\"vm_uuid\":\"" << json_escape(r.vm_uuid) << "\",\"generation\":" << r.generation;
+    o << ",\"not_verified\":[";
+    bool first = true;
+    for (const auto& s : r.steps)
+        if (s.status == StepStatus::Skip) {
+            o << (first ? "" : ",") << "\"" << json_escape(s.id) << "\"";
+            first = false;
+        }
+    o << "]";
     o << ",\"steps\":[";
     for (size_t i = 0; i < r.steps.size(); ++i) {
         const auto& s = r.steps[i];
@@ -433,7 +463,11 @@ std::string report_table(const Report& r) {
         if (!s.detail.empty()) o << ": " << s.detail;
         o << "\n";
     }
-    o << (r.ok ? "VERIFIED: VM " + r.vm_uuid + " (generation " + std::to_string(r.generation) + ")"
+    std::string unchecked;
+    for (const auto& s : r.steps)
+        if (s.status == StepStatus::Skip) unchecked += (unchecked.empty() ? "" : ", ") + s.id;
+    o << (r.ok ? "VERIFIED: VM " + r.vm_uuid + " (generation " + std::to_string(r.generation) + ")" +
+                     (unchecked.empty() ? "" : "; NOT VERIFIED, for want of input: " + unchecked)
                : "NOT VERIFIED: step " + r.failed_step + " failed")
       << "\n";
     return o.str();

@@ -28,17 +28,22 @@ struct Reference {
 /// Text form: one "BANK:PCR HEX" or "host-pcr-digest HEX" per line, '#' comments.
 Result<Reference> parse_reference(std::string_view text);
 
+/// The shortest nonce the verifier accepts.
+inline constexpr size_t kMinNonce = 16;
+
 struct VerifyInputs {
     const X509* host_ak_cert = nullptr;
     std::vector<const X509*> ca;  // the verifier's trust: self-signed roots and intermediates
     Bytes user_cert_der;
     Bytes nonce;
-    std::optional<std::string> vm_uuid;                 // the VM the tenant rents
+    std::optional<std::string> vm_uuid;  // the VM the tenant rents (required: evidence of any VM is refused)
     std::vector<unsigned> required_host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
     std::optional<Reference> reference;
     std::optional<hoststate::IdentityRecord> host_record;                // the host's uniqueness record
 };
 
+/// Skip: the step could not run for want of an input (no event log, no
+/// reference values, no host record); reported as NOT VERIFIED.
 enum class StepStatus { Pass, Fail, Skip, NotReached };
 
 struct StepResult {

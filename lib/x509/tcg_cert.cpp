@@ -174,6 +174,14 @@ std::optional<TpmSpecification> read_spec(const X509* cert) {
 
 }  // namespace
 
+bool has_extended_key_usage(const X509* cert, const char* dotted_oid) {
+    using EkuPtr = std::unique_ptr<EXTENDED_KEY_USAGE, OsslDeleter<EXTENDED_KEY_USAGE_free>>;
+    EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(cert, NID_ext_key_usage, nullptr, nullptr)));
+    for (int i = 0; eku && i < sk_ASN1_OBJECT_num(eku.get()); ++i)
+        if (dotted(sk_ASN1_OBJECT_value(eku.get(), i)) == dotted_oid) return true;
+    return false;
+}
+
 Result<TcgFields> read_tcg_fields(const X509* cert) {
     TcgFields f;
     GenNamesPtr names(static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));

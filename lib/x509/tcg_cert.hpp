@@ -63,6 +63,9 @@ struct TcgFields {
 };
 Result<TcgFields> read_tcg_fields(const X509* cert);
 
+/// Whether `cert` lists `dotted_oid` (e.g. "2.23.133.8.3") in its extended key usage.
+bool has_extended_key_usage(const X509* cert, const char* dotted_oid);
+
 /// Parse one DER certificate.
 Result<X509Ptr> parse_der_certificate(ByteView der);
 /// DER of a certificate.

@@ -47,8 +47,8 @@ int usage(int rc) {
                  "                     --vm-uuid UUID --user-cert CERT.pem --nonce HEX --out OUTDIR\n"
                  "                     [--tcti TCTI] [--days N] [--adopt]\n"
                  "  vtpm-attest quote  [--tcti TCTI] --nonce HEX --out FILE [--pcrs 0,1,...] [--eventlog FILE]...\n"
-                 "  vtpm-attest verify --host-ak-cert FILE --ca PEMFILE --user-cert CERT.pem --nonce HEX\n"
-                 "                     --evidence FILE [--vm-uuid UUID] [--reference FILE] [--host-record FILE]\n"
+                 "  vtpm-attest verify --host-ak-cert FILE --ca PEMFILE --user-cert CERT.pem --nonce HEX --vm-uuid UUID\n"
+                 "                     --evidence FILE [--reference FILE] [--host-record FILE]\n"
                  "                     [--host-pcrs 0,1,...] [--json]\n");
     return rc;
 }
@@ -185,7 +185,7 @@ int cmd_verify(int argc, char** argv) {
                                 {"evidence", true}, {"vm-uuid", true}, {"reference", true}, {"host-record", true},
                                 {"host-pcrs", true}, {"json", false}});
     if (!o) return fail(o.error().message);
-    for (const char* need : {"host-ak-cert", "ca", "user-cert", "nonce", "evidence"})
+    for (const char* need : {"host-ak-cert", "ca", "user-cert", "nonce", "evidence", "vm-uuid"})
         if (!one(*o, need)) return fail(std::string("verify: --") + need + " is required");
     attest::VerifyInputs in;
     auto ak = x509::read_pem_certificate(*one(*o, "host-ak-cert"));

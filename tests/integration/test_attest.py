@@ -206,10 +206,13 @@ def test(work, stack):
     steps = {s["id"]: s["status"] for s in rep.get("steps", [])}
     h.check(rc == 0 and steps.get("event-log") == "pass", f"TCTI evidence with an event log verifies: {steps}")
     table = attest("verify", "--host-ak-cert", ak_cert, "--ca", chain, "--user-cert", ctx["user"], "--nonce", n2,
-                   "--evidence", ev2).stdout
+                   "--evidence", ev2, "--vm-uuid", UUID1).stdout
     h.check("VERIFIED: VM " + UUID1 in table, "readable table for people")
 
     # --- every failure, named.
+    expect_fail(ctx, ev2, n2[:30], "inputs", "a 15-byte nonce (guessable) is refused before anything is read")
+    expect_fail(dict(ctx, ak_cert=auth_cert), ev2, n2, "host-ak-certificate",
+                "the AuthKey's certificate (a CA under the same root) presented as the host AK certificate")
     expect_fail(ctx, ev2, os.urandom(16).hex(), "cert-authkey", "wrong nonce")
     expect_fail(ctx, ev_guest, n2, "cert-authkey", "replayed evidence (generation 1, earlier nonce)")
     rc, rep = verify(ctx, ev_guest, n1, extra=("--host-record", os.path.join(host, "vms", UUID1 + ".record")))
@@ -304,4 +307,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=40)
+    h.main(test, min_checks=42)

@@ -123,6 +123,9 @@ struct Knobs {
                              TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
     std::vector<unsigned> host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
     bool wrong_pcr_value = false;
+    // The host AK certificate's profile: "aik" (as enroll issues it), "none"
+    // (no extended key usage) or "ca" (a CA certificate).
+    std::string ak_profile = "aik";
 };
 
 // Everything a verifier gets: CA, host AK certificate, user, nonce, evidence.
@@ -163,6 +166,14 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     X509_NAME_add_entry_by_txt(X509_get_subject_name(c), "CN", MBSTRING_UTF8,
                                reinterpret_cast<const unsigned char*>("host AK"), -1, -1, 0);
     X509_set_pubkey(c, w->host_ak.get());
+    X509* ca_cert = const_cast<X509*>(w->ca->certificate());
+    if (k.ak_profile == "aik") {
+        REQUIRE(x509::add_conf_ext(c, ca_cert, NID_basic_constraints, "critical,CA:FALSE"));
+        REQUIRE(x509::add_conf_ext(c, ca_cert, NID_ext_key_usage, "2.23.133.8.3"));
+    } else if (k.ak_profile == "ca") {
+        REQUIRE(x509::add_conf_ext(c, ca_cert, NID_basic_constraints, "critical,CA:TRUE"));
+        REQUIRE(x509::add_conf_ext(c, ca_cert, NID_ext_key_usage, "2.23.133.8.3"));
+    }
     REQUIRE(w->ca->sign(c));
 
     const Bytes binding = tpm::user_binding(w->user, w->nonce);
@@ -251,6 +262,43 @@ Bytes log_with(std::vector<LogEvent> events) {
 }
 
 }  // namespace
+
+TEST_CASE("the verifier fails closed on its own inputs and on a host AK certificate of another purpose") {
+    auto w = make_world();
+    VerifyInputs in = w->inputs();
+    in.nonce = Bytes(15, 0x5a);
+    Report r = verify_evidence(in, w->evidence);
+    CHECK_FALSE(r.ok);
+    CHECK(r.failed_step == "inputs");
+    CHECK(report_table(r).find("the nonce has 15 bytes; at least 16 are needed") != std::string::npos);
+    in = w->inputs();
+    in.vm_uuid.reset();
+    r = verify_evidence(in, w->evidence);
+    CHECK(r.failed_step == "inputs");
+    CHECK(report_json(r).find("no expected VM UUID") != std::string::npos);
+    for (const char* profile : {"none", "ca"}) {
+        INFO(profile);
+        Knobs k;
+        k.ak_profile = profile;
+        auto bad = make_world(k);
+        const Report rb = verify_evidence(bad->inputs(), bad->evidence);
+        CHECK(rb.failed_step == "host-ak-certificate");
+        CHECK(report_table(rb).find(std::string(profile) == "ca" ? "is a CA certificate"
+                                                                  : "not for an attestation key") != std::string::npos);
+    }
+}
+
+TEST_CASE("a step without its input is reported as NOT VERIFIED, never as passed") {
+    auto w = make_world();
+    const Report r = verify_evidence(w->inputs(), w->evidence);  // no reference values, no host record
+    REQUIRE(r.ok);
+    const std::string table = report_table(r), json = report_json(r);
+    CHECK(table.find("NOT VERIFIED reference-values") != std::string::npos);
+    CHECK(table.find("NOT VERIFIED, for want of input: ") != std::string::npos);
+    CHECK(json.find("\"not_verified\":[") != std::string::npos);
+    CHECK(json.find("\"reference-values\"") != std::string::npos);
+    CHECK(json.find("\"status\":\"skip\"") == std::string::npos);
+}
 
 TEST_CASE("software-made evidence verifies, step by step") {
     auto w = make_world();

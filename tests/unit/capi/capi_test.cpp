@@ -126,7 +126,7 @@ TEST_CASE("C API: evidence verification names what failed") {
     vtpm_free(json);
 
     const std::string ak = self_signed_pem("host AK"), ca = self_signed_pem("CA"), user = self_signed_pem("user");
-    const uint8_t nonce[4] = {1, 2, 3, 4};
+    const uint8_t nonce[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     const uint8_t garbage[16] = {'V', 'T', 'P', 'M', 'E', 'V', '0', '1', 0, 1, 0, 0, 0, 99};
     vtpm_verify_params p{};
     p.struct_size = sizeof p;
@@ -135,6 +135,7 @@ TEST_CASE("C API: evidence verification names what failed") {
     p.user_cert_pem = user.c_str();
     p.nonce = nonce;
     p.nonce_len = sizeof nonce;
+    p.vm_uuid = "6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77";
     p.evidence = garbage;
     p.evidence_len = sizeof garbage;
     CHECK(vtpm_verify_evidence(&p, &json) == 9);
@@ -146,6 +147,16 @@ TEST_CASE("C API: evidence verification names what failed") {
     REQUIRE(verdict);
     CHECK_FALSE(verdict->ok);
     CHECK(verdict->report_json.find("\"failed_step\":\"evidence\"") != std::string::npos);
+    // Fail closed on the inputs: no VM to expect, or a short nonce.
+    p.vm_uuid = nullptr;
+    CHECK(vtpm_verify_evidence(&p, &json) == 9);
+    REQUIRE(json);
+    CHECK(std::string(json).find("\"failed_step\":\"inputs\"") != std::string::npos);
+    vtpm_free(json);
+    p.vm_uuid = "6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77";
+    p.nonce_len = 8;
+    CHECK(vtpm_verify_evidence(&p, nullptr) == 9);
+    p.nonce_len = sizeof nonce;
     p.user_cert_pem = "not a certificate";
     CHECK(vtpm_verify_evidence(&p, nullptr) == 3);
     CHECK(vtpm::verify_evidence(p).code() == 3);
