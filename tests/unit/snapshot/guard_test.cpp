@@ -368,29 +368,37 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     CHECK(Bytes(b.begin() + 16, b.end()) == Bytes(a.begin() + 16 + 100, a.end()));
 }
 
+// QEMU's side of the control channel, for the dispatcher tests.
+struct Qemu {
+    core::Dispatcher& d;
+    core::TransportState ts{};
+    uint32_t send(const ctrl::Request& r) {
+        return load_be32(d.handle_message(ctrl::encode_request(r), ts).bytes.data());
+    }
+    Bytes fetch(uint32_t type) {
+        auto rep = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
+        REQUIRE(load_be32(rep.bytes.data()) == 0);
+        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
+    }
+};
+
 TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blob of the restore") {
     Lab lab;
     auto g = lab.guard(Policy::Taint);
     core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
     snapshot::attach(d, *g);
-    const core::TransportState ts{};
-    auto msg = [&](const ctrl::Request& r) { return load_be32(d.handle_message(ctrl::encode_request(r), ts).bytes.data()); };
-    auto blob_of = [&](uint32_t type) {
-        auto rep = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
-        REQUIRE(load_be32(rep.bytes.data()) == 0);
-        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
-    };
-    const Bytes perm = blob_of(1), vol = blob_of(2);
+    Qemu q{d};
+    const Bytes perm = q.fetch(1), vol = q.fetch(2);
     const Bytes pcr = lab.pcr10();
-    REQUIRE(msg(ctrl::StopReq{}) == 0);
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
     // Tampered RAM: accepted under taint; then the RAM is put right and the
     // same blob set again (a check that passes). The taint must survive.
     lab.ram.p[77 * 4096] ^= 1;
-    CHECK(msg(ctrl::SetStateBlobReq{0, 1, perm}) == 0);
-    CHECK(msg(ctrl::SetStateBlobReq{0, 2, vol}) == 0);
+    CHECK(q.send(ctrl::SetStateBlobReq{0, 1, perm}) == 0);
+    CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol}) == 0);
     lab.ram.p[77 * 4096] ^= 1;
-    CHECK(msg(ctrl::SetStateBlobReq{0, 2, vol}) == 0);
-    REQUIRE(msg(ctrl::InitReq{0}) == 0);
+    CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol}) == 0);
+    REQUIRE(q.send(ctrl::InitReq{0}) == 0);
     CHECK(lab.pcr10() != pcr);  // tainted
 
     // Refused mid-restore (refuse policy): the volatile blob accepted before
@@ -398,27 +406,18 @@ TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blo
     auto r = lab.guard(Policy::Refuse);
     core::Dispatcher d2(*lab.engine, core::DispatcherConfig{});
     snapshot::attach(d2, *r);
-    auto msg2 = [&](const ctrl::Request& q) {
-        return load_be32(d2.handle_message(ctrl::encode_request(q), ts).bytes.data());
-    };
-    auto blob2 = [&](uint32_t type) {
-        auto rep = d2.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
-        REQUIRE(load_be32(rep.bytes.data()) == 0);
-        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
-    };
-    const Bytes perm2 = blob2(1), vol2 = blob2(2);
-    const Bytes pcr_saved = lab.pcr10();
-    REQUIRE(msg2(ctrl::StopReq{}) == 0);
-    CHECK(msg2(ctrl::SetStateBlobReq{0, 1, perm2}) == 0);
-    CHECK(msg2(ctrl::SetStateBlobReq{0, 2, vol2}) == 0);  // good
+    Qemu q2{d2};
+    const Bytes perm2 = q2.fetch(1), vol2 = q2.fetch(2);
+    REQUIRE(q2.send(ctrl::StopReq{}) == 0);
+    CHECK(q2.send(ctrl::SetStateBlobReq{0, 1, perm2}) == 0);
+    CHECK(q2.send(ctrl::SetStateBlobReq{0, 2, vol2}) == 0);  // good
     lab.ram.p[5 * 4096] ^= 1;
-    CHECK(msg2(ctrl::SetStateBlobReq{0, 2, vol2}) == rc::kFail);  // now refused
+    CHECK(q2.send(ctrl::SetStateBlobReq{0, 2, vol2}) == rc::kFail);  // now refused
     lab.ram.p[5 * 4096] ^= 1;
-    REQUIRE(msg2(ctrl::InitReq{0}) == 0);
+    REQUIRE(q2.send(ctrl::InitReq{0}) == 0);
     // The TPM came up from the disk (no saved volatile state there: it waits
     // for TPM2_Startup), not from the volatile blob accepted before the
     // refusal (which would answer with the saved vPCRs).
     const Bytes rsp = lab.engine->command(tpm::pcr_read(tpm::pcr_selection(TPM2_ALG_SHA256, {10})));
     CHECK(tpm::response_code(rsp) == TPM2_RC_INITIALIZE);
-    (void)pcr_saved;
 }
