@@ -76,7 +76,7 @@ Result<UniqueFd> open_mapped_file(pid_t pid, const MapsEntry& e, std::string& na
     }
     // 3. The path, while the file still has it.
     if (e.path.find(" (deleted)") == std::string::npos && !e.path.empty() && e.path[0] == '/') {
-        UniqueFd fd(::open(e.path.c_str(), O_RDONLY | O_CLOEXEC));
+        UniqueFd fd(::open(e.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
         if (fd && same_inode(fd.get(), e)) {
             name = e.path;
             return fd;
@@ -140,7 +140,8 @@ std::vector<MapsEntry> guest_ram_candidates(const std::vector<MapsEntry>& maps, 
 }
 
 Result<GuestMemory> GuestMemory::open_file(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // Never through a symlink, and never blocking on a FIFO planted there.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (!fd) return make_error(rc::kFail, "cannot open guest memory " + path + ": " + std::strerror(errno));
     auto r = region_from_fd(std::move(fd), path, std::nullopt);
     if (!r) return r.error();

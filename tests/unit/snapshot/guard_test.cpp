@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -74,23 +75,27 @@ private:
     Bytes name_;
 };
 
-// Guest RAM: a memfd mapped writable here, read by the guard through /proc.
+// Guest RAM: a file in the test's directory (as a memory-backend-file is),
+// mapped writable here and read by the guard through its path.
 struct Ram {
-    UniqueFd fd{memfd_create("guest-ram", MFD_CLOEXEC)};
+    std::string file;
+    UniqueFd fd;
     uint8_t* p = nullptr;
-    Ram() {
+    explicit Ram(const std::filesystem::path& dir)
+        : file((dir / "guest.ram").string()), fd(::open(file.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) {
+        REQUIRE(fd);
         REQUIRE(ftruncate(fd.get(), kRam) == 0);
         p = static_cast<uint8_t*>(mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0));
         REQUIRE(p != MAP_FAILED);
         for (size_t i = 0; i < kRam; i += 64) p[i] = static_cast<uint8_t>(i >> 12);
     }
     ~Ram() { munmap(p, kRam); }
-    std::string path() const { return "/proc/self/fd/" + std::to_string(fd.get()); }
+    std::string path() const { return file; }
 };
 
 struct Lab {
     TempDir dir;
-    Ram ram;
+    Ram ram{dir.path};
     std::unique_ptr<engine::Engine> engine;
     std::map<uint8_t, std::shared_ptr<EVP_PKEY>> keys;  // one key per host
     Lab() {
@@ -420,4 +425,14 @@ TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blo
     // refusal (which would answer with the saved vPCRs).
     const Bytes rsp = lab.engine->command(tpm::pcr_read(tpm::pcr_selection(TPM2_ALG_SHA256, {10})));
     CHECK(tpm::response_code(rsp) == TPM2_RC_INITIALIZE);
+}
+
+TEST_CASE("guard: guest memory is never opened through a symlink") {
+    Lab lab;
+    const auto link = lab.dir.path / "ram-link";
+    std::filesystem::create_symlink(lab.ram.path(), link);
+    auto m = GuestMemory::open_file(link.string());
+    REQUIRE_FALSE(m);
+    CHECK(m.error().message.find("cannot open guest memory " + link.string()) != std::string::npos);
+    CHECK(GuestMemory::open_file(lab.ram.path()));  // the file itself opens
 }
