@@ -2,6 +2,7 @@
 
 #include "tpm/objects.hpp"
 #include "hosttpm/esys.hpp"
+#include "hosttpm/host_keys.hpp"
 #include "hosttpm/host_ops.hpp"
 #include "tpm/public_key.hpp"
 #include "hoststate/host_files.hpp"
@@ -59,6 +60,24 @@ Result<std::unique_ptr<RecordSigner>> open_host_signer(const std::string& host_d
     if (!pub) return make_error(rc::kFail, host_dir + "/authkey.pub: " + pub.error().message);
     auto name = tpm::object_name(*pub);
     if (!name) return name.error();
+    // Records are checked against this file: it must be the AuthKey that
+    // lives in this host's TPM, or a replaced HOSTDIR would let anyone sign
+    // records with a key of their own.
+    auto host = hosttpm::Esys::open(tcti);
+    if (!host)
+        return make_error(rc::kFail, "host TPM (" + tcti + "): " + host.error().message +
+                                         ": cannot check that " + host_dir + "/authkey.pub is its AuthKey");
+    auto live = hosttpm::read_persistent(**host, hosttpm::kAuthKeyHandle);
+    if (!live)
+        return make_error(rc::kFail, "host TPM (" + tcti + "): no AuthKey at " + hex32(hosttpm::kAuthKeyHandle) +
+                                         ": " + live.error().message);
+    auto live_name = tpm::object_name(live->publicArea);
+    if (!live_name) return live_name.error();
+    if (*live_name != *name)
+        return make_error(rc::kFail, host_dir + "/authkey.pub (name " + to_hex(*name).substr(0, 16) +
+                                         "...) is not the AuthKey in the host TPM (name " +
+                                         to_hex(*live_name).substr(0, 16) +
+                                         "...): the host directory was replaced, or it belongs to another host");
     auto key = tpm::pkey_from_tpm_public(*pub);
     if (!key) return key.error();
     return std::unique_ptr<RecordSigner>(

@@ -74,6 +74,11 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
         return EXIT_SUCCESS;
     }
 
+    // Snapshot verification is checked before anything is opened or created:
+    // a guard that cannot be built stops the bridge with nothing touched.
+    auto guard = o.print_states ? Result<std::unique_ptr<snapshot::SnapshotGuard>>(nullptr) : make_guard(*snap);
+    if (!guard) return fail(guard.error().message);
+
     UnlinkAtExit created;
     ServerConfig sc;
     if (!o.print_states) {
@@ -117,9 +122,6 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     ec.allow_set_locality = o.allow_set_locality;
     auto eng = engine::Engine::create(ec, std::move(*st));
     if (!eng) return fail(eng.error().message);
-
-    auto guard = make_guard(*snap);
-    if (!guard) return fail(guard.error().message);
 
     core::DispatcherConfig dc;
     dc.migration_key = std::move(migration_key);

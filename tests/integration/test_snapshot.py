@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import struct
 
@@ -451,8 +452,27 @@ def postcopy(lab):
     srv2.wait(10)
 
 
+def replaced_host_dir(lab):
+    """A HOSTDIR whose authkey.pub is not the AuthKey in the host TPM (here the
+    host AK's public key put in its place): the bridge must not start, or a
+    replaced directory would let anyone sign records with a key of their own."""
+    fake = os.path.join(lab.work, "host-replaced")
+    shutil.copytree(lab.host, fake)
+    shutil.copyfile(os.path.join(lab.host, "ak.pub"), os.path.join(fake, "authkey.pub"))
+    state = os.path.join(lab.work, "vm-replaced-host")
+    os.mkdir(state)
+    sock = os.path.join(state, "ctrl.sock")
+    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}",
+               "--ctrl", f"type=unixio,path={sock}", "--vm-memory", f"path={lab.mem()},policy=refuse",
+               "--vm-uuid", UUID, "--vtpm-host", f"dir={fake},tcti={lab.tcti}"], check_rc=False, timeout=30)
+    h.check(r.returncode != 0 and "is not the AuthKey in the host TPM" in r.stderr,
+            f"a replaced HOSTDIR/authkey.pub: the bridge refuses to start ({r.returncode}: {r.stderr.strip()[-160:]})")
+    h.check(not os.path.exists(sock) and os.listdir(state) == [], "and it touched nothing in the state directory")
+
+
 def test(work, stack):
     lab = Lab(work, stack)
+    replaced_host_dir(lab)
     ref = os.path.join(work, "reference")
     with open(ref, "w") as f:
         f.write(f"sha256:9 {EXTENDED9}\n")
@@ -648,4 +668,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=169)
+    h.main(test, min_checks=171)
