@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -51,7 +52,9 @@ vtpm::Result<double> once(const ManufactureConfig& c, bool ours, const std::stri
                                      "--vmid", "bench:7d4ab0a2-8a6f-4f7e-9c8e-000000000001",
                                      "--createek", "--create-ek-cert", "--create-platform-cert",
                                      "--lock-nvram", "--not-overwrite"};
-    if (ours) argv.insert(argv.end(), {"--config", config_file});
+    // Each tool gets a private configuration: Debian's swtpm_setup would
+    // otherwise create its CA in the shared /var/lib/swtpm-localca.
+    argv.insert(argv.end(), {"--config", ours ? config_file : c.work_dir + "/swtpm_setup.conf"});
     return run_timed(argv, c.cpu, c.work_dir + (ours ? "/mfg-ours.log" : "/mfg-swtpm.log"));
 }
 
@@ -63,6 +66,22 @@ vtpm::Result<ManufactureSamples> measure_manufacturing(const ManufactureConfig& 
         std::ofstream f(config_file);
         f << "localca_dir = " << c.work_dir << "/localca\n";
         if (!f) return vtpm::make_error(vtpm::rc::kFail, "cannot write " + config_file);
+    }
+    {
+        // Debian's settings (/etc/swtpm_setup.conf, /etc/swtpm-localca.*),
+        // with the CA's state in the work directory.
+        const std::string ca = c.work_dir + "/swtpm-localca";
+        std::filesystem::create_directories(ca);
+        std::ofstream l(c.work_dir + "/swtpm-localca.conf");
+        l << "statedir = " << ca << "\nsigningkey = " << ca << "/signkey.pem\nissuercert = " << ca
+          << "/issuercert.pem\ncertserial = " << ca << "/certserial\n";
+        std::ofstream o(c.work_dir + "/swtpm-localca.options");
+        o << "--platform-manufacturer Fedora\n--platform-version 2.1\n--platform-model QEMU\n";
+        std::ofstream f(c.work_dir + "/swtpm_setup.conf");
+        f << "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = " << c.work_dir
+          << "/swtpm-localca.conf\ncreate_certs_tool_options = " << c.work_dir
+          << "/swtpm-localca.options\nactive_pcr_banks = sha256\n";
+        if (!l || !o || !f) return vtpm::make_error(vtpm::rc::kFail, "cannot write swtpm_setup's configuration");
     }
     ManufactureSamples out;
     for (int round = 0; round <= rounds; ++round) {
