@@ -46,13 +46,17 @@ Result<void> Dispatcher::relock(uint32_t retries) {
 }
 
 Reply Dispatcher::handle(const ctrl::Frame& frame, const TransportState& ts) {
-    const std::string name(ctrl::cmd_name(frame.code));
+    // The command's name is looked up for errors only: this is every message's path.
     if (frame.kind == ctrl::Frame::Kind::Fatal) {
-        VTPM_LOG_ERROR("control message %s %s: closing the connection", name.c_str(), frame.reason.c_str());
+        const std::string_view name = ctrl::cmd_name(frame.code);
+        VTPM_LOG_ERROR("control message %.*s %s: closing the connection", static_cast<int>(name.size()), name.data(),
+                       frame.reason.c_str());
         return Reply{ctrl::encode_result(frame.fatal_result), Action::Close};
     }
     if (!frame.request) {
-        VTPM_LOG_ERROR("control message %s rejected: %s", name.c_str(), frame.request.error().message.c_str());
+        const std::string_view name = ctrl::cmd_name(frame.code);
+        VTPM_LOG_ERROR("control message %.*s rejected: %s", static_cast<int>(name.size()), name.data(),
+                       frame.request.error().message.c_str());
         return result_reply(frame.request.code());
     }
     return handle(frame.code, *frame.request, ts);

@@ -41,7 +41,7 @@ guint add_fd_watch(int fd, GIOCondition cond, GUnixFDSourceFunc fn, gpointer dat
 }  // namespace
 
 Server::Server(core::Dispatcher& dispatcher, ServerConfig cfg)
-    : dispatcher_(dispatcher), cfg_(std::move(cfg)), engine_tpm2_(dispatcher.engine().tpm2()) {
+    : dispatcher_(dispatcher), cfg_(std::move(cfg)) {
     loop_ = g_main_loop_new(nullptr, FALSE);
     max_spin_us_ = kDefaultMaxSpinUs;
     if (const char* e = std::getenv("VTPM_BUSY_POLL_US")) max_spin_us_ = std::max(0L, std::strtol(e, nullptr, 10));
@@ -229,7 +229,10 @@ void Server::process_ctrl(bool timed_out) {
         }
         timed_out = false;
 
-        VTPM_LOG_DEBUG("ctrl: %s (%zu bytes)", std::string(ctrl::cmd_name(frame.code)).c_str(), frame.size);
+        if (log::level() >= log::kDebug) {
+            const std::string_view name = ctrl::cmd_name(frame.code);
+            VTPM_LOG_DEBUG("ctrl: %.*s (%zu bytes)", static_cast<int>(name.size()), name.data(), frame.size);
+        }
         core::TransportState ts;
         ts.received_fd = ctrl_passed_fd_.get();
         ts.data_channel_busy = data_.fd.valid() || cfg_.data_listen.valid();
@@ -311,7 +314,7 @@ gboolean Server::on_data_client(gint fd, GIOCondition, gpointer p) {
 void Server::process_data() {
     while (data_.fd) {
         Bytes& buf = data_.buf;
-        const auto total = tpm::command_frame_size(buf, engine_tpm2_, kMaxTpmCommand);
+        const auto total = tpm::command_frame_size(buf, dispatcher_.engine().tpm2(), kMaxTpmCommand);
         if (!total) return;
         Bytes rsp = dispatcher_.tpm_command(ByteView(buf).first(*total));
         buf.erase(buf.begin(), buf.begin() + static_cast<long>(*total));

@@ -90,7 +90,6 @@ private:
     Conn data_;
     bool data_from_datafd_ = false;
     int64_t max_spin_us_ = 0;
-    bool engine_tpm2_ = true;
 };
 
 }  // namespace vtpm::bridge
