@@ -283,6 +283,7 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
 }
 
 Result<std::optional<Bytes>> SnapshotGuard::make_record_now(engine::Engine& e) {
+    if (cfg_.policy == Policy::Skip) return std::optional<Bytes>{};  // no records: nothing to serialise
     auto vol = e.get_state(engine::BlobType::Volatile);
     if (!vol) return vol.error();
     auto perm = e.get_state(engine::BlobType::Permanent);
@@ -291,7 +292,7 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record_now(engine::Engine& e) {
 }
 
 Result<void> SnapshotGuard::on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) {
-    if (type != engine::BlobType::Volatile) return {};
+    if (type != engine::BlobType::Volatile || cfg_.policy == Policy::Skip) return {};
     // The VM is paused while QEMU fetches its state: hash guest RAM now and
     // let the record travel in the volatile blob, beside swtpm's records.
     auto perm = e.get_state(engine::BlobType::Permanent);
