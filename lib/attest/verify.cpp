@@ -431,18 +431,26 @@ Report verify_evidence(const VerifyInputs& in, ByteView evidence) {
     return rep;
 }
 
+namespace {
+
+// The steps that could not run for want of an input, in order.
+std::vector<std::string> not_verified(const Report& r) {
+    std::vector<std::string> out;
+    for (const auto& s : r.steps)
+        if (s.status == StepStatus::Skip) out.push_back(s.id);
+    return out;
+}
+
+}  // namespace
+
 std::string report_json(const Report& r) {
     std::ostringstream o;
     o << "{\"ok\":" << (r.ok ? "true" : "false") << ",\"failed_step\":"
       << (r.failed_step.empty() ? "null" : "\"" + json_escape(r.failed_step) + "\"");
     if (r.ok) o << ",\"vm_uuid\":\"" << json_escape(r.vm_uuid) << "\",\"generation\":" << r.generation;
     o << ",\"not_verified\":[";
-    bool first = true;
-    for (const auto& s : r.steps)
-        if (s.status == StepStatus::Skip) {
-            o << (first ? "" : ",") << "\"" << json_escape(s.id) << "\"";
-            first = false;
-        }
+    const auto unchecked = not_verified(r);
+    for (size_t i = 0; i < unchecked.size(); ++i) o << (i ? "," : "") << "\"" << json_escape(unchecked[i]) << "\"";
     o << "]";
     o << ",\"steps\":[";
     for (size_t i = 0; i < r.steps.size(); ++i) {
@@ -464,8 +472,7 @@ std::string report_table(const Report& r) {
         o << "\n";
     }
     std::string unchecked;
-    for (const auto& s : r.steps)
-        if (s.status == StepStatus::Skip) unchecked += (unchecked.empty() ? "" : ", ") + s.id;
+    for (const auto& id : not_verified(r)) unchecked += (unchecked.empty() ? "" : ", ") + id;
     o << (r.ok ? "VERIFIED: VM " + r.vm_uuid + " (generation " + std::to_string(r.generation) + ")" +
                      (unchecked.empty() ? "" : "; NOT VERIFIED, for want of input: " + unchecked)
                : "NOT VERIFIED: step " + r.failed_step + " failed")
