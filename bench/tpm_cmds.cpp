@@ -87,8 +87,9 @@ Result<Bytes> cmd_nv_write(TPM2_HANDLE index, uint16_t size, uint8_t fill) {
 }
 
 Result<TPM2_HANDLE> response_handle(const Bytes& rsp) {
-    if (rsp.size() < 14) return vtpm::make_error(vtpm::rc::kFail, "response too short for a handle");
-    return vtpm::load_be32(rsp.data() + 10);
+    auto created = tpm::parse_create_primary(rsp);
+    if (!created) return created.error();
+    return created->handle;
 }
 
 Result<uint16_t> random_bytes_returned(const Bytes& rsp) {
