@@ -37,7 +37,7 @@ vtpm::Result<Bytes> cmd_nv_write(TPM2_HANDLE index, uint16_t size, uint8_t fill)
 
 /// Response code of a response: the TPM layer's.
 using vtpm::tpm::response_code;
-/// Handle returned by CreatePrimary (right after the header).
+/// Handle returned by CreatePrimary (through tpm::parse_create_primary).
 vtpm::Result<TPM2_HANDLE> response_handle(const Bytes& rsp);
 /// Size of the TPM2B_DIGEST returned by GetRandom.
 vtpm::Result<uint16_t> random_bytes_returned(const Bytes& rsp);

@@ -319,24 +319,32 @@ TEST_CASE("guard: a patched QEMU's RAM digest stands in for the mapping") {
     CHECK(refusal(*req, s2).find("QEMU handed over no RAM digest") != std::string::npos);
 }
 
+// QEMU's side of the control channel, for the dispatcher tests.
+struct Qemu {
+    core::Dispatcher& d;
+    core::TransportState ts{};
+    uint32_t send(const ctrl::Request& r) {
+        return load_be32(d.handle_message(ctrl::encode_request(r), ts).bytes.data());
+    }
+    Bytes fetch(uint32_t type) {
+        auto rep = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
+        REQUIRE(load_be32(rep.bytes.data()) == 0);
+        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
+    }
+};
+
 TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     Lab lab;
     auto g = lab.guard();
     core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
     snapshot::attach(d, *g);
-    const core::TransportState ts{};
-    auto blob_of = [&](uint32_t type) {
-        auto rep = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
-        REQUIRE(load_be32(rep.bytes.data()) == 0);
-        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
-    };
-    const Bytes perm = blob_of(1), vol = blob_of(2);
+    Qemu q{d};
+    const core::TransportState& ts = q.ts;
+    const Bytes perm = q.fetch(1), vol = q.fetch(2);
     CHECK(store::find_blob_tlv(vol, kTagSnapshotRecord));
     CHECK_FALSE(store::find_blob_tlv(perm, kTagSnapshotRecord));
     const Bytes pcr = lab.pcr10();
-    auto set = [&](uint32_t type, const Bytes& b) {
-        return load_be32(d.handle_message(ctrl::encode_request(ctrl::SetStateBlobReq{0, type, b}), ts).bytes.data());
-    };
+    auto set = [&](uint32_t type, const Bytes& b) { return q.send(ctrl::SetStateBlobReq{0, type, b}); };
     const std::string permall = (lab.dir.path / "state" / "tpm2-00.permall").string();
     REQUIRE(load_be32(d.handle_message(ctrl::encode_request(ctrl::StopReq{}), ts).bytes.data()) == 0);
     const auto on_disk = read_whole_file(permall);
@@ -372,20 +380,6 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     auto b = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 100}), ts).bytes;
     CHECK(Bytes(b.begin() + 16, b.end()) == Bytes(a.begin() + 16 + 100, a.end()));
 }
-
-// QEMU's side of the control channel, for the dispatcher tests.
-struct Qemu {
-    core::Dispatcher& d;
-    core::TransportState ts{};
-    uint32_t send(const ctrl::Request& r) {
-        return load_be32(d.handle_message(ctrl::encode_request(r), ts).bytes.data());
-    }
-    Bytes fetch(uint32_t type) {
-        auto rep = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, type, 0}), ts);
-        REQUIRE(load_be32(rep.bytes.data()) == 0);
-        return Bytes(rep.bytes.begin() + 16, rep.bytes.end());
-    }
-};
 
 TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blob of the restore") {
     Lab lab;
