@@ -82,8 +82,7 @@ Bytes Dispatcher::tpm_command(ByteView command) {
         // After handing the state to a migration destination this process
         // must not touch it again unless it gets the lock back.
         VTPM_LOG_ERROR("TPM command refused: the state lock was released for an outgoing migration");
-        return engine_.tpm2() ? tpm::response_header(tpm::kTpm2StNoSessions, tpm::kTpm2RcFailure)
-                              : tpm::response_header(tpm::kTpm12TagRspCommand, tpm::kTpm12Fail);
+        return engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
     }
     return engine_.command(command);
 }

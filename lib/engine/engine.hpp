@@ -104,6 +104,10 @@ public:
     /// last command stays what auto-shutdown looks at.
     Bytes host_command(ByteView command);
 
+    /// A bare response header with the code for this TPM version: what the
+    /// engine, and the core for a command it refuses, answers instead of libtpms.
+    Bytes fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const;
+
     /// Code of the last command processed (for auto-shutdown).
     uint32_t last_command() const { return last_cc_; }
 
@@ -116,7 +120,6 @@ public:
 
 private:
     void auto_shutdown();
-    Bytes fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const;
     Bytes execute(ByteView command);
 
     EngineConfig cfg_;
