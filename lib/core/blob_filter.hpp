@@ -33,6 +33,11 @@ public:
     virtual Result<void> after_init(engine::Engine& e) = 0;
     /// The restore in progress is over (refused, or the TPM was initialised).
     virtual void end_restore() = 0;
+    /// A TPM command (the guest's, or the host's through the vendor channel)
+    /// is about to run. An error refuses it: the core answers the engine's
+    /// fatal response (TPM_FAILURE) and the engine never sees it; the filter
+    /// logs. Called for every command, so it must be cheap.
+    virtual Result<void> admit_tpm_command() { return {}; }
 };
 
 }  // namespace vtpm::core

@@ -84,7 +84,14 @@ Bytes Dispatcher::tpm_command(ByteView command) {
         VTPM_LOG_ERROR("TPM command refused: the state lock was released for an outgoing migration");
         return engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
     }
+    if (!tpm_commands_admitted()) return engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
     return engine_.command(command);
+}
+
+bool Dispatcher::tpm_commands_admitted() {
+    for (BlobFilter* f : filters_)
+        if (!f->admit_tpm_command()) return false;  // the filter logged why
+    return true;
 }
 
 void Dispatcher::set_peer_pid(pid_t pid) {

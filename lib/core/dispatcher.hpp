@@ -92,6 +92,9 @@ public:
     /// destination, a command first takes it back or is refused.
     Bytes tpm_command(ByteView command);
 
+    /// Whether the filters let a TPM command run now (BlobFilter::admit_tpm_command).
+    bool tpm_commands_admitted();
+
     /// True after the state lock was released for an outgoing migration and
     /// not yet taken back.
     bool lock_released() const { return lock_released_; }

@@ -132,6 +132,7 @@ Reply vendor_tpm_command(Dispatcher& d, const ctrl::VendorTpmCommandReq& r) {
     E& e = d.engine();
     if (!e.running() || !e.tpm2()) return not_running();
     if (d.lock_released()) return result_reply(rc::kFail);  // the state belongs to the migration target now
+    if (!d.tpm_commands_admitted()) return result_reply(rc::kFail);  // e.g. a restore not verified before run
     // One command between the guest's: logged by code only, never by content.
     VTPM_LOG_INFO("CMD_VTPM_TPM_COMMAND: TPM command %s from the host", hex32(load_be32(r.command.data() + 6)).c_str());
     return Reply{ctrl::encode_vendor_tpm_response(rc::kSuccess, e.host_command(r.command))};

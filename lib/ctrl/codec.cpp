@@ -60,11 +60,13 @@ std::optional<size_t> frame_size(ByteView prefix, bool vendor) {
     }
     if (vendor && code == static_cast<uint32_t>(Cmd::VtpmRamDigest)) return 4 + kRamDigestBody;
     if (vendor && code == static_cast<uint32_t>(Cmd::VtpmSnapshot)) return 4;
+    if (vendor && code == static_cast<uint32_t>(Cmd::VtpmVerifyRam)) return 4;
     if (code < 1 || code > kMaxCode) return 4;
     switch (static_cast<Cmd>(code)) {
     case Cmd::VtpmTpmCommand:
     case Cmd::VtpmRamDigest:
-    case Cmd::VtpmSnapshot: return 4;  // not enabled: unknown, as swtpm
+    case Cmd::VtpmSnapshot:
+    case Cmd::VtpmVerifyRam: return 4;  // not enabled: unknown, as swtpm
     case Cmd::HashData:
         if (prefix.size() < 8) return std::nullopt;
         return 8 + size_t{load_be32(prefix.data() + 4)};
@@ -105,9 +107,9 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
         r.page_size = load_be32(p + 8);
         r.page_count = load_be64(p + 12);
         std::copy(p + 20, p + 52, r.root.begin());
-        if (r.phase != 1 && r.phase != 2)
+        if (r.phase < 1 || r.phase > 3)
             return make_error(rc::kBadParameter, "CMD_VTPM_RAM_DIGEST: phase " + std::to_string(r.phase) +
-                                                     " is neither 1 (save) nor 2 (restore)");
+                                                     " is not 1 (save), 2 (restore) or 3 (incoming stream complete)");
         if (r.hash_alg != 0x000B || r.page_size != 4096)
             return make_error(rc::kBadParameter, "CMD_VTPM_RAM_DIGEST: only SHA-256 over 4096-byte pages is supported");
         return Request{r};
@@ -117,6 +119,12 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
             return make_error(rc::kBadParameter, "CMD_VTPM_SNAPSHOT: body must be empty, got " +
                                                      std::to_string(msg.size() - 4) + " bytes");
         return Request{VendorSnapshotReq{}};
+    }
+    if (vendor_supported && code == static_cast<uint32_t>(Cmd::VtpmVerifyRam)) {
+        if (msg.size() != 4)
+            return make_error(rc::kBadParameter, "CMD_VTPM_VERIFY_RAM: body must be empty, got " +
+                                                     std::to_string(msg.size() - 4) + " bytes");
+        return Request{VendorVerifyRamReq{}};
     }
     if (code < 1 || code > kMaxCode || (code == static_cast<uint32_t>(Cmd::LockStorage) && !lock_storage_supported))
         return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));
@@ -200,6 +208,7 @@ Result<Request> decode_request(ByteView msg, bool lock_storage_supported, bool v
     case Cmd::VtpmTpmCommand:
     case Cmd::VtpmRamDigest:
     case Cmd::VtpmSnapshot:
+    case Cmd::VtpmVerifyRam:
         break;  // handled above when enabled
     }
     return make_error(rc::kBadOrdinal, "unknown control command " + hex32(code));

@@ -44,6 +44,10 @@ enum class Cmd : uint32_t {
     /// Our vendor command: make a snapshot record now (the caller has paused
     /// the VM) and return it.
     VtpmSnapshot = 0x76540003,
+    /// Our vendor command: check guest RAM now against the record of the
+    /// restore just loaded, before any vCPU runs (a paused-restore driver
+    /// on the admin socket, or a patched QEMU's phase-3 digest).
+    VtpmVerifyRam = 0x76540004,
 };
 
 /// Name of a command for logs ("CMD_INIT"), or "unknown".
@@ -62,6 +66,8 @@ inline constexpr uint64_t kVtpmTpmCommand = 1u << 31;
 inline constexpr uint64_t kVtpmRamDigest = 1u << 30;
 /// CMD_VTPM_SNAPSHOT.
 inline constexpr uint64_t kVtpmSnapshot = 1u << 29;
+/// CMD_VTPM_VERIFY_RAM (and phase 3 of CMD_VTPM_RAM_DIGEST).
+inline constexpr uint64_t kVtpmVerifyRam = 1u << 28;
 }
 
 inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
@@ -70,6 +76,8 @@ inline constexpr uint32_t kConfigFlagFileKey = 1, kConfigFlagMigrationKey = 2;
 inline constexpr uint32_t kMaxStateBlob = 2u << 20;
 /// Largest TPM command/response carried by CMD_VTPM_TPM_COMMAND.
 inline constexpr uint32_t kMaxVendorTpmCommand = 8192;
+/// Largest text in a CMD_VTPM_VERIFY_RAM answer.
+inline constexpr uint32_t kMaxVendorText = 4096;
 
 /// Framing: given the bytes received so far for one message (starting with the
 /// 4-byte code), how many bytes the whole message has. std::nullopt while
@@ -104,9 +112,9 @@ struct LockStorageReq { uint32_t retries = 0; };
 /// CMD_VTPM_TPM_COMMAND: u32 length + TPM command. Answer: u32 result,
 /// u32 length, TPM response.
 struct VendorTpmCommandReq { ByteView command; };  // view into input
-/// CMD_VTPM_RAM_DIGEST: u32 phase (1 save, 2 restore), u32 hash_alg
-/// (0x000B), u32 page_size (4096), u64 page_count, u8[32] Merkle root.
-/// Answer: u32 result.
+/// CMD_VTPM_RAM_DIGEST: u32 phase (1 save, 2 restore, 3 incoming stream
+/// complete: check it now), u32 hash_alg (0x000B), u32 page_size (4096),
+/// u64 page_count, u8[32] Merkle root. Answer: u32 result.
 struct VendorRamDigestReq {
     uint32_t phase = 0, hash_alg = 0, page_size = 0;
     uint64_t page_count = 0;
@@ -115,12 +123,15 @@ struct VendorRamDigestReq {
 inline constexpr size_t kRamDigestBody = 52;
 /// CMD_VTPM_SNAPSHOT: no body. Answer: u32 result, u32 length, the record.
 struct VendorSnapshotReq {};
+/// CMD_VTPM_VERIFY_RAM: no body. Answer: u32 result, u32 length, that many
+/// bytes of text (on failure: why, naming the first differing pages).
+struct VendorVerifyRamReq {};
 
 using Request = std::variant<GetCapabilityReq, InitReq, ShutdownReq, GetTpmEstablishedReq, SetLocalityReq,
                              HashStartReq, HashDataReq, HashEndReq, CancelTpmCmdReq, StoreVolatileReq,
                              ResetTpmEstablishedReq, GetStateBlobReq, SetStateBlobReq, StopReq, GetConfigReq,
                              SetDataFdReq, SetBufferSizeReq, GetInfoReq, LockStorageReq,
-                             VendorTpmCommandReq, VendorRamDigestReq, VendorSnapshotReq>;
+                             VendorTpmCommandReq, VendorRamDigestReq, VendorSnapshotReq, VendorVerifyRamReq>;
 
 /// Decode one complete message (4-byte code + body). Errors follow swtpm:
 /// unknown code -> rc::kBadOrdinal; wrong body size -> rc::kBadParameter
@@ -156,6 +167,16 @@ Bytes encode_vendor_tpm_response(uint32_t result, ByteView response);
 /// answer. Errors: a non-zero result (its code), a length over
 /// kMaxVendorTpmCommand, a head shorter than 8 bytes.
 Result<uint32_t> vendor_response_length(ByteView head);
+/// CMD_VTPM_VERIFY_RAM: result, length, text (also after a non-zero result;
+/// cut at kMaxVendorText).
+Bytes encode_vendor_text_response(uint32_t result, std::string_view text);
+/// Client side of the same: the result and text length announced by the
+/// 8-byte head. Errors: a head shorter than 8 bytes, a length over
+/// kMaxVendorText.
+struct VendorTextHead {
+    uint32_t result = 0, length = 0;
+};
+Result<VendorTextHead> vendor_text_head(ByteView head);
 
 // ---- request encoders (clients: tests, benchmarks, vtpm tools) ----
 Bytes encode_request(const Request& req);

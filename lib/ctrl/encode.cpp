@@ -132,6 +132,8 @@ Bytes encode_request(const Request& req) {
                 b.insert(b.end(), r.root.begin(), r.root.end());
             } else if constexpr (std::is_same_v<T, VendorSnapshotReq>) {
                 code(Cmd::VtpmSnapshot);
+            } else if constexpr (std::is_same_v<T, VendorVerifyRamReq>) {
+                code(Cmd::VtpmVerifyRam);
             }
         },
         req);
@@ -147,6 +149,24 @@ Result<uint32_t> vendor_response_length(ByteView head) {
         return make_error(rc::kFail, "vendor response announces " + std::to_string(len) + " bytes, more than " +
                                          std::to_string(kMaxVendorTpmCommand));
     return len;
+}
+
+Bytes encode_vendor_text_response(uint32_t result, std::string_view text) {
+    const size_t n = std::min<size_t>(text.size(), kMaxVendorText);
+    Bytes b;
+    put_be32(b, result);
+    put_be32(b, static_cast<uint32_t>(n));
+    b.insert(b.end(), text.begin(), text.begin() + static_cast<long>(n));
+    return b;
+}
+
+Result<VendorTextHead> vendor_text_head(ByteView head) {
+    if (head.size() < 8) return make_error(rc::kBadParameter, "vendor response shorter than its 8-byte head");
+    VendorTextHead h{load_be32(head.data()), load_be32(head.data() + 4)};
+    if (h.length > kMaxVendorText)
+        return make_error(rc::kFail, "vendor response announces " + std::to_string(h.length) +
+                                         " bytes of text, more than " + std::to_string(kMaxVendorText));
+    return h;
 }
 
 Bytes encode_vendor_tpm_response(uint32_t result, ByteView response) {

@@ -222,6 +222,12 @@ void Engine::stop() {
     running_ = false;
 }
 
+void Engine::stop_without_shutdown() {
+    if (!running_) return;
+    TPMLIB_Terminate();
+    running_ = false;
+}
+
 Result<void> Engine::set_locality(uint8_t loc) {
     if (loc > 4 || (loc == 4 && cfg_.reject_locality_4))
         return make_error(rc::kBadLocality, "locality " + std::to_string(loc) + " is not allowed");

@@ -61,6 +61,9 @@ public:
     Result<void> init(bool delete_volatile);
     /// CMD_STOP / CMD_SHUTDOWN: (auto-shutdown,) power off. Idempotent.
     void stop();
+    /// Power off without the automatic TPM2_Shutdown: the state on disk stays
+    /// exactly as it was (a restore refused after CMD_INIT). Idempotent.
+    void stop_without_shutdown();
 
     /// Execute one command of the TPM's user — the guest on the data
     /// channel, or the tool that owns an offline engine — raw or with the

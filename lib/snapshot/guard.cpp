@@ -78,7 +78,7 @@ SnapshotGuard::SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> sign
     : cfg_(std::move(cfg)), signer_(std::move(signer)), ledger_(std::move(ledger)) {}
 
 void SnapshotGuard::set_qemu_digest(uint32_t phase, const QemuDigest& d) {
-    (phase == kPhaseSave ? qemu_save_ : qemu_restore_) = d;
+    (phase == kPhaseSave ? qemu_save_ : phase == kPhaseFinal ? qemu_final_ : qemu_restore_) = d;
 }
 
 Result<GuestMemory*> SnapshotGuard::memory() {
@@ -97,7 +97,7 @@ Result<GuestMemory*> SnapshotGuard::memory() {
 
 Result<SnapshotGuard::MemoryDigest> SnapshotGuard::digest_memory(DigestSource want, uint32_t phase) {
     MemoryDigest out;
-    auto& qemu = phase == kPhaseSave ? qemu_save_ : qemu_restore_;
+    auto& qemu = phase == kPhaseSave ? qemu_save_ : phase == kPhaseFinal ? qemu_final_ : qemu_restore_;
     if (want == DigestSource::Qemu || (!cfg_.memory_from_peer && cfg_.memory_path.empty() && qemu)) {
         if (!qemu) return make_error(rc::kFail, "QEMU handed over no RAM digest (CMD_VTPM_RAM_DIGEST)");
         out.source = DigestSource::Qemu;
@@ -279,6 +279,9 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
                   uuid.c_str(), static_cast<unsigned long long>(r->generation),
                   static_cast<unsigned long long>(r->page_count), md->where.c_str(), to_hex(r->root).c_str(),
                   r->quote_attest.empty() ? "" : ", vAIK quote checked", ms_since(t0));
+    // Kept for the final verification: later sections of the incoming
+    // stream may still change guest RAM before any vCPU runs.
+    candidate_ = std::move(*r);
     return Verdict{};
 }
 
@@ -293,6 +296,8 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record_now(engine::Engine& e) {
 
 Result<void> SnapshotGuard::on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) {
     if (type != engine::BlobType::Volatile || cfg_.policy == Policy::Skip) return {};
+    // Never sign guest RAM that failed its final verification.
+    if (refused_) return make_error(rc::kFail, "no snapshot record: the restored state failed its final verification");
     // The VM is paused while QEMU fetches its state: hash guest RAM now and
     // let the record travel in the volatile blob, beside swtpm's records.
     auto perm = e.get_state(engine::BlobType::Permanent);
@@ -320,6 +325,11 @@ Result<void> SnapshotGuard::on_import(engine::Engine& e, engine::BlobType type, 
 }
 
 Result<void> SnapshotGuard::after_init(engine::Engine& e) {
+    // The TPM now runs on the restore checked at load (or on no restore):
+    // that one awaits its final verification.
+    awaiting_ = std::exchange(candidate_, std::nullopt);
+    awaiting_verified_ = gate_logged_ = false;
+    if (awaiting_) refused_ = false;  // a new restore, verified at load
     if (!std::exchange(taint_at_init_, false)) return {};
     // Policy taint: the guest must never get these vPCRs untainted.
     if (auto t = taint(e); !t) return make_error(rc::kFail, "tainting the vPCRs failed: " + t.error().message);
@@ -328,6 +338,7 @@ Result<void> SnapshotGuard::after_init(engine::Engine& e) {
 
 void SnapshotGuard::end_restore() {
     restored_permanent_.reset();
+    candidate_.reset();
     taint_at_init_ = false;
 }
 
@@ -335,6 +346,83 @@ Result<void> SnapshotGuard::taint(engine::Engine& e) {
     auto r = taint_pcrs(e);
     if (r) VTPM_LOG_ERROR("vPCRs 0-16 and 23 of every bank extended with the snapshot-failure event (policy taint)");
     return r;
+}
+
+}  // namespace vtpm::snapshot
+
+namespace vtpm::snapshot {
+
+Result<void> SnapshotGuard::admit_tpm_command() {
+    if (refused_) {
+        if (!std::exchange(gate_logged_, true))
+            VTPM_LOG_ERROR("TPM commands refused: the restored state failed its final verification");
+        return make_error(rc::kFail, "the restored state failed its final verification");
+    }
+    if (!awaiting_) return {};
+    if (awaiting_verified_) {
+        awaiting_.reset();  // verified before run: the guest runs now
+        return {};
+    }
+    if (cfg_.verify_before_run) {
+        if (!std::exchange(gate_logged_, true))
+            VTPM_LOG_ERROR("TPM commands refused until the final verification (verify=before-run): the restore "
+                           "was verified at load, not before run");
+        return make_error(rc::kFail, "the restore awaits its final verification (verify=before-run)");
+    }
+    // An honest guest changes RAM as soon as it runs: from here on a final
+    // verification would mean nothing.
+    VTPM_LOG_WARN("snapshot record verified at load, not before run: the TPM got its first command after the restore "
+                  "(VM %s generation %llu) without a final verification",
+                  format_uuid(awaiting_->vm_uuid).c_str(), static_cast<unsigned long long>(awaiting_->generation));
+    awaiting_.reset();
+    return {};
+}
+
+Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
+    if (refused_) return make_error(rc::kFail, "the restored state failed its final verification already");
+    if (!awaiting_)
+        return make_error(rc::kFail, candidate_ ? "the restore is not complete yet (no CMD_INIT since SET_STATEBLOB)"
+                                                : "no restore checked at load awaits a final verification (none since "
+                                                  "the TPM started, it was not verified at load, or the guest ran)");
+    const SnapshotRecord& r = *awaiting_;
+    const std::string uuid = format_uuid(r.vm_uuid);
+    if (awaiting_verified_ && r.source == DigestSource::Qemu && !qemu_final_) {
+        VTPM_LOG_INFO("snapshot record verified before run already (QEMU's final RAM digest): VM %s", uuid.c_str());
+        return {};
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    auto md = digest_memory(r.source, kPhaseFinal);
+    std::string why;
+    if (!md) why = "guest RAM cannot be checked against the record: " + md.error().message;
+    else if (md->page_count != r.page_count)
+        why = "guest RAM has " + std::to_string(md->page_count) + " pages (" + md->where + "), the record " +
+              std::to_string(r.page_count);
+    else if (md->pages.root != r.root)
+        why = "guest RAM (" + md->where + ") changed after the TPM state was loaded: " +
+              (md->source == DigestSource::Qemu ? std::string("QEMU's final RAM digest differs")
+                                                : first_differences(r, md->pages));
+    if (why.empty()) {
+        awaiting_verified_ = true;
+        VTPM_LOG_INFO("snapshot record verified before run: VM %s generation %llu, %llu pages of %s match root %s "
+                      "(%.1f ms)", uuid.c_str(), static_cast<unsigned long long>(r.generation),
+                      static_cast<unsigned long long>(r.page_count), md->where.c_str(), to_hex(r.root).c_str(),
+                      ms_since(t0));
+        return {};
+    }
+    awaiting_.reset();
+    if (cfg_.policy == Policy::Taint && e.running()) {
+        VTPM_LOG_ERROR("snapshot record not verified before run, vPCRs tainted (policy taint): %s", why.c_str());
+        if (auto t = taint(e); t)
+            return make_error(rc::kFail, "snapshot verification before run failed, vPCRs tainted: " + why);
+        why += "; tainting the vPCRs failed";
+    }
+    // Refuse: the TPM goes off without its automatic TPM2_Shutdown, so
+    // nothing of this restore reaches the disk, and stays refused.
+    VTPM_LOG_ERROR("snapshot record not verified before run, TPM refused: %s", why.c_str());
+    e.stop_without_shutdown();
+    refused_ = true;
+    gate_logged_ = false;
+    return make_error(rc::kFail, "snapshot verification before run failed, TPM refused: " + why);
 }
 
 }  // namespace vtpm::snapshot

@@ -27,8 +27,9 @@ struct QemuDigest {
     Digest root{};
 };
 
-/// CMD_VTPM_RAM_DIGEST phases.
-inline constexpr uint32_t kPhaseSave = 1, kPhaseRestore = 2;
+/// CMD_VTPM_RAM_DIGEST phases. Final: the incoming stream is complete and
+/// no vCPU has run yet (the digest for the final verification).
+inline constexpr uint32_t kPhaseSave = 1, kPhaseRestore = 2, kPhaseFinal = 3;
 
 /// What a restore that passed (or was let through) needs afterwards.
 struct Verdict {
@@ -56,6 +57,10 @@ struct GuardConfig {
     bool memory_from_peer = false;
     /// Hashing threads (0: one per CPU).
     unsigned threads = 0;
+    /// verify=before-run: a restore checked at SET_STATEBLOB gets no TPM
+    /// command until the final verification (verify_before_run) passed.
+    /// Off (verify=load), the first command only logs that it did not run.
+    bool verify_before_run = false;
 };
 
 class SnapshotGuard final : public core::BlobFilter {
@@ -81,6 +86,16 @@ public:
                                   ByteView volatile_plain);
     /// The taint action, once the TPM runs on the restored state.
     Result<void> taint(engine::Engine& e);
+    /// The final verification of a restore (CMD_VTPM_VERIFY_RAM, or QEMU's
+    /// phase-3 digest): the whole incoming stream is loaded and no vCPU ran
+    /// yet, so guest RAM must still be what the record checked at
+    /// SET_STATEBLOB says. Success is logged ("snapshot record verified
+    /// before run"). On a mismatch the error names the first differing
+    /// pages and the policy acts: refuse powers the TPM off without writing
+    /// anything and refuses every TPM command until a later restore is
+    /// verified; taint extends the vPCRs. Also an error when there is
+    /// nothing to verify (no restore checked at load, or the guest ran).
+    Result<void> verify_before_run(engine::Engine& e);
 
     // core::BlobFilter
     void set_peer_pid(pid_t pid) override { peer_pid_ = pid; }
@@ -88,6 +103,7 @@ public:
     Result<void> on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) override;
     Result<void> after_init(engine::Engine& e) override;
     void end_restore() override;
+    Result<void> admit_tpm_command() override;
 
 private:
     struct MemoryDigest {
@@ -115,7 +131,14 @@ private:
     bool taint_at_init_ = false;
     pid_t peer_pid_ = 0;
     std::optional<GuestMemory> mapped_;  // kept between uses while it is the same memory
-    std::optional<QemuDigest> qemu_save_, qemu_restore_;
+    std::optional<QemuDigest> qemu_save_, qemu_restore_, qemu_final_;
+    // The final verification: the record checked at SET_STATEBLOB of the
+    // restore in progress (candidate), and of the restore the TPM runs on
+    // until its final verification or its first command (awaiting).
+    std::optional<SnapshotRecord> candidate_, awaiting_;
+    bool awaiting_verified_ = false;  // the final verification of `awaiting_` passed
+    bool refused_ = false;            // a final verification failed (policy refuse)
+    bool gate_logged_ = false;        // the first command after the restore was logged
 };
 
 }  // namespace vtpm::snapshot

@@ -11,6 +11,7 @@
 #include "bridge/options.hpp"
 #include "bridge/seccomp_policy.hpp"
 #include "bridge/snapshot_settings.hpp"
+#include "bridge/socket/admin.hpp"
 #include "bridge/socket/channels.hpp"
 #include "bridge/socket/server.hpp"
 #include "common/capabilities.hpp"
@@ -135,6 +136,18 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
         if (o.startup_type >= 0) {
             if (auto r = (*eng)->startup(o.startup_type); !r) return fail(r.error().message);
         }
+    }
+
+    // The admin socket: CMD_VTPM_VERIFY_RAM from a paused-restore driver.
+    std::unique_ptr<AdminSocket> admin;
+    if (!snap->admin_socket.empty()) {
+        if (!*guard)
+            return fail("the admin socket " + snap->admin_socket + " needs snapshot verification (--vm-memory)");
+        auto a = AdminSocket::open(snap->admin_socket, [&guard, &dispatcher] {
+            return snapshot::verify_reply(**guard, dispatcher.engine());
+        });
+        if (!a) return fail(a.error().message);
+        admin = std::move(*a);
     }
 
     Server server(dispatcher, std::move(sc));

@@ -26,7 +26,7 @@ constexpr LongOpt kLongOpts[] = {
     {"tpm2", false, '2'},          {"seccomp", true, 'S'},        {"migration", true, 'i'},
     {"print-capabilities", false, 'a'}, {"print-states", false, 'e'}, {"version", false, 'v'},
     {"vtpm-vendor-ctrl", false, 'V'}, {"vm-memory", true, 'M'},  {"vm-uuid", true, 'U'},
-    {"vtpm-host", true, 'H'},      {"vtpm-config", true, 'G'},
+    {"vtpm-host", true, 'H'},      {"vtpm-config", true, 'G'},    {"vtpm-admin-socket", true, 'A'},
 };
 
 // Options swtpm has that we do not implement: refused by name, never ignored.
@@ -180,6 +180,7 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         case 'U': o.vm_uuid = value; break;
         case 'H': o.vtpm_host = value; break;
         case 'G': o.vtpm_config = value; break;
+        case 'A': o.vtpm_admin_socket = value; break;
         case 'e': o.print_states = true; break;
         default: return make_error(rc::kBadParameter, "unhandled option " + name);
         }
@@ -325,9 +326,15 @@ A vTPM server that speaks swtpm's control and data channels (libvtpm).
                     so vtpm-attest can install a VM identity while it runs
                     (and CMD_VTPM_RAM_DIGEST for patched QEMU)
   --vm-memory path=<file>|peer[,policy=refuse|taint|skip][,required]
+            [,verify=load|before-run]
                     (libvtpm) guest RAM to hash on save and check on restore:
                     a shared memory-backend file, or QEMU's own shared mappings
-                    found through the control socket's peer
+                    found through the control socket's peer; before-run: no
+                    TPM command after a restore until its final verification
+  --vtpm-admin-socket <path>
+                    (libvtpm) unix socket (mode 0600, root or this user only)
+                    that takes CMD_VTPM_VERIFY_RAM from a paused-restore
+                    driver (vtpm-host restore); {uuid} is the VM UUID
   --vm-uuid <uuid>  (libvtpm) the VM's UUID (default: from the state path)
   --vtpm-host dir=<hostdir>[,tcti=<tcti>]
                     (libvtpm) host TPM key that signs snapshot records (tcti=

@@ -16,8 +16,8 @@ namespace vtpm::bridge {
 namespace {
 
 Result<std::map<std::string, std::string>> parse_config(std::string_view text) {
-    static const std::string_view kKeys[] = {"vm_memory", "policy", "required", "host_dir", "host_tcti", "vendor_ctrl",
-                                             "log_level"};
+    static const std::string_view kKeys[] = {"vm_memory", "policy",      "required", "host_dir",    "host_tcti",
+                                             "vendor_ctrl", "log_level", "verify",   "admin_socket"};
     auto lines = parse_key_values(text, "bridge config");
     if (!lines) return make_error(rc::kBadParameter, lines.error().message);
     std::map<std::string, std::string> out;
@@ -36,14 +36,24 @@ Result<bool> yes_no(const std::string& what, const std::string& v) {
     return make_error(rc::kBadParameter, what + ": '" + v + "' is neither yes nor no");
 }
 
+// "{uuid}" in a path replaced by the VM UUID.
+std::string with_uuid(std::string path, const std::string& uuid) {
+    if (auto p = path.find("{uuid}"); p != std::string::npos) path.replace(p, 6, uuid);
+    return path;
+}
+
 // "peer" or a path ("{uuid}" substituted).
 void set_memory(snapshot::GuardConfig& g, const std::string& v, const std::string& uuid) {
     g.memory_from_peer = v == "peer";
     g.memory_path.clear();
-    if (!g.memory_from_peer) {
-        g.memory_path = v;
-        if (auto p = g.memory_path.find("{uuid}"); p != std::string::npos) g.memory_path.replace(p, 6, uuid);
-    }
+    if (!g.memory_from_peer) g.memory_path = with_uuid(v, uuid);
+}
+
+// verify = load | before-run.
+Result<bool> verify_before_run(const std::string& what, const std::string& v) {
+    if (v == "before-run") return true;
+    if (v == "load") return false;
+    return make_error(rc::kBadParameter, what + ": '" + v + "' is neither load nor before-run");
 }
 
 }  // namespace
@@ -98,6 +108,19 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
     }
     if (auto v = cfg->find("host_dir"); v != cfg->end()) s.host_dir = v->second;
     if (auto v = cfg->find("host_tcti"); v != cfg->end()) s.host_tcti = v->second;
+    if (auto v = cfg->find("verify"); v != cfg->end()) {
+        auto b = verify_before_run("bridge config verify", v->second);
+        if (!b) return b.error();
+        g.verify_before_run = *b;
+    }
+    if (auto v = cfg->find("admin_socket"); v != cfg->end()) s.admin_socket = v->second;
+    if (o.vtpm_admin_socket) s.admin_socket = *o.vtpm_admin_socket;
+    if (s.admin_socket.find("{uuid}") != std::string::npos) {
+        if (!uuid)
+            return make_error(rc::kBadParameter, "the admin socket path " + s.admin_socket +
+                                                     " names {uuid}, but the VM UUID is not known");
+        s.admin_socket = with_uuid(s.admin_socket, *uuid);
+    }
     if (auto v = cfg->find("vendor_ctrl"); v != cfg->end()) {
         auto b = yes_no("bridge config vendor_ctrl", v->second);
         if (!b) return b.error();
@@ -113,11 +136,11 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
     }
 
     if (o.vm_memory) {
-        auto so = SubOpts::parse(*o.vm_memory, {"path", "peer", "policy", "required"});
+        auto so = SubOpts::parse(*o.vm_memory, {"path", "peer", "policy", "required", "verify"});
         if (!so) return make_error(rc::kBadParameter, "option --vm-memory: " + so.error().message);
         if (auto p = so->str("path")) set_memory(g, *p, uuid.value_or(""));
         else if (so->flag("peer")) set_memory(g, "peer", "");
-        else if (!so->str("policy") && !so->flag("required"))
+        else if (!so->str("policy") && !so->flag("required") && !so->str("verify"))
             return make_error(rc::kBadParameter, "option --vm-memory: path= or peer is required");
         if (auto p = so->str("policy")) {
             auto pol = snapshot::parse_policy(*p);
@@ -125,6 +148,11 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
             g.policy = *pol;
         }
         if (so->flag("required")) g.required = true;
+        if (auto v = so->str("verify")) {
+            auto b = verify_before_run("option --vm-memory", *v);
+            if (!b) return b.error();
+            g.verify_before_run = *b;
+        }
     }
     if (o.vtpm_host) {
         // A TCTI string has commas of its own (swtpm:host=…,port=…): tcti=
@@ -192,11 +220,12 @@ Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const SnapshotSettin
         ledger.emplace(s->host_dir);
     }
     const auto& g = s->guard;
-    VTPM_LOG_INFO("snapshot verification: memory %s, policy %s%s, VM %s, records signed by %s",
+    VTPM_LOG_INFO("snapshot verification: memory %s, policy %s%s%s, VM %s, records signed by %s",
                   g.memory_from_peer      ? "from the control socket's peer"
                   : g.memory_path.empty() ? "none"
                                           : g.memory_path.c_str(),
                   std::string(snapshot::policy_name(g.policy)).c_str(), g.required ? " (required)" : "",
+                  g.verify_before_run ? ", verify before run" : "",
                   g.vm_uuid ? format_uuid(*g.vm_uuid).c_str() : "unknown",
                   signer ? signer->describe().c_str() : "nobody (no --vtpm-host)");
     return std::make_unique<snapshot::SnapshotGuard>(g, std::move(signer), std::move(ledger));

@@ -10,6 +10,8 @@
 //   host_dir    = /var/lib/libvtpm/host
 //   host_tcti   = device:/dev/tpmrm0
 //   vendor_ctrl = yes | no                   (as --vtpm-vendor-ctrl)
+//   verify      = load | before-run          (as --vm-memory ...,verify=)
+//   admin_socket = /run/libvtpm/{uuid}.admin (as --vtpm-admin-socket)
 //   log_level   = N                          (when --log gives no level=:
 //                                             libvirt passes none)
 #pragma once
@@ -31,6 +33,8 @@ struct SnapshotSettings {
     std::string host_dir, host_tcti = "device:/dev/tpmrm0";
     bool vendor_ctrl = false;
     std::optional<unsigned> log_level;
+    /// The admin socket for CMD_VTPM_VERIFY_RAM ("{uuid}" replaced), or empty.
+    std::string admin_socket;
 };
 
 /// The VM UUID in a state location such as libvirt's

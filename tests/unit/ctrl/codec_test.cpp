@@ -203,8 +203,13 @@ TEST_CASE("codec: CMD_VTPM_RAM_DIGEST only when enabled, 52-byte body checked") 
     CHECK(encode_request(*d) == msg);
     CHECK(decode_request(ByteView(msg).first(55), true, true).code() == rc::kBadParameter);
     Bytes bad = msg;
-    bad[7] = 3;  // phase 3
-    CHECK(decode_request(bad, true, true).error().message.find("phase 3") != std::string::npos);
+    bad[7] = 3;  // phase 3: the incoming stream is complete
+    REQUIRE(decode_request(bad, true, true));
+    CHECK(std::get<VendorRamDigestReq>(*decode_request(bad, true, true)).phase == 3);
+    bad[7] = 4;
+    CHECK(decode_request(bad, true, true).error().message.find("phase 4") != std::string::npos);
+    bad[7] = 0;
+    CHECK(decode_request(bad, true, true).code() == rc::kBadParameter);
     bad = msg;
     bad[11] = 0x0c;  // SHA-384
     CHECK(decode_request(bad, true, true).error().message.find("only SHA-256") != std::string::npos);
@@ -223,4 +228,35 @@ TEST_CASE("codec: CMD_VTPM_SNAPSHOT is a bare code, only when enabled") {
     longer.push_back(0);
     CHECK(decode_request(longer, true, true).error().message.find("must be empty") != std::string::npos);
     CHECK((cap::kVtpmSnapshot & 0xffff) == 0);
+}
+
+TEST_CASE("codec: CMD_VTPM_VERIFY_RAM is a bare code, only when enabled; its answer carries text") {
+    const Bytes msg = encode_request(VendorVerifyRamReq{});
+    REQUIRE(msg == Bytes{0x76, 0x54, 0x00, 0x04});
+    CHECK(frame_size(msg, true) == 4u);
+    CHECK(frame_size(msg, false) == 4u);
+    CHECK(decode_request(msg, true, false).code() == rc::kBadOrdinal);
+    auto d = decode_request(msg, true, true);
+    REQUIRE(d);
+    CHECK(std::holds_alternative<VendorVerifyRamReq>(*d));
+    Bytes longer = msg;
+    longer.push_back(0);
+    CHECK(decode_request(longer, true, true).error().message.find("must be empty") != std::string::npos);
+    CHECK((cap::kVtpmVerifyRam & 0xffff) == 0);
+    CHECK((cap::kVtpmVerifyRam & (cap::kVtpmSnapshot | cap::kVtpmRamDigest | cap::kVtpmTpmCommand)) == 0);
+
+    const Bytes ok = encode_vendor_text_response(0, "");
+    CHECK(ok == Bytes{0, 0, 0, 0, 0, 0, 0, 0});
+    const Bytes no = encode_vendor_text_response(rc::kFail, "first differing pages: 7");
+    auto head = vendor_text_head(no);
+    REQUIRE(head);
+    CHECK(head->result == rc::kFail);
+    REQUIRE(head->length == 24);
+    CHECK(std::string(no.begin() + 8, no.end()) == "first differing pages: 7");
+    CHECK(!vendor_text_head(ByteView(no).first(7)));
+    const Bytes big = encode_vendor_text_response(rc::kFail, std::string(kMaxVendorText + 10, 'x'));
+    CHECK(big.size() == 8 + kMaxVendorText);  // cut, never more than a client accepts
+    Bytes over = big;
+    over[4] = 0xff;
+    CHECK(vendor_text_head(over).code() == rc::kFail);
 }

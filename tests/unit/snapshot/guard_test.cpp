@@ -430,3 +430,140 @@ TEST_CASE("guard: guest memory is never opened through a symlink") {
     CHECK(m.error().message.find("cannot open guest memory " + link.string()) != std::string::npos);
     CHECK(GuestMemory::open_file(lab.ram.path()));  // the file itself opens
 }
+
+namespace {
+
+// A QEMU-style restore of the blobs `q` fetched: STOP, both SET_STATEBLOBs, INIT.
+void restore_through(Qemu& q, const Bytes& perm, const Bytes& vol) {
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+    REQUIRE(q.send(ctrl::SetStateBlobReq{0, 1, perm}) == 0);
+    REQUIRE(q.send(ctrl::SetStateBlobReq{0, 2, vol}) == 0);
+    REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+}
+
+std::pair<uint32_t, std::string> verify_ram(core::Dispatcher& d) {
+    auto rep = d.handle_message(ctrl::encode_request(ctrl::VendorVerifyRamReq{}), core::TransportState{}).bytes;
+    REQUIRE(rep.size() >= 8);
+    return {load_be32(rep.data()), std::string(rep.begin() + 8, rep.end())};
+}
+
+uint32_t pcr_read_rc(core::Dispatcher& d) {
+    return tpm::response_code(d.tpm_command(tpm::pcr_read(tpm::pcr_selection(TPM2_ALG_SHA256, {10}))));
+}
+
+}  // namespace
+
+TEST_CASE("guard: the final verification catches RAM changed after the TPM state was loaded") {
+    Lab lab;
+    auto g = lab.guard();
+    core::DispatcherConfig dc;
+    dc.vendor_commands = true;
+    core::Dispatcher d(*lab.engine, dc);
+    snapshot::attach(d, *g);
+    CHECK((d.capabilities() & ctrl::cap::kVtpmVerifyRam) != 0);
+    Qemu q{d};
+    const Bytes perm = q.fetch(1), vol = q.fetch(2);
+    const Bytes pcr = lab.pcr10();
+    const std::string permall = (lab.dir.path / "state" / "tpm2-00.permall").string();
+
+    // Nothing restored yet: nothing to verify.
+    CHECK(verify_ram(d).first == rc::kFail);
+
+    // Checked at load, then a later section of the stream changes page 1500.
+    restore_through(q, perm, vol);
+    const auto on_disk = read_whole_file(permall);
+    REQUIRE(on_disk);
+    lab.ram.p[1500 * 4096 + 8] ^= 1;
+    auto [rc1, why] = verify_ram(d);
+    CHECK(rc1 == rc::kFail);
+    CHECK(why.find("changed after the TPM state was loaded: first differing pages: 1500 (0x5dc000)") !=
+          std::string::npos);
+    // Refused: every TPM command gets TPM_FAILURE, no record is made, the
+    // TPM went off without writing its state.
+    CHECK(pcr_read_rc(d) == TPM2_RC_FAILURE);
+    CHECK(load_be32(d.handle_message(ctrl::encode_request(ctrl::VendorSnapshotReq{}), q.ts).bytes.data()) != 0);
+    CHECK(*read_whole_file(permall) == *on_disk);
+    CHECK(verify_ram(d).first == rc::kFail);
+    // A plain INIT does not lift the refusal; a restore verified at load does.
+    REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+    CHECK(pcr_read_rc(d) == TPM2_RC_FAILURE);
+    lab.ram.p[1500 * 4096 + 8] ^= 1;
+    restore_through(q, perm, vol);
+    CHECK(verify_ram(d) == std::pair<uint32_t, std::string>{0, ""});
+    CHECK(verify_ram(d).first == 0);  // still before run: the same answer
+    CHECK(pcr_read_rc(d) == 0);
+    CHECK(lab.pcr10() == pcr);
+    // The guest ran: a final verification means nothing any more.
+    CHECK(verify_ram(d).first == rc::kFail);
+}
+
+TEST_CASE("guard: verify=before-run holds TPM commands until the final verification; taint extends") {
+    Lab lab;
+    GuardConfig c;
+    auto g0 = lab.guard();
+    c = g0->config();
+    c.verify_before_run = true;
+    auto& k = lab.keys[1];
+    SnapshotGuard g(c, std::make_unique<SoftSigner>(k, 1), hoststate::Ledger((lab.dir.path / "host").string()));
+    core::DispatcherConfig dc;
+    dc.vendor_commands = true;
+    core::Dispatcher d(*lab.engine, dc);
+    snapshot::attach(d, g);
+    Qemu q{d};
+    const Bytes perm = q.fetch(1), vol = q.fetch(2);
+    const Bytes pcr = lab.pcr10();
+    restore_through(q, perm, vol);
+    CHECK(pcr_read_rc(d) == TPM2_RC_FAILURE);  // not verified before run yet
+    auto host = d.handle_message(ctrl::encode_request(ctrl::VendorTpmCommandReq{
+                                     tpm::pcr_read(tpm::pcr_selection(TPM2_ALG_SHA256, {10}))}),
+                                 q.ts);
+    CHECK(load_be32(host.bytes.data()) == rc::kFail);  // nor the host's commands
+    CHECK(verify_ram(d).first == 0);
+    CHECK(pcr_read_rc(d) == 0);
+    CHECK(lab.pcr10() == pcr);
+
+    // Policy taint: the failed final verification extends the vPCRs.
+    auto t = lab.guard(Policy::Taint);
+    core::Dispatcher dt(*lab.engine, dc);
+    snapshot::attach(dt, *t);
+    Qemu qt{dt};
+    const Bytes perm2 = qt.fetch(1), vol2 = qt.fetch(2);
+    const Bytes pcr2 = lab.pcr10();
+    restore_through(qt, perm2, vol2);
+    lab.ram.p[3 * 4096] ^= 1;
+    auto [rc2, why] = verify_ram(dt);
+    CHECK(rc2 == rc::kFail);
+    CHECK(why.find("vPCRs tainted") != std::string::npos);
+    CHECK(pcr_read_rc(dt) == 0);  // the TPM runs on, spoilt
+    CHECK(lab.pcr10() != pcr2);
+    lab.ram.p[3 * 4096] ^= 1;
+
+    // A patched QEMU's phase 3 runs the same check on its own digest.
+    auto gq = lab.guard(Policy::Refuse, kUuid, 1, false, false);
+    core::Dispatcher dq(*lab.engine, dc);
+    snapshot::attach(dq, *gq);
+    Qemu qq{dq};
+    ctrl::VendorRamDigestReq rd;
+    rd.phase = kPhaseSave;
+    rd.hash_alg = 0x000B;
+    rd.page_size = 4096;
+    rd.page_count = 2048;
+    rd.root.fill(0x5a);
+    REQUIRE(qq.send(rd) == 0);
+    const Bytes perm3 = qq.fetch(1), vol3 = qq.fetch(2);
+    rd.phase = kPhaseRestore;
+    REQUIRE(qq.send(rd) == 0);
+    restore_through(qq, perm3, vol3);
+    rd.phase = kPhaseFinal;
+    rd.root[0] ^= 1;
+    CHECK(qq.send(rd) == rc::kFail);  // QEMU fails the incoming migration
+    CHECK(pcr_read_rc(dq) == TPM2_RC_FAILURE);
+    rd.root[0] ^= 1;
+    rd.phase = kPhaseRestore;
+    REQUIRE(qq.send(rd) == 0);
+    restore_through(qq, perm3, vol3);
+    rd.phase = kPhaseFinal;
+    CHECK(qq.send(rd) == 0);
+    CHECK(verify_ram(dq).first == 0);  // a driver asking again: verified already
+    CHECK(pcr_read_rc(dq) == 0);
+}

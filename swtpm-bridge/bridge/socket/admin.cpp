@@ -1,0 +1,110 @@
+#include "bridge/socket/admin.hpp"
+
+#include <glib-unix.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "bridge/socket/sockets.hpp"
+#include "ctrl/framer.hpp"
+#include "util/log.hpp"
+
+namespace vtpm::bridge {
+namespace {
+
+// The admin socket's one command: anything else is refused by its code
+// before the framer is asked, so no other command's body is ever read.
+constexpr uint32_t kVerifyCode = static_cast<uint32_t>(ctrl::Cmd::VtpmVerifyRam);
+
+}  // namespace
+
+Result<std::unique_ptr<AdminSocket>> AdminSocket::open(const std::string& path, VerifyHandler verify) {
+    // umask first: the socket never exists with wider permissions, not even
+    // between bind() and chmod().
+    const mode_t old = ::umask(0077);
+    auto fd = listen_unix(path, 0600, std::nullopt, std::nullopt);
+    ::umask(old);
+    if (!fd) return make_error(rc::kFail, "admin socket: " + fd.error().message);
+    set_nonblocking(fd->get(), true);
+    return std::unique_ptr<AdminSocket>(new AdminSocket(path, std::move(*fd), std::move(verify)));
+}
+
+AdminSocket::AdminSocket(std::string path, UniqueFd listen, VerifyHandler verify)
+    : path_(std::move(path)), listen_(std::move(listen)), verify_(std::move(verify)) {
+    listen_watch_ = g_unix_fd_add(listen_.get(), G_IO_IN, on_listen, this);
+    VTPM_LOG_INFO("admin socket %s: CMD_VTPM_VERIFY_RAM from root or uid %u", path_.c_str(),
+                  static_cast<unsigned>(::geteuid()));
+}
+
+AdminSocket::~AdminSocket() {
+    close_client();
+    if (listen_watch_) g_source_remove(listen_watch_);
+    ::unlink(path_.c_str());
+}
+
+gboolean AdminSocket::on_listen(gint fd, GIOCondition, gpointer p) {
+    auto* s = static_cast<AdminSocket*>(p);
+    UniqueFd c(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!c) return G_SOURCE_CONTINUE;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != 0 && cred.uid != ::geteuid())) {
+        VTPM_LOG_ERROR("admin socket: connection from uid %u (pid %d) refused: only root or uid %u",
+                       static_cast<unsigned>(cred.uid), static_cast<int>(cred.pid),
+                       static_cast<unsigned>(::geteuid()));
+        return G_SOURCE_CONTINUE;
+    }
+    // One client at a time, as on the control socket.
+    s->close_client();
+    s->client_ = std::move(c);
+    s->buf_.clear();
+    s->client_watch_ =
+        g_unix_fd_add(s->client_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR), on_client, s);
+    return G_SOURCE_CONTINUE;
+}
+
+void AdminSocket::close_client() {
+    if (client_watch_) g_source_remove(client_watch_);
+    client_watch_ = 0;
+    client_.reset();
+    buf_.clear();
+}
+
+gboolean AdminSocket::on_client(gint fd, GIOCondition, gpointer p) {
+    auto* s = static_cast<AdminSocket*>(p);
+    const ssize_t n = recv_some(fd, s->buf_, nullptr);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return G_SOURCE_CONTINUE;
+    if (n <= 0 || !s->process()) {
+        s->client_watch_ = 0;  // removed by returning G_SOURCE_REMOVE
+        s->close_client();
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+bool AdminSocket::process() {
+    // The control channel's framing with the vendor commands on.
+    static const ctrl::Framer framer(ctrl::FramerOptions{true, true});
+    while (buf_.size() >= 4) {
+        const uint32_t code = load_be32(buf_.data());
+        if (code != kVerifyCode) {
+            VTPM_LOG_ERROR("admin socket: command %s refused: only CMD_VTPM_VERIFY_RAM is served here",
+                           hex32(code).c_str());
+            (void)write_all(client_.get(), ctrl::encode_result(rc::kBadOrdinal));
+            return false;
+        }
+        const ctrl::Frame f = framer.next(buf_);
+        if (f.kind == ctrl::Frame::Kind::Incomplete) return true;
+        core::Reply reply = f.request ? verify_()
+                                      : core::Reply{ctrl::encode_vendor_text_response(f.request.code(),
+                                                                                      f.request.error().message)};
+        buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(f.size));
+        if (!write_all(client_.get(), reply.bytes)) return false;
+    }
+    return true;
+}
+
+}  // namespace vtpm::bridge

@@ -1,0 +1,51 @@
+// The bridge's admin socket. QEMU holds the control socket (it serves one
+// client at a time), so a paused-restore driver (vtpm-host restore) reaches
+// the bridge here: a unix socket, mode 0600 and created under umask 077,
+// whose peers must be root or the bridge's own user (SO_PEERCRED). It takes
+// CMD_VTPM_VERIFY_RAM only, framed by the control channel's codec; any other
+// command is answered TPM_BAD_ORDINAL and the connection closed. It serves
+// on the GLib default main context, beside the socket front end.
+#pragma once
+
+#include <glib.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/dispatcher.hpp"
+#include "util/bytes.hpp"
+#include "util/fd.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::bridge {
+
+class AdminSocket {
+public:
+    /// What CMD_VTPM_VERIFY_RAM answers (snapshot::verify_reply).
+    using VerifyHandler = std::function<core::Reply()>;
+
+    /// Listen on `path` (an old socket there is replaced) and serve
+    /// `verify` once the main loop runs. The socket is unlinked again by the
+    /// destructor.
+    static Result<std::unique_ptr<AdminSocket>> open(const std::string& path, VerifyHandler verify);
+    ~AdminSocket();
+    AdminSocket(const AdminSocket&) = delete;
+    AdminSocket& operator=(const AdminSocket&) = delete;
+
+private:
+    AdminSocket(std::string path, UniqueFd listen, VerifyHandler verify);
+    static gboolean on_listen(gint fd, GIOCondition cond, gpointer self);
+    static gboolean on_client(gint fd, GIOCondition cond, gpointer self);
+    /// Answer every complete message in the buffer; false: close the client.
+    bool process();
+    void close_client();
+
+    std::string path_;
+    UniqueFd listen_, client_;
+    Bytes buf_;
+    guint listen_watch_ = 0, client_watch_ = 0;
+    VerifyHandler verify_;
+};
+
+}  // namespace vtpm::bridge
