@@ -24,6 +24,7 @@
 #include "issuance/enroll.hpp"
 #include "issuance/host_identity.hpp"
 #include "util/durable_file.hpp"
+#include "host/restore.hpp"
 
 using namespace vtpm;
 
@@ -66,6 +67,7 @@ int usage(int rc) {
                  "usage: vtpm-host provision --tcti TCTI --dir HOSTDIR [--pcrs 0,1,...]\n"
                  "       vtpm-host status    --tcti TCTI --dir HOSTDIR\n"
                  "       vtpm-host enroll    --tcti TCTI --dir HOSTDIR --ca CADIR --ek-roots PEMFILE\n"
+                 "       vtpm-host restore   FILE [--connect URI] [--bridge-config PATH] [--admin-socket PATH]\n"
                  "TCTI defaults to %s.\n",
                  hosttpm::kDefaultTcti);
     return rc;
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
     if (argc < 2) return usage(2);
     const std::string cmd = argv[1];
     if (cmd == "--help" || cmd == "-h") return usage(0);
+    if (cmd == "restore") return host::restore_main(argc, argv);  // host/restore.cpp: no host TPM needed
     if (cmd != "provision" && cmd != "status" && cmd != "enroll") return usage(2);
     static const struct option longopts[] = {{"tcti", required_argument, nullptr, 't'},
                                              {"dir", required_argument, nullptr, 'd'},
