@@ -37,7 +37,7 @@ public:
     /// is about to run. An error refuses it: the core answers the engine's
     /// fatal response (TPM_FAILURE) and the engine never sees it; the filter
     /// logs. Called for every command, so it must be cheap.
-    virtual Result<void> admit_tpm_command() { return {}; }
+    virtual Result<void> admit_tpm_command(engine::Engine&) { return {}; }
 };
 
 }  // namespace vtpm::core

@@ -90,7 +90,7 @@ Bytes Dispatcher::tpm_command(ByteView command) {
 
 bool Dispatcher::tpm_commands_admitted() {
     for (BlobFilter* f : filters_)
-        if (!f->admit_tpm_command()) return false;  // the filter logged why
+        if (!f->admit_tpm_command(engine_)) return false;  // the filter logged why
     return true;
 }
 

@@ -28,7 +28,7 @@ TPM_RESULT cb_nvram_init() {
 TPM_RESULT cb_load(unsigned char** data, uint32_t* length, uint32_t /*tpm_number*/, const char* name) {
     *data = nullptr;
     *length = 0;
-    auto r = g_engine->store().load(name);
+    auto r = g_engine->load_state(name);
     if (!r) {
         if (r.code() != rc::kRetry) VTPM_LOG_ERROR("loading %s failed: %s", name, r.error().message.c_str());
         return r.code();
@@ -43,13 +43,13 @@ TPM_RESULT cb_load(unsigned char** data, uint32_t* length, uint32_t /*tpm_number
 }
 
 TPM_RESULT cb_store(const unsigned char* data, uint32_t length, uint32_t /*tpm_number*/, const char* name) {
-    auto r = g_engine->store().store(name, ByteView(data, length));
+    auto r = g_engine->store_state(name, ByteView(data, length));
     if (!r) VTPM_LOG_ERROR("storing %s failed: %s", name, r.error().message.c_str());
     return r.code();
 }
 
 TPM_RESULT cb_delete(uint32_t /*tpm_number*/, const char* name, TPM_BOOL must_exist) {
-    auto r = g_engine->store().remove(name, must_exist != 0);
+    auto r = g_engine->remove_state(name, must_exist != 0);
     if (!r) VTPM_LOG_ERROR("deleting %s failed: %s", name, r.error().message.c_str());
     return r.code();
 }
@@ -180,7 +180,8 @@ Bytes Engine::command(ByteView command) {
 }
 
 void Engine::auto_shutdown() {
-    if (!running_ || !tpm2() || !cfg_.auto_shutdown || last_cc_ == tpm::kTpm2CcShutdown) return;
+    if (!running_ || !tpm2() || !cfg_.auto_shutdown || forgo_auto_shutdown_ || last_cc_ == tpm::kTpm2CcShutdown)
+        return;
     // Without the lock the state may belong to a migration destination now.
     if (!store_->locked()) return;
     for (uint16_t su : {uint16_t{1} /*SU_STATE*/, uint16_t{0} /*SU_CLEAR*/}) {
@@ -197,6 +198,7 @@ Result<void> Engine::init(bool delete_volatile) {
     auto_shutdown();
     TPMLIB_Terminate();
     running_ = false;
+    forgo_auto_shutdown_ = false;
     if (TPMLIB_ChooseTPMVersion(to_libtpms(cfg_.version)) != TPM_SUCCESS)
         return make_error(rc::kFail, "libtpms refused the TPM version");
     TPM_RESULT r = TPMLIB_MainInit();
@@ -220,13 +222,10 @@ void Engine::stop() {
     auto_shutdown();
     TPMLIB_Terminate();
     running_ = false;
+    // Powered off without a refusal: what a restore wrote is the state now.
+    if (auto r = release_writes(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
 }
 
-void Engine::stop_without_shutdown() {
-    if (!running_) return;
-    TPMLIB_Terminate();
-    running_ = false;
-}
 
 Result<void> Engine::set_locality(uint8_t loc) {
     if (loc > 4 || (loc == 4 && cfg_.reject_locality_4))
@@ -284,7 +283,46 @@ Result<void> Engine::store_volatile() {
     if (r != TPM_SUCCESS) return make_error(r, "serialising the volatile state failed");
     SecureBytes plain{ByteView(buf.get(), len)};
     std::memset(buf.get(), 0, len);
-    return store_->store(store::kVolatile, plain);
+    return store_state(std::string(store::kVolatile), plain.view());
+}
+
+void Engine::hold_writes() {
+    if (!held_) held_.emplace();
+}
+
+Result<void> Engine::release_writes() {
+    if (!held_) return {};
+    auto held = std::move(*held_);
+    held_.reset();
+    for (auto& [name, data] : held) {
+        auto r = data ? store_->store(name, data->view()) : store_->remove(name, false);
+        if (!r) return make_error(r.code(), "writing the held state " + name + ": " + r.error().message);
+    }
+    return {};
+}
+
+void Engine::discard_writes() { held_.reset(); }
+
+Result<SecureBytes> Engine::load_state(const std::string& name) {
+    if (held_)
+        for (auto it = held_->rbegin(); it != held_->rend(); ++it)
+            if (it->first == name) {
+                if (!it->second) return make_error(rc::kRetry, name + " does not exist");
+                return SecureBytes(it->second->view());
+            }
+    return store_->load(name);
+}
+
+Result<void> Engine::store_state(const std::string& name, ByteView plain) {
+    if (!held_) return store_->store(name, plain);
+    held_->emplace_back(name, SecureBytes(plain));
+    return {};
+}
+
+Result<void> Engine::remove_state(const std::string& name, bool must_exist) {
+    if (!held_) return store_->remove(name, must_exist);
+    held_->emplace_back(name, std::nullopt);
+    return {};
 }
 
 Result<Engine::BufferSize> Engine::buffer_size(uint32_t wanted) {

@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "store/state_store.hpp"
 #include "util/bytes.hpp"
@@ -61,9 +63,25 @@ public:
     Result<void> init(bool delete_volatile);
     /// CMD_STOP / CMD_SHUTDOWN: (auto-shutdown,) power off. Idempotent.
     void stop();
-    /// Power off without the automatic TPM2_Shutdown: the state on disk stays
-    /// exactly as it was (a restore refused after CMD_INIT). Idempotent.
-    void stop_without_shutdown();
+    /// Keep the TPM's state writes (libtpms' NVRAM stores and deletes,
+    /// CMD_STORE_VOLATILE) in memory instead of the store, served back to
+    /// its loads: a restore awaiting its final verification must not reach
+    /// the disk yet. Idempotent.
+    void hold_writes();
+    /// Write what was held, in order, and stop holding (also done by stop()).
+    Result<void> release_writes();
+    /// Forget what was held and stop holding: the disk keeps its state.
+    void discard_writes();
+    bool holding_writes() const { return held_.has_value(); }
+    /// The store as the TPM sees it (held writes first); libtpms' callbacks.
+    Result<SecureBytes> load_state(const std::string& name);
+    Result<void> store_state(const std::string& name, ByteView plain);
+    Result<void> remove_state(const std::string& name, bool must_exist);
+
+    /// Until the next init(), power-off sends no automatic TPM2_Shutdown, so
+    /// the state on disk stays as it is (a restore refused after CMD_INIT,
+    /// whose TPM must keep answering QEMU's control commands).
+    void forgo_auto_shutdown() { forgo_auto_shutdown_ = true; }
 
     /// Execute one command of the TPM's user — the guest on the data
     /// channel, or the tool that owns an offline engine — raw or with the
@@ -130,6 +148,9 @@ private:
     bool running_ = false;
     uint8_t locality_ = 0;
     uint32_t last_cc_ = 0;
+    bool forgo_auto_shutdown_ = false;
+    // Held state writes, in the order made (nullopt: a delete).
+    std::optional<std::vector<std::pair<std::string, std::optional<SecureBytes>>>> held_;
     unsigned char* respbuf_ = nullptr;  // libtpms-owned (malloc'ed) response buffer
     uint32_t respbuf_size_ = 0;
 };

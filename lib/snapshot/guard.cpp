@@ -287,6 +287,7 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
 
 Result<std::optional<Bytes>> SnapshotGuard::make_record_now(engine::Engine& e) {
     if (cfg_.policy == Policy::Skip) return std::optional<Bytes>{};  // no records: nothing to serialise
+    if (refused_) return make_error(rc::kFail, "no snapshot record: the restored state failed its final verification");
     auto vol = e.get_state(engine::BlobType::Volatile);
     if (!vol) return vol.error();
     auto perm = e.get_state(engine::BlobType::Permanent);
@@ -318,6 +319,9 @@ Result<void> SnapshotGuard::on_import(engine::Engine& e, engine::BlobType type, 
     else if (auto p = e.store().load(store::kPermall)) perm = sha256(p->view());
     auto verdict = check_restore(store::find_blob_tlv(blob, kTagSnapshotRecord), perm, plain);
     if (!verdict) return verdict.error();
+    // Checked at load: what the TPM writes from here on stays in memory
+    // until the final verification (or the guest's first command).
+    if (candidate_) e.hold_writes();
     // Sticky: a later blob of the same restore (without a record, say) never
     // clears a taint already decided.
     taint_at_init_ = taint_at_init_ || verdict->taint;
@@ -330,6 +334,7 @@ Result<void> SnapshotGuard::after_init(engine::Engine& e) {
     awaiting_ = std::exchange(candidate_, std::nullopt);
     awaiting_verified_ = gate_logged_ = false;
     if (awaiting_) refused_ = false;  // a new restore, verified at load
+    else if (auto w = e.release_writes(); !w) return w;
     if (!std::exchange(taint_at_init_, false)) return {};
     // Policy taint: the guest must never get these vPCRs untainted.
     if (auto t = taint(e); !t) return make_error(rc::kFail, "tainting the vPCRs failed: " + t.error().message);
@@ -352,7 +357,7 @@ Result<void> SnapshotGuard::taint(engine::Engine& e) {
 
 namespace vtpm::snapshot {
 
-Result<void> SnapshotGuard::admit_tpm_command() {
+Result<void> SnapshotGuard::admit_tpm_command(engine::Engine& e) {
     if (refused_) {
         if (!std::exchange(gate_logged_, true))
             VTPM_LOG_ERROR("TPM commands refused: the restored state failed its final verification");
@@ -363,6 +368,13 @@ Result<void> SnapshotGuard::admit_tpm_command() {
         awaiting_.reset();  // verified before run: the guest runs now
         return {};
     }
+    const auto release = [&e]() -> Result<void> {
+        if (auto w = e.release_writes(); !w) {
+            VTPM_LOG_ERROR("TPM command refused: %s", w.error().message.c_str());
+            return w;
+        }
+        return {};
+    };
     if (cfg_.verify_before_run) {
         if (!std::exchange(gate_logged_, true))
             VTPM_LOG_ERROR("TPM commands refused until the final verification (verify=before-run): the restore "
@@ -375,7 +387,7 @@ Result<void> SnapshotGuard::admit_tpm_command() {
                   "(VM %s generation %llu) without a final verification",
                   format_uuid(awaiting_->vm_uuid).c_str(), static_cast<unsigned long long>(awaiting_->generation));
     awaiting_.reset();
-    return {};
+    return release();
 }
 
 Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
@@ -402,6 +414,7 @@ Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
               (md->source == DigestSource::Qemu ? std::string("QEMU's final RAM digest differs")
                                                 : first_differences(r, md->pages));
     if (why.empty()) {
+        if (auto w = e.release_writes(); !w) return w;
         awaiting_verified_ = true;
         VTPM_LOG_INFO("snapshot record verified before run: VM %s generation %llu, %llu pages of %s match root %s "
                       "(%.1f ms)", uuid.c_str(), static_cast<unsigned long long>(r.generation),
@@ -412,14 +425,19 @@ Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
     awaiting_.reset();
     if (cfg_.policy == Policy::Taint && e.running()) {
         VTPM_LOG_ERROR("snapshot record not verified before run, vPCRs tainted (policy taint): %s", why.c_str());
-        if (auto t = taint(e); t)
+        if (auto t = taint(e); t) {
+            (void)e.release_writes();  // the tainted state is the TPM's state now
             return make_error(rc::kFail, "snapshot verification before run failed, vPCRs tainted: " + why);
+        }
         why += "; tainting the vPCRs failed";
     }
-    // Refuse: the TPM goes off without its automatic TPM2_Shutdown, so
-    // nothing of this restore reaches the disk, and stays refused.
+    // Refuse: every TPM command is answered TPM_FAILURE from now on, and no
+    // automatic TPM2_Shutdown writes this restore's state to disk. The TPM
+    // keeps running: QEMU waits for full-size answers to its control
+    // commands, which a stopped TPM does not give.
     VTPM_LOG_ERROR("snapshot record not verified before run, TPM refused: %s", why.c_str());
-    e.stop_without_shutdown();
+    e.discard_writes();
+    e.forgo_auto_shutdown();
     refused_ = true;
     gate_logged_ = false;
     return make_error(rc::kFail, "snapshot verification before run failed, TPM refused: " + why);

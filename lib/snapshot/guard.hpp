@@ -91,9 +91,10 @@ public:
     /// yet, so guest RAM must still be what the record checked at
     /// SET_STATEBLOB says. Success is logged ("snapshot record verified
     /// before run"). On a mismatch the error names the first differing
-    /// pages and the policy acts: refuse powers the TPM off without writing
-    /// anything and refuses every TPM command until a later restore is
-    /// verified; taint extends the vPCRs. Also an error when there is
+    /// pages and the policy acts: refuse answers every TPM command with
+    /// TPM_FAILURE until a later restore is verified, and the restore's
+    /// state writes (held since SET_STATEBLOB) never reach the disk; taint
+    /// extends the vPCRs. Also an error when there is
     /// nothing to verify (no restore checked at load, or the guest ran).
     Result<void> verify_before_run(engine::Engine& e);
 
@@ -103,7 +104,7 @@ public:
     Result<void> on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) override;
     Result<void> after_init(engine::Engine& e) override;
     void end_restore() override;
-    Result<void> admit_tpm_command() override;
+    Result<void> admit_tpm_command(engine::Engine& e) override;
 
 private:
     struct MemoryDigest {

@@ -470,9 +470,11 @@ TEST_CASE("guard: the final verification catches RAM changed after the TPM state
     CHECK(verify_ram(d).first == rc::kFail);
 
     // Checked at load, then a later section of the stream changes page 1500.
-    restore_through(q, perm, vol);
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);  // its TPM2_Shutdown is written before the restore begins
     const auto on_disk = read_whole_file(permall);
     REQUIRE(on_disk);
+    restore_through(q, perm, vol);
+    CHECK(lab.engine->holding_writes());  // nothing of the restore on disk before the final verification
     lab.ram.p[1500 * 4096 + 8] ^= 1;
     auto [rc1, why] = verify_ram(d);
     CHECK(rc1 == rc::kFail);
@@ -483,6 +485,7 @@ TEST_CASE("guard: the final verification catches RAM changed after the TPM state
     CHECK(pcr_read_rc(d) == TPM2_RC_FAILURE);
     CHECK(load_be32(d.handle_message(ctrl::encode_request(ctrl::VendorSnapshotReq{}), q.ts).bytes.data()) != 0);
     CHECK(*read_whole_file(permall) == *on_disk);
+    CHECK_FALSE(lab.engine->holding_writes());  // discarded
     CHECK(verify_ram(d).first == rc::kFail);
     // A plain INIT does not lift the refusal; a restore verified at load does.
     REQUIRE(q.send(ctrl::InitReq{0}) == 0);
@@ -490,6 +493,7 @@ TEST_CASE("guard: the final verification catches RAM changed after the TPM state
     lab.ram.p[1500 * 4096 + 8] ^= 1;
     restore_through(q, perm, vol);
     CHECK(verify_ram(d) == std::pair<uint32_t, std::string>{0, ""});
+    CHECK_FALSE(lab.engine->holding_writes());  // verified: written
     CHECK(verify_ram(d).first == 0);  // still before run: the same answer
     CHECK(pcr_read_rc(d) == 0);
     CHECK(lab.pcr10() == pcr);
