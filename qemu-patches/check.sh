@@ -4,6 +4,8 @@
 # tpm_emulator.c (see digest_test).
 #
 #   qemu-7.2-vtpm-ram-digest.patch      -> Debian 12's qemu source package
+#                                          (the files it changes, with
+#                                          Debian's patches cut down to them)
 #                                          (apt-get source; when the system
 #                                          has no deb-src entries, through a
 #                                          private apt configuration under
@@ -29,7 +31,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${QEMU_SRC_CACHE:-$HOME/.cache/libvtpm-qemu-src}
 patch_72=$here/qemu-7.2-vtpm-ram-digest.patch
 patch_cur=$here/qemu-current-vtpm-ram-digest.patch
-files=(backends/tpm/tpm_ioctl.h backends/tpm/tpm_emulator.c)
+# The files the patches change (7.2 layout, and current QEMU's, where
+# softmmu/ is system/ and include/sysemu/ is include/system/); the digest
+# code lives in the first two.
+files=(backends/tpm/tpm_ioctl.h backends/tpm/tpm_emulator.c migration/migration.c softmmu/tpm.c
+       include/sysemu/tpm.h include/sysemu/tpm_backend.h)
+files_cur=(backends/tpm/tpm_ioctl.h backends/tpm/tpm_emulator.c migration/migration.c system/tpm.c
+           include/system/tpm.h include/system/tpm_backend.h)
 aptdir=$cache/apt
 apt_private=()
 
@@ -102,6 +110,32 @@ private_deb_src() {
         skip "Debian's qemu source cannot be had: apt-get update with the private deb-src list failed"
 }
 
+# only_files FILE... <DIFF: the sections of a git-style unified diff
+# ("diff --git" headers) that change one of FILE.
+only_files() {
+    awk -v FILES="$*" '
+        BEGIN { n = split(FILES, f, " "); for (i = 1; i <= n; i++) want[f[i]] = 1 }
+        /^diff / { keep = 0; hdr = $0; pending = 1; next }
+        /^--- / && pending { old = $0; next }
+        /^\+\+\+ / && pending {
+            p = $2; sub(/^[^\/]*\//, "", p); keep = (p in want)
+            if (keep) { print hdr; if (old != "") print old; print }
+            hdr = ""; old = ""; pending = 0; next
+        }
+        keep { print }
+    '
+}
+
+# copy_files DIR DEST FILE...: FILE (paths under DIR) into DEST, same paths.
+copy_files() {
+    local dir=$1 dest=$2 f
+    shift 2
+    for f in "$@"; do
+        mkdir -p "$dest/$(dirname "$f")"
+        cp "$dir/$f" "$dest/$f"
+    done
+}
+
 # Download (once) Debian 12's qemu source package into $cache and leave
 # an extracted tree of the files we patch (with Debian's own patches
 # applied) in $cache/tree-<version>. Prints that directory.
@@ -123,8 +157,11 @@ prepare_debian_src() {
 
     local ver tree
     ver=$(sed -n 's/^Version: //p' "$dsc" | head -n1)
-    tree=$cache/tree-${ver//:/_}
-    if [ ! -f "$tree/.complete" ]; then
+    # Named by the number of files, so a tree of an older file list is not reused.
+    tree=$cache/tree-${ver//:/_}-${#files[@]}files
+    local f complete=1
+    for f in "${files[@]}"; do [ -f "$tree/$f" ] || complete=0; done
+    if [ ! -f "$tree/.complete" ] || [ "$complete" = 0 ]; then
         rm -rf "$tree" "$tree.tmp"
         mkdir -p "$tree.tmp"
         local orig debtar
@@ -136,16 +173,18 @@ prepare_debian_src() {
             "${files[@]/#/*/}" || die "cannot extract ${files[*]} from $orig"
         tar -xf "$debtar" -C "$tree.tmp" debian/patches ||
             die "cannot extract debian/patches from $debtar"
-        # Apply those of Debian's patches (in series order) that touch our files.
-        local series=$tree.tmp/debian/patches/series p
+        # Apply Debian's patches (in series order), cut down to our files
+        # (the stable updates v7.2.N.diff change migration/migration.c).
+        local series=$tree.tmp/debian/patches/series p part
         if [ -f "$series" ]; then
             while read -r p _; do
                 case $p in ''|'#'*) continue ;; esac
                 local pf=$tree.tmp/debian/patches/$p
                 [ -f "$pf" ] || continue
-                if grep -qE '^\+\+\+ [^/]*/(backends/tpm/tpm_ioctl\.h|backends/tpm/tpm_emulator\.c)' "$pf"; then
-                    log "check.sh: applying Debian patch $p"
-                    patch -d "$tree.tmp" -p1 -s --forward --no-backup-if-mismatch <"$pf" ||
+                part=$(only_files "${files[@]}" <"$pf")
+                if [ -n "$part" ]; then
+                    log "check.sh: applying Debian patch $p (to ${files[*]} only)"
+                    patch -d "$tree.tmp" -p1 -s --forward --no-backup-if-mismatch <<<"$part" ||
                         die "Debian patch $p does not apply to the extracted files"
                 fi
             done <"$series"
@@ -253,6 +292,15 @@ for phase, blocks in cases:
     want = "ret=0 sent=" + expect(phase, blocks).hex()
     if got != want:
         bad.append("%r: got %s want %s" % (blocks, got, want))
+got = run("50000000", 3, 0, "a:4096:1")
+if got != "ret=0 sent=" + expect(3, [("a", 4096, 1)]).hex():
+    bad.append("phase 3 (stream complete) with bit 28: " + got)
+got = run("40000000", 3, 0, "a:4096:1")
+if got != "ret=0 sent=":
+    bad.append("phase 3 sent without PTM_CAP_VTPM_VERIFY_RAM (bit 28): " + got)
+got = run("50000000", 3, 9, "a:4096:1")
+if not got.startswith("ret=-1 sent=76540002"):
+    bad.append("a refusing phase-3 tpm_result was not a failure: " + got)
 got = run("3fffffff", 1, 0, "a:4096:1")
 if got != "ret=0 sent=":
     bad.append("sent without the capability bit: " + got)
@@ -261,7 +309,7 @@ if not got.startswith("ret=-1 sent=76540002"):
     bad.append("a refusing tpm_result was not a failure: " + got)
 for b in bad:
     print("    " + b, file=sys.stderr)
-print("%d/%d" % (len(cases) + 2 - len(bad), len(cases) + 2))
+print("%d/%d" % (len(cases) + 5 - len(bad), len(cases) + 5))
 sys.exit(1 if bad else 0)
 PY
     local res
@@ -277,9 +325,11 @@ PY
 }
 
 # dry_run NAME PATCH DIR [VARIANT]: dry-run, then apply to a scratch copy
-# of the two files and run the digest test on the result.
+# of the patched files and run the digest test on the result.
 dry_run() {
     local name=$1 p=$2 dir=$3 variant=${4:-} out tmp
+    local list=("${files[@]}")
+    [ "$variant" = QEMU_CURRENT ] && list=("${files_cur[@]}")
     if [ ! -f "$p" ]; then
         printf '%s: does not apply: %s is missing\n' "$name" "$(basename "$p")"
         return 1
@@ -299,8 +349,7 @@ dry_run() {
         log "    ($name: $(printf '%s\n' "$out" | grep 'offset\|fuzz' | tr '\n' ' '))"
     fi
     tmp=$(mktemp -d)
-    mkdir -p "$tmp/backends/tpm"
-    cp "${files[@]/#/$dir/}" "$tmp/backends/tpm/"
+    copy_files "$dir" "$tmp" "${list[@]}"
     if ! patch -d "$tmp" -p1 -s --batch --fuzz=0 --no-backup-if-mismatch <"$p" >/dev/null ||
        ! digest_test "$name" "$tmp" "$variant"; then
         rm -rf "$tmp"
@@ -323,13 +372,14 @@ if [ -n "${QEMU_CURRENT_SRC:-}" ]; then
     desc=$(git -C "$QEMU_CURRENT_SRC" describe --tags --always 2>/dev/null || echo unknown)
     dry_run "qemu-current ($desc)" "$patch_cur" "$QEMU_CURRENT_SRC" QEMU_CURRENT || rc=1
 else
-    # The hunks' context is the same as in 7.2, so the current patch's
-    # code can still be run through the digest test on the 7.2 files.
+    # The tpm_emulator.c and tpm_ioctl.h hunks' context is the same as in
+    # 7.2, so the current patch's digest code can still be run through the
+    # digest test on the 7.2 files (its other files have moved since 7.2).
     tmp=$(mktemp -d)
-    mkdir -p "$tmp/backends/tpm"
-    cp "${files[@]/#/$tree/}" "$tmp/backends/tpm/"
+    copy_files "$tree" "$tmp" "${files[@]:0:2}"
     if [ -f "$patch_cur" ] &&
-       patch -d "$tmp" -p1 -s --batch --fuzz=0 --no-backup-if-mismatch <"$patch_cur" >/dev/null &&
+       only_files "${files[@]:0:2}" <"$patch_cur" |
+           patch -d "$tmp" -p1 -s --batch --fuzz=0 --no-backup-if-mismatch >/dev/null &&
        digest_test qemu-current "$tmp" QEMU_CURRENT; then
         note="its digest code passes the test"
     else

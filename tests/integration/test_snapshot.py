@@ -237,7 +237,7 @@ def qemu_digest(lab):
         return h.u32(c.cmd(0x76540002, body))
     root = hashlib.sha256(b"QEMU's RAM").digest()
     h.check_eq(digest(1, root), 0, "CMD_VTPM_RAM_DIGEST phase 1 (save) accepted")
-    h.check_eq(digest(3, root), 3, "CMD_VTPM_RAM_DIGEST with an unknown phase: TPM_BAD_PARAMETER")
+    h.check_eq(digest(4, root), 3, "CMD_VTPM_RAM_DIGEST with an unknown phase: TPM_BAD_PARAMETER")
 
     def get_blob(t):
         rsp = c.cmd(0x0c, struct.pack(">III", 1, t, 0), rsp_len=16)
