@@ -151,6 +151,12 @@ def plain_qemu(lab, work):
     admin_c = os.path.join(work, "c.admin")
     srv, vm, ok = restore(lab, "verified", img, mc, resume=False, extra=["--vtpm-admin-socket", admin_c])
     h.check(ok, "(c) QEMU loads the unedited stream, paused")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(30)
+        c.connect(admin_c)
+        c.sendall(struct.pack(">I", 0x76540003))  # CMD_VTPM_SNAPSHOT: not served there
+        h.check_eq((c.recv(8), c.recv(8)), (struct.pack(">I", 10), b""),
+                   "(c) the admin socket answers any other command TPM_BAD_ORDINAL and closes")
     h.check_eq(admin_verify(admin_c), (0, ""), "(c) the final verification passes")
     h.check("snapshot record verified before run: VM " + UUID in log_of(srv), "(c) the bridge logs it")
     vm.qmp.cmd("cont")

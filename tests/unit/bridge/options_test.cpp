@@ -189,3 +189,43 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(err({}, "required = perhaps\n").find("neither yes nor no") != std::string::npos);
     CHECK(err({}, "log_level = loud\n").find("not a level") != std::string::npos);
 }
+
+TEST_CASE("snapshot settings: verify= and the admin socket, {uuid} in its path") {
+    const std::string state = "dir=/var/lib/libvirt/swtpm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6/tpm2";
+    auto o = parse({"--tpm2", "--tpmstate", state, "--ctrl", "type=unixio,path=/run/x.sock"});
+    REQUIRE(o);
+    auto d = resolve_snapshot_settings(*o, "vm_memory = peer\nhost_dir = /h\n");
+    REQUIRE(d);
+    CHECK_FALSE(d->guard.verify_before_run);  // default: verify=load, today's behaviour
+    CHECK(d->admin_socket.empty());
+    auto s = resolve_snapshot_settings(
+        *o, "vm_memory = peer\nhost_dir = /h\nverify = before-run\nadmin_socket = /run/libvtpm/{uuid}.admin\n");
+    REQUIRE(s);
+    CHECK(s->guard.verify_before_run);
+    CHECK(s->admin_socket == "/run/libvtpm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6.admin");
+
+    // The command line over the file.
+    auto o2 = parse({"--tpm2", "--tpmstate", state, "--ctrl", "type=unixio,path=/run/x.sock", "--vm-memory",
+                     "peer,verify=load", "--vtpm-admin-socket", "/tmp/a-{uuid}"});
+    REQUIRE(o2);
+    auto s2 = resolve_snapshot_settings(*o2, "host_dir = /h\nverify = before-run\nadmin_socket = /run/x\n");
+    REQUIRE(s2);
+    CHECK_FALSE(s2->guard.verify_before_run);
+    CHECK(s2->admin_socket == "/tmp/a-3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6");
+
+    auto err = [&](std::vector<std::string> args, const std::string& conf) {
+        auto p = parse(args);
+        REQUIRE(p);
+        auto r = resolve_snapshot_settings(*p, conf);
+        return r ? std::string() : r.error().message;
+    };
+    const std::vector<std::string> base{"--tpm2", "--tpmstate", state, "--ctrl", "type=unixio,path=/run/x.sock"};
+    CHECK(err(base, "verify = sometimes\n").find("neither load nor before-run") != std::string::npos);
+    auto bad = base;
+    bad.insert(bad.end(), {"--vm-memory", "peer,verify=later"});
+    CHECK(err(bad, "").find("--vm-memory: 'later' is neither load nor before-run") != std::string::npos);
+    // {uuid} without a VM UUID: refused, never a socket named "{uuid}" or "".
+    CHECK(err({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock"},
+              "admin_socket = /run/libvtpm/{uuid}.admin\n")
+              .find("names {uuid}, but the VM UUID is not known") != std::string::npos);
+}
