@@ -5,9 +5,10 @@ driven over its control channel as QEMU drives it (GET_STATEBLOB permanent +
 volatile = save; STOP, SET_STATEBLOB permanent + volatile, INIT = restore):
 Debian's swtpm, our bridge without verification, and our bridge with
 --vm-memory on a filled shared memory file and records signed by the host
-AuthKey through vtpm-hostd (Debian swtpm standing in for the host TPM). Rounds interleave the
+AuthKey through vtpm-hostd (Debian swtpm standing in for the host TPM).
+Rounds interleave the
 servers; medians are reported.
-  snapshot_restore.py BRIDGE HOSTDIR TCTI STATEDIR [MiB ...]"""
+  snapshot_restore.py BRIDGE HOSTD-SOCKET STATEDIR [MiB ...]"""
 import os
 import socket
 import statistics
