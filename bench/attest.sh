@@ -29,8 +29,13 @@ cat /var/lib/swtpm-localca/issuercert.pem /var/lib/swtpm-localca/swtpm-localca-r
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/u.key" -out "$work/user.pem" \
     -subj /CN=tenant -days 3 2>/dev/null
 nonce=$(openssl rand -hex 20)
-"$bin/vtpm-attest" issue --host-dir "$work/host" --state-dir "$work/vm" --vm-uuid 6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77 \
-    --user-cert "$work/user.pem" --nonce "$nonce" --out "$work/out" --tcti "$tcti" >/dev/null
+"$bin/vtpm-hostd" --dir "$work/host" --tcti "$tcti" --socket "$work/hostd.sock" --log level=0 &
+hostd=$!
+for _ in $(seq 100); do [ -S "$work/hostd.sock" ] && break; sleep 0.05; done
+"$bin/vtpm-attest" issue --hostd "$work/hostd.sock" --state-dir "$work/vm" \
+    --vm-uuid 6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77 --user-cert "$work/user.pem" --nonce "$nonce" --out "$work/out" \
+    >/dev/null
+kill "$hostd"; wait "$hostd" 2>/dev/null || true
 vport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin/vtpm-bridge" socket --tpm2 --tpmstate dir="$work/vm" --server type=tcp,port="$vport" \
     --ctrl type=tcp,port=$((vport + 1)) --flags not-need-init,startup-clear --pid file="$work/vm.pid" &
@@ -42,4 +47,4 @@ echo "vtpm-attest quote (CLI, incl. process start): $(( ($(date +%s%N) - t0) / 1
 kill "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 cat "$work/ca/issuer-cert.pem" "$work/ca/root-cert.pem" > "$work/ca.pem"
 "$build/bench/vtpm-attest-bench" "$tcti" "$work/host" "$work/vm" "$work/user.pem" "$work/host/ak-cert.pem" \
-    "$work/ca.pem" "$work/ev" "$nonce" "$rounds"
+    "$work/ca.pem" "$work/ev" "$nonce" "$rounds" "$bin/vtpm-hostd"

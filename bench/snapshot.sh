@@ -31,5 +31,8 @@ pids+=($!)
 for _ in $(seq 50); do [ -s "$work/hw.pid" ] && break; sleep 0.05; done
 tcti="swtpm:host=127.0.0.1,port=$port"
 "$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" >/dev/null
+"$bin/vtpm-hostd" --dir "$work/host" --tcti "$tcti" --socket "$work/hostd.sock" --log level=0 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/hostd.sock" ] && break; sleep 0.05; done
 "$bin/vtpm-setup" --tpm2 --tpm-state "$work/vm" --createek --config /dev/null >/dev/null
-python3 "$root/bench/snapshot_restore.py" "$bin/vtpm-bridge" "$work/host" "$tcti" "$work/vm" "${sizes[@]}"
+python3 "$root/bench/snapshot_restore.py" "$bin/vtpm-bridge" "$work/hostd.sock" "$work/vm" "${sizes[@]}"

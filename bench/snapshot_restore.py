@@ -5,9 +5,10 @@ driven over its control channel as QEMU drives it (GET_STATEBLOB permanent +
 volatile = save; STOP, SET_STATEBLOB permanent + volatile, INIT = restore):
 Debian's swtpm, our bridge without verification, and our bridge with
 --vm-memory on a filled shared memory file and records signed by the host
-AuthKey (Debian swtpm standing in for the host TPM). Rounds interleave the
+AuthKey through vtpm-hostd (Debian swtpm standing in for the host TPM).
+Rounds interleave the
 servers; medians are reported.
-  snapshot_restore.py BRIDGE HOSTDIR TCTI STATEDIR [MiB ...]"""
+  snapshot_restore.py BRIDGE HOSTD-SOCKET STATEDIR [MiB ...]"""
 import os
 import socket
 import statistics
@@ -89,8 +90,8 @@ def one_round(c):
 
 
 def main():
-    bridge, host, tcti, template = sys.argv[1:5]
-    sizes = [int(x) for x in sys.argv[5:]] or [256, 1024, 4096]
+    bridge, hostd_sock, template = sys.argv[1:4]
+    sizes = [int(x) for x in sys.argv[4:]] or [256, 1024, 4096]
     work = tempfile.mkdtemp(prefix="vtpm-snapbench-")
     print(f"{'guest RAM':>9} {'server':<22} {'save ms':>9} {'restore ms':>11} {'added save':>11} "
           f"{'added restore':>14} {'ms/GiB save':>12} {'ms/GiB restore':>15}")
@@ -104,7 +105,7 @@ def main():
             "Debian swtpm": ("/usr/bin/swtpm", []),
             "ours, no verification": (bridge, []),
             "ours, verified": (bridge, ["--vm-memory", f"path={mem}", "--vm-uuid", UUID,
-                                        "--vtpm-host", f"dir={host},tcti={tcti}"]),
+                                        "--vtpm-host", f"socket={hostd_sock}"]),
         }
         running = {}
         for name, (cmd, extra) in servers.items():

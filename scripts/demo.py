@@ -47,10 +47,12 @@ def demo(work, stack):
     print(tool("vtpm-host", "enroll", "--tcti", tcti, "--dir", host, "--ca", os.path.join(work, "privacy-ca"),
                "--ek-roots", roots).stdout.rstrip())
     ak_cert, chain = os.path.join(host, "ak-cert.pem"), os.path.join(host, "ca-chain.pem")
+    _, sock = h.host_daemon(stack, work, host, tcti)
+    print(f"== vtpm-hostd holds the host TPM and the AuthKey's unsealed auth value; the others ask it on {sock}")
     setup = os.path.join(BIN, "vtpm-setup")
     conf = os.path.join(work, "vtpm-setup.conf")
     with open(conf, "w") as f:
-        f.write(f"certificate_issuer = hosttpm\nhost_dir = {host}\nhost_tcti = {tcti}\n")
+        f.write(f"certificate_issuer = hosttpm\nhost_socket = {sock}\n")
     print("== manufacturing the vTPM as libvirt does (vtpm-setup: EKs, EK and platform certificates signed by "
           "the host TPM's AuthKey, NV lock)")
     h.run([setup, "--tpm2", "--tpm-state", state, "--vmid", "demo:00000000-0000-4000-8000-000000000001",
@@ -61,13 +63,12 @@ def demo(work, stack):
            "-keyout", os.path.join(work, "tenant.key"), "-out", user, "-subj", "/CN=tenant", "-days", "30"])
     nonce = os.urandom(20).hex()
     print(f"== the tenant asks for attestation with nonce {nonce}; the host issues the VM's identity")
-    print("   " + tool("vtpm-attest", "issue", "--host-dir", host, "--state-dir", state, "--vm-uuid", UUID,
-                      "--user-cert", user, "--nonce", nonce, "--out", os.path.join(work, "identity"),
-                      "--tcti", tcti).stdout.rstrip())
+    print("   " + tool("vtpm-attest", "issue", "--hostd", sock, "--state-dir", state, "--vm-uuid", UUID,
+                      "--user-cert", user, "--nonce", nonce, "--out", os.path.join(work, "identity")).stdout.rstrip())
     print(f"== starting {' '.join(h.server_cmd())} on {state}, guest RAM in a shared memory file")
     mem = f"/dev/shm/vtpm-demo-{os.getpid()}.ram"
     stack.callback(lambda: os.path.exists(mem) and os.unlink(mem))
-    snap = ["--vm-memory", f"path={mem}", "--vm-uuid", UUID, "--vtpm-host", f"dir={host},tcti={tcti}"]
+    snap = ["--vm-memory", f"path={mem}", "--vm-uuid", UUID, "--vtpm-host", f"socket={sock}"]
 
     def bridge(name, memfile):
         log = os.path.join(work, f"{name}.log")

@@ -48,6 +48,11 @@ Result<void> write_provisioned(const std::string& host_dir, const ProvisionedKey
     };
     for (const auto& [name, text] : files)
         if (auto r = write_host_file(host_dir, name, text); !r) return r;
+    if (!k.sealed_auth.empty())
+        if (auto r = write_host_file(host_dir, kAuthKeySealed,
+                                     std::string(k.sealed_auth.begin(), k.sealed_auth.end()), 0600);
+            !r)
+            return r;
     std::ostringstream conf;
     conf << "# written by vtpm-host provision\n"
          << "host_ak_handle = " << hex32(k.ak_handle) << "\n"

@@ -4,6 +4,8 @@
 //   ak.pem, ak.pub      host AK public key (PEM, TPM2B_PUBLIC)
 //   authkey.pem/.pub    AuthKey public key
 //   authkey.policy      its policy digest
+//   authkey-auth.sealed its auth value, sealed to the host TPM (mode 0600;
+//                       only vtpm-hostd and vtpm-host, as its user, read it)
 //   ak-cert.pem         host AK certificate from the privacy CA (enroll)
 //   authkey-cert.pem    AuthKey certificate from the privacy CA (enroll)
 //   ca-chain.pem        the privacy CA's issuing and root certificates
@@ -29,6 +31,7 @@ inline constexpr const char* kAkPub = "ak.pub";
 inline constexpr const char* kAuthKeyPem = "authkey.pem";
 inline constexpr const char* kAuthKeyPub = "authkey.pub";
 inline constexpr const char* kAuthKeyPolicy = "authkey.policy";
+inline constexpr const char* kAuthKeySealed = "authkey-auth.sealed";
 inline constexpr const char* kAkCertFile = "ak-cert.pem";
 inline constexpr const char* kAuthKeyCertFile = "authkey-cert.pem";
 inline constexpr const char* kCaChainFile = "ca-chain.pem";
@@ -46,11 +49,12 @@ struct ProvisionedKeys {
     std::string ak_pem, authkey_pem;  // public keys, PEM
     Bytes ak_pub, authkey_pub;        // TPM2B_PUBLIC
     Bytes policy;                     // the AuthKey's policy digest
+    Bytes sealed_auth;                // its sealed auth value; empty: keep the file there is
     std::vector<unsigned> pcrs;       // the host sha256 PCRs it is bound to
 };
 
-/// Create HOSTDIR (0755) and write the key files, authkey.policy and
-/// host.conf, each durably.
+/// Create HOSTDIR (0755) and write the key files, authkey.policy, the sealed
+/// auth value (0600) and host.conf, each durably.
 Result<void> write_provisioned(const std::string& host_dir, const ProvisionedKeys& k);
 
 /// Read HOSTDIR/host.conf (written by `vtpm-host provision`).

@@ -1,10 +1,13 @@
 #include "hosttpm/host_keys.hpp"
 
+#include <openssl/crypto.h>
+
 #include <cstring>
 #include <string>
 
 #include "tpm/objects.hpp"
 #include "hosttpm/host_ops.hpp"
+#include "hosttpm/sealed_secret.hpp"
 
 namespace vtpm::hosttpm {
 
@@ -27,13 +30,18 @@ TPM2B_PUBLIC ecc_signing_template(TPMA_OBJECT attrs) {
 constexpr TPMA_OBJECT kNonMigratable =
     TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
 
-Result<FlushedHandle> create_primary(Esys& tpm, ESYS_TR hierarchy, const TPM2B_PUBLIC& tmpl, const char* what) {
+Result<FlushedHandle> create_primary(Esys& tpm, ESYS_TR hierarchy, const TPM2B_PUBLIC& tmpl, const char* what,
+                                     ByteView auth = {}) {
     TPM2B_SENSITIVE_CREATE sensitive{};
+    if (auth.size() > sizeof sensitive.sensitive.userAuth.buffer) return make_error(rc::kBadParameter, "auth too long");
+    sensitive.sensitive.userAuth.size = static_cast<UINT16>(auth.size());
+    std::memcpy(sensitive.sensitive.userAuth.buffer, auth.data(), auth.size());
     TPM2B_DATA outside{};
     TPML_PCR_SELECTION creation_pcr{};
     ESYS_TR handle = ESYS_TR_NONE;
     TSS2_RC rc = Esys_CreatePrimary(tpm.ctx(), hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
                                     &tmpl, &outside, &creation_pcr, &handle, nullptr, nullptr, nullptr, nullptr);
+    OPENSSL_cleanse(&sensitive, sizeof sensitive);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error(std::string("creating the ") + what, rc));
     return FlushedHandle(tpm.ctx(), handle);
 }
@@ -130,14 +138,20 @@ Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o) {
         const auto& e = existing->publicArea;
         if (e.authPolicy.size != k.policy.size || std::memcmp(e.authPolicy.buffer, k.policy.buffer, k.policy.size) != 0)
             return make_error(rc::kFail, "the AuthKey at " + hex32(kAuthKeyHandle) +
-                                             " is bound to other PCR values: the host PCRs changed since provisioning "
-                                             "or other PCRs were selected");
+                                             " has another policy: the host PCRs changed since provisioning, other "
+                                             "PCRs were selected, or an older libvtpm made it without an auth value");
         if (!same_public(e, auth_tmpl.publicArea))
             return make_error(rc::kFail, "the object at " + hex32(kAuthKeyHandle) +
                                              " is not an AuthKey (attributes differ); refusing to adopt it");
         k.authkey = *existing;
     } else if (existing.code() == rc::kRetry) {
-        auto obj = create_primary(tpm, ESYS_TR_RH_OWNER, auth_tmpl, "AuthKey");
+        // The auth value leaves this function only sealed to this TPM.
+        auto auth = new_auth_value(tpm);
+        if (!auth) return auth.error();
+        auto sealed = seal_secret(tpm, *auth, k.pcrs);
+        if (!sealed) return sealed.error();
+        k.sealed_auth = std::move(*sealed);
+        auto obj = create_primary(tpm, ESYS_TR_RH_OWNER, auth_tmpl, "AuthKey", *auth);
         if (!obj) return obj.error();
         if (auto r = persist(tpm, *obj, kAuthKeyHandle, "AuthKey"); !r) return r.error();
         auto pub = read_persistent(tpm, kAuthKeyHandle);

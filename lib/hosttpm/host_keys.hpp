@@ -29,6 +29,9 @@ struct HostKeys {
     TPML_PCR_SELECTION pcrs{};
     TPM2B_DIGEST policy{};  // PolicyPCR digest the AuthKey is bound to
     bool ak_created = false, authkey_created = false;
+    /// The AuthKey's auth value sealed to this TPM (sealed_secret.hpp); set
+    /// only when the AuthKey was created now.
+    Bytes sealed_auth;
 };
 
 /// The PCR selection for `o`; error naming a PCR out of range.
@@ -41,12 +44,14 @@ Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel
 Result<TPM2B_PUBLIC> read_persistent(Esys& tpm, uint32_t handle);
 
 /// Create (or adopt, when present and as expected) the host AK and the
-/// AuthKey. An AuthKey whose policy no longer matches the PCRs' values is
-/// reported, not replaced.
+/// AuthKey. A new AuthKey gets a fresh random auth value, returned sealed.
+/// An AuthKey whose policy no longer matches the PCRs' values is reported,
+/// not replaced.
 Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o);
 
 /// Templates (exposed for tests and the verifier's attribute checks).
 TPM2B_PUBLIC host_ak_template();
 TPM2B_PUBLIC authkey_template(const TPM2B_DIGEST& policy);
+
 
 }  // namespace vtpm::hosttpm

@@ -32,10 +32,20 @@ Result<FlushedHandle> start_session(Esys& tpm, TPM2_SE type, ESYS_TR salt_key, c
 }
 
 // A policy session satisfying the AuthKey's policy for command `cc`:
-// PolicyPCR (current values), PolicyCommandCode, PolicyOR of both branches
-// as the current values give them. Changed PCRs make the final digest differ
-// from the AuthKey's authPolicy, and the TPM refuses the command.
-Result<FlushedHandle> authkey_session(Esys& tpm, const TPML_PCR_SELECTION& sel, TPM2_CC cc) {
+// PolicyPCR (current values), PolicyCommandCode, PolicyAuthValue, PolicyOR of
+// both branches as the current values give them. Changed PCRs make the final
+// digest differ from the AuthKey's authPolicy, and the TPM refuses the
+// command; PolicyAuthValue makes the command's HMAC depend on the AuthKey's
+// auth value, which `authkey` is given here (ESYS_TR_SetAuth).
+Result<FlushedHandle> authkey_session(Esys& tpm, ESYS_TR authkey, ByteView auth, const TPML_PCR_SELECTION& sel,
+                                      TPM2_CC cc) {
+    TPM2B_AUTH value{};
+    if (auth.size() > sizeof value.buffer) return make_error(rc::kBadParameter, "the AuthKey auth value is too long");
+    value.size = static_cast<UINT16>(auth.size());
+    std::memcpy(value.buffer, auth.data(), auth.size());
+    TSS2_RC set = Esys_TR_SetAuth(tpm.ctx(), authkey, &value);
+    OPENSSL_cleanse(&value, sizeof value);
+    if (set != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("setting the AuthKey auth value", set));
     auto values = pcr_digest(tpm, sel);
     if (!values) return values.error();
     auto branches = tpm::authkey_policy(sel, *values);
@@ -47,6 +57,8 @@ Result<FlushedHandle> authkey_session(Esys& tpm, const TPML_PCR_SELECTION& sel, 
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyPCR for the AuthKey", rc));
     rc = Esys_PolicyCommandCode(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, cc);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyCommandCode for the AuthKey", rc));
+    rc = Esys_PolicyAuthValue(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyAuthValue for the AuthKey", rc));
     TPML_DIGEST list{};
     list.count = 2;
     for (auto [i, d] : {std::pair{0, &branches->branch_sign}, {1, &branches->branch_certify}}) {
@@ -65,6 +77,8 @@ Error authkey_error(const char* what, TSS2_RC rc) {
         return make_error(rc::kFail, std::string(what) +
                                          ": the AuthKey's PCR policy is not satisfied: the host PCRs changed since "
                                          "provisioning, so this host may no longer vouch for VMs");
+    if ((rc & TPM2_RC_FMT1) && ((base & 0xbf) == TPM2_RC_AUTH_FAIL || (base & 0xbf) == TPM2_RC_BAD_AUTH))
+        return make_error(rc::kFail, std::string(what) + ": the AuthKey's auth value is wrong");
     return make_error(rc::kFail, tss_error(what, rc));
 }
 
@@ -206,12 +220,13 @@ Result<Bytes> activate_credential(Esys& tpm, uint32_t key_handle, const EkObject
     return out;
 }
 
-Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_PCR_SELECTION& policy_pcrs) {
+Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying,
+                                     const TPML_PCR_SELECTION& policy_pcrs) {
     auto ak = tr_from_tpm(tpm, kHostAkHandle);
     if (!ak) return make_error(rc::kFail, "no host AK at " + hex32(kHostAkHandle) + ": run vtpm-host provision");
     auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, policy_pcrs, TPM2_CC_Certify);
+    auto session = authkey_session(tpm, authkey->get(), auth, policy_pcrs, TPM2_CC_Certify);
     if (!session) return session.error();
     TPM2B_DATA q{};
     if (qualifying.size() > sizeof q.buffer) return make_error(rc::kBadParameter, "qualifying data too long");
@@ -231,10 +246,10 @@ Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_
     return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
 }
 
-Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs) {
+Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs) {
     auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, policy_pcrs, TPM2_CC_Sign);
+    auto session = authkey_session(tpm, authkey->get(), auth, policy_pcrs, TPM2_CC_Sign);
     if (!session) return session.error();
     TPM2B_DIGEST d{};
     if (digest.size() != 32) return make_error(rc::kBadParameter, "the AuthKey signs SHA-256 digests");

@@ -52,12 +52,14 @@ Result<EkObject> load_ek(Esys& tpm);
 Result<Bytes> activate_credential(Esys& tpm, uint32_t key_handle, const EkObject& ek, const TPM2B_ID_OBJECT& blob,
                                   const TPM2B_ENCRYPTED_SECRET& secret);
 
-/// TPM2_Certify of the AuthKey (authorised through its PCR policy) by the
-/// host AK, with `qualifying` as qualifyingData.
-Result<SignedAttest> certify_authkey(Esys& tpm, ByteView qualifying, const TPML_PCR_SELECTION& policy_pcrs);
+/// TPM2_Certify of the AuthKey (authorised through its policy with its auth
+/// value `auth`) by the host AK, with `qualifying` as qualifyingData.
+Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying,
+                                     const TPML_PCR_SELECTION& policy_pcrs);
 
-/// TPM2_Sign of a SHA-256 digest by the AuthKey through its PCR policy. A
-/// host whose PCRs changed gets an error saying so.
-Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs);
+/// TPM2_Sign of a SHA-256 digest by the AuthKey through its policy, with its
+/// auth value `auth`. Only vtpm-hostd calls this, for statements it checked.
+/// A host whose PCRs changed gets an error saying so.
+Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs);
 
 }  // namespace vtpm::hosttpm

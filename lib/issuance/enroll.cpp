@@ -62,11 +62,11 @@ std::string hostname() {
 
 }  // namespace
 
-Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir, const std::string& ca_dir,
-                                 const std::string& ek_roots_pem, int days) {
+Result<EnrollResult> enroll_host(HostRoot& root, const std::string& ca_dir, const std::string& ek_roots_pem,
+                                 int days) {
     EnrollResult out;
-    auto cfg = hoststate::read_host_config(host_dir);
-    if (!cfg) return cfg.error();
+    hosttpm::Esys& tpm = root.tpm();
+    const std::string& host_dir = root.dir();
 
     // 1. The EK certificate chains to the roots the CA trusts.
     auto ek_der = hosttpm::read_nv(tpm, hosttpm::kEkCertNvRsa);
@@ -111,7 +111,7 @@ Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir
     // 3. The AuthKey: certified by that AK over a fresh CA nonce, non-migratable, PCR-bound.
     uint8_t nonce[32];
     if (RAND_bytes(nonce, sizeof nonce) != 1) return make_error(rc::kFail, "no random bytes");
-    auto certify = hosttpm::certify_authkey(tpm, ByteView(nonce, sizeof nonce), cfg->authkey_pcrs);
+    auto certify = root.certify_authkey(ByteView(nonce, sizeof nonce));
     if (!certify) return certify.error();
     auto ak_key = tpm::pkey_from_tpm_public(ak->publicArea);
     if (!ak_key) return ak_key.error();

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "hosttpm/esys.hpp"
+#include "issuance/host_root.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::issuance {
@@ -16,11 +16,11 @@ struct EnrollResult {
     std::string ak_subject, authkey_subject, ek_subject;
 };
 
-/// Enroll the host whose TPM is `tpm` and whose files are in `host_dir`
-/// with the privacy CA in `ca_dir` (created on first use), trusting EK
-/// certificates that chain to the certificates in `ek_roots_pem`.
-/// Writes ak-cert.pem, authkey-cert.pem and ca-chain.pem into host_dir.
-Result<EnrollResult> enroll_host(hosttpm::Esys& tpm, const std::string& host_dir, const std::string& ca_dir,
-                                 const std::string& ek_roots_pem, int days = 365);
+/// Enroll the host `root` with the privacy CA in `ca_dir` (created on first
+/// use), trusting EK certificates that chain to the certificates in
+/// `ek_roots_pem`. Writes ak-cert.pem, authkey-cert.pem and ca-chain.pem
+/// into the root's HOSTDIR.
+Result<EnrollResult> enroll_host(HostRoot& root, const std::string& ca_dir, const std::string& ek_roots_pem,
+                                 int days = 365);
 
 }  // namespace vtpm::issuance

@@ -11,15 +11,14 @@
 
 namespace vtpm::issuance {
 
-Result<std::unique_ptr<AuthKeyIssuer>> AuthKeyIssuer::open(hosttpm::Esys& tpm, const std::string& host_dir) {
-    auto cfg = hoststate::read_host_config(host_dir);
-    if (!cfg) return cfg.error();
+Result<std::unique_ptr<AuthKeyIssuer>> AuthKeyIssuer::open(HostRoot& root) {
+    const std::string& host_dir = root.dir();
     auto cert = x509::read_pem_certificate(host_dir + "/" + hoststate::kAuthKeyCertFile);
     if (!cert) return make_error(rc::kFail, "no AuthKey certificate in " + host_dir + " (run vtpm-host enroll): " +
                                                 cert.error().message);
     auto chain = x509::read_pem_certificates(host_dir + "/" + hoststate::kCaChainFile);
     if (!chain) return chain.error();
-    return std::make_unique<AuthKeyIssuer>(tpm, host_dir, *cfg, std::move(*cert), std::move(*chain));
+    return std::make_unique<AuthKeyIssuer>(root, std::move(*cert), std::move(*chain));
 }
 
 std::vector<const X509*> AuthKeyIssuer::chain() const {
@@ -28,7 +27,7 @@ std::vector<const X509*> AuthKeyIssuer::chain() const {
     return out;
 }
 
-std::string AuthKeyIssuer::describe() const { return "hardware-TPM AuthKey (" + dir_ + ")"; }
+std::string AuthKeyIssuer::describe() const { return "hardware-TPM AuthKey (" + root_.dir() + ")"; }
 
 Result<void> AuthKeyIssuer::sign(X509* cert) {
     // The signature algorithm sits both in the TBS and outside it; set both,
@@ -45,7 +44,7 @@ Result<void> AuthKeyIssuer::sign(X509* cert) {
     if (n <= 0) return make_error(rc::kFail, vtpm::ossl_error("cannot encode the certificate body"));
     const Bytes digest = sha256_bytes(ByteView(tbs, static_cast<size_t>(n)));
     OPENSSL_free(tbs);
-    auto tpm_sig = hosttpm::authkey_sign(tpm_, digest, cfg_.authkey_pcrs);
+    auto tpm_sig = root_.sign_digest(digest);
     if (!tpm_sig) return tpm_sig.error();
     if (tpm_sig->sigAlg != TPM2_ALG_ECDSA) return make_error(rc::kFail, "the AuthKey did not sign with ECDSA");
     auto der = tpm::ecdsa_der(tpm_sig->signature.ecdsa);

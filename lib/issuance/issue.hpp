@@ -2,12 +2,15 @@
 // one verifier request: the vAIK (created once), the
 // CertAuthKey over H(certuser || nonce), the CertvAIK signed by the AuthKey,
 // all written into the vTPM's NV, guarded by the host's uniqueness record.
+// Two halves: issue_identity runs in vtpm-attest and talks to the vTPM and to
+// vtpm-hostd; sign_vaik_identity / confirm_vaik_identity run in the daemon.
 #pragma once
 
 #include <string>
 
 #include "attest/evidence.hpp"
-#include "hosttpm/esys.hpp"
+#include "hostapi/client.hpp"
+#include "issuance/host_root.hpp"
 #include "issuance/vtpm_channel.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
@@ -15,7 +18,6 @@
 namespace vtpm::issuance {
 
 struct IssueRequest {
-    std::string host_dir;
     std::string vm_uuid;
     Bytes user_cert_der;
     Bytes nonce;
@@ -33,6 +35,15 @@ struct IssueResult {
     bool vaik_created = false;
 };
 
-Result<IssueResult> issue_identity(hosttpm::Esys& host, VtpmChannel& vtpm, const IssueRequest& req);
+/// The client half: read or create the vAIK in the vTPM, ask the daemon for
+/// the certificate and bundle, write them into the vTPM's NV, confirm.
+Result<IssueResult> issue_identity(const hostapi::Client& hostd, VtpmChannel& vtpm, const IssueRequest& req);
+
+/// The daemon half: check the uniqueness record against what the vTPM holds,
+/// certify the AuthKey over H(user cert || nonce), sign the CertvAIK, and
+/// record the generation as pending.
+Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, const hostapi::VaikRequest& req);
+/// The vTPM holds generation `c.generation` with the vAIK named `c.vaik_name`.
+Result<void> confirm_vaik_identity(HostRoot& root, const hostapi::VaikConfirm& c);
 
 }  // namespace vtpm::issuance

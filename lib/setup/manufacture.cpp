@@ -104,7 +104,7 @@ Result<Ek> create_ek(engine::Engine& e, tpm::EkKind kind, const ManufactureOptio
 
 Result<void> issue_and_store(engine::Engine& e, x509::CertKind kind, EVP_PKEY* key, uint32_t index,
                              const std::string& description, const ManufactureOptions& opt,
-                             x509::Issuer& issuer, ManufactureReport& rep) {
+                             x509::CertAuthority& issuer, ManufactureReport& rep) {
     auto info = tpm_info(e);
     if (!info) return info.error();
     x509::CertRequest req;
@@ -118,7 +118,7 @@ Result<void> issue_and_store(engine::Engine& e, x509::CertKind kind, EVP_PKEY* k
     req.tpm = info->second;
     req.platform = opt.platform;
     req.days = opt.cert_days;
-    auto der = x509::issue_certificate(req, issuer);
+    auto der = issuer.issue(req);
     if (!der) return make_error(der.code(), "creating the " + description + " certificate: " + der.error().message);
     const std::string purpose = kind == x509::CertKind::Ek ? description + " EK certificate" : "platform certificate";
     if (e.tpm2()) {
@@ -213,7 +213,7 @@ Result<Bytes> tpm2_read_nv(engine::Engine& e, uint32_t index) {
 }
 
 Result<ManufactureReport> manufacture_tpm2(engine::Engine& e, const ManufactureOptions& opt,
-                                           x509::Issuer* issuer) {
+                                           x509::CertAuthority* issuer) {
     ManufactureReport rep;
     if ((opt.ek_cert || opt.platform_cert) && !issuer)
         return make_error(rc::kBadParameter, "certificates requested but no certificate issuer configured");

@@ -56,12 +56,12 @@ struct ManufactureReport {
 
 /// Manufacture a TPM 2.0. `issuer` is needed only for certificates.
 Result<ManufactureReport> manufacture_tpm2(engine::Engine& e, const ManufactureOptions& opt,
-                                           x509::Issuer* issuer);
+                                           x509::CertAuthority* issuer);
 
 /// Manufacture a TPM 1.2: physical presence, enable, activate, EK, optional
 /// ownership, EK and platform certificates in NV, NV lock.
 Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const ManufactureOptions& opt,
-                                            x509::Issuer* issuer);
+                                            x509::CertAuthority* issuer);
 
 /// TPM specification and attributes as libtpms reports them (what goes into
 /// an EK certificate).

@@ -198,7 +198,7 @@ Result<void> nv_store_cert(engine::Engine& e, uint32_t index, ByteView der) {
 }  // namespace
 
 Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const ManufactureOptions& opt,
-                                            x509::Issuer* issuer) {
+                                            x509::CertAuthority* issuer) {
     ManufactureReport rep;
     if ((opt.ek_cert || opt.platform_cert) && !issuer)
         return make_error(rc::kBadParameter, "certificates requested but no certificate issuer configured");
@@ -237,7 +237,7 @@ Result<ManufactureReport> manufacture_tpm12(engine::Engine& e, const Manufacture
             req.tpm = info->second;
             req.platform = opt.platform;
             req.days = opt.cert_days;
-            auto der = x509::issue_certificate(req, *issuer);
+            auto der = issuer->issue(req);
             if (!der) return der.error();
             const uint32_t index = kNvIndexDBit | (ek_kind ? kNvIndexEkCert : kNvIndexPlatformCert);
             if (auto r = nv_store_cert(e, index, *der); !r) return r.error();

@@ -74,7 +74,7 @@ std::string_view policy_name(Policy p) {
 }
 
 SnapshotGuard::SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer,
-                             std::optional<hoststate::Ledger> ledger)
+                             std::unique_ptr<SnapshotLedger> ledger)
     : cfg_(std::move(cfg)), signer_(std::move(signer)), ledger_(std::move(ledger)) {}
 
 void SnapshotGuard::set_qemu_digest(uint32_t phase, const QemuDigest& d) {
@@ -147,7 +147,7 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
         return Out{};
     };
     if (!cfg_.vm_uuid) return skip("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
-    if (!signer_ || !ledger_) return skip("no host key to sign with (--vtpm-host dir=...)");
+    if (!signer_ || !ledger_) return skip("no host key to sign with (--vtpm-host socket=...)");
     const auto t0 = std::chrono::steady_clock::now();
     auto md = digest_memory(DigestSource::MappedMemory, kPhaseSave);
     if (!md) return skip(md.error().message);
@@ -181,14 +181,14 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
         r.quote_attest = std::move((*quote)->attest);
         r.quote_signature = std::move((*quote)->signature);
     }
-    auto sig = signer_->sign(signed_message(r));
+    auto sig = signer_->sign(r);
     if (!sig) return skip("signing the record with the " + signer_->describe() + " failed: " + sig.error().message);
     r.host_signature = std::move(*sig);
     // The host remembers the generation before the record leaves: an older
     // image is recognised even if this process dies right after.
     if (auto c = ledger_->commit(uuid, hoststate::LedgerEntry{r.generation, r.root}); !c)
         return skip(c.error().message);
-    if (!md->pages.leaves.empty()) ledger_->keep_leaves(uuid, md->pages.leaves);
+    if (!md->pages.leaves.empty()) ledger_->keep_leaves(uuid, r.root, md->pages.leaves);
     VTPM_LOG_INFO(
         "snapshot record: VM %s generation %llu, %llu pages of %s, root %s%s (hashed in %.1f ms, total %.1f ms)",
         uuid.c_str(), static_cast<unsigned long long>(r.generation), static_cast<unsigned long long>(r.page_count),
@@ -228,7 +228,7 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
     if (cfg_.policy == Policy::Skip) return Verdict{};
     const auto t0 = std::chrono::steady_clock::now();
     if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
-    if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host dir=...)");
+    if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host socket=...)");
     const std::string uuid = format_uuid(*cfg_.vm_uuid);
     // Fail closed: once this host has signed a snapshot of the VM, a state
     // without a record is a stripped or foreign one, never a swtpm save.

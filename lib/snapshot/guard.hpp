@@ -67,8 +67,7 @@ class SnapshotGuard final : public core::BlobFilter {
 public:
     /// `signer` may be null (no host key: records cannot be made or trusted);
     /// `ledger` goes with it.
-    SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer,
-                  std::optional<hoststate::Ledger> ledger);
+    SnapshotGuard(GuardConfig cfg, std::unique_ptr<RecordSigner> signer, std::unique_ptr<SnapshotLedger> ledger);
 
     const GuardConfig& config() const { return cfg_; }
     /// A patched QEMU's RAM digest for the next save (phase 1) or restore (2).
@@ -125,7 +124,7 @@ private:
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;
-    std::optional<hoststate::Ledger> ledger_;
+    std::unique_ptr<SnapshotLedger> ledger_;
     // Restore in progress: the permanent blob set so far, and whether the
     // vPCRs must be tainted once CMD_INIT brings the TPM up.
     std::optional<Digest> restored_permanent_;

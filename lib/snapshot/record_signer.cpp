@@ -1,31 +1,41 @@
 #include "snapshot/record_signer.hpp"
 
+#include <algorithm>
+
+#include "hostapi/client.hpp"
+#include "merkle/merkle.hpp"
 #include "tpm/objects.hpp"
-#include "hosttpm/esys.hpp"
-#include "hosttpm/host_keys.hpp"
-#include "hosttpm/host_ops.hpp"
 #include "tpm/public_key.hpp"
-#include "hoststate/host_files.hpp"
-#include "util/durable_file.hpp"
+#include "util/uuid.hpp"
 
 namespace vtpm::snapshot {
 
 namespace {
 
-class HostTpmSigner final : public RecordSigner {
+Result<hostapi::Uuid> raw_uuid(const std::string& uuid) {
+    auto u = parse_uuid(uuid);
+    if (!u) return u.error();
+    hostapi::Uuid out{};
+    std::copy(u->begin(), u->end(), out.begin());
+    return out;
+}
+
+class HostdSigner final : public RecordSigner {
 public:
-    HostTpmSigner(std::string dir, std::string tcti, TPML_PCR_SELECTION pcrs, Bytes name, vtpm::PkeyPtr key)
-        : dir_(std::move(dir)), tcti_(std::move(tcti)), pcrs_(pcrs), name_(std::move(name)), key_(std::move(key)) {}
+    HostdSigner(hostapi::Client client, Bytes name, vtpm::PkeyPtr key)
+        : client_(std::move(client)), name_(std::move(name)), key_(std::move(key)) {}
 
     const Bytes& key_name() const override { return name_; }
 
-    Result<Bytes> sign(ByteView message) override {
-        // One connection per record: the host TPM is shared by every bridge.
-        auto tpm = hosttpm::Esys::open(tcti_);
-        if (!tpm) return make_error(rc::kFail, "host TPM (" + tcti_ + "): " + tpm.error().message);
-        auto sig = hosttpm::authkey_sign(**tpm, sha256(message), pcrs_);
-        if (!sig) return sig.error();
-        return tpm::marshal_signature(*sig);
+    Result<Bytes> sign(const SnapshotRecord& r) override {
+        SnapshotRecord unsigned_record = r;
+        unsigned_record.host_signature.clear();
+        auto reply = client_.sign_record({encode_record(unsigned_record)});
+        if (!reply) return reply.error();
+        // What came back must be a signature by the AuthKey over this record.
+        if (auto v = verify(name_, signed_message(r), reply->signature); !v)
+            return make_error(rc::kFail, "the daemon's signature: " + v.error().message);
+        return std::move(reply->signature);
     }
 
     Result<void> verify(ByteView key_name, ByteView message, ByteView signature) const override {
@@ -39,49 +49,83 @@ public:
         return {};
     }
 
-    std::string describe() const override { return "host AuthKey (" + dir_ + ", " + tcti_ + ")"; }
+    std::string describe() const override { return "host AuthKey through vtpm-hostd (" + client_.path() + ")"; }
 
 private:
-    std::string dir_, tcti_;
-    TPML_PCR_SELECTION pcrs_;
+    hostapi::Client client_;
     Bytes name_;
     vtpm::PkeyPtr key_;
 };
 
+class HostdLedger final : public SnapshotLedger {
+public:
+    explicit HostdLedger(hostapi::Client client) : client_(std::move(client)) {}
+
+    Result<std::optional<hoststate::LedgerEntry>> latest(const std::string& uuid) const override {
+        auto u = raw_uuid(uuid);
+        if (!u) return u.error();
+        auto r = client_.ledger_latest(*u);
+        if (!r) return r.error();
+        if (!r->present) return std::optional<hoststate::LedgerEntry>{};
+        hoststate::LedgerEntry e;
+        e.generation = r->generation;
+        std::copy(r->root.begin(), r->root.end(), e.root.begin());
+        return std::optional<hoststate::LedgerEntry>(e);
+    }
+
+    Result<void> commit(const std::string& uuid, const hoststate::LedgerEntry& e) const override {
+        auto now = latest(uuid);
+        if (!now) return now.error();
+        if (!*now || (*now)->generation != e.generation || (*now)->root != e.root)
+            return make_error(rc::kFail, "the host ledger of VM " + uuid + " does not hold generation " +
+                                             std::to_string(e.generation) + " after signing");
+        return {};
+    }
+
+    void keep_leaves(const std::string& uuid, const Digest& root, const std::vector<Digest>& leaves) const override {
+        auto u = raw_uuid(uuid);
+        if (!u) return;
+        hostapi::LeavesRequest req{*u, {}, Bytes(leaves.size() * sizeof(Digest))};
+        std::copy(root.begin(), root.end(), req.root.begin());
+        for (size_t i = 0; i < leaves.size(); ++i)
+            std::copy(leaves[i].begin(), leaves[i].end(), req.leaves.begin() + static_cast<ptrdiff_t>(i * 32));
+        (void)client_.keep_leaves(req);  // only for naming pages later
+    }
+
+    std::optional<std::vector<Digest>> leaves_for(const std::string& uuid, const Digest& root) const override {
+        auto u = raw_uuid(uuid);
+        if (!u) return std::nullopt;
+        hostapi::Digest32 r{};
+        std::copy(root.begin(), root.end(), r.begin());
+        auto raw = client_.leaves_for(*u, r);
+        if (!raw || raw->empty() || raw->size() % sizeof(Digest) != 0) return std::nullopt;
+        std::vector<Digest> leaves(raw->size() / sizeof(Digest));
+        for (size_t i = 0; i < leaves.size(); ++i)
+            std::copy_n(raw->begin() + static_cast<ptrdiff_t>(i * 32), 32, leaves[i].begin());
+        if (merkle::merkle_root(leaves) != root) return std::nullopt;
+        return leaves;
+    }
+
+private:
+    hostapi::Client client_;
+};
+
 }  // namespace
 
-Result<std::unique_ptr<RecordSigner>> open_host_signer(const std::string& host_dir, const std::string& tcti) {
-    auto cfg = hoststate::read_host_config(host_dir);
-    if (!cfg) return cfg.error();
-    auto raw = read_whole_file(hoststate::host_path(host_dir, hoststate::kAuthKeyPub));
-    if (!raw) return make_error(rc::kFail, host_dir + "/authkey.pub: " + raw.error().message +
-                                               " (run vtpm-host provision first)");
-    auto pub = tpm::unmarshal_public(*raw);
-    if (!pub) return make_error(rc::kFail, host_dir + "/authkey.pub: " + pub.error().message);
+Result<HostAuthority> connect_host_daemon(const std::string& socket_path) {
+    hostapi::Client client(socket_path);
+    auto info = client.host_info();
+    if (!info) return info.error();
+    auto pub = tpm::unmarshal_public(info->authkey_public);
+    if (!pub) return make_error(rc::kFail, "vtpm-hostd sent a malformed AuthKey: " + pub.error().message);
     auto name = tpm::object_name(*pub);
     if (!name) return name.error();
-    // Records are checked against this file: it must be the AuthKey that
-    // lives in this host's TPM, or a replaced HOSTDIR would let anyone sign
-    // records with a key of their own.
-    auto host = hosttpm::Esys::open(tcti);
-    if (!host)
-        return make_error(rc::kFail, "host TPM (" + tcti + "): " + host.error().message +
-                                         ": cannot check that " + host_dir + "/authkey.pub is its AuthKey");
-    auto live = hosttpm::read_persistent(**host, hosttpm::kAuthKeyHandle);
-    if (!live)
-        return make_error(rc::kFail, "host TPM (" + tcti + "): no AuthKey at " + hex32(hosttpm::kAuthKeyHandle) +
-                                         ": " + live.error().message);
-    auto live_name = tpm::object_name(live->publicArea);
-    if (!live_name) return live_name.error();
-    if (*live_name != *name)
-        return make_error(rc::kFail, host_dir + "/authkey.pub (name " + to_hex(*name).substr(0, 16) +
-                                         "...) is not the AuthKey in the host TPM (name " +
-                                         to_hex(*live_name).substr(0, 16) +
-                                         "...): the host directory was replaced, or it belongs to another host");
     auto key = tpm::pkey_from_tpm_public(*pub);
     if (!key) return key.error();
-    return std::unique_ptr<RecordSigner>(
-        std::make_unique<HostTpmSigner>(host_dir, tcti, cfg->authkey_pcrs, std::move(*name), std::move(*key)));
+    HostAuthority out;
+    out.signer = std::make_unique<HostdSigner>(client, std::move(*name), std::move(*key));
+    out.ledger = std::make_unique<HostdLedger>(client);
+    return out;
 }
 
 }  // namespace vtpm::snapshot

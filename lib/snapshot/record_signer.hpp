@@ -1,12 +1,17 @@
-// Who vouches for snapshot records: a key held by the host TPM. The record
-// is signed with TPM2_Sign by the host's AuthKey (non-migratable, usable only
-// while the host PCRs are as provisioned) and checked in software against its
-// public key, so only this host, in its measured state, can make a record.
+// Who vouches for snapshot records, and who remembers them: the host's
+// AuthKey (in the hardware TPM, used only by vtpm-hostd) signs each record
+// after the daemon checked it and moved the VM's ledger to its generation;
+// records are checked here in software against the AuthKey's public key.
+// The bridge reaches both through the daemon's socket and never the TPM.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "hoststate/ledger.hpp"
+#include "snapshot/record.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 
@@ -17,16 +22,38 @@ public:
     virtual ~RecordSigner() = default;
     /// TPM name of the signing key (recorded, and compared on restore).
     virtual const Bytes& key_name() const = 0;
-    /// Marshalled TPMT_SIGNATURE over SHA-256(message).
-    virtual Result<Bytes> sign(ByteView message) = 0;
+    /// Marshalled TPMT_SIGNATURE over SHA-256(signed_message(r)). The signer
+    /// sees the whole record: it signs records, never a digest it is handed.
+    virtual Result<Bytes> sign(const SnapshotRecord& r) = 0;
     /// Check a signature made by the key named `key_name` over `message`;
     /// the error says whether the key is unknown here or the signature bad.
     virtual Result<void> verify(ByteView key_name, ByteView message, ByteView signature) const = 0;
     virtual std::string describe() const = 0;
 };
 
-/// The AuthKey of the host whose files are in `host_dir` (vtpm-host
-/// provision), reached through `tcti` for signing.
-Result<std::unique_ptr<RecordSigner>> open_host_signer(const std::string& host_dir, const std::string& tcti);
+/// The host's memory of each VM's snapshots (hoststate::Ledger, kept by the
+/// daemon).
+class SnapshotLedger {
+public:
+    virtual ~SnapshotLedger() = default;
+    /// The last record signed for `uuid`, nullopt when there is none.
+    virtual Result<std::optional<hoststate::LedgerEntry>> latest(const std::string& uuid) const = 0;
+    /// The host holds `e` as the VM's latest save (the daemon commits when it
+    /// signs; here this is checked).
+    virtual Result<void> commit(const std::string& uuid, const hoststate::LedgerEntry& e) const = 0;
+    /// Keep the page hashes of the save with `root` (best effort).
+    virtual void keep_leaves(const std::string& uuid, const Digest& root, const std::vector<Digest>& leaves) const = 0;
+    /// The kept page hashes if their Merkle root is `root`.
+    virtual std::optional<std::vector<Digest>> leaves_for(const std::string& uuid, const Digest& root) const = 0;
+};
+
+struct HostAuthority {
+    std::unique_ptr<RecordSigner> signer;
+    std::unique_ptr<SnapshotLedger> ledger;
+};
+
+/// The host daemon listening on `socket_path`: its AuthKey (public part
+/// fetched now) and its ledger. An error names the socket and why.
+Result<HostAuthority> connect_host_daemon(const std::string& socket_path);
 
 }  // namespace vtpm::snapshot

@@ -161,13 +161,17 @@ Result<Bytes> policy_pcr_digest(const TPML_PCR_SELECTION& sel, ByteView pcr_dige
 Result<AuthKeyPolicy> authkey_policy(const TPML_PCR_SELECTION& sel, ByteView pcr_digest) {
     auto pcr = policy_pcr_digest(sel, pcr_digest);
     if (!pcr) return pcr.error();
-    Bytes cc_code, cc_sign, cc_certify, cc_or;
+    Bytes cc_code, cc_sign, cc_certify, cc_or, cc_auth;
     put_be32(cc_code, TPM2_CC_PolicyCommandCode);
     put_be32(cc_sign, TPM2_CC_Sign);
     put_be32(cc_certify, TPM2_CC_Certify);
     put_be32(cc_or, TPM2_CC_PolicyOR);
-    auto sign = digest(EVP_sha256(), {*pcr, cc_code, cc_sign});
-    auto certify = digest(EVP_sha256(), {*pcr, cc_code, cc_certify});
+    put_be32(cc_auth, TPM2_CC_PolicyAuthValue);
+    auto sign_cc = digest(EVP_sha256(), {*pcr, cc_code, cc_sign});
+    auto certify_cc = digest(EVP_sha256(), {*pcr, cc_code, cc_certify});
+    if (!sign_cc || !certify_cc) return make_error(rc::kFail, "digest failed");
+    auto sign = digest(EVP_sha256(), {*sign_cc, cc_auth});
+    auto certify = digest(EVP_sha256(), {*certify_cc, cc_auth});
     if (!sign || !certify) return make_error(rc::kFail, "digest failed");
     const Bytes zero(32, 0);
     auto all = digest(EVP_sha256(), {zero, cc_or, *sign, *certify});

@@ -48,9 +48,12 @@ Result<std::vector<unsigned>> parse_pcr_list(std::string_view text);
 /// policy: H(0^32 || TPM_CC_PolicyPCR || sel || pcr_digest).
 Result<Bytes> policy_pcr_digest(const TPML_PCR_SELECTION& sel, ByteView pcr_digest);
 
-/// The AuthKey's policy: usable for TPM2_Sign or TPM2_Certify only, and only
-/// while the host PCRs hold the values digested in `pcr_digest`:
-///   branch(cc) = H(PolicyPCR digest || TPM_CC_PolicyCommandCode || cc)
+/// The AuthKey's policy: usable for TPM2_Sign or TPM2_Certify only, only
+/// while the host PCRs hold the values digested in `pcr_digest`, and only by
+/// whoever knows its auth value (a secret sealed to the host TPM that only
+/// vtpm-hostd unseals, so raw access to the TPM device is not enough):
+///   cc(c)      = H(PolicyPCR digest || TPM_CC_PolicyCommandCode || c)
+///   branch(c)  = H(cc(c) || TPM_CC_PolicyAuthValue)
 ///   policy     = H(0^32 || TPM_CC_PolicyOR || branch(Sign) || branch(Certify))
 /// (Certify needs the ADMIN role, which adminWithPolicy ties to a command code.)
 struct AuthKeyPolicy {

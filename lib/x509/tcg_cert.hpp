@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "x509/issuer.hpp"
 #include "util/ossl.hpp"
@@ -52,6 +53,32 @@ struct CertRequest {
 
 /// Build and sign a certificate; DER-encoded result.
 Result<Bytes> issue_certificate(const CertRequest& req, Issuer& issuer);
+
+/// Who turns a CertRequest into a certificate for a vTPM being
+/// manufactured: an Issuer in this process (the local CA), or the host
+/// daemon, which builds and signs it with the hardware TPM's AuthKey.
+class CertAuthority {
+public:
+    virtual ~CertAuthority() = default;
+    /// The DER certificate for `req`.
+    virtual Result<Bytes> issue(const CertRequest& req) = 0;
+    /// The chain certificates are checked against: issuer first, root last.
+    virtual std::vector<const X509*> chain() const = 0;
+    /// One line naming the authority, for logs.
+    virtual std::string describe() const = 0;
+};
+
+/// CertAuthority over an in-process Issuer.
+class IssuerAuthority final : public CertAuthority {
+public:
+    explicit IssuerAuthority(Issuer& issuer) : issuer_(issuer) {}
+    Result<Bytes> issue(const CertRequest& req) override { return issue_certificate(req, issuer_); }
+    std::vector<const X509*> chain() const override { return issuer_.chain(); }
+    std::string describe() const override { return issuer_.describe(); }
+
+private:
+    Issuer& issuer_;
+};
 
 /// The TCG fields found in a certificate (empty strings if absent).
 struct TcgFields {

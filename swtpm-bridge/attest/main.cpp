@@ -1,6 +1,7 @@
 // vtpm-attest: hardware-rooted VM identities (docs/architecture.md §2).
-//   issue  --host-dir HOSTDIR (--state-dir DIR [--key K] | --ctrl SOCK) --vm-uuid U
-//          --user-cert certuser.pem --nonce HEX --out OUTDIR [--tcti T] [--days N] [--adopt]
+//   issue  [--hostd SOCKET] (--state-dir DIR [--key K] | --ctrl SOCK) --vm-uuid U
+//          --user-cert certuser.pem --nonce HEX --out OUTDIR [--days N] [--adopt]
+//          (the host's part is done by vtpm-hostd; this program never opens the host TPM)
 //   quote  --tcti T --nonce HEX --out FILE [--pcrs LIST] [--eventlog FILE]...
 //   verify --host-ak-cert FILE --ca PEMFILE --user-cert FILE --nonce HEX --evidence FILE
 //          [--vm-uuid U] [--reference FILE] [--host-record FILE] [--host-pcrs LIST] [--json]
@@ -43,9 +44,9 @@ int fail(const std::string& what) {
 int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
                  "usage:\n"
-                 "  vtpm-attest issue  --host-dir HOSTDIR (--state-dir DIR [--key KEYOPT] | --ctrl SOCKET)\n"
+                 "  vtpm-attest issue  [--hostd SOCKET] (--state-dir DIR [--key KEYOPT] | --ctrl SOCKET)\n"
                  "                     --vm-uuid UUID --user-cert CERT.pem --nonce HEX --out OUTDIR\n"
-                 "                     [--tcti TCTI] [--days N] [--adopt]\n"
+                 "                     [--days N] [--adopt]\n"
                  "  vtpm-attest quote  [--tcti TCTI] --nonce HEX --out FILE [--pcrs 0,1,...] [--eventlog FILE]...\n"
                  "  vtpm-attest verify --host-ak-cert FILE --ca PEMFILE --user-cert CERT.pem --nonce HEX --vm-uuid UUID\n"
                  "                     --evidence FILE [--reference FILE] [--host-record FILE]\n"
@@ -96,15 +97,14 @@ std::optional<std::string> one(const Opts& o, const char* name) {
 }
 
 int cmd_issue(int argc, char** argv) {
-    auto o = parse(argc, argv, {{"host-dir", true}, {"state-dir", true}, {"key", true}, {"ctrl", true},
+    auto o = parse(argc, argv, {{"hostd", true}, {"state-dir", true}, {"key", true}, {"ctrl", true},
                                 {"vm-uuid", true}, {"user-cert", true}, {"nonce", true}, {"out", true},
-                                {"tcti", true}, {"days", true}, {"adopt", false}});
+                                {"days", true}, {"adopt", false}});
     if (!o) return fail(o.error().message);
-    for (const char* need : {"host-dir", "vm-uuid", "user-cert", "nonce", "out"})
+    for (const char* need : {"vm-uuid", "user-cert", "nonce", "out"})
         if (!one(*o, need)) return fail(std::string("issue: --") + need + " is required");
     if (!!one(*o, "state-dir") == !!one(*o, "ctrl")) return fail("issue: give exactly one of --state-dir and --ctrl");
     issuance::IssueRequest req;
-    req.host_dir = *one(*o, "host-dir");
     req.vm_uuid = *one(*o, "vm-uuid");
     req.adopt = o->count("adopt") > 0;
     auto nonce = from_hex(*one(*o, "nonce"));
@@ -118,12 +118,11 @@ int cmd_issue(int argc, char** argv) {
     if (mkdir(out.c_str(), 0755) != 0 && errno != EEXIST)
         return fail("cannot create " + out + ": " + std::strerror(errno));
 
-    auto host = hosttpm::Esys::open(one(*o, "tcti").value_or(hosttpm::kDefaultTcti));
-    if (!host) return fail(host.error().message);
+    const hostapi::Client hostd(one(*o, "hostd").value_or(hostapi::kDefaultSocket));
     auto ch = one(*o, "ctrl") ? issuance::connect_ctrl(*one(*o, "ctrl"))
                               : issuance::open_offline(*one(*o, "state-dir"), one(*o, "key"));
     if (!ch) return fail(ch.error().message);
-    auto res = issuance::issue_identity(**host, **ch, req);
+    auto res = issuance::issue_identity(hostd, **ch, req);
     if (!res) return fail("issue: " + res.error().message);
     auto cert = x509::parse_der_certificate(res->vaik_cert_der);
     auto pem = cert ? x509::to_pem(cert->get()) : Result<std::string>(cert.error());

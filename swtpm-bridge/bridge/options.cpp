@@ -336,9 +336,9 @@ A vTPM server that speaks swtpm's control and data channels (libvtpm).
                     that takes CMD_VTPM_VERIFY_RAM from a paused-restore
                     driver (vtpm-host restore); {uuid} is the VM UUID
   --vm-uuid <uuid>  (libvtpm) the VM's UUID (default: from the state path)
-  --vtpm-host dir=<hostdir>[,tcti=<tcti>]
-                    (libvtpm) host TPM key that signs snapshot records (tcti=
-                    comes last and may contain commas)
+  --vtpm-host socket=<path>
+                    (libvtpm) vtpm-hostd, whose host TPM key signs snapshot
+                    records (the bridge never opens the host TPM)
   --vtpm-config <file>
                     (libvtpm) bridge config (default /etc/libvtpm/bridge.conf)
   -h|--help         this text

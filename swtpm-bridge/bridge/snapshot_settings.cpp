@@ -16,8 +16,8 @@ namespace vtpm::bridge {
 namespace {
 
 Result<std::map<std::string, std::string>> parse_config(std::string_view text) {
-    static const std::string_view kKeys[] = {"vm_memory", "policy",      "required", "host_dir",    "host_tcti",
-                                             "vendor_ctrl", "log_level", "verify",   "admin_socket"};
+    static const std::string_view kKeys[] = {"vm_memory", "policy",    "required", "host_socket", "vendor_ctrl",
+                                             "log_level", "verify",    "admin_socket"};
     auto lines = parse_key_values(text, "bridge config");
     if (!lines) return make_error(rc::kBadParameter, lines.error().message);
     std::map<std::string, std::string> out;
@@ -106,8 +106,7 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         if (!b) return b.error();
         g.required = *b;
     }
-    if (auto v = cfg->find("host_dir"); v != cfg->end()) s.host_dir = v->second;
-    if (auto v = cfg->find("host_tcti"); v != cfg->end()) s.host_tcti = v->second;
+    if (auto v = cfg->find("host_socket"); v != cfg->end()) s.host_socket = v->second;
     if (auto v = cfg->find("verify"); v != cfg->end()) {
         auto b = verify_before_run("bridge config verify", v->second);
         if (!b) return b.error();
@@ -155,22 +154,20 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         }
     }
     if (o.vtpm_host) {
-        // A TCTI string has commas of its own (swtpm:host=…,port=…): tcti=
-        // comes last and takes the rest.
-        std::string head = *o.vtpm_host;
-        const auto t = head.rfind("tcti=", 0) == 0 ? 0 : head.find(",tcti=");
-        if (t != std::string::npos) {
-            s.host_tcti = head.substr(t + (t == 0 ? 5 : 6));
-            head.erase(t);
-        }
-        auto so = SubOpts::parse(head, {"dir"});
+        // The bridge never opens the host TPM: the old dir=/tcti= form is
+        // refused with what to do instead, not silently reinterpreted.
+        if (o.vtpm_host->rfind("dir=", 0) == 0 || o.vtpm_host->find(",tcti=") != std::string::npos)
+            return make_error(rc::kBadParameter, "option --vtpm-host: the bridge no longer opens the host TPM; "
+                                                 "run vtpm-hostd --dir HOSTDIR --tcti TCTI and pass "
+                                                 "--vtpm-host socket=PATH");
+        auto so = SubOpts::parse(*o.vtpm_host, {"socket"});
         if (!so) return make_error(rc::kBadParameter, "option --vtpm-host: " + so.error().message);
-        auto d = so->str("dir");
-        if (!d) return make_error(rc::kBadParameter, "option --vtpm-host: dir= is required");
-        s.host_dir = *d;
+        auto p = so->str("socket");
+        if (!p) return make_error(rc::kBadParameter, "option --vtpm-host: socket= is required");
+        s.host_socket = *p;
     }
     s.vendor_ctrl = s.vendor_ctrl || o.vendor_ctrl;
-    s.enabled = !g.memory_path.empty() || g.memory_from_peer || !s.host_dir.empty();
+    s.enabled = !g.memory_path.empty() || g.memory_from_peer || !s.host_socket.empty();
     // Fail closed: a policy that asks for verification must have everything
     // verification needs, or the bridge does not start.
     if (s.enabled && g.policy != snapshot::Policy::Skip) {
@@ -178,7 +175,7 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         auto need = [&](bool ok, const char* what) {
             if (!ok) missing += std::string(missing.empty() ? "" : "; ") + what;
         };
-        need(!s.host_dir.empty(), "the host key (--vtpm-host dir=..., or host_dir in the bridge config)");
+        need(!s.host_socket.empty(), "the host key (--vtpm-host socket=..., or host_socket in the bridge config)");
         need(g.vm_uuid.has_value(), "the VM UUID (--vm-uuid, or a state directory named by it)");
         // A patched QEMU hands its RAM digest over the vendor control channel.
         need(!g.memory_path.empty() || g.memory_from_peer || s.vendor_ctrl,
@@ -212,12 +209,12 @@ Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const SnapshotSettin
     const SnapshotSettings* s = &settings;
     if (!s->enabled) return std::unique_ptr<snapshot::SnapshotGuard>{};
     std::unique_ptr<snapshot::RecordSigner> signer;
-    std::optional<hoststate::Ledger> ledger;
-    if (!s->host_dir.empty()) {
-        auto sg = snapshot::open_host_signer(s->host_dir, s->host_tcti);
-        if (!sg) return make_error(rc::kFail, "--vtpm-host: " + sg.error().message);
-        signer = std::move(*sg);
-        ledger.emplace(s->host_dir);
+    std::unique_ptr<snapshot::SnapshotLedger> ledger;
+    if (!s->host_socket.empty()) {
+        auto host = snapshot::connect_host_daemon(s->host_socket);
+        if (!host) return make_error(rc::kFail, "--vtpm-host: " + host.error().message);
+        signer = std::move(host->signer);
+        ledger = std::move(host->ledger);
     }
     const auto& g = s->guard;
     VTPM_LOG_INFO("snapshot verification: memory %s, policy %s%s%s, VM %s, records signed by %s",

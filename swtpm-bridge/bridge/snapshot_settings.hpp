@@ -7,8 +7,7 @@
 //   vm_memory   = peer | /path/to/ram-file   ("{uuid}" is the VM UUID)
 //   policy      = refuse | taint | skip
 //   required    = yes | no
-//   host_dir    = /var/lib/libvtpm/host
-//   host_tcti   = device:/dev/tpmrm0
+//   host_socket = /run/libvtpm/hostd.sock    (vtpm-hostd, which signs records)
 //   vendor_ctrl = yes | no                   (as --vtpm-vendor-ctrl)
 //   verify      = load | before-run          (as --vm-memory ...,verify=)
 //   admin_socket = /run/libvtpm/{uuid}.admin (as --vtpm-admin-socket)
@@ -30,7 +29,7 @@ inline constexpr const char* kDefaultBridgeConfig = "/etc/libvtpm/bridge.conf";
 struct SnapshotSettings {
     bool enabled = false;  // a memory source or a host key is configured
     snapshot::GuardConfig guard;
-    std::string host_dir, host_tcti = "device:/dev/tpmrm0";
+    std::string host_socket;  // vtpm-hostd's socket; empty: no host key
     bool vendor_ctrl = false;
     std::optional<unsigned> log_level;
     /// The admin socket for CMD_VTPM_VERIFY_RAM ("{uuid}" replaced), or empty.

@@ -3,7 +3,10 @@
 //   vtpm-host status    --tcti T --dir HOSTDIR
 //   vtpm-host enroll    --tcti T --dir HOSTDIR --ca CADIR --ek-roots PEMFILE
 // provision creates or adopts the host AK and the PCR-bound AuthKey in the
-// hardware TPM and writes their public parts and the policy into HOSTDIR.
+// hardware TPM and writes their public parts, the policy and the AuthKey's
+// sealed auth value into HOSTDIR. This is the operator's tool of the host
+// daemon (vtpm-hostd): it runs as the daemon's user, while the daemon is
+// stopped; every other program asks the daemon.
 #include <getopt.h>
 #include <openssl/pem.h>
 #include <sys/stat.h>
@@ -50,6 +53,7 @@ Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) 
     out.authkey_handle = hosttpm::kAuthKeyHandle;
     out.pcrs = tpm::selected_pcrs(k.pcrs, TPM2_ALG_SHA256);
     out.policy.assign(k.policy.buffer, k.policy.buffer + k.policy.size);
+    out.sealed_auth = k.sealed_auth;
     for (auto [pem_out, pub_out, pub] : {std::tuple{&out.ak_pem, &out.ak_pub, &k.ak},
                                          std::tuple{&out.authkey_pem, &out.authkey_pub, &k.authkey}}) {
         auto pem = public_pem(*pub);
@@ -120,7 +124,11 @@ int main(int argc, char** argv) {
     if (!tpm) return std::fprintf(stderr, "vtpm-host: %s\n", tpm.error().message.c_str()), 1;
     if (cmd == "enroll") {
         if (ca_dir.empty() || ek_roots.empty()) return usage(2);
-        auto r = issuance::enroll_host(**tpm, dir, ca_dir, ek_roots);
+        // Enrollment certifies the AuthKey, which needs its auth value: run
+        // as the daemon's user, before the daemon starts.
+        auto root = issuance::HostRoot::open(std::move(*tpm), dir);
+        if (!root) return std::fprintf(stderr, "vtpm-host: enroll: %s\n", root.error().message.c_str()), 1;
+        auto r = issuance::enroll_host(**root, ca_dir, ek_roots);
         if (!r) return std::fprintf(stderr, "vtpm-host: enroll: %s\n", r.error().message.c_str()), 1;
         std::printf("EK certificate trusted: %s\nhost AK proven in that TPM (credential activation)\n"
                     "host AK certificate: %s\nAuthKey certificate: %s\nwritten to %s (ak-cert.pem, authkey-cert.pem, "

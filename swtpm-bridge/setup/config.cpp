@@ -64,8 +64,11 @@ Result<SetupConfig> load_setup_config(const std::string& path, bool explicit_pat
                                   path + ":" + std::to_string(n) + ": unknown certificate_issuer '" + value + "'");
             c.issuer = value;
         } else if (key == "localca_dir") c.localca_dir = value;
-        else if (key == "host_dir") c.host_dir = value;
-        else if (key == "host_tcti") c.host_tcti = value;
+        else if (key == "host_socket") c.host_socket = value;
+        else if (key == "host_dir" || key == "host_tcti")
+            return make_error(rc::kFail, path + ":" + std::to_string(n) + ": " + key +
+                                             ": vtpm-setup no longer opens the host TPM; run vtpm-hostd and set "
+                                             "host_socket instead");
         else if (key == "platform_manufacturer") c.platform_manufacturer = value;
         else if (key == "platform_model") c.platform_model = value;
         else if (key == "platform_version") c.platform_version = value;

@@ -17,9 +17,8 @@ struct SetupConfig {
     std::string issuer = "localca";  // "localca" or "hosttpm"
     std::string localca_dir;         // default: see default_localca_dir()
     /// certificate_issuer = hosttpm: EK certificates signed by the host's
-    /// hardware-TPM AuthKey (vtpm-host provision + enroll ran on host_dir).
-    std::string host_dir = "/var/lib/libvtpm/host";
-    std::string host_tcti = "device:/dev/tpmrm0";
+    /// hardware-TPM AuthKey, asked of vtpm-hostd on this socket.
+    std::string host_socket = "/run/libvtpm/hostd.sock";
     std::string platform_manufacturer = "libvtpm";
     std::string platform_model = "libvtpm vTPM";
     std::string platform_version = "0.1";

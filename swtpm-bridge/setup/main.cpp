@@ -14,7 +14,7 @@
 #include <ctime>
 #include <sstream>
 
-#include "issuance/host_identity.hpp"
+#include "issuance/hostd_authority.hpp"
 #include "common/capabilities.hpp"
 #include "engine/engine.hpp"
 #include "x509/cert_check.hpp"
@@ -142,7 +142,7 @@ Result<void> write_ek_cert_files(const std::string& dir, const setup::Manufactur
     return {};
 }
 
-void display(const setup::ManufactureReport& rep, x509::Issuer* issuer) {
+void display(const setup::ManufactureReport& rep, x509::CertAuthority* issuer) {
     for (const auto& c : rep.certs) {
         auto cert = x509::parse_der_certificate(c.der);
         if (!cert) continue;
@@ -245,20 +245,17 @@ int run(const SetupOptions& o, SetupLog& log) {
              " @ " + now_text());
     // Who signs: the local CA, or the hardware TPM's AuthKey so that the EK
     // chain ends in the host's TPM (certificate_issuer = hosttpm).
-    std::unique_ptr<x509::Issuer> ca;
-    std::unique_ptr<hosttpm::Esys> host_tpm;
+    std::unique_ptr<x509::LocalCa> local_ca;
+    std::unique_ptr<x509::CertAuthority> ca;
     if ((m.ek_cert || m.platform_cert) && cfg->issuer == "hosttpm") {
-        setenv("TSS2_LOG", "all+none", 0);
-        auto tpm = hosttpm::Esys::open(cfg->host_tcti);
-        if (!tpm) return log.error(tpm.error().message), 1;
-        host_tpm = std::move(*tpm);
-        auto opened = issuance::AuthKeyIssuer::open(*host_tpm, cfg->host_dir);
+        auto opened = issuance::HostdAuthority::open(cfg->host_socket);
         if (!opened) return log.error(opened.error().message), 1;
         ca = std::move(*opened);
     } else if (m.ek_cert || m.platform_cert) {
         auto opened = x509::LocalCa::open(cfg->localca_dir);
         if (!opened) return log.error(opened.error().message), 1;
-        ca = std::move(*opened);
+        local_ca = std::move(*opened);
+        ca = std::make_unique<x509::IssuerAuthority>(*local_ca);
     }
 
     engine::EngineConfig ec;

@@ -47,4 +47,19 @@ for h in vtpm.h vtpm.hpp result.hpp; do
   [ -f "$(dirname "$pc")/../../include/vtpm/$h" ] || [ -n "$(find "$work/dest" -path "*include/vtpm/$h")" ] ||
     { echo "FAIL: header $h not installed"; exit 1; }
 done
+# What a host needs for the daemon: its unit, user, HOSTDIR, udev rule, man page.
+for f in lib/systemd/system/vtpm-hostd.service lib/sysusers.d/libvtpm.conf lib/tmpfiles.d/libvtpm-tmpfiles.conf \
+         lib/udev/rules.d/61-vtpm-hostd.rules sbin/vtpm-hostd; do
+  [ -n "$(find "$work/dest" -path "*$f")" ] || { echo "FAIL: $f not installed"; exit 1; }
+done
+[ -n "$(find "$work/dest" -path '*man8/vtpm-hostd.8*')" ] || { echo "FAIL: vtpm-hostd(8) not installed"; exit 1; }
+unit=$(find "$work/dest" -path '*systemd/system/vtpm-hostd.service')
+grep -q "^User=vtpm-hostd" "$unit" && grep -q "^ExecStart=$instprefix/sbin/vtpm-hostd --dir " "$unit" ||
+  { echo "FAIL: the unit does not run vtpm-hostd as its user"; exit 1; }
+grep -q 'KERNEL=="tpmrm\[0-9\]\*".*OWNER="vtpm-hostd".*MODE="0600"' "$(find "$work/dest" -name 61-vtpm-hostd.rules)" ||
+  { echo "FAIL: the udev rule does not give the TPM to vtpm-hostd alone"; exit 1; }
+# A DESTDIR install creates no user on this machine.
+! getent passwd vtpm-hostd >/dev/null || [ -n "${VTPM_HOSTD_USER_EXPECTED:-}" ] ||
+  { echo "FAIL: a DESTDIR install created the vtpm-hostd user"; exit 1; }
+echo "ok: vtpm-hostd unit, sysusers, tmpfiles, udev rule and man page installed"
 echo "install test passed"

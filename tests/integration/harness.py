@@ -310,8 +310,9 @@ class Server:
     exited 0 (Debian's swtpm may also die of the SIGTERM the harness sent)
     and printed nothing from a sanitizer (stdout/stderr and its --log file)."""
 
-    def __init__(self, stack, args, cmd=None, wait_path=None, wait_port=None, env=None, pass_fds=()):
-        self.cmd = (cmd or server_cmd()) + ["socket"] + args
+    def __init__(self, stack, args, cmd=None, wait_path=None, wait_port=None, env=None, pass_fds=(),
+                 subcommand="socket"):
+        self.cmd = (cmd or server_cmd()) + ([subcommand] if subcommand else []) + args
         self.ours = os.path.realpath(self.cmd[0]) != os.path.realpath(SWTPM)
         self.n = len(_servers) + 1
         self.sent_term = False
@@ -583,6 +584,52 @@ def stand_in_hw_tpm(stack, work, name):
             with open(os.path.join(ca, f)) as src:
                 out.write(src.read())
     return srv, port, f"swtpm:host=127.0.0.1,port={port}", roots
+
+
+def host_daemon(stack, work, host_dir, tcti, name="hostd"):
+    """vtpm-hostd on the stand-in hardware TPM (after vtpm-host provision and
+    enroll): from here on the one client of that TPM. Returns (server, socket)."""
+    sock = os.path.join(work, f"{name}.sock")
+    hostd = os.path.join(os.path.dirname(os.path.realpath(server_cmd()[0])), "vtpm-hostd")
+    srv = Server(stack, ["--dir", host_dir, "--tcti", tcti, "--socket", sock, "--log", "level=3"], cmd=[hostd],
+                 subcommand=None, wait_path=sock, env=dict(os.environ, TSS2_LOG="all+none"))
+    return srv, sock
+
+
+HOSTD_KINDS = {"HostInfo": 1, "LedgerLatest": 2, "SignSnapshotRecord": 3, "KeepLeaves": 4, "LeavesFor": 5,
+               "IssueTcgCert": 6, "IssueVaik": 7, "ConfirmVaik": 8}
+
+
+def hostd_call(sock_path, kind, fields, raw=None):
+    """One request to vtpm-hostd (lib/hostapi/protocol.hpp, written from the
+    spec here, not from our code). Returns (status, fields). `raw` sends
+    those bytes as the frame instead."""
+    if raw is None:
+        body = struct.pack(">HHH", 1, HOSTD_KINDS.get(kind, kind if isinstance(kind, int) else 0), len(fields))
+        for f in fields:
+            body += struct.pack(">I", len(f)) + f
+        raw = struct.pack(">I", len(body)) + body
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30 * timeout_scale())
+        s.connect(sock_path)
+        s.sendall(raw)
+        def recv(n):
+            out = b""
+            while len(out) < n:
+                chunk = s.recv(n - len(out))
+                if not chunk:
+                    raise ConnectionError("vtpm-hostd closed the connection")
+                out += chunk
+            return out
+        (n,) = struct.unpack(">I", recv(4))
+        body = recv(n)
+    _version, _kind, status, count = struct.unpack(">HHIH", body[:10])
+    off, out = 10, []
+    for _ in range(count):
+        (ln,) = struct.unpack(">I", body[off:off + 4])
+        out.append(body[off + 4:off + 4 + ln])
+        off += 4 + ln
+    return status, out
 
 
 # ------------------------------------------------------------ QEMU

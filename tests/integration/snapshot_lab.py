@@ -20,7 +20,9 @@ EXTENDED9 = hashlib.sha256(b"\0" * 32 + b"\x42" * 32).hexdigest()
 
 
 class Lab:
-    def __init__(self, work, stack):
+    def __init__(self, work, stack, before_daemon=None):
+        """before_daemon(lab): checks that need the stand-in host TPM itself,
+        run before vtpm-hostd holds it."""
         self.work, self.stack = work, stack
         self.n = 0
         hw, port, self.tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
@@ -28,6 +30,9 @@ class Lab:
         cadir = os.path.join(work, "privacy-ca")
         h.run([HOST, "provision", "--tcti", self.tcti, "--dir", self.host], env=ENV)
         h.run([HOST, "enroll", "--tcti", self.tcti, "--dir", self.host, "--ca", cadir, "--ek-roots", roots], env=ENV)
+        if before_daemon:
+            before_daemon(self)
+        self.hostd, self.sock = h.host_daemon(stack, work, self.host, self.tcti)
         self.state = os.path.join(work, "vm")
         os.mkdir(self.state)
         conf = os.path.join(work, "vtpm-setup.conf")
@@ -39,9 +44,8 @@ class Lab:
                "-keyout", os.path.join(work, "tenant.key"), "-out", self.user, "-subj", "/CN=tenant", "-days", "3"])
         self.nonce = os.urandom(20).hex()
         # The VM gets a vAIK, so records also carry its quote over the vPCRs.
-        h.run([ATTEST, "issue", "--host-dir", self.host, "--state-dir", self.state, "--vm-uuid", UUID,
-               "--user-cert", self.user, "--nonce", self.nonce, "--out", os.path.join(work, "identity"),
-               "--tcti", self.tcti], env=ENV)
+        h.run([ATTEST, "issue", "--hostd", self.sock, "--state-dir", self.state, "--vm-uuid", UUID,
+               "--user-cert", self.user, "--nonce", self.nonce, "--out", os.path.join(work, "identity")], env=ENV)
         self.append = f"vtpm.nonce={self.nonce}"
 
     def mem(self):
@@ -62,7 +66,7 @@ class Lab:
         log = os.path.join(self.work, f"{name}.log")
         where = "peer" if mem_path == "memfd" else f"path={mem_path}"
         args = ["--vm-memory", f"{where},policy={policy}" + (",required" if required else "") + mem_opts,
-                "--vm-uuid", uuid, "--vtpm-host", f"dir={self.host},tcti={self.tcti}"] + list(extra) if policy else []
+                "--vm-uuid", uuid, "--vtpm-host", f"socket={self.sock}"] + list(extra) if policy else []
         srv = h.libvirt_style_server(self.stack, state or self.state, ctrl, log, extra=args)
         srv.log_path = log
         return srv, ctrl

@@ -127,10 +127,12 @@ def test(work, stack):
     h.check_eq(ak_pub, open(os.path.join(host, "ak.pem")).read(), "the AK certificate is for the provisioned AK")
     st = h.run([HOST, "status", "--tcti", tcti, "--dir", host], env=ENV)
     h.check("ak-cert.pem" in st.stdout and "valid now" in st.stdout, "status shows the certificates' validity")
+    # From here on vtpm-hostd is the stand-in TPM's only client; the others ask it.
+    hostd, sock = h.host_daemon(stack, work, host, tcti)
     # vtpm-setup with certificate_issuer = hosttpm: the EK chain ends in the hardware TPM.
     conf = os.path.join(work, "vtpm-setup.conf")
     with open(conf, "w") as f:
-        f.write(f"certificate_issuer = hosttpm\nhost_dir = {host}\nhost_tcti = {tcti}\n")
+        f.write(f"certificate_issuer = hosttpm\nhost_socket = {sock}\n")
     vmh = os.path.join(work, "vm-hosttpm")
     os.mkdir(vmh)
     h.run([SETUP, "--tpm2", "--tpm-state", vmh, "--createek", "--create-ek-cert", "--config", conf,
@@ -149,8 +151,8 @@ def test(work, stack):
     vm1 = vm_state(work, "vm1")
     n1 = os.urandom(20).hex()
     out1 = os.path.join(work, "out1")
-    r = attest("issue", "--host-dir", host, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
-               "--nonce", n1, "--out", out1, "--tcti", tcti)
+    r = attest("issue", "--hostd", sock, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n1, "--out", out1)
     h.check("generation 1" in r.stdout and "vAIK created" in r.stdout, "offline issue: generation 1, vAIK created")
     r = h.run(["openssl", "verify", "-partial_chain", "-CAfile", auth_cert, os.path.join(out1, "cert-vaik.pem")],
               check_rc=False)
@@ -189,8 +191,8 @@ def test(work, stack):
     h.check("0x800" in plain, f"the vendor capability bit is advertised with --vtpm-vendor-ctrl: {plain.strip()}")
     n2 = os.urandom(16).hex()
     out2 = os.path.join(work, "out2")
-    r = attest("issue", "--host-dir", host, "--ctrl", f"tcp:127.0.0.1:{bport + 1}", "--vm-uuid", UUID1,
-               "--user-cert", ctx["user"], "--nonce", n2, "--out", out2, "--tcti", tcti)
+    r = attest("issue", "--hostd", sock, "--ctrl", f"tcp:127.0.0.1:{bport + 1}", "--vm-uuid", UUID1,
+               "--user-cert", ctx["user"], "--nonce", n2, "--out", out2)
     h.check("generation 2" in r.stdout and "online" in r.stdout and "vAIK kept" in r.stdout,
             "online issue on the running bridge: generation 2, same vAIK")
     vtcti = f"swtpm:host=127.0.0.1,port={bport}"
@@ -239,8 +241,8 @@ def test(work, stack):
 
     # Cuckoo: another vTPM (VM 2, same host) answers the quote for VM 1.
     vm2 = vm_state(work, "vm2")
-    attest("issue", "--host-dir", host, "--state-dir", vm2, "--vm-uuid", UUID2, "--user-cert", ctx["user"],
-           "--nonce", n2, "--out", os.path.join(work, "out-vm2"), "--tcti", tcti)
+    attest("issue", "--hostd", sock, "--state-dir", vm2, "--vm-uuid", UUID2, "--user-cert", ctx["user"],
+           "--nonce", n2, "--out", os.path.join(work, "out-vm2"))
     c2, c2port = h.tcp_server(stack, vm2)
     ev_other = os.path.join(work, "vm2.evidence")
     attest("quote", "--tcti", f"swtpm:host=127.0.0.1,port={c2port}", "--nonce", n2, "--out", ev_other)
@@ -249,8 +251,8 @@ def test(work, stack):
     quote2 = {t: v for t, v in other if t in (1, 2)}
     edit_evidence(ev2, tampered, lambda recs: [r.__setitem__(1, quote2[r[0]]) for r in recs if r[0] in (1, 2)])
     expect_fail(ctx, tampered, n2, "quote-signature", "quote relayed from another vTPM (cuckoo)")
-    r = attest("issue", "--host-dir", host, "--ctrl", f"tcp:127.0.0.1:{c2port + 1}", "--vm-uuid", UUID2,
-               "--user-cert", ctx["user"], "--nonce", n2, "--out", os.path.join(work, "out-nov"), "--tcti", tcti,
+    r = attest("issue", "--hostd", sock, "--ctrl", f"tcp:127.0.0.1:{c2port + 1}", "--vm-uuid", UUID2,
+               "--user-cert", ctx["user"], "--nonce", n2, "--out", os.path.join(work, "out-nov"),
                check_rc=False)
     h.check(r.returncode == 1 and "does not offer CMD_VTPM_TPM_COMMAND" in r.stderr,
             f"online issue refused by a bridge without --vtpm-vendor-ctrl: {r.stderr.strip()}")
@@ -264,23 +266,30 @@ def test(work, stack):
     # Cloned state directory / older copy: no second identity.
     clone = os.path.join(work, "vm1-clone")
     shutil.copytree(vm1, clone)
-    attest("issue", "--host-dir", host, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
-           "--nonce", n2, "--out", os.path.join(work, "out3"), "--tcti", tcti)
+    attest("issue", "--hostd", sock, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+           "--nonce", n2, "--out", os.path.join(work, "out3"))
     before = h.dir_digest(clone)
     rec_before = open(os.path.join(host, "vms", UUID1 + ".record")).read()
-    r = attest("issue", "--host-dir", host, "--state-dir", clone, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
-               "--nonce", n2, "--out", os.path.join(work, "out4"), "--tcti", tcti, check_rc=False)
+    r = attest("issue", "--hostd", sock, "--state-dir", clone, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n2, "--out", os.path.join(work, "out4"), check_rc=False)
     h.check(r.returncode == 1 and "identity clash" in r.stderr and "clone or an older copy" in r.stderr,
             f"issue refuses a cloned/older state: {r.stderr.strip()}")
     h.check_eq(h.dir_digest(clone), before, "the refused clone's state is untouched")
     h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "the host record is untouched")
 
     # Host PCRs change after provisioning: the AuthKey cannot sign, nothing changes.
+    # The daemon holds the TPM: stop it, change a PCR, and it cannot start again.
     vm1_before = h.dir_digest(vm1)
+    hostd.stop()
     h.tpm2(port, "pcrextend", "4:sha256=" + "cd" * 32)
-    r = attest("issue", "--host-dir", host, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
-               "--nonce", n2, "--out", os.path.join(work, "out5"), "--tcti", tcti, check_rc=False)
-    h.check(r.returncode == 1 and "host PCRs changed" in r.stderr, f"changed host PCRs: {r.stderr.strip()}")
+    r = h.run([os.path.join(BIN, "vtpm-hostd"), "--dir", host, "--tcti", tcti, "--socket", sock], check_rc=False,
+              env=ENV, timeout=30)
+    h.check(r.returncode == 1 and "host PCRs changed" in r.stderr,
+            f"changed host PCRs: vtpm-hostd refuses to start: {r.stderr.strip()[-160:]}")
+    r = attest("issue", "--hostd", sock, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n2, "--out", os.path.join(work, "out5"), check_rc=False)
+    h.check(r.returncode == 1 and "is vtpm-hostd running?" in r.stderr,
+            f"changed host PCRs: no daemon, no identity: {r.stderr.strip()}")
     h.check_eq(h.dir_digest(vm1), vm1_before, "the vTPM state is untouched after the refused issue")
     h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "record untouched")
     srv_hw = hw
@@ -291,10 +300,11 @@ def test(work, stack):
     host2 = os.path.join(work, "host2")
     h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1"], env=ENV)
     h.run([HOST, "enroll", "--tcti", tcti2, "--dir", host2, "--ca", cadir, "--ek-roots", roots], env=ENV)
+    _, sock2 = h.host_daemon(stack, work, host2, tcti2, name="hostd2")
     vm3 = vm_state(work, "vm3")
     n3 = os.urandom(16).hex()
-    attest("issue", "--host-dir", host2, "--state-dir", vm3, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
-           "--nonce", n3, "--out", os.path.join(work, "out-h2"), "--tcti", tcti2)
+    attest("issue", "--hostd", sock2, "--state-dir", vm3, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+           "--nonce", n3, "--out", os.path.join(work, "out-h2"))
     s3, p3 = h.tcp_server(stack, vm3)
     ev3 = os.path.join(work, "h2.evidence")
     attest("quote", "--tcti", f"swtpm:host=127.0.0.1,port={p3}", "--nonce", n3, "--out", ev3)

@@ -26,12 +26,14 @@ def test(work, stack):
     _, _, tcti, _ = h.stand_in_hw_tpm(stack, work, "hwtpm")
     conf = ("# bridges started by libvirt (which passes --log without a level)\nvm_memory = peer\npolicy = refuse\n"
             "log_level = 3\n"
-            f"host_dir = /var/lib/libvtpm/host\nhost_tcti = {tcti}\n")
+            f"host_socket = {work}/hostd.sock\n")
     tools = lv.tool_dir(work, "tools-ours", BRIDGE, SETUP)
     d = lv.LibvirtDaemon(stack, work, "snap", tools, qemu_conf='swtpm_user = "root"\nswtpm_group = "root"\n',
                          bridge_conf=conf)
     h.run([os.path.join(BIN, "vtpm-host"), "provision", "--tcti", tcti, "--dir",
            d.path("/var/lib/libvtpm/host")], env=ENV)
+    # The host daemon: the only process with the stand-in TPM; bridges ask it.
+    h.host_daemon(stack, work, d.path("/var/lib/libvtpm/host"), tcti)
 
     name, dom = "snapvm", str(uuid.uuid4())
     serial = lv.Serial(os.path.join(work, f"{name}.serial"))

@@ -22,7 +22,7 @@ import socket
 import struct
 
 import harness as h
-from snapshot_lab import (ATTEST, ENV, EXTENDED9, PATTERN, UUID, UUID_OTHER, Lab, fingerprint, ignore_shared,
+from snapshot_lab import (ATTEST, BIN, ENV, EXTENDED9, PATTERN, UUID, UUID_OTHER, Lab, fingerprint, ignore_shared,
                           last_tick, log_of, restore, running_on, save)
 
 
@@ -109,31 +109,58 @@ def record_fields(data, off):
     return out
 
 
-def authkey_sign(lab, digest):
-    """TPM2_Sign with the host's AuthKey (0x81000010) on the stand-in host
-    TPM, through its PCR policy (PolicyPCR sha256:0-7, PolicyCommandCode,
-    PolicyOR of the Sign and Certify branches) — what vtpm-host does.
-    Returns the marshalled TPMT_SIGNATURE."""
-    d = os.path.join(lab.work, "resign")
+def authkey_without_secret(lab):
+    """A process with the TPM device (as the bridges' user would have) tries
+    TPM2_Sign with the AuthKey (0x81000010) through its PCR policy, with
+    tpm2-tools: without the auth value only vtpm-hostd holds, the TPM
+    refuses, whether the policy leaves PolicyAuthValue out or includes it
+    with a guessed (empty) value."""
+    d = os.path.join(lab.work, "attack-authkey")
     os.makedirs(d, exist_ok=True)
     env = dict(os.environ, TPM2TOOLS_TCTI=lab.tcti)
-    t = lambda *a: h.run(["tpm2_" + a[0]] + list(a[1:]), env=env)  # noqa: E731
+    t = lambda *a, **kw: h.run(["tpm2_" + a[0]] + list(a[1:]), env=env, **kw)  # noqa: E731
     pcrs = "sha256:0,1,2,3,4,5,6,7"
-    for cc in ("Sign", "Certify"):
-        t("startauthsession", "-S", f"{d}/trial.ctx")
-        t("policypcr", "-S", f"{d}/trial.ctx", "-l", pcrs)
-        t("policycommandcode", "-S", f"{d}/trial.ctx", "-L", f"{d}/{cc}.pol", f"TPM2_CC_{cc}")
-        t("flushcontext", f"{d}/trial.ctx")
     with open(f"{d}/digest", "wb") as f:
-        f.write(digest)
-    t("startauthsession", "--policy-session", "-S", f"{d}/s.ctx")
-    t("policypcr", "-S", f"{d}/s.ctx", "-l", pcrs)
-    t("policycommandcode", "-S", f"{d}/s.ctx", "TPM2_CC_Sign")
-    t("policyor", "-S", f"{d}/s.ctx", "-l", f"sha256:{d}/Sign.pol,{d}/Certify.pol")
-    t("sign", "-c", "0x81000010", "-p", f"session:{d}/s.ctx", "-g", "sha256", "-d", "-o", f"{d}/sig", f"{d}/digest")
-    t("flushcontext", f"{d}/s.ctx")
-    with open(f"{d}/sig", "rb") as f:
-        return f.read()
+        f.write(hashlib.sha256(b"any digest an attacker likes").digest())
+    for with_auth in (False, True):
+        pols = []
+        for cc in ("Sign", "Certify"):
+            t("startauthsession", "-S", f"{d}/trial.ctx")
+            t("policypcr", "-S", f"{d}/trial.ctx", "-l", pcrs)
+            t("policycommandcode", "-S", f"{d}/trial.ctx", "-L", f"{d}/{cc}.pol", f"TPM2_CC_{cc}")
+            if with_auth:
+                t("policyauthvalue", "-S", f"{d}/trial.ctx", "-L", f"{d}/{cc}.pol")
+            t("flushcontext", f"{d}/trial.ctx")
+            pols.append(f"{d}/{cc}.pol")
+        t("startauthsession", "--policy-session", "-S", f"{d}/s.ctx")
+        t("policypcr", "-S", f"{d}/s.ctx", "-l", pcrs)
+        t("policycommandcode", "-S", f"{d}/s.ctx", "TPM2_CC_Sign")
+        if with_auth:
+            t("policyauthvalue", "-S", f"{d}/s.ctx")
+        t("policyor", "-S", f"{d}/s.ctx", "-l", "sha256:" + ",".join(pols))
+        r = t("sign", "-c", "0x81000010", "-p", f"session:{d}/s.ctx", "-g", "sha256", "-d", "-o", f"{d}/sig",
+              f"{d}/digest", check_rc=False)
+        t("flushcontext", f"{d}/s.ctx", check_rc=False)
+        how = "PolicyPCR+CommandCode+AuthValue, empty auth" if with_auth else "PolicyPCR+CommandCode (old policy)"
+        h.check(r.returncode != 0 and not os.path.exists(f"{d}/sig"),
+                f"TPM2_Sign with the AuthKey via {how} without the daemon's secret fails: {r.stderr.strip()[-120:]}")
+    mode = os.stat(os.path.join(lab.host, "authkey-auth.sealed")).st_mode & 0o777
+    h.check_eq(oct(mode), oct(0o600), "the sealed auth value is readable by the daemon's user only")
+
+
+def hostd_resign(lab, body):
+    """The host daemon signs `body` (a record without its signature) as the
+    next generation of the VM: the test, with the host's own powers, steps
+    the ledger back by one first. Returns the marshalled signature."""
+    path = lab.ledger_file()
+    with open(path) as f:
+        text = f.read()
+    gen = int(re.search(r"generation = (\d+)", text).group(1))
+    with open(path, "w") as f:
+        f.write(text.replace(f"generation = {gen}", f"generation = {gen - 1}"))
+    status, fields = h.hostd_call(lab.sock, "SignSnapshotRecord", [body + b"\0\0"])
+    h.check_eq(status, 0, f"vtpm-hostd re-signs the edited record: {fields}")
+    return fields[0]
 
 
 def resign_with_bad_quote(lab, src, dst):
@@ -149,9 +176,8 @@ def resign_with_bad_quote(lab, src, dst):
     h.check(qe - qs > 10, f"the record carries a vAIK quote signature ({qe - qs - 2} bytes)")
     data[qe - 1] ^= 0x01
     hs, he = fields["host_signature"]
-    msg = b"libvtpm snapshot record v1\0" + bytes(data[off:hs])
     for _ in range(10):  # an ECDSA signature can come out shorter: same length keeps the stream's framing
-        sig = authkey_sign(lab, hashlib.sha256(msg).digest())
+        sig = hostd_resign(lab, bytes(data[off:hs]))
         if len(sig) == he - hs - 2:
             break
     h.check_eq(len(sig), he - hs - 2, "re-signed record: host signature of the same length")
@@ -222,7 +248,7 @@ def qemu_digest(lab):
     srv = h.Server(lab.stack, ["--tpm2", "--tpmstate", f"dir={state}", "--server", f"type=tcp,port={port}",
                                "--ctrl", f"type=tcp,port={port + 1}", "--flags", "not-need-init",
                                "--vtpm-vendor-ctrl", "--vm-uuid", UUID,
-                               "--vtpm-host", f"dir={lab.host},tcti={lab.tcti}",
+                               "--vtpm-host", f"socket={lab.sock}",
                                "--log", f"file={lab.work}/digest.log,level=20"], wait_port=port + 1)
     srv.log_path = os.path.join(lab.work, "digest.log")
     c = h.Ctrl(port=port + 1)
@@ -327,25 +353,47 @@ def postcopy(lab):
 
 def replaced_host_dir(lab):
     """A HOSTDIR whose authkey.pub is not the AuthKey in the host TPM (here the
-    host AK's public key put in its place): the bridge must not start, or a
-    replaced directory would let anyone sign records with a key of their own."""
+    host AK's public key put in its place): the host daemon must not start,
+    or a replaced directory would let anyone sign records with a key of their
+    own. And a bridge whose daemon is not there, or given the old option
+    that had it open the TPM itself, does not start either."""
     fake = os.path.join(lab.work, "host-replaced")
     shutil.copytree(lab.host, fake)
     shutil.copyfile(os.path.join(lab.host, "ak.pub"), os.path.join(fake, "authkey.pub"))
     state = os.path.join(lab.work, "vm-replaced-host")
     os.mkdir(state)
     sock = os.path.join(state, "ctrl.sock")
-    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}",
-               "--ctrl", f"type=unixio,path={sock}", "--vm-memory", f"path={lab.mem()},policy=refuse",
-               "--vm-uuid", UUID, "--vtpm-host", f"dir={fake},tcti={lab.tcti}"], check_rc=False, timeout=30)
+    hostd = os.path.join(BIN, "vtpm-hostd")
+    fake_sock = os.path.join(lab.work, "hostd-replaced.sock")
+    r = h.run([hostd, "--dir", fake, "--tcti", lab.tcti, "--socket", fake_sock], check_rc=False, timeout=30, env=ENV)
     h.check(r.returncode != 0 and "is not the AuthKey in the host TPM" in r.stderr,
-            f"a replaced HOSTDIR/authkey.pub: the bridge refuses to start ({r.returncode}: {r.stderr.strip()[-160:]})")
-    h.check(not os.path.exists(sock) and os.listdir(state) == [], "and it touched nothing in the state directory")
+            f"a replaced HOSTDIR/authkey.pub: vtpm-hostd refuses to start ({r.returncode}: {r.stderr.strip()[-160:]})")
+    h.check(not os.path.exists(fake_sock), "and it listens nowhere")
+    os.unlink(os.path.join(fake, "authkey.pub"))
+    shutil.copyfile(os.path.join(lab.host, "authkey.pub"), os.path.join(fake, "authkey.pub"))
+    os.unlink(os.path.join(fake, "authkey-auth.sealed"))
+    r = h.run([hostd, "--dir", fake, "--tcti", lab.tcti, "--socket", fake_sock], check_rc=False, timeout=30, env=ENV)
+    h.check(r.returncode != 0 and "authkey-auth.sealed" in r.stderr,
+            f"no sealed auth value: vtpm-hostd refuses to start ({r.stderr.strip()[-160:]})")
+    for how, opt, want in (("no daemon", f"socket={lab.work}/nobody.sock", "is vtpm-hostd running?"),
+                           ("the old dir=/tcti= form", f"dir={lab.host},tcti={lab.tcti}",
+                            "no longer opens the host TPM")):
+        r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                   "--ctrl", f"type=unixio,path={sock}", "--vm-memory", f"path={lab.mem()},policy=refuse",
+                   "--vm-uuid", UUID, "--vtpm-host", opt], check_rc=False, timeout=30)
+        h.check(r.returncode != 0 and want in r.stderr,
+                f"{how}: the bridge refuses to start ({r.returncode}: {r.stderr.strip()[-160:]})")
+        h.check(not os.path.exists(sock) and os.listdir(state) == [], "and it touched nothing in the state directory")
+
+
+def attacks_on_the_device(lab):
+    """Attacks that need the TPM device itself, before the daemon holds it."""
+    authkey_without_secret(lab)
+    replaced_host_dir(lab)
 
 
 def test(work, stack):
-    lab = Lab(work, stack)
-    replaced_host_dir(lab)
+    lab = Lab(work, stack, before_daemon=attacks_on_the_device)
     ref = os.path.join(work, "reference")
     with open(ref, "w") as f:
         f.write(f"sha256:9 {EXTENDED9}\n")

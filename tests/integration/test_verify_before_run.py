@@ -24,7 +24,7 @@ import uuid
 import harness as h
 import libvirt_daemon as lv
 import migration_stream as ms
-from snapshot_lab import BIN, ENV, EXTENDED9, PATTERN, SETUP, UUID, Lab, fingerprint, last_tick, log_of, restore, \
+from snapshot_lab import BIN, EXTENDED9, PATTERN, SETUP, UUID, Lab, fingerprint, last_tick, log_of, restore, \
     running_on, save
 
 HOST = os.path.join(BIN, "vtpm-host")
@@ -185,11 +185,11 @@ def plain_qemu(lab, work):
 def libvirt(work, stack, lab):
     os.chmod(work, 0o755)
     tools = lv.tool_dir(work, "tools-ours", os.path.realpath(h.server_cmd()[0]), SETUP)
+    # The lab's host daemon signs for libvirt's bridges too (one client of the stand-in TPM).
     conf = ("vm_memory = peer\npolicy = refuse\nlog_level = 3\nadmin_socket = /var/lib/libvtpm/{uuid}.admin\n"
-            f"host_dir = /var/lib/libvtpm/host\nhost_tcti = {lab.tcti}\n")
+            f"host_socket = {lab.sock}\n")
     d = lv.LibvirtDaemon(stack, work, "vbr", tools, qemu_conf='swtpm_user = "root"\nswtpm_group = "root"\n',
                          bridge_conf=conf)
-    h.run([HOST, "provision", "--tcti", lab.tcti, "--dir", d.path("/var/lib/libvtpm/host")], env=ENV)
     name, dom = "vbrvm", str(uuid.uuid4())
     serial = lv.Serial(os.path.join(work, f"{name}.serial"))
     xml = os.path.join(work, f"{name}.xml")
@@ -211,7 +211,7 @@ def libvirt(work, stack, lab):
     last = serial.last_tick()
     edited = os.path.join(work, f"{name}-edited.save")
     page_no, _ = edit(image, edited)
-    state, ledger = d.swtpm_state(dom), d.path("/var/lib/libvtpm/host/vms")
+    state, ledger = d.swtpm_state(dom), lab.ledger()
     before = (h.tree_digest(state), h.tree_digest(ledger))
     admin = d.path(f"/var/lib/libvtpm/{dom}.admin")
     bconf = d.path("/etc/libvtpm/bridge.conf")

@@ -133,8 +133,7 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
         "vm_memory = /dev/shm/{uuid}.ram\n"
         "policy = taint\n"
         "required = yes\n"
-        "host_dir = /var/lib/libvtpm/host\n"
-        "host_tcti = swtpm:host=127.0.0.1,port=2321\n"
+        "host_socket = /run/libvtpm/hostd.sock\n"
         "vendor_ctrl = yes\n"
         "log_level = 3\n";
     auto s = resolve_snapshot_settings(*o, conf);
@@ -143,22 +142,21 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(s->guard.memory_path == "/dev/shm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6.ram");
     CHECK(s->guard.policy == Policy::Taint);
     CHECK(s->guard.required);
-    CHECK(s->host_tcti == "swtpm:host=127.0.0.1,port=2321");
+    CHECK(s->host_socket == "/run/libvtpm/hostd.sock");
     CHECK(s->vendor_ctrl);
     CHECK(s->log_level == 3u);
 
-    // The command line over the file; tcti= takes the rest, commas and all.
+    // The command line over the file.
     auto o2 = parse({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock", "--vm-memory",
                      "peer,policy=refuse", "--vm-uuid", "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", "--vtpm-host",
-                     "dir=/h,tcti=swtpm:host=127.0.0.1,port=9"});
+                     "socket=/tmp/h.sock"});
     REQUIRE(o2);
     auto s2 = resolve_snapshot_settings(*o2, conf);
     REQUIRE(s2);
     CHECK(s2->guard.memory_from_peer);
     CHECK(s2->guard.memory_path.empty());
     CHECK(s2->guard.policy == Policy::Refuse);
-    CHECK(s2->host_dir == "/h");
-    CHECK(s2->host_tcti == "swtpm:host=127.0.0.1,port=9");
+    CHECK(s2->host_socket == "/tmp/h.sock");
     CHECK(vtpm::format_uuid(*s2->guard.vm_uuid) == "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a");
 
     // Errors name what is wrong.
@@ -173,15 +171,19 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(err({"--vm-memory", "policy=maybe"}).find("unknown policy 'maybe'") != std::string::npos);
     CHECK(err({"--vm-memory", "size=3"}).find("--vm-memory") != std::string::npos);
     CHECK(err({"--vm-uuid", "nope"}).find("--vm-uuid") != std::string::npos);
-    CHECK(err({"--vtpm-host", "tcti=device:/dev/tpmrm0"}).find("dir= is required") != std::string::npos);
+    CHECK(err({"--vtpm-host", "path=/x"}).find("--vtpm-host") != std::string::npos);
+    // The old form that had the bridge open the host TPM is refused, saying what to do.
+    CHECK(err({"--vtpm-host", "dir=/h,tcti=device:/dev/tpmrm0"}).find("no longer opens the host TPM") !=
+          std::string::npos);
+    CHECK(err({"--vtpm-host", "dir=/h"}).find("run vtpm-hostd") != std::string::npos);
     // Fail closed at start: a verifying policy without what it needs.
     const std::string no_host = err({"--vm-memory", "path=/dev/shm/x,policy=refuse", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"});
     CHECK(no_host.find("policy=refuse cannot be honoured: missing the host key") != std::string::npos);
-    const std::string no_uuid = err({"--vm-memory", "peer,policy=taint", "--vtpm-host", "dir=/h"});
+    const std::string no_uuid = err({"--vm-memory", "peer,policy=taint", "--vtpm-host", "socket=/h.sock"});
     CHECK(no_uuid.find("policy=taint cannot be honoured: missing the VM UUID") != std::string::npos);
-    const std::string no_mem = err({"--vtpm-host", "dir=/h", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"});
+    const std::string no_mem = err({"--vtpm-host", "socket=/h.sock", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"});
     CHECK(no_mem.find("missing guest memory") != std::string::npos);
-    CHECK(err({"--vtpm-host", "dir=/h", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6", "--vtpm-vendor-ctrl"})
+    CHECK(err({"--vtpm-host", "socket=/h.sock", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6", "--vtpm-vendor-ctrl"})
               .empty());  // a patched QEMU's digest is the memory source
     CHECK(err({"--vm-memory", "path=/dev/shm/x,policy=skip"}).empty());  // skip asks for nothing
     CHECK(err({}, "colour = blue\n").find("bridge config:1: unknown key 'colour'") != std::string::npos);
@@ -194,12 +196,12 @@ TEST_CASE("snapshot settings: verify= and the admin socket, {uuid} in its path")
     const std::string state = "dir=/var/lib/libvirt/swtpm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6/tpm2";
     auto o = parse({"--tpm2", "--tpmstate", state, "--ctrl", "type=unixio,path=/run/x.sock"});
     REQUIRE(o);
-    auto d = resolve_snapshot_settings(*o, "vm_memory = peer\nhost_dir = /h\n");
+    auto d = resolve_snapshot_settings(*o, "vm_memory = peer\nhost_socket = /h\n");
     REQUIRE(d);
     CHECK_FALSE(d->guard.verify_before_run);  // default: verify=load, today's behaviour
     CHECK(d->admin_socket.empty());
     auto s = resolve_snapshot_settings(
-        *o, "vm_memory = peer\nhost_dir = /h\nverify = before-run\nadmin_socket = /run/libvtpm/{uuid}.admin\n");
+        *o, "vm_memory = peer\nhost_socket = /h\nverify = before-run\nadmin_socket = /run/libvtpm/{uuid}.admin\n");
     REQUIRE(s);
     CHECK(s->guard.verify_before_run);
     CHECK(s->admin_socket == "/run/libvtpm/3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6.admin");
@@ -208,7 +210,7 @@ TEST_CASE("snapshot settings: verify= and the admin socket, {uuid} in its path")
     auto o2 = parse({"--tpm2", "--tpmstate", state, "--ctrl", "type=unixio,path=/run/x.sock", "--vm-memory",
                      "peer,verify=load", "--vtpm-admin-socket", "/tmp/a-{uuid}"});
     REQUIRE(o2);
-    auto s2 = resolve_snapshot_settings(*o2, "host_dir = /h\nverify = before-run\nadmin_socket = /run/x\n");
+    auto s2 = resolve_snapshot_settings(*o2, "host_socket = /h\nverify = before-run\nadmin_socket = /run/x\n");
     REQUIRE(s2);
     CHECK_FALSE(s2->guard.verify_before_run);
     CHECK(s2->admin_socket == "/tmp/a-3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6");

@@ -42,7 +42,8 @@ TEST_CASE("TPM 2.0 manufacturing: EKs, certificates in NV, locked, banks") {
     o.pcr_banks = {"sha1", "sha256"};
     o.vmid = "vm:uuid";
     auto e = started(engine::TpmVersion::V2, store::make_memory_store());
-    auto rep = setup::manufacture_tpm2(*e, o, ca->get());
+    x509::IssuerAuthority authority(**ca);
+    auto rep = setup::manufacture_tpm2(*e, o, &authority);
     REQUIRE(rep);
     CHECK(rep->certs.size() == 3);
     CHECK(rep->active_banks == std::vector<std::string>{"sha1", "sha256"});
@@ -121,7 +122,8 @@ TEST_CASE("TPM 1.2 manufacturing: EK, ownership, certificates, NV lock") {
     o.owner_auth = Bytes(20, 0);
     o.srk_auth = Bytes(20, 0);
     auto e = started(engine::TpmVersion::V1_2, store::make_memory_store());
-    auto rep = setup::manufacture_tpm12(*e, o, ca->get());
+    x509::IssuerAuthority authority(**ca);
+    auto rep = setup::manufacture_tpm12(*e, o, &authority);
     REQUIRE(rep);
     REQUIRE(rep->certs.size() == 2);
     CHECK(rep->certs[0].nv_index == 0x1000f000);

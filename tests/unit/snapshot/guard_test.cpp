@@ -42,7 +42,8 @@ class SoftSigner final : public RecordSigner {
 public:
     SoftSigner(std::shared_ptr<EVP_PKEY> key, uint8_t id) : key_(std::move(key)), name_(34, id) {}
     const Bytes& key_name() const override { return name_; }
-    Result<Bytes> sign(ByteView message) override {
+    Result<Bytes> sign(const SnapshotRecord& r) override {
+        const Bytes message = signed_message(r);
         vtpm::MdCtxPtr ctx(EVP_MD_CTX_new());
         size_t n = 0;
         REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_.get()) == 1);
@@ -73,6 +74,27 @@ public:
 private:
     std::shared_ptr<EVP_PKEY> key_;
     Bytes name_;
+};
+
+// The host's file ledger, as vtpm-hostd keeps it, without the daemon.
+class FileLedger final : public SnapshotLedger {
+public:
+    explicit FileLedger(std::string dir) : l_(std::move(dir)) {}
+    Result<std::optional<hoststate::LedgerEntry>> latest(const std::string& uuid) const override {
+        return l_.latest(uuid);
+    }
+    Result<void> commit(const std::string& uuid, const hoststate::LedgerEntry& e) const override {
+        return l_.commit(uuid, e);
+    }
+    void keep_leaves(const std::string& uuid, const Digest&, const std::vector<Digest>& leaves) const override {
+        l_.keep_leaves(uuid, leaves);
+    }
+    std::optional<std::vector<Digest>> leaves_for(const std::string& uuid, const Digest& root) const override {
+        return l_.leaves_for(uuid, root);
+    }
+
+private:
+    hoststate::Ledger l_;
 };
 
 // Guest RAM: a file in the test's directory (as a memory-backend-file is),
@@ -134,7 +156,7 @@ struct Lab {
         auto& k = keys[key];
         if (!k) k.reset(EVP_EC_gen("P-256"), EVP_PKEY_free);
         return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key),
-                                               hoststate::Ledger((dir.path / "host").string()));
+                                               std::make_unique<FileLedger>((dir.path / "host").string()));
     }
     // The plain state as a save exports it.
     SecureBytes plain(engine::BlobType t) {
@@ -508,7 +530,8 @@ TEST_CASE("guard: verify=before-run holds TPM commands until the final verificat
     c = g0->config();
     c.verify_before_run = true;
     auto& k = lab.keys[1];
-    SnapshotGuard g(c, std::make_unique<SoftSigner>(k, 1), hoststate::Ledger((lab.dir.path / "host").string()));
+    SnapshotGuard g(c, std::make_unique<SoftSigner>(k, 1),
+                    std::make_unique<FileLedger>((lab.dir.path / "host").string()));
     core::DispatcherConfig dc;
     dc.vendor_commands = true;
     core::Dispatcher d(*lab.engine, dc);

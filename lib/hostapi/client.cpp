@@ -1,0 +1,131 @@
+#include "hostapi/client.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/fd.hpp"
+
+namespace vtpm::hostapi {
+
+namespace {
+
+// A TPM signature takes well under a second; a daemon silent this long is stuck.
+constexpr int kTimeoutMs = 60000;
+
+Result<void> send_all(int fd, ByteView b) {
+    size_t off = 0;
+    while (off < b.size()) {
+        const ssize_t n = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return make_error(rc::kFail, std::string("sending: ") + std::strerror(errno));
+        off += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+Result<void> recv_all(int fd, uint8_t* p, size_t len) {
+    size_t off = 0;
+    while (off < len) {
+        pollfd pfd{fd, POLLIN, 0};
+        const int pr = ::poll(&pfd, 1, kTimeoutMs);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) return make_error(rc::kFail, "no answer within " + std::to_string(kTimeoutMs / 1000) + " s");
+        const ssize_t n = ::recv(fd, p + off, len - off, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return make_error(rc::kFail, std::string("receiving: ") + std::strerror(errno));
+        if (n == 0) return make_error(rc::kFail, "the daemon closed the connection");
+        off += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<std::vector<Bytes>> Client::call(Kind kind, const std::vector<Bytes>& fields) const {
+    auto fail = [&](const std::string& why) {
+        return make_error(rc::kFail, "vtpm-hostd (" + path_ + "), " + kind_name(static_cast<uint16_t>(kind)) + ": " +
+                                         why);
+    };
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path_.size() >= sizeof addr.sun_path) return fail("socket path too long");
+    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return fail(std::string("socket: ") + std::strerror(errno));
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+        return fail(std::string("cannot connect: ") + std::strerror(errno) + " (is vtpm-hostd running?)");
+    if (auto r = send_all(fd.get(), encode_request(kind, fields)); !r) return fail(r.error().message);
+    uint8_t prefix[4];
+    if (auto r = recv_all(fd.get(), prefix, sizeof prefix); !r) return fail(r.error().message);
+    auto len = frame_length(ByteView(prefix, 4));
+    if (!len) return fail(len.error().message);
+    Bytes body(*len);
+    if (auto r = recv_all(fd.get(), body.data(), body.size()); !r) return fail(r.error().message);
+    auto m = decode_response(body);
+    if (!m) return fail(m.error().message);
+    if (m->kind != static_cast<uint16_t>(kind)) return fail("the answer is for another request (" +
+                                                             kind_name(m->kind) + ")");
+    if (m->status != 0) {
+        const std::string why = m->fields.size() == 1 ? std::string(m->fields[0].begin(), m->fields[0].end())
+                                                      : "refused without a reason";
+        return make_error(m->status, "vtpm-hostd refused " + kind_name(m->kind) + ": " + why);
+    }
+    return std::move(m->fields);
+}
+
+Result<HostInfoReply> Client::host_info() const {
+    auto f = call(Kind::HostInfo, {});
+    if (!f) return f.error();
+    return parse_host_info(*f);
+}
+
+Result<LedgerReply> Client::ledger_latest(const Uuid& vm) const {
+    auto f = call(Kind::LedgerLatest, to_fields(LedgerQuery{vm}));
+    if (!f) return f.error();
+    return parse_ledger_reply(*f);
+}
+
+Result<RecordReply> Client::sign_record(const RecordRequest& r) const {
+    auto f = call(Kind::SignSnapshotRecord, to_fields(r));
+    if (!f) return f.error();
+    return parse_record_reply(*f);
+}
+
+Result<void> Client::keep_leaves(const LeavesRequest& r) const {
+    auto f = call(Kind::KeepLeaves, to_fields(r));
+    if (!f) return f.error();
+    return {};
+}
+
+Result<Bytes> Client::leaves_for(const Uuid& vm, const Digest32& root) const {
+    auto f = call(Kind::LeavesFor, to_fields(LeavesRequest{vm, root, {}}));
+    if (!f) return f.error();
+    if (f->size() != 1) return make_error(rc::kFail, "LeavesFor reply: expected one field");
+    return std::move((*f)[0]);
+}
+
+Result<Bytes> Client::issue_tcg_cert(const TcgCertRequest& r) const {
+    auto f = call(Kind::IssueTcgCert, to_fields(r));
+    if (!f) return f.error();
+    if (f->size() != 1) return make_error(rc::kFail, "IssueTcgCert reply: expected one field");
+    return std::move((*f)[0]);
+}
+
+Result<VaikReply> Client::issue_vaik(const VaikRequest& r) const {
+    auto f = call(Kind::IssueVaik, to_fields(r));
+    if (!f) return f.error();
+    return parse_vaik_reply(*f);
+}
+
+Result<void> Client::confirm_vaik(const VaikConfirm& r) const {
+    auto f = call(Kind::ConfirmVaik, to_fields(r));
+    if (!f) return f.error();
+    return {};
+}
+
+}  // namespace vtpm::hostapi

@@ -1,0 +1,31 @@
+// The AuthKey's auth value: 32 random bytes that only vtpm-hostd holds in
+// memory. On disk (HOSTDIR/authkey-auth.sealed, mode 0600, owned by the
+// daemon's user) it is a TPM sealed-data object under a storage primary of
+// the owner hierarchy, unsealable only in this TPM and only while the host
+// PCRs are as provisioned: a copy of HOSTDIR is useless elsewhere, and a
+// process with the TPM device but without the file cannot use the AuthKey.
+#pragma once
+
+#include <tss2/tss2_tpm2_types.h>
+
+#include "hosttpm/esys.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::hosttpm {
+
+/// Size of the AuthKey auth value.
+inline constexpr size_t kAuthValueSize = 32;
+
+/// A fresh auth value from the TPM's random number generator.
+Result<SecureBytes> new_auth_value(Esys& tpm);
+
+/// Seal `secret` to this TPM under PolicyPCR(`pcrs`, current values) ∧
+/// PolicyCommandCode(Unseal). The result is TPM2B_PUBLIC || TPM2B_PRIVATE.
+Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs);
+
+/// Unseal what seal_secret made. An error names why: another TPM, changed
+/// host PCRs, or a damaged file.
+Result<SecureBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs);
+
+}  // namespace vtpm::hosttpm

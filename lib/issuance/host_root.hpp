@@ -1,0 +1,56 @@
+// The hardware root of trust as the host daemon holds it: the host TPM, the
+// provisioned AuthKey (checked against HOSTDIR/authkey.pub by TPM name) and
+// its auth value, unsealed into wiped memory. Only vtpm-hostd (and vtpm-host,
+// the operator's tool that runs as the same user before the daemon starts)
+// make one; everything else asks the daemon.
+#pragma once
+
+#include <tss2/tss2_tpm2_types.h>
+
+#include <memory>
+#include <string>
+
+#include "hoststate/host_files.hpp"
+#include "hosttpm/esys.hpp"
+#include "hosttpm/host_ops.hpp"
+#include "util/bytes.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::issuance {
+
+class HostRoot {
+public:
+    /// Open the root whose files are in `host_dir`, on `tpm`: reads host.conf
+    /// and authkey.pub, refuses when the TPM's AuthKey is another key,
+    /// unseals the auth value and proves it with a TPM2_Certify, so a root
+    /// that cannot sign is found at start, not at the first request.
+    static Result<std::unique_ptr<HostRoot>> open(std::unique_ptr<hosttpm::Esys> tpm, const std::string& host_dir);
+
+    hosttpm::Esys& tpm() { return *tpm_; }
+    const std::string& dir() const { return dir_; }
+    const hoststate::HostConfig& config() const { return cfg_; }
+    /// The AuthKey's public area and TPM name.
+    const TPMT_PUBLIC& authkey_public() const { return authkey_; }
+    const Bytes& authkey_name() const { return authkey_name_; }
+
+    /// TPM2_Sign of a SHA-256 digest by the AuthKey. Callers sign only what
+    /// they built and checked themselves (a record, a certificate body).
+    Result<TPMT_SIGNATURE> sign_digest(ByteView digest);
+    /// TPM2_Certify of the AuthKey by the host AK over `qualifying`.
+    Result<hosttpm::SignedAttest> certify_authkey(ByteView qualifying);
+
+    HostRoot(std::unique_ptr<hosttpm::Esys> tpm, std::string dir, hoststate::HostConfig cfg, TPMT_PUBLIC authkey,
+             Bytes name, SecureBytes auth)
+        : tpm_(std::move(tpm)), dir_(std::move(dir)), cfg_(cfg), authkey_(authkey), authkey_name_(std::move(name)),
+          auth_(std::move(auth)) {}
+
+private:
+    std::unique_ptr<hosttpm::Esys> tpm_;
+    std::string dir_;
+    hoststate::HostConfig cfg_;
+    TPMT_PUBLIC authkey_{};
+    Bytes authkey_name_;
+    SecureBytes auth_;
+};
+
+}  // namespace vtpm::issuance

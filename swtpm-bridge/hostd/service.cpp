@@ -1,0 +1,204 @@
+#include "hostd/service.hpp"
+
+#include <openssl/x509.h>
+
+#include <algorithm>
+
+#include "hostapi/protocol.hpp"
+#include "hoststate/host_files.hpp"
+#include "hoststate/ledger.hpp"
+#include "issuance/host_identity.hpp"
+#include "issuance/issue.hpp"
+#include "merkle/merkle.hpp"
+#include "snapshot/record.hpp"
+#include "tpm/objects.hpp"
+#include "util/log.hpp"
+#include "util/uuid.hpp"
+#include "x509/local_ca.hpp"
+#include "x509/tcg_cert.hpp"
+
+namespace vtpm::hostd {
+
+namespace {
+
+using Fields = std::vector<Bytes>;
+
+std::string uuid_text(const hostapi::Uuid& u) {
+    std::array<uint8_t, 16> a{};
+    std::copy(u.begin(), u.end(), a.begin());
+    return format_uuid(a);
+}
+
+Result<Fields> host_info(issuance::HostRoot& root) {
+    hostapi::HostInfoReply out;
+    auto pub = tpm::marshal_public(root.authkey_public());
+    if (!pub) return pub.error();
+    out.authkey_public = *pub;
+    // Certificates exist after enrollment only; before it they are empty.
+    if (auto cert = x509::read_pem_certificate(root.dir() + "/" + hoststate::kAuthKeyCertFile)) {
+        auto der = x509::to_der(cert->get());
+        if (!der) return der.error();
+        out.authkey_cert = *der;
+        if (auto chain = x509::read_pem_certificates(root.dir() + "/" + hoststate::kCaChainFile))
+            for (int i = 0; i < sk_X509_num(chain->get()); ++i) {
+                auto d = x509::to_der(sk_X509_value(chain->get(), i));
+                if (!d) return d.error();
+                out.chain.push_back(*d);
+            }
+    }
+    return hostapi::to_fields(out);
+}
+
+Result<Fields> ledger_latest(issuance::HostRoot& root, const Fields& f) {
+    auto q = hostapi::parse_ledger_query(f);
+    if (!q) return q.error();
+    auto e = hoststate::Ledger(root.dir()).latest(uuid_text(q->vm));
+    if (!e) return e.error();
+    hostapi::LedgerReply out;
+    if (*e) {
+        out.present = true;
+        out.generation = (*e)->generation;
+        std::copy((*e)->root.begin(), (*e)->root.end(), out.root.begin());
+    }
+    return hostapi::to_fields(out);
+}
+
+// A snapshot record is signed only when it is one: it parses, names this
+// host's AuthKey, and continues the VM's ledger by exactly one generation.
+// The ledger moves before the signature leaves, so an older image is
+// recognised even if the bridge dies right after.
+Result<Fields> sign_record(issuance::HostRoot& root, const Fields& f, std::string& what) {
+    auto q = hostapi::parse_record_request(f);
+    if (!q) return q.error();
+    auto r = snapshot::parse_record(q->record);
+    if (!r) return make_error(rc::kBadParameter, "not a snapshot record: " + r.error().message);
+    if (!r->host_signature.empty()) return make_error(rc::kBadParameter, "the record is signed already");
+    const std::string uuid = format_uuid(r->vm_uuid);
+    what = "VM " + uuid + " generation " + std::to_string(r->generation);
+    if (r->host_key_name != root.authkey_name())
+        return make_error(rc::kBadParameter, "the record names another host key than this host's AuthKey");
+    hoststate::Ledger ledger(root.dir());
+    auto last = ledger.latest(uuid);
+    if (!last) return last.error();
+    const uint64_t next = *last ? (*last)->generation + 1 : 1;
+    if (r->generation != next)
+        return make_error(rc::kBadParameter, "VM " + uuid + ": the next generation is " + std::to_string(next) +
+                                                 ", the record says " + std::to_string(r->generation));
+    auto sig = root.sign_digest(sha256_bytes(snapshot::signed_message(*r)));
+    if (!sig) return sig.error();
+    auto out = tpm::marshal_signature(*sig);
+    if (!out) return out.error();
+    if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root}); !c) return c.error();
+    return hostapi::to_fields(hostapi::RecordReply{*out});
+}
+
+Result<Fields> keep_leaves(issuance::HostRoot& root, const Fields& f) {
+    auto q = hostapi::parse_leaves_request(f);
+    if (!q) return q.error();
+    std::vector<Digest> leaves(q->leaves.size() / 32);
+    for (size_t i = 0; i < leaves.size(); ++i)
+        std::copy_n(q->leaves.begin() + static_cast<ptrdiff_t>(i * 32), 32, leaves[i].begin());
+    Digest root_digest{};
+    std::copy(q->root.begin(), q->root.end(), root_digest.begin());
+    if (leaves.empty() || merkle::merkle_root(leaves) != root_digest)
+        return make_error(rc::kBadParameter, "the page hashes do not make the root given");
+    const std::string uuid = uuid_text(q->vm);
+    hoststate::Ledger ledger(root.dir());
+    auto last = ledger.latest(uuid);
+    if (!last) return last.error();
+    if (!*last || (*last)->root != root_digest)
+        return make_error(rc::kBadParameter, "VM " + uuid + ": the root is not that of the latest save");
+    ledger.keep_leaves(uuid, leaves);
+    return Fields{};
+}
+
+Result<Fields> leaves_for(issuance::HostRoot& root, const Fields& f) {
+    auto q = hostapi::parse_leaves_request(f);
+    if (!q) return q.error();
+    Digest root_digest{};
+    std::copy(q->root.begin(), q->root.end(), root_digest.begin());
+    Bytes out;
+    if (auto kept = hoststate::Ledger(root.dir()).leaves_for(uuid_text(q->vm), root_digest))
+        for (const auto& d : *kept) out.insert(out.end(), d.begin(), d.end());
+    return Fields{out};
+}
+
+// An EK or platform certificate for a vTPM being manufactured: the daemon
+// builds it from the fields (x509::issue_certificate) and signs it.
+Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f) {
+    auto q = hostapi::parse_tcg_cert_request(f);
+    if (!q) return q.error();
+    const unsigned char* p = q->subject_public_key.data();
+    vtpm::PkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(q->subject_public_key.size())));
+    if (!key || p != q->subject_public_key.data() + q->subject_public_key.size())
+        return make_error(rc::kBadParameter, "the subject public key is not a DER SubjectPublicKeyInfo");
+    x509::CertRequest req;
+    req.kind = q->kind == 0 ? x509::CertKind::Ek : x509::CertKind::Platform;
+    req.subject_key = key.get();
+    req.tpm2 = q->tpm2;
+    req.allow_signing = q->allow_signing;
+    req.decryption = q->decryption;
+    req.subject_cn = q->subject_cn;
+    req.tpm = {q->tpm_manufacturer, q->tpm_model, q->tpm_version};
+    req.spec = {q->spec_family, q->spec_level, q->spec_revision};
+    req.platform = {q->platform_manufacturer, q->platform_model, q->platform_version};
+    req.days = q->days;
+    auto issuer = issuance::AuthKeyIssuer::open(root);
+    if (!issuer) return issuer.error();
+    auto der = x509::issue_certificate(req, **issuer);
+    if (!der) return der.error();
+    return Fields{*der};
+}
+
+Result<Fields> issue_vaik(issuance::HostRoot& root, const Fields& f, std::string& what) {
+    auto q = hostapi::parse_vaik_request(f);
+    if (!q) return q.error();
+    what = "VM " + uuid_text(q->vm);
+    auto r = issuance::sign_vaik_identity(root, *q);
+    if (!r) return r.error();
+    what += " generation " + std::to_string(r->generation);
+    return hostapi::to_fields(*r);
+}
+
+Result<Fields> confirm_vaik(issuance::HostRoot& root, const Fields& f) {
+    auto q = hostapi::parse_vaik_confirm(f);
+    if (!q) return q.error();
+    if (auto r = issuance::confirm_vaik_identity(root, *q); !r) return r.error();
+    return Fields{};
+}
+
+}  // namespace
+
+Bytes Service::handle(ByteView body, const Peer& peer) {
+    auto m = hostapi::decode_request(body);
+    if (!m) {
+        VTPM_LOG_WARN("request from pid %d uid %u refused: %s", static_cast<int>(peer.pid),
+                      static_cast<unsigned>(peer.uid), m.error().message.c_str());
+        return hostapi::encode_failure(0, rc::kBadParameter, m.error().message);
+    }
+    using hostapi::Kind;
+    std::string what;
+    Result<Fields> out = make_error(rc::kBadParameter, "unknown request " + hostapi::kind_name(m->kind));
+    switch (static_cast<Kind>(m->kind)) {
+        case Kind::HostInfo: out = host_info(root_); break;
+        case Kind::LedgerLatest: out = ledger_latest(root_, m->fields); break;
+        case Kind::SignSnapshotRecord: out = sign_record(root_, m->fields, what); break;
+        case Kind::KeepLeaves: out = keep_leaves(root_, m->fields); break;
+        case Kind::LeavesFor: out = leaves_for(root_, m->fields); break;
+        case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields); break;
+        case Kind::IssueVaik: out = issue_vaik(root_, m->fields, what); break;
+        case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
+    }
+    const std::string name = hostapi::kind_name(m->kind);
+    if (!out) {
+        VTPM_LOG_WARN("%s%s%s from pid %d uid %u refused: %s", name.c_str(), what.empty() ? "" : " for ",
+                      what.c_str(), static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid),
+                      out.error().message.c_str());
+        return hostapi::encode_failure(m->kind, out.code() ? out.code() : rc::kFail, out.error().message);
+    }
+    VTPM_LOG_INFO("%s%s%s for pid %d uid %u", name.c_str(), what.empty() ? "" : " ", what.c_str(),
+                  static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid));
+    return hostapi::encode_response(m->kind, 0, *out);
+}
+
+}  // namespace vtpm::hostd
