@@ -46,7 +46,7 @@ class Lab:
         # Attacks that need the TPM device itself, before the daemon holds it.
         authkey_without_secret(self)
         replaced_host_dir(self)
-        self.hostd, self.sock = h.host_daemon(stack, work, self.host, self.tcti)
+        self.hostd, self.sock = h.host_daemon(stack, work, self.host, self.tcti, ek_ca=os.path.join(work, "localca"))
         self.state = os.path.join(work, "vm")
         os.mkdir(self.state)
         conf = os.path.join(work, "vtpm-setup.conf")
