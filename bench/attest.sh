@@ -25,11 +25,12 @@ tcti="swtpm:host=127.0.0.1,port=$port"
 cat /var/lib/swtpm-localca/issuercert.pem /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem > "$work/roots.pem"
 "$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" >/dev/null
 "$bin/vtpm-host" enroll --tcti "$tcti" --dir "$work/host" --ca "$work/ca" --ek-roots "$work/roots.pem" >/dev/null
-"$bin/vtpm-setup" --tpm2 --tpm-state "$work/vm" --createek --config /dev/null >/dev/null
+echo "localca_dir = $work/localca" > "$work/setup.conf"
+"$bin/vtpm-setup" --tpm2 --tpm-state "$work/vm" --createek --create-ek-cert --config "$work/setup.conf" >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/u.key" -out "$work/user.pem" \
     -subj /CN=tenant -days 3 2>/dev/null
 nonce=$(openssl rand -hex 20)
-"$bin/vtpm-hostd" --dir "$work/host" --tcti "$tcti" --socket "$work/hostd.sock" --log level=0 &
+"$bin/vtpm-hostd" --dir "$work/host" --tcti "$tcti" --socket "$work/hostd.sock" --ek-ca "$work/localca" --log level=0 &
 hostd=$!
 for _ in $(seq 100); do [ -S "$work/hostd.sock" ] && break; sleep 0.05; done
 "$bin/vtpm-attest" issue --hostd "$work/hostd.sock" --state-dir "$work/vm" \

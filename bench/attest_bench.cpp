@@ -105,11 +105,12 @@ int main(int argc, char** argv) {
 
     // The daemon, as a host runs it.
     const std::string sock = state + ".hostd.sock";
+    const std::string ek_ca = host_dir.substr(0, host_dir.rfind('/')) + "/localca";  // attest.sh's vtpm-setup CA
     const pid_t hostd = fork();
     if (hostd == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);  // a failed run leaves no daemon behind
         execl(argv[10], argv[10], "--dir", host_dir.c_str(), "--tcti", tcti.c_str(), "--socket", sock.c_str(),
-              "--log", "level=0", static_cast<char*>(nullptr));
+              "--ek-ca", ek_ca.c_str(), "--log", "level=0", static_cast<char*>(nullptr));
         _exit(127);
     }
     struct stat st {};

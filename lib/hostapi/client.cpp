@@ -116,6 +116,12 @@ Result<Bytes> Client::issue_tcg_cert(const TcgCertRequest& r) const {
     return std::move((*f)[0]);
 }
 
+Result<VaikChallengeReply> Client::vaik_challenge(const VaikChallengeRequest& r) const {
+    auto f = call(Kind::VaikChallenge, to_fields(r));
+    if (!f) return f.error();
+    return parse_vaik_challenge_reply(*f);
+}
+
 Result<VaikReply> Client::issue_vaik(const VaikRequest& r) const {
     auto f = call(Kind::IssueVaik, to_fields(r));
     if (!f) return f.error();

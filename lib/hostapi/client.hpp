@@ -27,6 +27,7 @@ public:
     /// The kept page hashes (empty when the daemon has none for that root).
     Result<Bytes> leaves_for(const Uuid& vm, const Digest32& root) const;
     Result<Bytes> issue_tcg_cert(const TcgCertRequest& r) const;
+    Result<VaikChallengeReply> vaik_challenge(const VaikChallengeRequest& r) const;
     Result<VaikReply> issue_vaik(const VaikRequest& r) const;
     Result<void> confirm_vaik(const VaikConfirm& r) const;
 

@@ -129,6 +129,7 @@ std::string kind_name(uint16_t kind) {
         case Kind::IssueTcgCert: return "IssueTcgCert";
         case Kind::IssueVaik: return "IssueVaik";
         case Kind::ConfirmVaik: return "ConfirmVaik";
+        case Kind::VaikChallenge: return "VaikChallenge";
     }
     return "kind " + std::to_string(kind);
 }
@@ -185,8 +186,12 @@ std::vector<Bytes> to_fields(const TcgCertRequest& m) {
             text(m.platform_version),
             be(static_cast<uint32_t>(m.days), 4)};
 }
+std::vector<Bytes> to_fields(const VaikChallengeRequest& m) { return {raw(m.vm), m.vaik_public, m.ek_cert}; }
+std::vector<Bytes> to_fields(const VaikChallengeReply& m) {
+    return {raw(m.id), m.credential_blob, m.encrypted_secret};
+}
 std::vector<Bytes> to_fields(const VaikRequest& m) {
-    return {raw(m.vm), m.user_cert, m.nonce, m.vaik_public, be(m.vtpm_generation, 8), be(m.vaik_existed, 1),
+    return {raw(m.challenge), m.activated, raw(m.vm), m.user_cert, m.nonce, m.vaik_public, be(m.vtpm_generation, 8), be(m.vaik_existed, 1),
             be(m.days, 4), be(m.adopt, 1)};
 }
 std::vector<Bytes> to_fields(const VaikReply& m) { return {m.certificate, m.bundle, be(m.generation, 8)}; }
@@ -268,10 +273,36 @@ Result<TcgCertRequest> parse_tcg_cert_request(const std::vector<Bytes>& f) {
     return m;
 }
 
+Result<VaikChallengeRequest> parse_vaik_challenge_request(const std::vector<Bytes>& f) {
+    Reader r(f, "VaikChallenge");
+    if (auto c = r.count(3); !c) return c.error();
+    auto vm = r.fixed<16>("VM UUID");
+    if (!vm) return vm.error();
+    VaikChallengeRequest m{*vm, {}, {}};
+    m.vaik_public = r.bytes();
+    m.ek_cert = r.bytes();
+    return m;
+}
+
+Result<VaikChallengeReply> parse_vaik_challenge_reply(const std::vector<Bytes>& f) {
+    Reader r(f, "VaikChallenge reply");
+    if (auto c = r.count(3); !c) return c.error();
+    auto id = r.fixed<16>("challenge id");
+    if (!id) return id.error();
+    VaikChallengeReply m{*id, {}, {}};
+    m.credential_blob = r.bytes();
+    m.encrypted_secret = r.bytes();
+    return m;
+}
+
 Result<VaikRequest> parse_vaik_request(const std::vector<Bytes>& f) {
     Reader r(f, "IssueVaik");
-    if (auto c = r.count(8); !c) return c.error();
+    if (auto c = r.count(10); !c) return c.error();
     VaikRequest m;
+    auto ch = r.fixed<16>("challenge id");
+    if (!ch) return ch.error();
+    m.challenge = *ch;
+    m.activated = r.bytes();
     auto vm = r.fixed<16>("VM UUID");
     if (!vm) return vm.error();
     m.vm = *vm;

@@ -37,8 +37,9 @@ enum class Kind : uint16_t {
     KeepLeaves = 4,          // keep a save's page hashes (for naming differing pages)
     LeavesFor = 5,           // the kept page hashes of a save
     IssueTcgCert = 6,        // an EK or platform certificate for a vTPM being manufactured
-    IssueVaik = 7,           // a CertvAIK and identity bundle for a VM's vAIK
+    IssueVaik = 7,           // a CertvAIK and identity bundle for a VM's vAIK (after VaikChallenge)
     ConfirmVaik = 8,         // the vTPM holds the identity issued: finish its record
+    VaikChallenge = 9,       // a credential only the vTPM with this EK can open, for this vAIK
 };
 /// "SignSnapshotRecord", or "kind N" for an unknown one.
 std::string kind_name(uint16_t kind);
@@ -105,7 +106,24 @@ struct TcgCertRequest {
     int32_t days = -1;
 };
 
+/// Proof that the vAIK lives in the vTPM: the daemon checks the vTPM's EK
+/// certificate and wraps a secret to that EK for the vAIK's name
+/// (TPM2_MakeCredential); only TPM2_ActivateCredential in that vTPM, with
+/// that vAIK loaded, opens it.
+struct VaikChallengeRequest {
+    Uuid vm{};
+    Bytes vaik_public;  // marshalled TPMT_PUBLIC
+    Bytes ek_cert;      // DER, from the vTPM's NV
+};
+struct VaikChallengeReply {
+    std::array<uint8_t, 16> id{};
+    Bytes credential_blob;   // marshalled TPM2B_ID_OBJECT
+    Bytes encrypted_secret;  // marshalled TPM2B_ENCRYPTED_SECRET
+};
+
 struct VaikRequest {
+    std::array<uint8_t, 16> challenge{};  // VaikChallengeReply::id
+    Bytes activated;                      // what ActivateCredential returned
     Uuid vm{};
     Bytes user_cert;    // DER
     Bytes nonce;
@@ -133,6 +151,8 @@ std::vector<Bytes> to_fields(const RecordRequest& m);
 std::vector<Bytes> to_fields(const RecordReply& m);
 std::vector<Bytes> to_fields(const LeavesRequest& m);
 std::vector<Bytes> to_fields(const TcgCertRequest& m);
+std::vector<Bytes> to_fields(const VaikChallengeRequest& m);
+std::vector<Bytes> to_fields(const VaikChallengeReply& m);
 std::vector<Bytes> to_fields(const VaikRequest& m);
 std::vector<Bytes> to_fields(const VaikReply& m);
 std::vector<Bytes> to_fields(const VaikConfirm& m);
@@ -145,6 +165,8 @@ Result<RecordRequest> parse_record_request(const std::vector<Bytes>& f);
 Result<RecordReply> parse_record_reply(const std::vector<Bytes>& f);
 Result<LeavesRequest> parse_leaves_request(const std::vector<Bytes>& f);
 Result<TcgCertRequest> parse_tcg_cert_request(const std::vector<Bytes>& f);
+Result<VaikChallengeRequest> parse_vaik_challenge_request(const std::vector<Bytes>& f);
+Result<VaikChallengeReply> parse_vaik_challenge_reply(const std::vector<Bytes>& f);
 Result<VaikRequest> parse_vaik_request(const std::vector<Bytes>& f);
 Result<VaikReply> parse_vaik_reply(const std::vector<Bytes>& f);
 Result<VaikConfirm> parse_vaik_confirm(const std::vector<Bytes>& f);

@@ -1,6 +1,13 @@
 #include "issuance/issue.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <tss2/tss2_mu.h>
+
+#include "attest/credential.hpp"
 #include "attest/vaik_cert.hpp"
+#include "x509/cert_check.hpp"
+#include "x509/tcg_cert.hpp"
 #include "hoststate/identity_records.hpp"
 #include "issuance/host_identity.hpp"
 #include "issuance/vtpm_identity.hpp"
@@ -9,7 +16,79 @@
 
 namespace vtpm::issuance {
 
-Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, const hostapi::VaikRequest& req) {
+namespace {
+
+constexpr std::time_t kChallengeSeconds = 120;
+constexpr size_t kMaxOpenChallenges = 256;
+
+}  // namespace
+
+Result<hostapi::VaikChallengeReply> VaikChallenges::open(const hostapi::VaikChallengeRequest& req,
+                                                         const std::vector<const X509*>& trusted) {
+    const std::string uuid = format_uuid(req.vm);
+    auto cert = x509::parse_der_certificate(req.ek_cert);
+    if (!cert) return make_error(rc::kBadParameter, "the vTPM's EK certificate: " + cert.error().message);
+    if (trusted.empty())
+        return make_error(rc::kFail, "no issuers of vTPM EK certificates are trusted (vtpm-hostd --ek-ca, or "
+                                     "an enrolled AuthKey)");
+    const auto bundle = x509::split_roots(trusted);
+    auto chain = x509::verify_chain(cert->get(), bundle.intermediates,
+                                    bundle.roots.empty() ? bundle.intermediates : bundle.roots);
+    if (!chain) return make_error(rc::kFail, "the vTPM's EK certificate is not trusted: " + chain.error().message);
+    // vtpm-setup --vmid puts "name:UUID" (libvirt) in the subject: it must be this VM.
+    const std::string subject = x509::summarize(cert->get());
+    for (size_t i = 0; i + 36 <= subject.size(); ++i)
+        if (auto u = canonical_uuid(subject.substr(i, 36)); u && *u != uuid)
+            return make_error(rc::kFail, "the EK certificate is for VM " + *u + ", not VM " + uuid);
+    auto vaik_pub = tpm::unmarshal_public(req.vaik_public);
+    if (!vaik_pub) return make_error(rc::kBadParameter, "the vAIK public area: " + vaik_pub.error().message);
+    auto name = tpm::object_name(*vaik_pub);
+    if (!name) return name.error();
+    vtpm::PkeyPtr ek(X509_get_pubkey(cert->get()));
+    SecureBytes secret(32);
+    std::array<uint8_t, 16> id{};
+    if (RAND_bytes(secret.data(), 32) != 1 || RAND_bytes(id.data(), 16) != 1)
+        return make_error(rc::kFail, "no random bytes");
+    auto cred = attest::make_credential(ek.get(), *name, secret);
+    if (!cred) return cred.error();
+    const std::time_t now = std::time(nullptr);
+    std::erase_if(open_, [now](const auto& e) { return e.second.expires < now; });
+    if (open_.size() >= kMaxOpenChallenges) return make_error(rc::kFail, "too many open vAIK challenges");
+    hostapi::VaikChallengeReply out;
+    out.id = id;
+    Bytes blob(sizeof(TPM2B_ID_OBJECT)), enc(sizeof(TPM2B_ENCRYPTED_SECRET));
+    size_t a = 0, b = 0;
+    if (Tss2_MU_TPM2B_ID_OBJECT_Marshal(&cred->blob, blob.data(), blob.size(), &a) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPM2B_ENCRYPTED_SECRET_Marshal(&cred->secret, enc.data(), enc.size(), &b) != TSS2_RC_SUCCESS)
+        return make_error(rc::kFail, "cannot marshal the credential");
+    blob.resize(a);
+    enc.resize(b);
+    out.credential_blob = std::move(blob);
+    out.encrypted_secret = std::move(enc);
+    open_[id] = Entry{req.vm, *name, std::move(secret), now + kChallengeSeconds};
+    return out;
+}
+
+Result<void> VaikChallenges::redeem(const hostapi::VaikRequest& req) {
+    auto it = open_.find(req.challenge);
+    if (it == open_.end() || it->second.expires < std::time(nullptr))
+        return make_error(rc::kFail, "no open vAIK challenge with that id (expired, answered, or never made)");
+    Entry e = std::move(it->second);
+    open_.erase(it);  // one answer per challenge, right or wrong
+    auto pub = tpm::unmarshal_public(req.vaik_public);
+    if (!pub) return make_error(rc::kBadParameter, "the vAIK public area: " + pub.error().message);
+    auto name = tpm::object_name(*pub);
+    if (!name) return name.error();
+    if (e.vm != req.vm || e.vaik_name != *name)
+        return make_error(rc::kFail, "the challenge was made for another VM or vAIK");
+    if (req.activated.size() != e.secret.size() ||
+        CRYPTO_memcmp(req.activated.data(), e.secret.data(), e.secret.size()) != 0)
+        return make_error(rc::kFail, "the vAIK credential was not opened: the vAIK is not in the vTPM of that EK");
+    return {};
+}
+
+Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& challenges,
+                                              const hostapi::VaikRequest& req) {
     const std::string uuid = format_uuid(req.vm);
     if (req.nonce.size() < 16 || req.nonce.size() > 64)
         return make_error(rc::kBadParameter, "the nonce must be 16 to 64 bytes");
@@ -24,6 +103,7 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, const hostapi::Vai
                                              "key of the vAIK template");
     auto vaik_name = tpm::object_name(*vaik_pub);
     if (!vaik_name) return vaik_name.error();
+    if (auto r = challenges.redeem(req); !r) return r.error();
     auto issuer = AuthKeyIssuer::open(root);
     if (!issuer) return issuer.error();
 
@@ -107,7 +187,19 @@ Result<IssueResult> issue_identity(const hostapi::Client& hostd, VtpmChannel& vt
     }
     auto vp = tpm::marshal_public(vaik_pub);
     if (!vp) return vp.error();
+    // Proof for the daemon that the vAIK lives in this vTPM: open its
+    // credential with the EK its certificate names.
+    auto ek_cert = read_nv(vtpm, tpm::kNvRsa2048EkCert);
+    if (!ek_cert)
+        return make_error(rc::kFail, "the vTPM has no RSA EK certificate (NV " + hex32(tpm::kNvRsa2048EkCert) +
+                                         "): " + ek_cert.error().message + "; manufacture it with --create-ek-cert");
+    auto challenge = hostd.vaik_challenge({*raw_uuid, *vp, *ek_cert});
+    if (!challenge) return challenge.error();
+    auto activated = activate_vaik_credential(vtpm, challenge->credential_blob, challenge->encrypted_secret);
+    if (!activated) return activated.error();
     hostapi::VaikRequest hreq;
+    hreq.challenge = challenge->id;
+    hreq.activated = std::move(*activated);
     hreq.vm = *raw_uuid;
     hreq.user_cert = req.user_cert_der;
     hreq.nonce = req.nonce;

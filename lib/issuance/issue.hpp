@@ -6,7 +6,11 @@
 // vtpm-hostd; sign_vaik_identity / confirm_vaik_identity run in the daemon.
 #pragma once
 
+#include <array>
+#include <ctime>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "attest/evidence.hpp"
 #include "hostapi/client.hpp"
@@ -39,10 +43,36 @@ struct IssueResult {
 /// the certificate and bundle, write them into the vTPM's NV, confirm.
 Result<IssueResult> issue_identity(const hostapi::Client& hostd, VtpmChannel& vtpm, const IssueRequest& req);
 
-/// The daemon half: check the uniqueness record against what the vTPM holds,
-/// certify the AuthKey over H(user cert || nonce), sign the CertvAIK, and
-/// record the generation as pending.
-Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, const hostapi::VaikRequest& req);
+/// The challenges vtpm-hostd has handed out and not yet seen answered. A
+/// vAIK is certified only after the vTPM whose EK certificate the daemon
+/// trusts opened a credential made for that vAIK's name.
+class VaikChallenges {
+public:
+    /// Check `req.ek_cert` against `trusted` (issuers of vTPM EK
+    /// certificates: self-signed roots and intermediates) and, when its
+    /// subject names a UUID, against the VM; wrap a fresh secret to it for
+    /// the vAIK's name.
+    Result<hostapi::VaikChallengeReply> open(const hostapi::VaikChallengeRequest& req,
+                                             const std::vector<const X509*>& trusted);
+    /// The activation in `req` answers an open challenge for this VM and
+    /// vAIK; a challenge is answered once and expires after two minutes.
+    Result<void> redeem(const hostapi::VaikRequest& req);
+
+private:
+    struct Entry {
+        hostapi::Uuid vm{};
+        Bytes vaik_name;
+        SecureBytes secret;
+        std::time_t expires = 0;
+    };
+    std::map<std::array<uint8_t, 16>, Entry> open_;
+};
+
+/// The daemon half: redeem the vAIK's challenge, check the uniqueness record
+/// against what the vTPM holds, certify the AuthKey over H(user cert ||
+/// nonce), sign the CertvAIK, and record the generation as pending.
+Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& challenges,
+                                              const hostapi::VaikRequest& req);
 /// The vTPM holds generation `c.generation` with the vAIK named `c.vaik_name`.
 Result<void> confirm_vaik_identity(HostRoot& root, const hostapi::VaikConfirm& c);
 

@@ -1,5 +1,7 @@
 #include "issuance/vtpm_identity.hpp"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 
 #include "hosttpm/host_keys.hpp"
@@ -109,6 +111,32 @@ Result<void> write_nv(VtpmChannel& ch, uint32_t index, ByteView data) {
         if (!w) return w.error();
     }
     return {};
+}
+
+Result<Bytes> activate_vaik_credential(VtpmChannel& ch, ByteView credential_blob, ByteView encrypted_secret) {
+    uint8_t nonce[16];
+    if (RAND_bytes(nonce, sizeof nonce) != 1) return make_error(rc::kFail, "no random bytes");
+    auto started = run(ch, tpm::start_policy_session(ByteView(nonce, sizeof nonce)), "StartAuthSession");
+    if (!started) return started.error();
+    auto session = tpm::parse_start_auth_session(*started);
+    if (!session) return session.error();
+    if (auto p = run(ch, tpm::policy_secret_endorsement(*session), "PolicySecret(endorsement)"); !p) {
+        (void)ch.transact(tpm::flush_context(*session));
+        return p.error();
+    }
+    const Bytes cmd =
+        tpm::activate_credential(tpm::kVaikHandle, tpm::kEkRsa2048Handle, *session, credential_blob, encrypted_secret);
+    auto rsp = ch.transact(cmd);
+    // TPM_RC_RETRY: not run (libtpms may first have to finish the EK's RSA key); the same command again.
+    for (int i = 0; i < 8 && rsp && tpm::response_code(*rsp) == TPM2_RC_RETRY; ++i) rsp = ch.transact(cmd);
+    if (!rsp) return rsp.error();
+    if (const uint32_t rc = tpm::response_code(*rsp); rc != 0) {
+        (void)ch.transact(tpm::flush_context(*session));
+        return make_error(rc::kFail, "ActivateCredential in the vTPM failed: TPM rc " + hex32(rc) +
+                                         " (no RSA EK at " + hex32(tpm::kEkRsa2048Handle) +
+                                         ", or not the EK of its certificate?)");
+    }
+    return tpm::parse_activate_credential(*rsp);
 }
 
 }  // namespace vtpm::issuance

@@ -32,4 +32,9 @@ Result<void> write_nv(VtpmChannel& ch, uint32_t index, ByteView data);
 /// Contents of an NV index, rc::kRetry when it is not defined.
 Result<Bytes> read_nv(VtpmChannel& ch, uint32_t index);
 
+/// TPM2_ActivateCredential in the vTPM: open a challenge (marshalled
+/// TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET) for the vAIK with the RSA EK
+/// at its persistent handle (PolicySecret(endorsement) session).
+Result<Bytes> activate_vaik_credential(VtpmChannel& ch, ByteView credential_blob, ByteView encrypted_secret);
+
 }  // namespace vtpm::issuance

@@ -1,5 +1,7 @@
 #include "tpm/commands.hpp"
 
+#include <openssl/crypto.h>
+
 #include <tss2/tss2_mu.h>
 
 #include <cstring>
@@ -57,6 +59,21 @@ private:
     Bytes b_;
     bool sessions_;
 };
+
+// The authorisation area of ActivateCredential: a password session, then
+// `session` with an empty nonce and HMAC.
+void put_session_area(Cmd& c, uint32_t session) {
+    Bytes area;
+    put_be32(area, TPM2_RS_PW);
+    put_be16(area, 0);
+    area.push_back(0);
+    put_be16(area, 0);
+    put_be32(area, session);
+    put_be16(area, 0);
+    area.push_back(0);  // continueSession clear: the session ends with the command
+    put_be16(area, 0);
+    c.u32(static_cast<uint32_t>(area.size())).raw(area);
+}
 
 TPM2B_PUBLIC wrap(const TPMT_PUBLIC& p) {
     TPM2B_PUBLIC w{};
@@ -196,6 +213,41 @@ Bytes evict_control(uint32_t object, uint32_t persistent) {
         .password_session()
         .u32(persistent)
         .done();
+}
+
+Bytes start_policy_session(ByteView nonce_caller) {
+    Cmd c(TPM2_CC_StartAuthSession, false);
+    c.handle(TPM2_RH_NULL).handle(TPM2_RH_NULL);  // no salt key, no bind
+    c.u16(static_cast<uint16_t>(nonce_caller.size())).raw(nonce_caller);
+    c.u16(0);  // encryptedSalt
+    Bytes type{TPM2_SE_POLICY};
+    c.raw(type);
+    c.u16(TPM2_ALG_NULL);  // symmetric: none
+    c.u16(TPM2_ALG_SHA256);
+    return c.done();
+}
+
+Bytes policy_secret_endorsement(uint32_t session) {
+    return Cmd(TPM2_CC_PolicySecret, true)
+        .handle(TPM2_RH_ENDORSEMENT)
+        .handle(session)
+        .password_session()
+        .u16(0)   // nonceTPM
+        .u16(0)   // cpHashA
+        .u16(0)   // policyRef
+        .u32(0)   // expiration
+        .done();
+}
+
+Bytes activate_credential(uint32_t activate, uint32_t key, uint32_t session, ByteView credential_blob,
+                          ByteView encrypted_secret) {
+    Cmd c(TPM2_CC_ActivateCredential, true);
+    c.handle(activate).handle(key);
+    // Two authorisations: the empty password for the activated key, then
+    // the policy session for the EK (no HMAC: nothing in its policy needs one).
+    put_session_area(c, session);
+    c.raw(credential_blob).raw(encrypted_secret);
+    return c.done();
 }
 
 Bytes flush_context(uint32_t handle) { return Cmd(TPM2_CC_FlushContext, false).u32(handle).done(); }
@@ -369,6 +421,24 @@ Result<Bytes> parse_get_random(ByteView rsp) {
     if (Tss2_MU_TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed GetRandom response");
     return Bytes(data.buffer, data.buffer + data.size);
+}
+
+Result<uint32_t> parse_start_auth_session(ByteView rsp) {
+    auto off = params_offset(rsp, 1);
+    if (!off) return off.error();
+    return load_be32(rsp.data() + 10);
+}
+
+Result<Bytes> parse_activate_credential(ByteView rsp) {
+    auto off = params_offset(rsp, 0);
+    if (!off) return off.error();
+    TPM2B_DIGEST data{};
+    size_t o = *off;
+    if (Tss2_MU_TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
+        return make_error(rc::kFail, "malformed ActivateCredential response");
+    Bytes out(data.buffer, data.buffer + data.size);
+    OPENSSL_cleanse(data.buffer, data.size);
+    return out;
 }
 
 Result<PcrReadResult> parse_pcr_read(ByteView rsp) {

@@ -58,6 +58,16 @@ Bytes pcr_read(const TPML_PCR_SELECTION& sel);
 Bytes pcr_extend(uint32_t pcr, const TPML_DIGEST_VALUES& digests);
 /// TPM2_Quote by `key` (empty password, the key's own scheme).
 Bytes quote(uint32_t key, ByteView qualifying, const TPML_PCR_SELECTION& sel);
+/// TPM2_StartAuthSession of an unbound, unsalted SHA-256 policy session
+/// (`nonce_caller`: 16 to 32 bytes).
+Bytes start_policy_session(ByteView nonce_caller);
+/// TPM2_PolicySecret(TPM_RH_ENDORSEMENT) on `session`, empty endorsement
+/// auth: the TCG default EK policy.
+Bytes policy_secret_endorsement(uint32_t session);
+/// TPM2_ActivateCredential: `activate` (empty auth) with the key `key`
+/// authorised by the policy session `session`; the session ends with it.
+Bytes activate_credential(uint32_t activate, uint32_t key, uint32_t session, ByteView credential_blob,
+                          ByteView encrypted_secret);
 
 /// The TCG/mssim "send command" prefix (u32 8, u8 locality, u32 length)
 /// that some clients put before a TPM 2 command on the data channel.
@@ -107,6 +117,10 @@ struct QuoteResult {
 Result<QuoteResult> parse_quote(ByteView rsp);
 /// GetRandom response: the random bytes.
 Result<Bytes> parse_get_random(ByteView rsp);
+/// The session handle TPM2_StartAuthSession returned.
+Result<uint32_t> parse_start_auth_session(ByteView rsp);
+/// The certInfo TPM2_ActivateCredential returned.
+Result<Bytes> parse_activate_credential(ByteView rsp);
 /// GetCapability(TPM_CAP_PCRS) response.
 Result<TPML_PCR_SELECTION> parse_pcr_capability(ByteView rsp);
 /// GetCapability(TPM_CAP_HANDLES) response.

@@ -37,8 +37,10 @@ constexpr int kPeerTimeoutMs = 10000;
 
 int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
-                 "usage: vtpm-hostd --dir HOSTDIR [--tcti TCTI] [--socket PATH] [--log level=N[,file=FILE]]\n"
-                 "  TCTI defaults to %s, PATH to %s.\n",
+                 "usage: vtpm-hostd --dir HOSTDIR [--tcti TCTI] [--socket PATH] [--ek-ca FILE|DIR]\n"
+                 "                  [--log level=N[,file=FILE]]\n"
+                 "  TCTI defaults to %s, PATH to %s. --ek-ca: who may issue vTPM EK certificates\n"
+                 "  (besides this host's AuthKey): a PEM file, or a directory of *cert.pem files.\n",
                  hosttpm::kDefaultTcti, hostapi::kDefaultSocket);
     return rc;
 }
@@ -134,9 +136,10 @@ int main(int argc, char** argv) {
                                              {"tcti", required_argument, nullptr, 't'},
                                              {"socket", required_argument, nullptr, 's'},
                                              {"log", required_argument, nullptr, 'l'},
+                                             {"ek-ca", required_argument, nullptr, 'e'},
                                              {"help", no_argument, nullptr, 'h'},
                                              {nullptr, 0, nullptr, 0}};
-    std::string dir, tcti = hosttpm::kDefaultTcti, socket_path = hostapi::kDefaultSocket;
+    std::string dir, tcti = hosttpm::kDefaultTcti, socket_path = hostapi::kDefaultSocket, ek_ca;
     bridge::LogOpts log;
     log.level = 2;
     int c;
@@ -145,6 +148,7 @@ int main(int argc, char** argv) {
             case 'd': dir = optarg; break;
             case 't': tcti = optarg; break;
             case 's': socket_path = optarg; break;
+            case 'e': ek_ca = optarg; break;
             case 'l': {
                 auto so = SubOpts::parse(optarg, {"level", "file"});
                 if (!so) return std::fprintf(stderr, "vtpm-hostd: --log: %s\n", so.error().message.c_str()), 2;
@@ -192,7 +196,7 @@ int main(int argc, char** argv) {
                   to_hex((*root)->authkey_name()).substr(0, 16).c_str(), dir.c_str(), tcti.c_str());
     std::fprintf(stderr, "vtpm-hostd: ready on %s\n", socket_path.c_str());
 
-    hostd::Service service(**root);
+    hostd::Service service(**root, ek_ca);
     for (;;) {
         pollfd fds[2] = {{listener->get(), POLLIN, 0}, {sig.get(), POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0) {

@@ -3,6 +3,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "hostapi/protocol.hpp"
 #include "hoststate/host_files.hpp"
@@ -150,11 +151,12 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f) {
     return Fields{*der};
 }
 
-Result<Fields> issue_vaik(issuance::HostRoot& root, const Fields& f, std::string& what) {
+Result<Fields> issue_vaik(issuance::HostRoot& root, issuance::VaikChallenges& challenges, const Fields& f,
+                          std::string& what) {
     auto q = hostapi::parse_vaik_request(f);
     if (!q) return q.error();
     what = "VM " + uuid_text(q->vm);
-    auto r = issuance::sign_vaik_identity(root, *q);
+    auto r = issuance::sign_vaik_identity(root, challenges, *q);
     if (!r) return r.error();
     what += " generation " + std::to_string(r->generation);
     return hostapi::to_fields(*r);
@@ -168,6 +170,34 @@ Result<Fields> confirm_vaik(issuance::HostRoot& root, const Fields& f) {
 }
 
 }  // namespace
+
+Result<std::vector<vtpm::X509Ptr>> Service::trusted_ek_issuers() const {
+    std::vector<vtpm::X509Ptr> out;
+    auto add_file = [&out](const std::string& path) -> Result<void> {
+        auto certs = x509::read_pem_certificates(path);
+        if (!certs) return certs.error();
+        for (int i = 0; i < sk_X509_num(certs->get()); ++i) {
+            X509* c = sk_X509_value(certs->get(), i);
+            X509_up_ref(c);
+            out.emplace_back(c);
+        }
+        return {};
+    };
+    // The AuthKey signs EK certificates of vTPMs made with certificate_issuer = hosttpm.
+    (void)add_file(root_.dir() + "/" + hoststate::kAuthKeyCertFile);
+    (void)add_file(root_.dir() + "/" + hoststate::kCaChainFile);
+    if (!ek_ca_.empty()) {
+        std::error_code ec;
+        if (std::filesystem::is_directory(ek_ca_, ec)) {
+            for (const auto& e : std::filesystem::directory_iterator(ek_ca_, ec))
+                if (e.path().filename().string().ends_with("cert.pem"))
+                    if (auto r = add_file(e.path().string()); !r) return r.error();
+        } else if (auto r = add_file(ek_ca_); !r) {
+            return make_error(rc::kFail, "--ek-ca " + ek_ca_ + ": " + r.error().message);
+        }
+    }
+    return out;
+}
 
 Bytes Service::handle(ByteView body, const Peer& peer) {
     auto m = hostapi::decode_request(body);
@@ -186,7 +216,25 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::KeepLeaves: out = keep_leaves(root_, m->fields); break;
         case Kind::LeavesFor: out = leaves_for(root_, m->fields); break;
         case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields); break;
-        case Kind::IssueVaik: out = issue_vaik(root_, m->fields, what); break;
+        case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, what); break;
+        case Kind::VaikChallenge: {
+            auto q = hostapi::parse_vaik_challenge_request(m->fields);
+            if (!q) {
+                out = q.error();
+                break;
+            }
+            what = "VM " + uuid_text(q->vm);
+            auto trusted = trusted_ek_issuers();
+            if (!trusted) {
+                out = trusted.error();
+                break;
+            }
+            std::vector<const X509*> certs;
+            for (const auto& c : *trusted) certs.push_back(c.get());
+            auto r = challenges_.open(*q, certs);
+            out = r ? Result<Fields>(hostapi::to_fields(*r)) : Result<Fields>(r.error());
+            break;
+        }
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
     }
     const std::string name = hostapi::kind_name(m->kind);

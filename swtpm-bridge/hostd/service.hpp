@@ -6,8 +6,10 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "issuance/host_root.hpp"
+#include "issuance/issue.hpp"
 #include "util/bytes.hpp"
 
 namespace vtpm::hostd {
@@ -21,13 +23,21 @@ struct Peer {
 
 class Service {
 public:
-    explicit Service(issuance::HostRoot& root) : root_(root) {}
+    /// `ek_ca`: a PEM file, or a directory of *cert.pem files, naming who
+    /// may issue vTPM EK certificates besides this host's AuthKey (read at
+    /// each challenge, so a CA made later is found).
+    Service(issuance::HostRoot& root, std::string ek_ca) : root_(root), ek_ca_(std::move(ek_ca)) {}
     /// The framed response to one request body. Never fails: a refused or
     /// malformed request gets a failure response naming why.
     Bytes handle(ByteView request_body, const Peer& peer);
 
 private:
+    /// Issuers of vTPM EK certificates the daemon trusts now.
+    Result<std::vector<vtpm::X509Ptr>> trusted_ek_issuers() const;
+
     issuance::HostRoot& root_;
+    std::string ek_ca_;
+    issuance::VaikChallenges challenges_;
 };
 
 }  // namespace vtpm::hostd

@@ -586,18 +586,20 @@ def stand_in_hw_tpm(stack, work, name):
     return srv, port, f"swtpm:host=127.0.0.1,port={port}", roots
 
 
-def host_daemon(stack, work, host_dir, tcti, name="hostd"):
+def host_daemon(stack, work, host_dir, tcti, name="hostd", ek_ca=None):
     """vtpm-hostd on the stand-in hardware TPM (after vtpm-host provision and
-    enroll): from here on the one client of that TPM. Returns (server, socket)."""
+    enroll): from here on the one client of that TPM. `ek_ca`: the local CA
+    directory whose vTPM EK certificates it trusts. Returns (server, socket)."""
     sock = os.path.join(work, f"{name}.sock")
     hostd = os.path.join(os.path.dirname(os.path.realpath(server_cmd()[0])), "vtpm-hostd")
-    srv = Server(stack, ["--dir", host_dir, "--tcti", tcti, "--socket", sock, "--log", "level=3"], cmd=[hostd],
-                 subcommand=None, wait_path=sock, env=dict(os.environ, TSS2_LOG="all+none"))
+    args = ["--dir", host_dir, "--tcti", tcti, "--socket", sock, "--log", "level=3"]
+    args += ["--ek-ca", ek_ca] if ek_ca else []
+    srv = Server(stack, args, cmd=[hostd], subcommand=None, wait_path=sock, env=dict(os.environ, TSS2_LOG="all+none"))
     return srv, sock
 
 
 HOSTD_KINDS = {"HostInfo": 1, "LedgerLatest": 2, "SignSnapshotRecord": 3, "KeepLeaves": 4, "LeavesFor": 5,
-               "IssueTcgCert": 6, "IssueVaik": 7, "ConfirmVaik": 8}
+               "IssueTcgCert": 6, "IssueVaik": 7, "ConfirmVaik": 8, "VaikChallenge": 9}
 
 
 def hostd_call(sock_path, kind, fields, raw=None):

@@ -32,7 +32,7 @@ class Lab:
         h.run([HOST, "enroll", "--tcti", self.tcti, "--dir", self.host, "--ca", cadir, "--ek-roots", roots], env=ENV)
         if before_daemon:
             before_daemon(self)
-        self.hostd, self.sock = h.host_daemon(stack, work, self.host, self.tcti)
+        self.hostd, self.sock = h.host_daemon(stack, work, self.host, self.tcti, ek_ca=os.path.join(work, "localca"))
         self.state = os.path.join(work, "vm")
         os.mkdir(self.state)
         conf = os.path.join(work, "vtpm-setup.conf")

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import struct
+import uuid as uuid_mod
 
 import harness as h
 
@@ -101,6 +102,38 @@ def event_log(events):
     return log
 
 
+def hostd_attacks(work, sock, out, vm_with_certs):
+    """Whoever answers on a bridge's --ctrl (or talks to vtpm-hostd directly)
+    gets no CertvAIK without proving the vAIK lives in a vTPM whose EK
+    certificate the daemon trusts (TPM2_ActivateCredential)."""
+    vaik_pub = open(os.path.join(out, "vaik.pub"), "rb").read()
+    vm = uuid_mod.UUID(UUID2).bytes
+    ek = open(os.path.join(vm_with_certs, "ek-rsa2048.crt"), "rb").read()
+
+    def issue(challenge, activated):
+        return h.hostd_call(sock, "IssueVaik", [challenge, activated, vm, b"user", os.urandom(20), vaik_pub,
+                                                struct.pack(">Q", 0), b"\0", struct.pack(">I", 7), b"\0"])
+    st, f = issue(os.urandom(16), os.urandom(32))
+    h.check(st != 0 and b"no open vAIK challenge" in f[0], f"IssueVaik without a challenge is refused: {f[0][:90]}")
+    st, f = h.hostd_call(sock, "VaikChallenge", [vm, vaik_pub, ek])
+    h.check(st == 0, f"a challenge for a trusted EK certificate: {f[0][:120] if st else st}")
+    st, f2 = issue(f[0], os.urandom(32))
+    h.check(st != 0 and b"not opened" in f2[0], f"a guessed activation is refused: {f2[0][:90]}")
+    st, f3 = issue(f[0], os.urandom(32))
+    h.check(st != 0 and b"no open vAIK challenge" in f3[0], "a challenge is answered once")
+    bogus = os.path.join(work, "bogus-ek")
+    h.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", bogus + ".key", "-out",
+           bogus + ".pem", "-subj", "/CN=fake EK", "-days", "3", "-outform", "DER"])
+    st, f = h.hostd_call(sock, "VaikChallenge", [vm, vaik_pub, open(bogus + ".pem", "rb").read()])
+    h.check(st != 0 and b"not trusted" in f[0], f"a self-made EK certificate gets no challenge: {f[0][:90]}")
+    st, f = h.hostd_call(sock, "SignSnapshotRecord", [b"sign this digest please"])
+    h.check(st != 0 and b"not a snapshot record" in f[0], f"hostd signs no arbitrary bytes: {f[0][:90]}")
+    st, f = h.hostd_call(sock, None, [], raw=struct.pack(">I", 0xffffffff))
+    h.check(st != 0, "an oversized frame is refused")
+    st, f = h.hostd_call(sock, "HostInfo", [])
+    h.check_eq(st, 0, "and the daemon still answers")
+
+
 def test(work, stack):
     hw, port, tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
     host = os.path.join(work, "host")
@@ -128,7 +161,7 @@ def test(work, stack):
     st = h.run([HOST, "status", "--tcti", tcti, "--dir", host], env=ENV)
     h.check("ak-cert.pem" in st.stdout and "valid now" in st.stdout, "status shows the certificates' validity")
     # From here on vtpm-hostd is the stand-in TPM's only client; the others ask it.
-    hostd, sock = h.host_daemon(stack, work, host, tcti)
+    hostd, sock = h.host_daemon(stack, work, host, tcti, ek_ca=os.path.join(work, "vm-localca"))
     # vtpm-setup with certificate_issuer = hosttpm: the EK chain ends in the hardware TPM.
     conf = os.path.join(work, "vtpm-setup.conf")
     with open(conf, "w") as f:
@@ -159,6 +192,7 @@ def test(work, stack):
     h.check(r.returncode == 0, "CertvAIK verifies with the AuthKey certificate (openssl)")
     txt = h.run(["openssl", "x509", "-in", os.path.join(out1, "cert-vaik.pem"), "-noout", "-text"]).stdout
     h.check(f"URI:urn:uuid:{UUID1}" in txt and "2.23.133.8.3" in txt, "CertvAIK names the VM and is an AIK cert")
+    hostd_attacks(work, sock, out1, vmh)
 
     ctrl = os.path.join(work, "vm1.sock")
     srv = h.libvirt_style_server(stack, vm1, ctrl, os.path.join(work, "vm1.log"))
@@ -300,7 +334,7 @@ def test(work, stack):
     host2 = os.path.join(work, "host2")
     h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1"], env=ENV)
     h.run([HOST, "enroll", "--tcti", tcti2, "--dir", host2, "--ca", cadir, "--ek-roots", roots], env=ENV)
-    _, sock2 = h.host_daemon(stack, work, host2, tcti2, name="hostd2")
+    _, sock2 = h.host_daemon(stack, work, host2, tcti2, name="hostd2", ek_ca=os.path.join(work, "vm-localca"))
     vm3 = vm_state(work, "vm3")
     n3 = os.urandom(16).hex()
     attest("issue", "--hostd", sock2, "--state-dir", vm3, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
@@ -317,4 +351,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=42)
+    h.main(test, min_checks=50)

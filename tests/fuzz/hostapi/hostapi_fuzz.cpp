@@ -49,6 +49,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case Kind::IssueTcgCert: round_trip<TcgCertRequest>(f, parse_tcg_cert_request); break;
         case Kind::IssueVaik: round_trip<VaikRequest>(f, parse_vaik_request); break;
         case Kind::ConfirmVaik: round_trip<VaikConfirm>(f, parse_vaik_confirm); break;
+        case Kind::VaikChallenge:
+            round_trip<VaikChallengeRequest>(f, parse_vaik_challenge_request);
+            round_trip<VaikChallengeReply>(f, parse_vaik_challenge_reply);
+            break;
     }
     return 0;
 }

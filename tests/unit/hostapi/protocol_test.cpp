@@ -52,7 +52,16 @@ TEST_CASE("malformed bodies are refused, naming what is wrong") {
 TEST_CASE("every statement survives its round trip") {
     Uuid vm{};
     vm[0] = 7;
-    VaikRequest v{vm, {1, 2}, Bytes(20, 3), {4}, 9, true, 30, false};
+    VaikRequest v;
+    v.challenge[3] = 1;
+    v.activated = Bytes(32, 9);
+    v.vm = vm;
+    v.user_cert = {1, 2};
+    v.nonce = Bytes(20, 3);
+    v.vaik_public = {4};
+    v.vtpm_generation = 9;
+    v.vaik_existed = true;
+    v.days = 30;
     auto v2 = parse_vaik_request(to_fields(v));
     REQUIRE(v2);
     CHECK(to_fields(*v2) == to_fields(v));
@@ -71,6 +80,10 @@ TEST_CASE("every statement survives its round trip") {
     REQUIRE(l2);
     CHECK(l2->generation == 5);
     CHECK(l2->present);
+    VaikChallengeReply ch{{}, {1}, {2, 3}};
+    auto ch2 = parse_vaik_challenge_reply(to_fields(ch));
+    REQUIRE(ch2);
+    CHECK(to_fields(*ch2) == to_fields(ch));
     VaikConfirm c{vm, 4, {1}};
     auto c2 = parse_vaik_confirm(to_fields(c));
     REQUIRE(c2);
@@ -84,7 +97,7 @@ TEST_CASE("typed parsers refuse wrong counts, sizes and flags") {
     lr.leaves = Bytes(33);
     CHECK(parse_leaves_request(to_fields(lr)).error().message.find("multiple of 32") != std::string::npos);
     auto f = to_fields(VaikRequest{});
-    f[5] = {2};  // vaik_existed must be 0 or 1
+    f[7] = {2};  // vaik_existed must be 0 or 1
     CHECK(parse_vaik_request(f).error().message.find("neither 0 nor 1") != std::string::npos);
     auto t = to_fields(TcgCertRequest{});
     t[0] = {2};
