@@ -9,6 +9,7 @@ AuthKey through vtpm-hostd (Debian swtpm standing in for the host TPM).
 Rounds interleave the
 servers; medians are reported.
   snapshot_restore.py BRIDGE HOSTD-SOCKET STATEDIR [MiB ...]"""
+import mmap
 import os
 import socket
 import statistics
@@ -28,12 +29,14 @@ def free_port():
 
 
 class Ctrl:
-    def __init__(self, port):
+    def __init__(self, path):
         for _ in range(200):
             try:
-                self.s = socket.create_connection(("127.0.0.1", port))
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
                 return
             except OSError:
+                self.s.close()
                 time.sleep(0.02)
         raise RuntimeError("control channel did not come up")
 
@@ -67,12 +70,15 @@ class Ctrl:
 
 
 def start(cmd, state, extra, log):
+    # A unix control socket: its peer (this process, standing in for QEMU and
+    # mapping the RAM file shared) is how the bridge checks path= is QEMU's RAM.
     port = free_port()
+    ctrl = state + ".ctrl"
     p = subprocess.Popen([cmd, "socket", "--tpm2", "--tpmstate", f"dir={state}", "--server", f"type=tcp,port={port}",
-                          "--ctrl", f"type=tcp,port={port + 1}", "--flags", "not-need-init,startup-clear",
+                          "--ctrl", f"type=unixio,path={ctrl}", "--flags", "not-need-init,startup-clear",
                           "--log", f"file={log},level=20"] + extra,
                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    return p, Ctrl(port + 1)
+    return p, Ctrl(ctrl)
 
 
 def one_round(c):
@@ -101,6 +107,8 @@ def main():
         with open(mem, "wb") as f:
             for _ in range(mib):
                 f.write(block)
+        ram_fd = os.open(mem, os.O_RDWR)
+        ram = mmap.mmap(ram_fd, mib << 20, mmap.MAP_SHARED)  # as QEMU maps its RAM
         servers = {
             "Debian swtpm": ("/usr/bin/swtpm", []),
             "ours, no verification": (bridge, []),
@@ -129,6 +137,8 @@ def main():
             c.s.close()
             p.terminate()
             p.wait()
+        ram.close()
+        os.close(ram_fd)
         os.unlink(mem)
     subprocess.run(["rm", "-rf", work])
 

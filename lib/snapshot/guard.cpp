@@ -83,8 +83,17 @@ void SnapshotGuard::set_qemu_digest(uint32_t phase, const QemuDigest& d) {
 
 Result<GuestMemory*> SnapshotGuard::memory() {
     Result<GuestMemory> now = make_error(rc::kFail, "no guest memory configured (--vm-memory)");
-    if (!cfg_.memory_path.empty()) now = GuestMemory::open_file(cfg_.memory_path);
-    else if (cfg_.memory_from_peer) {
+    if (!cfg_.memory_path.empty()) {
+        now = GuestMemory::open_file(cfg_.memory_path);
+        // Fail closed: a file nobody checks is QEMU's could be a copy of the
+        // saved RAM while QEMU runs on edited memory.
+        if (now && peer_pid_ <= 0)
+            return make_error(rc::kFail, "cannot check that " + cfg_.memory_path +
+                                             " is QEMU's RAM: the control socket's peer is not known (use a unix "
+                                             "control socket)");
+        if (now)
+            if (auto m = now->mapped_shared_by(peer_pid_); !m) return m.error();
+    } else if (cfg_.memory_from_peer) {
         if (peer_pid_ <= 0) return make_error(rc::kFail, "the control socket's peer (QEMU) is not known");
         now = GuestMemory::open_process(peer_pid_);
     }

@@ -151,6 +151,25 @@ Result<GuestMemory> GuestMemory::open_file(const std::string& path) {
     return m;
 }
 
+Result<void> GuestMemory::mapped_shared_by(pid_t pid) const {
+    const std::string maps_path = "/proc/" + std::to_string(pid) + "/maps";
+    UniqueFd mfd(::open(maps_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!mfd) return make_error(rc::kFail, "cannot read " + maps_path + ": " + std::strerror(errno));
+    std::string text;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(mfd.get(), buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+    const auto maps = parse_maps(text);
+    for (const auto& r : regions) {
+        const bool found = std::any_of(maps.begin(), maps.end(), [&r](const MapsEntry& e) {
+            return e.shared && e.inode == r.ino && makedev(e.dev_major, e.dev_minor) == r.dev;
+        });
+        if (!found)
+            return make_error(rc::kFail, r.name + " is not mapped shared by the control socket's peer (pid " +
+                                             std::to_string(pid) + "): it is not the RAM that QEMU runs on");
+    }
+    return {};
+}
+
 Result<GuestMemory> GuestMemory::open_process(pid_t pid, size_t min_bytes) {
     const std::string maps_path = "/proc/" + std::to_string(pid) + "/maps";
     // /proc files report size 0: read until the end.

@@ -47,6 +47,10 @@ public:
     bool pages_are_holes(uint64_t first, uint64_t count) const;
     /// Still the same files (device, inode, size) as `o`.
     bool same_files(const GuestMemory& o) const;
+    /// Whether process `pid` maps every region's file shared (same device and
+    /// inode in /proc/PID/maps): a path= file is hashed only when it is the
+    /// RAM QEMU runs on, not a copy left for the bridge to find.
+    Result<void> mapped_shared_by(pid_t pid) const;
 
     std::vector<MemoryRegion> regions;
     std::string source;

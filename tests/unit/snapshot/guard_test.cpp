@@ -8,6 +8,8 @@
 #include <openssl/evp.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -115,9 +117,38 @@ struct Ram {
     std::string path() const { return file; }
 };
 
+// QEMU in miniature: another process that maps the guest RAM file shared
+// (the guard maps files too, so this process cannot stand in for QEMU).
+struct Peer {
+    pid_t pid = -1;
+    explicit Peer(const std::string& file) {
+        int ready[2];
+        REQUIRE(pipe(ready) == 0);
+        pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC);
+            void* p = fd >= 0 ? mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+            const char ok = p != MAP_FAILED ? 1 : 0;
+            (void)!::write(ready[1], &ok, 1);
+            for (;;) pause();
+        }
+        ::close(ready[1]);
+        char ok = 0;
+        REQUIRE(::read(ready[0], &ok, 1) == 1);
+        ::close(ready[0]);
+        REQUIRE(ok == 1);
+    }
+    ~Peer() {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+};
+
 struct Lab {
     TempDir dir;
     Ram ram{dir.path};
+    Peer qemu{ram.path()};
     std::unique_ptr<engine::Engine> engine;
     std::map<uint8_t, std::shared_ptr<EVP_PKEY>> keys;  // one key per host
     Lab() {
@@ -155,8 +186,10 @@ struct Lab {
         if (memory) c.memory_path = ram.path();
         auto& k = keys[key];
         if (!k) k.reset(EVP_EC_gen("P-256"), EVP_PKEY_free);
-        return std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key),
-                                               std::make_unique<FileLedger>((dir.path / "host").string()));
+        auto g = std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(k, key),
+                                                 std::make_unique<FileLedger>((dir.path / "host").string()));
+        g->set_peer_pid(qemu.pid);
+        return g;
     }
     // The plain state as a save exports it.
     SecureBytes plain(engine::BlobType t) {
@@ -532,6 +565,7 @@ TEST_CASE("guard: verify=before-run holds TPM commands until the final verificat
     auto& k = lab.keys[1];
     SnapshotGuard g(c, std::make_unique<SoftSigner>(k, 1),
                     std::make_unique<FileLedger>((lab.dir.path / "host").string()));
+    g.set_peer_pid(lab.qemu.pid);
     core::DispatcherConfig dc;
     dc.vendor_commands = true;
     core::Dispatcher d(*lab.engine, dc);
@@ -593,4 +627,29 @@ TEST_CASE("guard: verify=before-run holds TPM commands until the final verificat
     CHECK(qq.send(rd) == 0);
     CHECK(verify_ram(dq).first == 0);  // a driver asking again: verified already
     CHECK(pcr_read_rc(dq) == 0);
+}
+
+TEST_CASE("a path= file must be the RAM the control socket's peer maps") {
+    Lab lab;
+    auto g = lab.guard();
+    Saved s = save(lab, *g);
+    // A copy of the saved RAM that nobody runs on: the bridge must not be
+    // pointed at it while QEMU runs on edited memory.
+    const std::string copy = (lab.dir.path / "copy.ram").string();
+    std::filesystem::copy_file(lab.ram.path(), copy);
+    GuardConfig c = g->config();
+    c.memory_path = copy;
+    auto& k = lab.keys[1];
+    SnapshotGuard other(c, std::make_unique<SoftSigner>(k, 1),
+                        std::make_unique<FileLedger>((lab.dir.path / "host").string()));
+    other.set_peer_pid(lab.qemu.pid);
+    const std::string why = refusal(other, s);
+    INFO(why);
+    CHECK(why.find("is not mapped shared by the control socket's peer") != std::string::npos);
+    // No peer known (a TCP control channel): the check cannot be made, so it refuses.
+    SnapshotGuard blind(g->config(), std::make_unique<SoftSigner>(k, 1),
+                        std::make_unique<FileLedger>((lab.dir.path / "host").string()));
+    CHECK(refusal(blind, s).find("the control socket's peer is not known") != std::string::npos);
+    // The real one still passes.
+    CHECK(refusal(*g, s).empty());
 }
