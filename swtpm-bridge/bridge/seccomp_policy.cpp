@@ -18,11 +18,11 @@ namespace {
 // installed (main.cpp: right before Server::run).
 constexpr int kAllowed[] = {
     // sockets: the control and data channels (unix and TCP), fds passed with
-    // SCM_RIGHTS, SO_PEERCRED, the host TPM client (tpm2-tss TCTI)
+    // SCM_RIGHTS, SO_PEERCRED, the client of vtpm-hostd
     SCMP_SYS(accept), SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(recvfrom), SCMP_SYS(recvmsg),
     SCMP_SYS(sendto), SCMP_SYS(sendmsg), SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname),
     SCMP_SYS(getpeername), SCMP_SYS(shutdown),
-    // waiting: the GLib main loop, the TCTI
+    // waiting: the GLib main loop, the vtpm-hostd client
     SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(select), SCMP_SYS(pselect6), SCMP_SYS(epoll_create1),
     SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2),
     // descriptors
@@ -30,16 +30,14 @@ constexpr int kAllowed[] = {
     SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime), SCMP_SYS(fcntl),
     SCMP_SYS(flock),
     // files: the state directory or file:// image (temp file, fsync, rename,
-    // fsync of the folder), host files and the snapshot ledger (whose folder
-    // is made on each commit: mkdir), /proc/<pid>/maps and mem or
-    // memory-backend files of the guest (snapshot guard), TCTI libraries
+    // fsync of the folder), /proc/<pid>/maps and mem or memory-backend files
+    // of the guest (snapshot guard)
     SCMP_SYS(openat), SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(pread64),
     SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(lseek), SCMP_SYS(fsync),
     SCMP_SYS(fdatasync), SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
     SCMP_SYS(statx), SCMP_SYS(getdents64), SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2),
     SCMP_SYS(linkat), SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(readlink), SCMP_SYS(readlinkat),
     SCMP_SYS(access), SCMP_SYS(faccessat), SCMP_SYS(faccessat2), SCMP_SYS(umask), SCMP_SYS(fchmod),
-    SCMP_SYS(mkdir), SCMP_SYS(mkdirat),
     // memory
     SCMP_SYS(brk), SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(mprotect), SCMP_SYS(madvise),
     SCMP_SYS(mlock), SCMP_SYS(mlock2), SCMP_SYS(munlock),
@@ -93,18 +91,11 @@ Result<void> load_seccomp_filter(std::string_view action) {
         return rule_failed("clone", r);
     if (int r = seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0); r < 0)
         return rule_failed("clone3", r);
-    // Sockets: unix ones (the host daemon's client, name service lookups) and
-    // TCP for a host TPM reached through tpm2-tss' swtpm/mssim TCTI. Raw,
-    // packet, netlink and other families get the default action.
+    // New sockets: unix ones only (the client of vtpm-hostd). The listening
+    // sockets, TCP ones included, exist before the filter; every other
+    // family (inet, raw, packet, netlink) gets the default action.
     if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)); r < 0)
         return rule_failed("socket", r);
-    for (int family : {AF_INET, AF_INET6}) {
-        if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2,
-                                     SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family)),
-                                     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
-            r < 0)
-            return rule_failed("socket", r);
-    }
     for (int option : kPrctlAllowed) {
         if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                      SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(option)));

@@ -1,6 +1,6 @@
 // The bridge's seccomp policy: an allow-list of the system calls the bridge
 // makes once it serves (socket and state file I/O, memory, the page hasher's
-// threads, guest-memory hashing, the host TPM client), installed just before
+// threads, guest-memory hashing, the vtpm-hostd client), installed just before
 // serving. Everything else gets the configured action.
 #pragma once
 
