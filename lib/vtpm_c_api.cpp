@@ -36,7 +36,7 @@ uint32_t fail(vtpm_t* t, const vtpm::Error& e) {
 
 std::optional<vtpm::store::Key> make_key(const uint8_t* p, size_t n) {
     if (!p || n == 0) return std::nullopt;
-    return vtpm::store::Key{vtpm::SecureBytes{vtpm::ByteView(p, n)}};
+    return vtpm::store::Key{vtpm::ByteView(p, n)};
 }
 
 uint8_t* copy_out(vtpm::ByteView v) {

@@ -7,7 +7,7 @@ PKGS=(
   build-essential g++ meson ninja-build pkg-config python3
   libtpms-dev libssl-dev libglib2.0-dev libtss2-dev libseccomp-dev catch2
   clang libclang-rt-14-dev clang-format
-  swtpm swtpm-tools tpm2-tools
+  swtpm swtpm-tools tpm2-tools gdb strace
   qemu-system-x86 qemu-utils busybox-static cpio linux-image-cloud-amd64
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 )

@@ -17,26 +17,25 @@ namespace {
 
 constexpr size_t kMaxKeyRead = 67;  // "0x" + 64 hex digits + a newline
 
-// Read up to `max` bytes (0 = until EOF) from fd.
-Result<SecureBytes> read_fd(int fd, size_t max) {
-    SecureBytes out;
-    uint8_t buf[4096];
+// Read up to `max` bytes (0 = until EOF) from fd straight into protected
+// memory: no stack or heap copy of the key material is left behind.
+Result<ProtectedBytes> read_fd(int fd, size_t max) {
+    ProtectedBytes out(max ? max : 4096);
+    size_t len = 0;
     for (;;) {
-        size_t want = sizeof buf;
-        if (max) {
-            if (out.size() >= max) break;
-            want = std::min(want, max - out.size());
+        if (len == out.size()) {
+            if (max) break;
+            out.resize(out.size() * 2);
         }
-        ssize_t n = ::read(fd, buf, want);
+        ssize_t n = ::read(fd, out.data() + len, out.size() - len);
         if (n < 0) {
             if (errno == EINTR) continue;
-            OPENSSL_cleanse(buf, sizeof buf);
             return make_error(rc::kFail, std::string("could not read key material: ") + std::strerror(errno));
         }
         if (n == 0) break;
-        out.append(ByteView(buf, static_cast<size_t>(n)));
+        len += static_cast<size_t>(n);
     }
-    OPENSSL_cleanse(buf, sizeof buf);
+    out.resize(len);
     return out;
 }
 
@@ -59,7 +58,7 @@ Result<Key> parse_hex_key(std::string_view text, size_t keylen) {
     if (digits != 2 * keylen)
         return make_error(rc::kBadKeyProperty, "hex key has " + std::to_string(digits) + " digits, the mode needs " +
                                                    std::to_string(2 * keylen));
-    Key k{SecureBytes(keylen)};
+    Key k{ProtectedBytes(keylen)};
     for (size_t i = 0; i < keylen; ++i)
         k.bytes[i] = static_cast<uint8_t>(hexval(text[2 * i]) << 4 | hexval(text[2 * i + 1]));
     return k;
@@ -67,7 +66,7 @@ Result<Key> parse_hex_key(std::string_view text, size_t keylen) {
 
 Result<Key> derive_key_pbkdf2(ByteView passphrase, size_t keylen) {
     static const unsigned char kSalt[] = {'s', 'w', 't', 'p', 'm'};
-    Key k{SecureBytes(keylen)};
+    Key k{ProtectedBytes(keylen)};
     if (PKCS5_PBKDF2_HMAC(reinterpret_cast<const char*>(passphrase.data()), static_cast<int>(passphrase.size()), kSalt,
                           sizeof kSalt, 1000, EVP_sha512(), static_cast<int>(keylen), k.bytes.data()) != 1)
         return make_error(rc::kFail, "PBKDF2 key derivation failed");
@@ -75,13 +74,13 @@ Result<Key> derive_key_pbkdf2(ByteView passphrase, size_t keylen) {
 }
 
 Result<Key> derive_key_sha512(ByteView passphrase, size_t keylen) {
-    uint8_t digest[64];
+    if (keylen > 64) return make_error(rc::kBadKeyProperty, "SHA-512 gives at most 64 key bytes");
+    ProtectedBytes digest(64);
     unsigned len = 0;
-    if (EVP_Digest(passphrase.data(), passphrase.size(), digest, &len, EVP_sha512(), nullptr) != 1)
+    if (EVP_Digest(passphrase.data(), passphrase.size(), digest.data(), &len, EVP_sha512(), nullptr) != 1)
         return make_error(rc::kFail, "SHA-512 key derivation failed");
-    Key k{SecureBytes(ByteView(digest, keylen))};
-    OPENSSL_cleanse(digest, sizeof digest);
-    return k;
+    digest.resize(keylen);
+    return Key{std::move(digest)};
 }
 
 Result<Key> load_key_option(std::string_view value) {

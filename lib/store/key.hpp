@@ -4,15 +4,29 @@
 #pragma once
 
 #include <string_view>
+#include <utility>
 
 #include "util/bytes.hpp"
+#include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::store {
 
-/// An AES-CBC key of 16 or 32 bytes. Key bytes are wiped on destruction.
+/// An AES-CBC key of 16 or 32 bytes, held in protected memory (locked, not
+/// in core dumps, wiped on destruction). A copy gets protected pages of its own.
 struct Key {
-    SecureBytes bytes;
+    ProtectedBytes bytes;
+    Key() = default;
+    explicit Key(ProtectedBytes b) : bytes(std::move(b)) {}
+    /// Copies `v` into protected memory; the caller wipes its own copy.
+    explicit Key(ByteView v) : bytes(v) {}
+    Key(const Key& o) : bytes(o.bytes.view()) {}
+    Key& operator=(const Key& o) {
+        if (this != &o) bytes = ProtectedBytes(o.bytes.view());
+        return *this;
+    }
+    Key(Key&&) noexcept = default;
+    Key& operator=(Key&&) noexcept = default;
     bool is256() const { return bytes.size() == 32; }
 };
 

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "util/log.hpp"
+#include "util/secure_memory.hpp"
 
 extern "C" {
 #include <libtpms/tpm_library.h>
@@ -111,6 +112,7 @@ Result<void> daemonize() {
     }
     ::close(p[0]);
     g_ready_fd = p[1];
+    relock_protected_memory();  // the keys were loaded before the fork, whose child inherits no locks
     ::setsid();
     int null = ::open("/dev/null", O_RDWR);
     if (null >= 0) {

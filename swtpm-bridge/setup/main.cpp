@@ -223,7 +223,7 @@ int run(const SetupOptions& o, SetupLog& log) {
                      : "  The TPM's state will be encrypted using a key derived from a passphrase.");
     }
     // The real store: locked for the whole run, written once at the end.
-    auto target = store::open_store(o.state_uri, o.tpm2, 0640, key->has_value() ? std::optional(**key) : std::nullopt);
+    auto target = store::open_store(o.state_uri, o.tpm2, 0640, std::move(*key));
     if (!target) return log.error(target.error().message), 1;
     if (auto r = (*target)->lock(); !r) return log.error(r.error().message), 1;
     auto existing = (*target)->list();
