@@ -49,13 +49,13 @@ Digest unseal_policy(ByteView pcr_policy) {
 
 }  // namespace
 
-Result<SecureBytes> new_auth_value(Esys& tpm) {
+Result<ProtectedBytes> new_auth_value(Esys& tpm) {
     TPM2B_DIGEST* raw = nullptr;
     TSS2_RC rc = Esys_GetRandom(tpm.ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, kAuthValueSize, &raw);
     EsysPtr<TPM2B_DIGEST> r(raw);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("GetRandom for the AuthKey auth value", rc));
     if (r->size != kAuthValueSize) return make_error(rc::kFail, "the TPM returned too few random bytes");
-    SecureBytes out(ByteView(r->buffer, r->size));
+    ProtectedBytes out(ByteView(r->buffer, r->size));
     OPENSSL_cleanse(r->buffer, r->size);
     return out;
 }
@@ -101,7 +101,7 @@ Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& 
     return out;
 }
 
-Result<SecureBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs) {
+Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs) {
     TPM2B_PUBLIC pub{};
     TPM2B_PRIVATE priv{};
     size_t off = 0;
@@ -145,7 +145,7 @@ Result<SecureBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SEL
                                          "provisioning");
         return make_error(rc::kFail, tss_error("unsealing the AuthKey auth value", rc));
     }
-    SecureBytes out(ByteView(data->buffer, data->size));
+    ProtectedBytes out(ByteView(data->buffer, data->size));
     OPENSSL_cleanse(data->buffer, data->size);
     return out;
 }

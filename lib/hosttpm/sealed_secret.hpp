@@ -10,6 +10,7 @@
 
 #include "hosttpm/esys.hpp"
 #include "util/bytes.hpp"
+#include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::hosttpm {
@@ -18,7 +19,7 @@ namespace vtpm::hosttpm {
 inline constexpr size_t kAuthValueSize = 32;
 
 /// A fresh auth value from the TPM's random number generator.
-Result<SecureBytes> new_auth_value(Esys& tpm);
+Result<ProtectedBytes> new_auth_value(Esys& tpm);
 
 /// Seal `secret` to this TPM under PolicyPCR(`pcrs`, current values) ∧
 /// PolicyCommandCode(Unseal). The result is TPM2B_PUBLIC || TPM2B_PRIVATE.
@@ -26,6 +27,6 @@ Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& 
 
 /// Unseal what seal_secret made. An error names why: another TPM, changed
 /// host PCRs, or a damaged file.
-Result<SecureBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs);
+Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs);
 
 }  // namespace vtpm::hosttpm

@@ -14,6 +14,7 @@
 #include "hosttpm/esys.hpp"
 #include "hosttpm/host_ops.hpp"
 #include "util/bytes.hpp"
+#include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::issuance {
@@ -40,7 +41,7 @@ public:
     Result<hosttpm::SignedAttest> certify_authkey(ByteView qualifying);
 
     HostRoot(std::unique_ptr<hosttpm::Esys> tpm, std::string dir, hoststate::HostConfig cfg, TPMT_PUBLIC authkey,
-             Bytes name, SecureBytes auth)
+             Bytes name, ProtectedBytes auth)
         : tpm_(std::move(tpm)), dir_(std::move(dir)), cfg_(cfg), authkey_(authkey), authkey_name_(std::move(name)),
           auth_(std::move(auth)) {}
 
@@ -50,7 +51,7 @@ private:
     hoststate::HostConfig cfg_;
     TPMT_PUBLIC authkey_{};
     Bytes authkey_name_;
-    SecureBytes auth_;
+    ProtectedBytes auth_;  // locked, kept out of core dumps, wiped
 };
 
 }  // namespace vtpm::issuance
