@@ -127,6 +127,10 @@ private:
     bool running_ = false;
     uint8_t locality_ = 0;
     uint32_t last_cc_ = 0;
+    // set_state(Permanent, {}) left libtpms an *empty* permanent blob (not
+    // "none": the next init manufactures a new TPM), which it dereferences
+    // when it checks a volatile blob against it.
+    bool permanent_cleared_ = false;
     unsigned char* respbuf_ = nullptr;  // libtpms-owned (malloc'ed) response buffer
     uint32_t respbuf_size_ = 0;
 };
