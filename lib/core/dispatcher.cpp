@@ -94,6 +94,14 @@ bool Dispatcher::tpm_commands_admitted() {
     return true;
 }
 
+std::optional<Bytes> Dispatcher::take_tpm_command(Bytes& buffered) {
+    const auto total = tpm::command_frame_size(buffered, engine_.tpm2(), kMaxTpmCommand);
+    if (!total) return std::nullopt;
+    Bytes rsp = tpm_command(ByteView(buffered).first(*total));
+    buffered.erase(buffered.begin(), buffered.begin() + static_cast<long>(*total));
+    return rsp;
+}
+
 void Dispatcher::set_peer_pid(pid_t pid) {
     for (BlobFilter* f : filters_) f->set_peer_pid(pid);
 }

@@ -18,8 +18,13 @@
 #include "engine/engine.hpp"
 #include "store/key.hpp"
 #include "store/state_file.hpp"
+#include "tpm/commands.hpp"
 
 namespace vtpm::core {
+
+/// Largest TPM command the data channel frames: libtpms' buffer plus the
+/// TCG "send command" prefix.
+inline constexpr size_t kMaxTpmCommand = 4096 + tpm::kSendCommandPrefix;
 
 struct DispatcherConfig {
     std::optional<store::Key> migration_key;
@@ -91,6 +96,12 @@ public:
     /// complete response. After the state lock went to a migration
     /// destination, a command first takes it back or is refused.
     Bytes tpm_command(ByteView command);
+    /// The data channel's framing of a byte stream: when `buffered` starts
+    /// with a complete command (tpm::command_frame_size), run it, drop it from
+    /// the front of the buffer and return the response; nullopt while more
+    /// bytes are needed. The socket front end frames with this, and so does
+    /// the data-channel fuzz target.
+    std::optional<Bytes> take_tpm_command(Bytes& buffered);
 
     /// Whether the filters let a TPM command run now (BlobFilter::admit_tpm_command).
     bool tpm_commands_admitted();

@@ -206,6 +206,7 @@ Result<void> Engine::init(bool delete_volatile) {
         TPMLIB_Terminate();
         return make_error(r, "TPM initialisation failed (libtpms result " + hex32(r) + ")");
     }
+    permanent_cleared_ = false;  // MainInit took the cached blobs
     if (delete_volatile) {
         auto d = store_->remove(store::kVolatile, false);
         if (!d) {
@@ -364,12 +365,19 @@ Result<PlainBlob> Engine::get_state(BlobType type) {
 
 Result<void> Engine::set_state(BlobType type, ByteView plain) {
     if (running_) return make_error(rc::kInvalidPostInit, "state can only be set while the TPM is stopped");
+    // libtpms (0.9) validates a volatile blob against the cached permanent
+    // one and crashes (NULL dereference) when that was set empty.
+    if (type == BlobType::Volatile && !plain.empty() && permanent_cleared_)
+        return make_error(rc::kFail, "a volatile state blob needs a permanent one, and that was set empty");
     auto l = store_->lock();
     if (!l) return l;
     TPM_RESULT r = TPMLIB_SetState(to_libtpms(type), plain.empty() ? nullptr : plain.data(),
                                    static_cast<uint32_t>(plain.size()));
-    if (r != TPM_SUCCESS)
+    if (r != TPM_SUCCESS) {
+        permanent_cleared_ = false;  // a rejected blob makes libtpms drop every cached one
         return make_error(r, "libtpms rejected the state blob (result " + hex32(r) + ")");
+    }
+    if (type == BlobType::Permanent) permanent_cleared_ = plain.empty();
     return {};
 }
 

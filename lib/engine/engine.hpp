@@ -151,6 +151,10 @@ private:
     bool forgo_auto_shutdown_ = false;
     // Held state writes, in the order made (nullopt: a delete).
     std::optional<std::vector<std::pair<std::string, std::optional<SecureBytes>>>> held_;
+    // set_state(Permanent, {}) left libtpms an *empty* permanent blob (not
+    // "none": the next init manufactures a new TPM), which it dereferences
+    // when it checks a volatile blob against it.
+    bool permanent_cleared_ = false;
     unsigned char* respbuf_ = nullptr;  // libtpms-owned (malloc'ed) response buffer
     uint32_t respbuf_size_ = 0;
 };

@@ -10,16 +10,12 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "tpm/commands.hpp"
 #include "bridge/socket/sockets.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::bridge {
 namespace {
 
-// Largest TPM command accepted on the data channel: libtpms' buffer plus the
-// TCG "send command" prefix.
-constexpr size_t kMaxTpmCommand = 4096 + tpm::kSendCommandPrefix;
 constexpr guint kCtrlPartialTimeoutMs = 500;
 // Upper bound of the adaptive busy-poll window (VTPM_BUSY_POLL_US overrides; 0 disables).
 constexpr long kDefaultMaxSpinUs = 200;
@@ -313,11 +309,9 @@ gboolean Server::on_data_client(gint fd, GIOCondition, gpointer p) {
 
 void Server::process_data() {
     while (data_.fd) {
-        Bytes& buf = data_.buf;
-        const auto total = tpm::command_frame_size(buf, dispatcher_.engine().tpm2(), kMaxTpmCommand);
-        if (!total) return;
-        Bytes rsp = dispatcher_.tpm_command(ByteView(buf).first(*total));
-        buf.erase(buf.begin(), buf.begin() + static_cast<long>(*total));
+        auto reply = dispatcher_.take_tpm_command(data_.buf);
+        if (!reply) return;
+        const Bytes& rsp = *reply;
         // One write: several clients do a single read() for the whole response.
         bool sent = write_all(data_.fd.get(), rsp);
         note_reply(data_);

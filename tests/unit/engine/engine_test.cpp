@@ -155,6 +155,28 @@ TEST_CASE("engine: set_state rejects garbage and keeps the cache clean") {
     REQUIRE(e->init(false).ok());
 }
 
+TEST_CASE("engine: a volatile blob after an empty permanent one is refused, not a libtpms crash") {
+    // Found by fuzz-data: libtpms 0.9 checks a volatile blob against the
+    // cached permanent one and dereferences NULL when that was set empty.
+    TempDir d;
+    auto e = make_engine(d.path);
+    REQUIRE(e->init(false).ok());
+    REQUIRE(e->startup(0).ok());
+    auto vol = e->get_state(engine::BlobType::Volatile);
+    auto perm = e->get_state(engine::BlobType::Permanent);
+    REQUIRE(vol.ok());
+    REQUIRE(perm.ok());
+    e->stop();
+    REQUIRE(e->set_state(engine::BlobType::Permanent, {}).ok());
+    auto r = e->set_state(engine::BlobType::Volatile, vol->data.view());
+    CHECK(r.code() == rc::kFail);
+    CHECK(r.error().message.find("permanent") != std::string::npos);
+    // With a permanent blob again the volatile one is checked and taken as before.
+    REQUIRE(e->set_state(engine::BlobType::Permanent, perm->data.view()).ok());
+    CHECK(e->set_state(engine::BlobType::Volatile, vol->data.view()).ok());
+    REQUIRE(e->init(false).ok());
+}
+
 TEST_CASE("engine: set_state while running is refused") {
     TempDir d;
     auto e = make_engine(d.path);
