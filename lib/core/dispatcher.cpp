@@ -147,8 +147,15 @@ Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags
         if (auto r = f->on_import(engine_, type, blob, plain->view()); !r) {
             // Refused: forget every blob this restore set before, so the next
             // CMD_INIT starts from the state on disk, which is untouched.
-            for (auto t : {engine::BlobType::Permanent, engine::BlobType::Volatile, engine::BlobType::Savestate})
+            // libtpms takes an empty permanent blob for "no TPM yet" and would
+            // manufacture a new one over it: the permanent blob goes back to
+            // what the store holds.
+            for (auto t : {engine::BlobType::Volatile, engine::BlobType::Savestate})
                 (void)engine_.set_state(t, {});
+            if (auto disk = engine_.store().load(store::kPermall))
+                (void)engine_.set_state(engine::BlobType::Permanent, disk->view());
+            else
+                (void)engine_.set_state(engine::BlobType::Permanent, {});  // no state on disk: nothing to lose
             for (BlobFilter* g : filters_) g->end_restore();
             return r.error();
         }

@@ -390,6 +390,10 @@ struct Qemu {
 
 TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     Lab lab;
+    // A mark of this TPM in its permanent state: an NV index.
+    constexpr uint32_t kMark = 0x01500000;
+    REQUIRE(tpm::response_code(lab.engine->command(
+                tpm::nv_define_space(kMark, TPMA_NV_PPWRITE | TPMA_NV_PPREAD | TPMA_NV_PLATFORMCREATE, 8))) == 0);
     auto g = lab.guard();
     core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
     snapshot::attach(d, *g);
@@ -409,6 +413,13 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     CHECK(set(1, perm) == 0);
     CHECK(set(2, vol) == rc::kFail);
     CHECK(*read_whole_file(permall) == *on_disk);
+    // And a CMD_INIT right after the refusal starts the TPM from that state:
+    // it must not take the refused restore for "no permanent state" and
+    // manufacture a new TPM over the one on disk.
+    REQUIRE(load_be32(d.handle_message(ctrl::encode_request(ctrl::InitReq{0}), ts).bytes.data()) == 0);
+    REQUIRE(tpm::response_code(d.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
+    CHECK(tpm::response_code(d.tpm_command(tpm::nv_read_public(kMark))) == 0);  // the same TPM
+    REQUIRE(load_be32(d.handle_message(ctrl::encode_request(ctrl::StopReq{}), ts).bytes.data()) == 0);
     lab.ram.p[77 * 4096] ^= 1;
     // The right image: accepted, INIT brings the vPCRs back.
     CHECK(set(1, perm) == 0);
