@@ -1,6 +1,5 @@
 #include "hostapi/client.hpp"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -8,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "hostapi/io.hpp"
 #include "util/fd.hpp"
 
 namespace vtpm::hostapi {
@@ -16,33 +16,6 @@ namespace {
 
 // A TPM signature takes well under a second; a daemon silent this long is stuck.
 constexpr int kTimeoutMs = 60000;
-
-Result<void> send_all(int fd, ByteView b) {
-    size_t off = 0;
-    while (off < b.size()) {
-        const ssize_t n = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return make_error(rc::kFail, std::string("sending: ") + std::strerror(errno));
-        off += static_cast<size_t>(n);
-    }
-    return {};
-}
-
-Result<void> recv_all(int fd, uint8_t* p, size_t len) {
-    size_t off = 0;
-    while (off < len) {
-        pollfd pfd{fd, POLLIN, 0};
-        const int pr = ::poll(&pfd, 1, kTimeoutMs);
-        if (pr < 0 && errno == EINTR) continue;
-        if (pr == 0) return make_error(rc::kFail, "no answer within " + std::to_string(kTimeoutMs / 1000) + " s");
-        const ssize_t n = ::recv(fd, p + off, len - off, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return make_error(rc::kFail, std::string("receiving: ") + std::strerror(errno));
-        if (n == 0) return make_error(rc::kFail, "the daemon closed the connection");
-        off += static_cast<size_t>(n);
-    }
-    return {};
-}
 
 }  // namespace
 
@@ -61,11 +34,12 @@ Result<std::vector<Bytes>> Client::call(Kind kind, const std::vector<Bytes>& fie
         return fail(std::string("cannot connect: ") + std::strerror(errno) + " (is vtpm-hostd running?)");
     if (auto r = send_all(fd.get(), encode_request(kind, fields)); !r) return fail(r.error().message);
     uint8_t prefix[4];
-    if (auto r = recv_all(fd.get(), prefix, sizeof prefix); !r) return fail(r.error().message);
+    bool eof = false;
+    if (auto r = recv_exact(fd.get(), prefix, sizeof prefix, kTimeoutMs, eof); !r) return fail(r.error().message);
     auto len = frame_length(ByteView(prefix, 4));
     if (!len) return fail(len.error().message);
     Bytes body(*len);
-    if (auto r = recv_all(fd.get(), body.data(), body.size()); !r) return fail(r.error().message);
+    if (auto r = recv_exact(fd.get(), body.data(), body.size(), kTimeoutMs, eof); !r) return fail(r.error().message);
     auto m = decode_response(body);
     if (!m) return fail(m.error().message);
     if (m->kind != static_cast<uint16_t>(kind)) return fail("the answer is for another request (" +

@@ -151,16 +151,27 @@ Result<GuestMemory> GuestMemory::open_file(const std::string& path) {
     return m;
 }
 
-Result<void> GuestMemory::mapped_shared_by(pid_t pid) const {
+namespace {
+
+// The mappings of process `pid`, parsed.
+Result<std::vector<MapsEntry>> read_maps(pid_t pid) {
     const std::string maps_path = "/proc/" + std::to_string(pid) + "/maps";
+    // /proc files report size 0: read until the end.
     UniqueFd mfd(::open(maps_path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!mfd) return make_error(rc::kFail, "cannot read " + maps_path + ": " + std::strerror(errno));
     std::string text;
     char buf[65536];
     for (ssize_t n; (n = ::read(mfd.get(), buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-    const auto maps = parse_maps(text);
+    return parse_maps(text);
+}
+
+}  // namespace
+
+Result<void> GuestMemory::mapped_shared_by(pid_t pid) const {
+    auto maps = read_maps(pid);
+    if (!maps) return maps.error();
     for (const auto& r : regions) {
-        const bool found = std::any_of(maps.begin(), maps.end(), [&r](const MapsEntry& e) {
+        const bool found = std::any_of(maps->begin(), maps->end(), [&r](const MapsEntry& e) {
             return e.shared && e.inode == r.ino && makedev(e.dev_major, e.dev_minor) == r.dev;
         });
         if (!found)
@@ -171,15 +182,9 @@ Result<void> GuestMemory::mapped_shared_by(pid_t pid) const {
 }
 
 Result<GuestMemory> GuestMemory::open_process(pid_t pid, size_t min_bytes) {
-    const std::string maps_path = "/proc/" + std::to_string(pid) + "/maps";
-    // /proc files report size 0: read until the end.
-    UniqueFd mfd(::open(maps_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!mfd) return make_error(rc::kFail, "cannot read " + maps_path + ": " + std::strerror(errno));
-    std::string text;
-    char buf[65536];
-    for (ssize_t n; (n = ::read(mfd.get(), buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-    const auto candidates =
-        guest_ram_candidates(parse_maps(text), min_bytes);
+    auto maps = read_maps(pid);
+    if (!maps) return maps.error();
+    const auto candidates = guest_ram_candidates(*maps, min_bytes);
     if (candidates.empty())
         return make_error(rc::kFail, "QEMU (pid " + std::to_string(pid) +
                                          ") has no shared file-backed guest RAM (use memory-backend-file or "

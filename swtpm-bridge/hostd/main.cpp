@@ -19,6 +19,7 @@
 #include <string>
 
 #include "common/process.hpp"
+#include "hostapi/io.hpp"
 #include "hostapi/protocol.hpp"
 #include "hostd/service.hpp"
 #include "hosttpm/esys.hpp"
@@ -45,36 +46,6 @@ int usage(int rc) {
     return rc;
 }
 
-Result<void> read_exact(int fd, uint8_t* p, size_t n, bool& eof) {
-    size_t off = 0;
-    while (off < n) {
-        pollfd pfd{fd, POLLIN, 0};
-        const int pr = ::poll(&pfd, 1, kPeerTimeoutMs);
-        if (pr < 0 && errno == EINTR) continue;
-        if (pr == 0) return make_error(rc::kFail, "the peer stalled");
-        const ssize_t got = ::recv(fd, p + off, n - off, 0);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) return make_error(rc::kFail, std::string("recv: ") + std::strerror(errno));
-        if (got == 0) {
-            eof = off == 0;
-            return make_error(rc::kFail, off == 0 ? "closed" : "the peer closed mid-request");
-        }
-        off += static_cast<size_t>(got);
-    }
-    return {};
-}
-
-Result<void> write_all(int fd, ByteView b) {
-    size_t off = 0;
-    while (off < b.size()) {
-        const ssize_t n = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return make_error(rc::kFail, std::string("send: ") + std::strerror(errno));
-        off += static_cast<size_t>(n);
-    }
-    return {};
-}
-
 // Requests of one connection, in order, until the peer closes.
 void serve(hostd::Service& service, int fd) {
     ucred cred{};
@@ -87,22 +58,22 @@ void serve(hostd::Service& service, int fd) {
     for (;;) {
         uint8_t prefix[4];
         bool eof = false;
-        if (auto r = read_exact(fd, prefix, sizeof prefix, eof); !r) {
+        if (auto r = hostapi::recv_exact(fd, prefix, sizeof prefix, kPeerTimeoutMs, eof); !r) {
             if (!eof) VTPM_LOG_WARN("pid %d: %s", static_cast<int>(peer.pid), r.error().message.c_str());
             return;
         }
         auto n = hostapi::frame_length(ByteView(prefix, 4));
         if (!n) {
             VTPM_LOG_WARN("pid %d: %s; connection dropped", static_cast<int>(peer.pid), n.error().message.c_str());
-            (void)write_all(fd, hostapi::encode_failure(0, rc::kBadParameter, n.error().message));
+            (void)hostapi::send_all(fd, hostapi::encode_failure(0, rc::kBadParameter, n.error().message));
             return;
         }
         Bytes body(*n);
-        if (auto r = read_exact(fd, body.data(), body.size(), eof); !r) {
+        if (auto r = hostapi::recv_exact(fd, body.data(), body.size(), kPeerTimeoutMs, eof); !r) {
             VTPM_LOG_WARN("pid %d: %s", static_cast<int>(peer.pid), r.error().message.c_str());
             return;
         }
-        if (auto w = write_all(fd, service.handle(body, peer)); !w) return;
+        if (auto w = hostapi::send_all(fd, service.handle(body, peer)); !w) return;
     }
 }
 
