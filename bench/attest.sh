@@ -16,13 +16,22 @@ trap cleanup EXIT
 export TSS2_LOG=all+none
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir "$work/hw" "$work/vm"
-swtpm_setup --tpm2 --tpm-state "$work/hw" --createek --create-ek-cert --pcr-banks sha1,sha256 >/dev/null
+# Debian's swtpm_setup with a private swtpm-localca (never the shared /var/lib/swtpm-localca).
+ca="$work/swtpm-localca"
+mkdir "$ca"
+printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
+    "$ca" "$ca" "$ca" "$ca" > "$work/swtpm-localca.conf"
+printf -- '--platform-manufacturer Fedora\n--platform-version 2.1\n--platform-model QEMU\n' > "$work/swtpm-localca.options"
+printf 'create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\n' \
+    "$work/swtpm-localca.conf" "$work/swtpm-localca.options" > "$work/swtpm_setup.conf"
+swtpm_setup --tpm2 --tpm-state "$work/hw" --createek --create-ek-cert --pcr-banks sha1,sha256 \
+    --config "$work/swtpm_setup.conf" >/dev/null
 swtpm socket --tpm2 --tpmstate dir="$work/hw" --server type=tcp,port="$port" --ctrl type=tcp,port=$((port + 1)) \
     --flags not-need-init,startup-clear --pid file="$work/hw.pid" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/hw.pid" ] && break; sleep 0.05; done
 tcti="swtpm:host=127.0.0.1,port=$port"
-cat /var/lib/swtpm-localca/issuercert.pem /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem > "$work/roots.pem"
+cat "$ca/issuercert.pem" "$ca/swtpm-localca-rootca-cert.pem" > "$work/roots.pem"
 "$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" >/dev/null
 "$bin/vtpm-host" enroll --tcti "$tcti" --dir "$work/host" --ca "$work/ca" --ek-roots "$work/roots.pem" >/dev/null
 echo "localca_dir = $work/localca" > "$work/setup.conf"
