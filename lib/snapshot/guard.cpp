@@ -92,7 +92,7 @@ Result<GuestMemory*> SnapshotGuard::memory() {
                                              " is QEMU's RAM: the control socket's peer is not known (use a unix "
                                              "control socket)");
         if (now)
-            if (auto m = now->mapped_shared_by(peer_pid_); !m) return m.error();
+            if (auto m = now->covers_shared_ram_of(peer_pid_); !m) return m.error();
     } else if (cfg_.memory_from_peer) {
         if (peer_pid_ <= 0) return make_error(rc::kFail, "the control socket's peer (QEMU) is not known");
         now = GuestMemory::open_process(peer_pid_);

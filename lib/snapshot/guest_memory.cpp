@@ -153,6 +153,11 @@ Result<GuestMemory> GuestMemory::open_file(const std::string& path) {
 
 namespace {
 
+// Shared file mappings this large in QEMU are RAM backends (the smallest
+// DIMM is 128 MiB, a NUMA node rarely less); smaller ones are rings and
+// device windows.
+constexpr size_t kOtherRamMinBytes = 2u << 20;
+
 // The mappings of process `pid`, parsed.
 Result<std::vector<MapsEntry>> read_maps(pid_t pid) {
     const std::string maps_path = "/proc/" + std::to_string(pid) + "/maps";
@@ -177,6 +182,23 @@ Result<void> GuestMemory::mapped_shared_by(pid_t pid) const {
         if (!found)
             return make_error(rc::kFail, r.name + " is not mapped shared by the control socket's peer (pid " +
                                              std::to_string(pid) + "): it is not the RAM that QEMU runs on");
+    }
+    return {};
+}
+
+Result<void> GuestMemory::covers_shared_ram_of(pid_t pid) const {
+    if (auto m = mapped_shared_by(pid); !m) return m.error();
+    auto maps = read_maps(pid);
+    if (!maps) return maps.error();
+    for (const auto& e : guest_ram_candidates(*maps, kOtherRamMinBytes)) {
+        const bool ours = std::any_of(regions.begin(), regions.end(), [&e](const MemoryRegion& r) {
+            return e.inode == r.ino && makedev(e.dev_major, e.dev_minor) == r.dev;
+        });
+        if (!ours)
+            return make_error(rc::kFail, "QEMU (pid " + std::to_string(pid) + ") also maps shared RAM " + e.path +
+                                             " (" + mib(e.end - e.start) +
+                                             "), which --vm-memory path= leaves unhashed (--vm-memory peer hashes "
+                                             "every shared RAM backend)");
     }
     return {};
 }

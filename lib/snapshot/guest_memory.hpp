@@ -51,6 +51,10 @@ public:
     /// inode in /proc/PID/maps): a path= file is hashed only when it is the
     /// RAM QEMU runs on, not a copy left for the bridge to find.
     Result<void> mapped_shared_by(pid_t pid) const;
+    /// mapped_shared_by(pid), and QEMU maps no other shared RAM file that
+    /// these regions leave out (a second NUMA node's or a DIMM's backend):
+    /// a RAM block left unhashed could be edited in a saved stream unseen.
+    Result<void> covers_shared_ram_of(pid_t pid) const;
 
     std::vector<MemoryRegion> regions;
     std::string source;

@@ -713,13 +713,14 @@ class Qemu:
     """qemu-system-x86_64 (TCG) with the test guest and a tpm-emulator device."""
 
     def __init__(self, stack, work, name, ctrl_path, device="tpm-crb", incoming=None, mem=256, append="",
-                 mem_path=None):
+                 mem_path=None, binary="qemu-system-x86_64", extra=()):
         """mem_path: guest RAM in a shared memory-backend-file at that path
-        ("memfd": a shared memory-backend-memfd)."""
+        ("memfd": a shared memory-backend-memfd); binary: another QEMU (the
+        patched one); extra: more QEMU arguments."""
         kernel, initrd = guest_files()
         self.serial = os.path.join(work, f"{name}.serial")
         self.qmp_path = os.path.join(work, f"{name}.qmp")
-        cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(mem), "-nographic", "-nodefaults",
+        cmd = [binary, "-accel", "tcg", "-m", str(mem), "-nographic", "-nodefaults",
                "-no-user-config", "-machine", "q35" + (",memory-backend=pc.ram" if mem_path else ""),
                "-kernel", kernel, "-initrd", initrd,
                "-append", ("console=ttyS0 quiet panic=-1 " + append).strip(),
@@ -733,6 +734,7 @@ class Qemu:
         elif mem_path:
             register_cleanup("file", mem_path)  # e.g. 256 MiB in /dev/shm: removed even after a SIGKILL
             cmd += ["-object", f"memory-backend-file,id=pc.ram,size={mem}M,mem-path={mem_path},share=on"]
+        cmd += list(extra)
         if incoming:
             cmd += ["-incoming", incoming]
         self.log = open(os.path.join(work, f"{name}.qemu.log"), "w")

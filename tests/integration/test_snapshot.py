@@ -239,6 +239,28 @@ def peer_discovery(lab):
     srv2.wait(10)
 
 
+def unhashed_ram_block(lab):
+    """A second RAM backend (a DIMM) that --vm-memory path= does not name
+    would travel in the stream unhashed: the save makes no record, and with
+    `required` the save fails."""
+    main, dimm = lab.mem(), lab.mem()
+    srv, ctrl = lab.bridge("dimm", main, required=True)
+    vm = lab.qemu("dimm", ctrl, main, extra=[
+        "-m", "slots=1,maxmem=1G",
+        "-object", f"memory-backend-file,id=dimm0,size=64M,mem-path={dimm},share=on",
+        "-device", "pc-dimm,id=d0,memdev=dimm0"])
+    vm.wait_output(r"TICK 1 ", timeout=180)
+    vm.qmp.cmd("stop")
+    vm.qmp.cmd("migrate", uri=f"exec:cat > {os.path.join(lab.work, 'dimm.vmstate')}")
+    st = h.wait_for(lambda: (vm.qmp.cmd("query-migrate").get("status") or "") in ("failed", "completed") and
+                    vm.qmp.cmd("query-migrate")["status"], 60, "dimm: the save to end")
+    h.check_eq(st, "failed", "a save that would leave a RAM block unhashed fails (required)")
+    h.check(re.search(rf"save refused: .*also maps shared RAM {re.escape(dimm)} \(64 MiB\)", log_of(srv)) is not None,
+            f"the bridge names the unhashed DIMM backend: {log_of(srv)[-300:]}")
+    vm.kill()
+    srv.wait(10)
+
+
 def qemu_digest(lab):
     """A patched QEMU (qemu-patches/) hands its RAM digest over with
     CMD_VTPM_RAM_DIGEST: played here byte for byte on the control channel."""
@@ -585,6 +607,7 @@ def test(work, stack):
     srv11.wait(10)
 
     peer_discovery(lab)
+    unhashed_ram_block(lab)
     qemu_digest(lab)
     postcopy(lab)
 
