@@ -4,6 +4,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -41,6 +43,7 @@ Result<std::vector<Bytes>> Client::call(Kind kind, const std::vector<Bytes>& fie
     Bytes body(*len);
     if (auto r = recv_exact(fd.get(), body.data(), body.size(), kTimeoutMs, eof); !r) return fail(r.error().message);
     auto m = decode_response(body);
+    OPENSSL_cleanse(body.data(), body.size());  // a StateKey answer carries a key
     if (!m) return fail(m.error().message);
     if (m->kind != static_cast<uint16_t>(kind)) return fail("the answer is for another request (" +
                                                              kind_name(m->kind) + ")");
@@ -106,6 +109,18 @@ Result<void> Client::confirm_vaik(const VaikConfirm& r) const {
     auto f = call(Kind::ConfirmVaik, to_fields(r));
     if (!f) return f.error();
     return {};
+}
+
+Result<ProtectedBytes> Client::state_key(const Uuid& vm, bool create, bool* created) const {
+    auto f = call(Kind::StateKey, to_fields(StateKeyRequest{vm, create}));
+    if (!f) return f.error();
+    auto r = parse_state_key_reply(*f);
+    for (auto& b : *f) OPENSSL_cleanse(b.data(), b.size());
+    if (!r) return r.error();
+    ProtectedBytes key(r->key);
+    OPENSSL_cleanse(r->key.data(), r->key.size());
+    if (created) *created = r->created;
+    return key;
 }
 
 }  // namespace vtpm::hostapi

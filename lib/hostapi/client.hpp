@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hostapi/protocol.hpp"
+#include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::hostapi {
@@ -30,6 +31,9 @@ public:
     Result<VaikChallengeReply> vaik_challenge(const VaikChallengeRequest& r) const;
     Result<VaikReply> issue_vaik(const VaikRequest& r) const;
     Result<void> confirm_vaik(const VaikConfirm& r) const;
+    /// VM `vm`'s state-at-rest key (made on this call when `create` and the
+    /// VM has none), in wiped, locked memory.
+    Result<ProtectedBytes> state_key(const Uuid& vm, bool create, bool* created = nullptr) const;
 
 private:
     std::string path_;

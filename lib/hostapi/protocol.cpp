@@ -130,6 +130,7 @@ std::string kind_name(uint16_t kind) {
         case Kind::IssueVaik: return "IssueVaik";
         case Kind::ConfirmVaik: return "ConfirmVaik";
         case Kind::VaikChallenge: return "VaikChallenge";
+        case Kind::StateKey: return "StateKey";
     }
     return "kind " + std::to_string(kind);
 }
@@ -161,6 +162,8 @@ std::vector<Bytes> to_fields(const HostInfoReply& m) {
     f.insert(f.end(), m.chain.begin(), m.chain.end());
     return f;
 }
+std::vector<Bytes> to_fields(const StateKeyRequest& m) { return {raw(m.vm), Bytes{uint8_t(m.create ? 1 : 0)}}; }
+std::vector<Bytes> to_fields(const StateKeyReply& m) { return {Bytes{uint8_t(m.created ? 1 : 0)}, m.key}; }
 std::vector<Bytes> to_fields(const LedgerQuery& m) { return {raw(m.vm)}; }
 std::vector<Bytes> to_fields(const LedgerReply& m) {
     return {be(m.present ? 1 : 0, 1), be(m.generation, 8), raw(m.root)};
@@ -202,6 +205,23 @@ Result<HostInfoReply> parse_host_info(const std::vector<Bytes>& f) {
     return HostInfoReply{f[0], f[1], std::vector<Bytes>(f.begin() + 2, f.end())};
 }
 
+Result<StateKeyRequest> parse_state_key_request(const std::vector<Bytes>& f) {
+    Reader r(f, "StateKey");
+    if (auto c = r.count(2); !c) return c.error();
+    auto vm = r.fixed<16>("VM UUID");
+    auto create = vm ? r.flag("create") : Result<bool>(vm.error());
+    if (!create) return create.error();
+    return StateKeyRequest{*vm, *create};
+}
+Result<StateKeyReply> parse_state_key_reply(const std::vector<Bytes>& f) {
+    Reader r(f, "StateKey reply");
+    if (auto c = r.count(2); !c) return c.error();
+    auto created = r.flag("created");
+    if (!created) return created.error();
+    const Bytes& key = r.bytes();
+    if (key.size() != 32) return make_error(rc::kBadParameter, "StateKey reply: the key is not 32 bytes");
+    return StateKeyReply{*created, key};
+}
 Result<LedgerQuery> parse_ledger_query(const std::vector<Bytes>& f) {
     Reader r(f, "LedgerLatest");
     if (auto c = r.count(1); !c) return c.error();

@@ -40,6 +40,7 @@ enum class Kind : uint16_t {
     IssueVaik = 7,           // a CertvAIK and identity bundle for a VM's vAIK (after VaikChallenge)
     ConfirmVaik = 8,         // the vTPM holds the identity issued: finish its record
     VaikChallenge = 9,       // a credential only the vTPM with this EK can open, for this vAIK
+    StateKey = 10,           // a VM's state-at-rest key, sealed to the host TPM (made on first use if asked)
 };
 /// "SignSnapshotRecord", or "kind N" for an unknown one.
 std::string kind_name(uint16_t kind);
@@ -106,6 +107,19 @@ struct TcgCertRequest {
     int32_t days = -1;
 };
 
+/// VM U's key for its state at rest: 32 random bytes made by the daemon
+/// (the TPM's RNG), kept only sealed to the host TPM under the host PCR
+/// policy (HOSTDIR/vms/UUID.statekey). `create`: make one when the VM has
+/// none yet; otherwise a VM without a key is an error.
+struct StateKeyRequest {
+    Uuid vm{};
+    bool create = false;
+};
+struct StateKeyReply {
+    bool created = false;  // made by this request
+    Bytes key;             // 32 bytes; wipe after use
+};
+
 /// Proof that the vAIK lives in the vTPM: the daemon checks the vTPM's EK
 /// certificate and wraps a secret to that EK for the vAIK's name
 /// (TPM2_MakeCredential); only TPM2_ActivateCredential in that vTPM, with
@@ -145,6 +159,8 @@ struct VaikConfirm {
 };
 
 std::vector<Bytes> to_fields(const HostInfoReply& m);
+std::vector<Bytes> to_fields(const StateKeyRequest& m);
+std::vector<Bytes> to_fields(const StateKeyReply& m);
 std::vector<Bytes> to_fields(const LedgerQuery& m);
 std::vector<Bytes> to_fields(const LedgerReply& m);
 std::vector<Bytes> to_fields(const RecordRequest& m);
@@ -159,6 +175,8 @@ std::vector<Bytes> to_fields(const VaikConfirm& m);
 
 /// Each checks the field count and every fixed size; the error names the field.
 Result<HostInfoReply> parse_host_info(const std::vector<Bytes>& f);
+Result<StateKeyRequest> parse_state_key_request(const std::vector<Bytes>& f);
+Result<StateKeyReply> parse_state_key_reply(const std::vector<Bytes>& f);
 Result<LedgerQuery> parse_ledger_query(const std::vector<Bytes>& f);
 Result<LedgerReply> parse_ledger_reply(const std::vector<Bytes>& f);
 Result<RecordRequest> parse_record_request(const std::vector<Bytes>& f);

@@ -12,6 +12,7 @@
 //   vms/<uuid>.record   identity uniqueness records (identity_records.hpp)
 //   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
 //   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
+//   vms/<uuid>.statekey the VM's state-at-rest key, sealed (state_keys.hpp)
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>

@@ -146,9 +146,9 @@ Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o) {
         k.authkey = *existing;
     } else if (existing.code() == rc::kRetry) {
         // The auth value leaves this function only sealed to this TPM.
-        auto auth = new_auth_value(tpm);
+        auto auth = new_auth_value(tpm, kAuthValueName);
         if (!auth) return auth.error();
-        auto sealed = seal_secret(tpm, *auth, k.pcrs);
+        auto sealed = seal_secret(tpm, *auth, k.pcrs, kAuthValueName);
         if (!sealed) return sealed.error();
         k.sealed_auth = std::move(*sealed);
         auto obj = create_primary(tpm, ESYS_TR_RH_OWNER, auth_tmpl, "AuthKey", *auth);

@@ -49,18 +49,18 @@ Digest unseal_policy(ByteView pcr_policy) {
 
 }  // namespace
 
-Result<ProtectedBytes> new_auth_value(Esys& tpm) {
+Result<ProtectedBytes> new_auth_value(Esys& tpm, std::string_view what) {
     TPM2B_DIGEST* raw = nullptr;
     TSS2_RC rc = Esys_GetRandom(tpm.ctx(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, kAuthValueSize, &raw);
     EsysPtr<TPM2B_DIGEST> r(raw);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("GetRandom for the AuthKey auth value", rc));
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("GetRandom for " + std::string(what), rc));
     if (r->size != kAuthValueSize) return make_error(rc::kFail, "the TPM returned too few random bytes");
     ProtectedBytes out(ByteView(r->buffer, r->size));
     OPENSSL_cleanse(r->buffer, r->size);
     return out;
 }
 
-Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs) {
+Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs, std::string_view what) {
     auto values = pcr_digest(tpm, pcrs);
     if (!values) return values.error();
     auto pcr_policy = tpm::policy_pcr_digest(pcrs, *values);
@@ -91,30 +91,31 @@ Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& 
     OPENSSL_cleanse(&sensitive, sizeof sensitive);
     EsysPtr<TPM2B_PRIVATE> priv(priv_raw);
     EsysPtr<TPM2B_PUBLIC> pub(pub_raw);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("sealing the AuthKey auth value", rc));
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("sealing " + std::string(what), rc));
     Bytes out(sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE));
     size_t off = 0;
     if (Tss2_MU_TPM2B_PUBLIC_Marshal(pub.get(), out.data(), out.size(), &off) != TSS2_RC_SUCCESS ||
         Tss2_MU_TPM2B_PRIVATE_Marshal(priv.get(), out.data(), out.size(), &off) != TSS2_RC_SUCCESS)
-        return make_error(rc::kFail, "cannot marshal the sealed auth value");
+        return make_error(rc::kFail, "cannot marshal the sealed " + std::string(what));
     out.resize(off);
     return out;
 }
 
-Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs) {
+Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs,
+                                     std::string_view what) {
     TPM2B_PUBLIC pub{};
     TPM2B_PRIVATE priv{};
     size_t off = 0;
     if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(sealed.data(), sealed.size(), &off, &pub) != TSS2_RC_SUCCESS ||
         Tss2_MU_TPM2B_PRIVATE_Unmarshal(sealed.data(), sealed.size(), &off, &priv) != TSS2_RC_SUCCESS ||
         off != sealed.size())
-        return make_error(rc::kFail, "the sealed AuthKey auth value is malformed");
+        return make_error(rc::kFail, "the sealed " + std::string(what) + " is malformed");
     auto srk = storage_primary(tpm);
     if (!srk) return srk.error();
     ESYS_TR obj = ESYS_TR_NONE;
     TSS2_RC rc = Esys_Load(tpm.ctx(), srk->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &obj);
     if (rc != TSS2_RC_SUCCESS)
-        return make_error(rc::kFail, tss_error("loading the sealed AuthKey auth value (sealed by another TPM, or "
+        return make_error(rc::kFail, tss_error("loading the sealed " + std::string(what) + " (sealed by another TPM, or "
                                                "the owner hierarchy was cleared?)",
                                                rc));
     FlushedHandle loaded(tpm.ctx(), obj);
@@ -141,9 +142,8 @@ Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_
     if (rc != TSS2_RC_SUCCESS) {
         const TSS2_RC base = rc & ~(TPM2_RC_N_MASK | TPM2_RC_H | TPM2_RC_P | TPM2_RC_S);
         if ((rc & TPM2_RC_FMT1) && (base & 0xbf) == TPM2_RC_POLICY_FAIL)
-            return make_error(rc::kFail, "the AuthKey auth value cannot be unsealed: the host PCRs changed since "
-                                         "provisioning");
-        return make_error(rc::kFail, tss_error("unsealing the AuthKey auth value", rc));
+            return make_error(rc::kFail, std::string(what) + " cannot be unsealed: the host PCRs changed since provisioning");
+        return make_error(rc::kFail, tss_error("unsealing " + std::string(what), rc));
     }
     ProtectedBytes out(ByteView(data->buffer, data->size));
     OPENSSL_cleanse(data->buffer, data->size);

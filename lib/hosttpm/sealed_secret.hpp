@@ -1,5 +1,6 @@
-// The AuthKey's auth value: 32 random bytes that only vtpm-hostd holds in
-// memory. On disk (HOSTDIR/authkey-auth.sealed, mode 0600, owned by the
+// Secrets sealed to the host TPM: the AuthKey's auth value and each VM's
+// state key (hoststate/state_keys.hpp). The auth value: 32 random bytes that
+// only vtpm-hostd holds in memory. On disk (HOSTDIR/authkey-auth.sealed, mode 0600, owned by the
 // daemon's user) it is a TPM sealed-data object under a storage primary of
 // the owner hierarchy, unsealable only in this TPM and only while the host
 // PCRs are as provisioned: a copy of HOSTDIR is useless elsewhere, and a
@@ -8,6 +9,8 @@
 
 #include <tss2/tss2_tpm2_types.h>
 
+#include <string_view>
+
 #include "hosttpm/esys.hpp"
 #include "util/bytes.hpp"
 #include "util/secure_memory.hpp"
@@ -15,18 +18,22 @@
 
 namespace vtpm::hosttpm {
 
-/// Size of the AuthKey auth value.
+/// Size of the AuthKey auth value (and of a VM's state key).
 inline constexpr size_t kAuthValueSize = 32;
+/// How errors name the AuthKey auth value.
+inline constexpr std::string_view kAuthValueName = "the AuthKey auth value";
 
-/// A fresh auth value from the TPM's random number generator.
-Result<ProtectedBytes> new_auth_value(Esys& tpm);
+/// A fresh 32-byte secret from the TPM's random number generator; `what`
+/// names it in errors ("the AuthKey auth value").
+Result<ProtectedBytes> new_auth_value(Esys& tpm, std::string_view what);
 
 /// Seal `secret` to this TPM under PolicyPCR(`pcrs`, current values) ∧
 /// PolicyCommandCode(Unseal). The result is TPM2B_PUBLIC || TPM2B_PRIVATE.
-Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs);
+Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs, std::string_view what);
 
-/// Unseal what seal_secret made. An error names why: another TPM, changed
-/// host PCRs, or a damaged file.
-Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs);
+/// Unseal what seal_secret made. An error names `what` and why: another
+/// TPM, changed host PCRs, or a damaged file.
+Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs,
+                                     std::string_view what);
 
 }  // namespace vtpm::hosttpm

@@ -43,7 +43,7 @@ Result<std::unique_ptr<HostRoot>> HostRoot::open(std::unique_ptr<hosttpm::Esys> 
     if (!sealed)
         return make_error(rc::kFail, sealed_path + ": " + sealed.error().message +
                                          " (the AuthKey's auth value; without it nothing can be signed)");
-    auto auth = hosttpm::unseal_secret(*tpm, *sealed, cfg->authkey_pcrs);
+    auto auth = hosttpm::unseal_secret(*tpm, *sealed, cfg->authkey_pcrs, hosttpm::kAuthValueName);
     if (!auth) return make_error(rc::kFail, sealed_path + ": " + auth.error().message);
     auto root = std::make_unique<HostRoot>(std::move(tpm), host_dir, *cfg, *pub, std::move(*name), std::move(*auth));
     auto check = root->certify_authkey(

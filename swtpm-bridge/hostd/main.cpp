@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -73,7 +75,10 @@ void serve(hostd::Service& service, int fd) {
             VTPM_LOG_WARN("pid %d: %s", static_cast<int>(peer.pid), r.error().message.c_str());
             return;
         }
-        if (auto w = hostapi::send_all(fd, service.handle(body, peer)); !w) return;
+        Bytes response = service.handle(body, peer);
+        const bool sent = static_cast<bool>(hostapi::send_all(fd, response));
+        OPENSSL_cleanse(response.data(), response.size());  // a StateKey answer carries a key
+        if (!sent) return;
     }
 }
 

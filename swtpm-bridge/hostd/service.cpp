@@ -1,5 +1,6 @@
 #include "hostd/service.hpp"
 
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include "hostapi/protocol.hpp"
 #include "hoststate/host_files.hpp"
 #include "hoststate/ledger.hpp"
+#include "hoststate/state_keys.hpp"
+#include "hosttpm/sealed_secret.hpp"
 #include "issuance/host_identity.hpp"
 #include "issuance/issue.hpp"
 #include "merkle/merkle.hpp"
@@ -169,6 +172,39 @@ Result<Fields> confirm_vaik(issuance::HostRoot& root, const Fields& f) {
     return Fields{};
 }
 
+// A VM's state-at-rest key: unsealed from HOSTDIR/vms/UUID.statekey, which
+// opens only in this TPM while the host PCRs are as provisioned; or, when
+// asked and the VM has none, made from the TPM's and OpenSSL's generators
+// (either alone suffices) and kept sealed before it leaves.
+Result<Fields> state_key(issuance::HostRoot& root, const Fields& f, std::string& what) {
+    auto q = hostapi::parse_state_key_request(f);
+    if (!q) return q.error();
+    const std::string uuid = uuid_text(q->vm);
+    what = "VM " + uuid;
+    const TPML_PCR_SELECTION& pcrs = root.config().authkey_pcrs;
+    const std::string name = "VM " + uuid + "'s state key";
+    auto sealed = hoststate::read_sealed_state_key(root.dir(), uuid);
+    if (!sealed) return sealed.error();
+    if (*sealed) {
+        auto key = hosttpm::unseal_secret(root.tpm(), **sealed, pcrs, name);
+        if (!key) return key.error();
+        what += " (unsealed)";
+        return hostapi::to_fields(hostapi::StateKeyReply{false, Bytes(key->view().begin(), key->view().end())});
+    }
+    if (!q->create) return make_error(rc::kFail, "VM " + uuid + " has no state key on this host");
+    auto key = hosttpm::new_auth_value(root.tpm(), name);
+    if (!key) return key.error();
+    ProtectedBytes mix(key->size());
+    if (RAND_priv_bytes(mix.data(), static_cast<int>(mix.size())) != 1)
+        return make_error(rc::kFail, "OpenSSL's random generator failed");
+    for (size_t i = 0; i < key->size(); ++i) (*key)[i] ^= mix[i];
+    auto blob = hosttpm::seal_secret(root.tpm(), *key, pcrs, name);
+    if (!blob) return blob.error();
+    if (auto w = hoststate::write_sealed_state_key(root.dir(), uuid, *blob); !w) return w.error();
+    what += " (created)";
+    return hostapi::to_fields(hostapi::StateKeyReply{true, Bytes(key->view().begin(), key->view().end())});
+}
+
 }  // namespace
 
 Result<std::vector<vtpm::X509Ptr>> Service::trusted_ek_issuers() const {
@@ -199,6 +235,21 @@ Result<std::vector<vtpm::X509Ptr>> Service::trusted_ek_issuers() const {
     return out;
 }
 
+// The vTPM's EK certificate checked against the issuers trusted now, then a
+// credential wrapped to that EK for the vAIK's name.
+Result<std::vector<Bytes>> Service::vaik_challenge(const std::vector<Bytes>& f, std::string& what) {
+    auto q = hostapi::parse_vaik_challenge_request(f);
+    if (!q) return q.error();
+    what = "VM " + uuid_text(q->vm);
+    auto trusted = trusted_ek_issuers();
+    if (!trusted) return trusted.error();
+    std::vector<const X509*> certs;
+    for (const auto& c : *trusted) certs.push_back(c.get());
+    auto r = challenges_.open(*q, certs);
+    if (!r) return r.error();
+    return hostapi::to_fields(*r);
+}
+
 Bytes Service::handle(ByteView body, const Peer& peer) {
     auto m = hostapi::decode_request(body);
     if (!m) {
@@ -217,25 +268,9 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::LeavesFor: out = leaves_for(root_, m->fields); break;
         case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields); break;
         case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, what); break;
-        case Kind::VaikChallenge: {
-            auto q = hostapi::parse_vaik_challenge_request(m->fields);
-            if (!q) {
-                out = q.error();
-                break;
-            }
-            what = "VM " + uuid_text(q->vm);
-            auto trusted = trusted_ek_issuers();
-            if (!trusted) {
-                out = trusted.error();
-                break;
-            }
-            std::vector<const X509*> certs;
-            for (const auto& c : *trusted) certs.push_back(c.get());
-            auto r = challenges_.open(*q, certs);
-            out = r ? Result<Fields>(hostapi::to_fields(*r)) : Result<Fields>(r.error());
-            break;
-        }
+        case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
+        case Kind::StateKey: out = state_key(root_, m->fields, what); break;
     }
     const std::string name = hostapi::kind_name(m->kind);
     if (!out) {

@@ -34,6 +34,8 @@ public:
 private:
     /// Issuers of vTPM EK certificates the daemon trusts now.
     Result<std::vector<vtpm::X509Ptr>> trusted_ek_issuers() const;
+    /// VaikChallenge: `what` names the VM for the log line.
+    Result<std::vector<Bytes>> vaik_challenge(const std::vector<Bytes>& fields, std::string& what);
 
     issuance::HostRoot& root_;
     std::string ek_ca_;

@@ -134,6 +134,42 @@ def hostd_attacks(work, sock, out, vm_with_certs):
     h.check_eq(st, 0, "and the daemon still answers")
 
 
+UUID_SK = "5c4b3a29-1807-4f6e-9d5c-4b3a29180706"
+
+
+def state_key(sock, create, vm=UUID_SK):
+    """StateKey: (status, created, key or the refusal's text)."""
+    st, f = h.hostd_call(sock, "StateKey", [uuid_mod.UUID(vm).bytes, b"\1" if create else b"\0"])
+    return (st, f[0] == b"\1", f[1]) if st == 0 else (st, False, f[0])
+
+
+def state_keys(sock, host):
+    """A VM's state-at-rest key: made by the daemon on request, on disk only
+    sealed to the host TPM, the same key on every later request."""
+    path = os.path.join(host, "vms", UUID_SK + ".statekey")
+    st, _, why = state_key(sock, False)
+    h.check(st != 0 and b"has no state key on this host" in why, f"no key is made unless asked: {why[:80]}")
+    h.check(not os.path.exists(path), "and nothing is written")
+    st, created, key = state_key(sock, True)
+    h.check(st == 0 and created and len(key) == 32, "StateKey with create: a new 32-byte key")
+    h.check_eq(os.stat(path).st_mode & 0o777, 0o600, "the sealed key file is mode 0600")
+    with open(path, "rb") as f:
+        sealed = f.read()
+    h.check(key not in sealed and key[:16] not in sealed and key[16:] not in sealed,
+            "the key is not in the file in the clear")
+    st, created, again = state_key(sock, True)
+    h.check(st == 0 and not created and again == key, "asked again (create or not): the same key, unsealed")
+    h.check_eq(state_key(sock, False)[2], key, "without create: the same key")
+    st, created, other = state_key(sock, True, UUID1)
+    h.check(st == 0 and other != key, "another VM gets another key")
+    for bad in ([uuid_mod.UUID(UUID_SK).bytes], [b"\0" * 15, b"\1"], [uuid_mod.UUID(UUID_SK).bytes, b"\2"]):
+        st, f = h.hostd_call(sock, "StateKey", bad)
+        h.check(st != 0 and f and f[0].startswith(b"StateKey"), f"a malformed StateKey is refused: {f[0][:70]}")
+    with open(path, "rb") as f:
+        h.check_eq(f.read(), sealed, "the sealed key file is never rewritten")
+    return key
+
+
 def test(work, stack):
     hw, port, tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
     host = os.path.join(work, "host")
@@ -193,6 +229,7 @@ def test(work, stack):
     txt = h.run(["openssl", "x509", "-in", os.path.join(out1, "cert-vaik.pem"), "-noout", "-text"]).stdout
     h.check(f"URI:urn:uuid:{UUID1}" in txt and "2.23.133.8.3" in txt, "CertvAIK names the VM and is an AIK cert")
     hostd_attacks(work, sock, out1, vmh)
+    vm_key = state_keys(sock, host)
 
     ctrl = os.path.join(work, "vm1.sock")
     srv = h.libvirt_style_server(stack, vm1, ctrl, os.path.join(work, "vm1.log"))
@@ -315,6 +352,9 @@ def test(work, stack):
     # The daemon holds the TPM: stop it, change a PCR, and it cannot start again.
     vm1_before = h.dir_digest(vm1)
     hostd.stop()
+    hostd, sock_again = h.host_daemon(stack, work, host, tcti, name="hostd-again")
+    h.check(state_key(sock_again, False)[2] == vm_key, "a restarted daemon unseals the same state key")
+    hostd.stop()
     h.tpm2(port, "pcrextend", "4:sha256=" + "cd" * 32)
     r = h.run([os.path.join(BIN, "vtpm-hostd"), "--dir", host, "--tcti", tcti, "--socket", sock], check_rc=False,
               env=ENV, timeout=30)
@@ -335,6 +375,12 @@ def test(work, stack):
     h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1"], env=ENV)
     h.run([HOST, "enroll", "--tcti", tcti2, "--dir", host2, "--ca", cadir, "--ek-roots", roots], env=ENV)
     _, sock2 = h.host_daemon(stack, work, host2, tcti2, name="hostd2", ek_ca=os.path.join(work, "vm-localca"))
+    # A sealed state key copied to another host opens nowhere but in its TPM.
+    os.makedirs(os.path.join(host2, "vms"), exist_ok=True)
+    shutil.copy(os.path.join(host, "vms", UUID_SK + ".statekey"), os.path.join(host2, "vms"))
+    st, _, why = state_key(sock2, False)
+    h.check(st != 0 and b"loading the sealed VM " in why and b"sealed by another TPM" in why,
+            f"another host's TPM cannot unseal the key: {why[:160]}")
     vm3 = vm_state(work, "vm3")
     n3 = os.urandom(16).hex()
     attest("issue", "--hostd", sock2, "--state-dir", vm3, "--vm-uuid", UUID1, "--user-cert", ctx["user"],

@@ -53,6 +53,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             round_trip<VaikChallengeRequest>(f, parse_vaik_challenge_request);
             round_trip<VaikChallengeReply>(f, parse_vaik_challenge_reply);
             break;
+        case Kind::StateKey:
+            round_trip<StateKeyRequest>(f, parse_state_key_request);
+            round_trip<StateKeyReply>(f, parse_state_key_reply);
+            break;
     }
     return 0;
 }

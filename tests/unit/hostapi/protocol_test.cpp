@@ -88,6 +88,14 @@ TEST_CASE("every statement survives its round trip") {
     auto c2 = parse_vaik_confirm(to_fields(c));
     REQUIRE(c2);
     CHECK(c2->generation == 4);
+    auto k2 = parse_state_key_request(to_fields(StateKeyRequest{vm, true}));
+    REQUIRE(k2);
+    CHECK(k2->vm == vm);
+    CHECK(k2->create);
+    auto kr = parse_state_key_reply(to_fields(StateKeyReply{true, Bytes(32, 5)}));
+    REQUIRE(kr);
+    CHECK(kr->created);
+    CHECK(kr->key == Bytes(32, 5));
 }
 
 TEST_CASE("typed parsers refuse wrong counts, sizes and flags") {
@@ -102,4 +110,7 @@ TEST_CASE("typed parsers refuse wrong counts, sizes and flags") {
     auto t = to_fields(TcgCertRequest{});
     t[0] = {2};
     CHECK(parse_tcg_cert_request(t).error().message.find("kind 2 unknown") != std::string::npos);
+    CHECK(parse_state_key_request({Bytes(16)}).error().message.find("1 fields, expected 2") != std::string::npos);
+    CHECK(parse_state_key_request({Bytes(16), {2}}).error().message.find("neither 0 nor 1") != std::string::npos);
+    CHECK(parse_state_key_reply({{0}, Bytes(31)}).error().message.find("not 32 bytes") != std::string::npos);
 }
