@@ -175,6 +175,13 @@ Result<std::string> step_cert_vaik_signature(Ctx& c) {
         (void)vtpm::ossl_error("");
         return make_error(rc::kFail, "CertvAIK is not signed by the certified AuthKey");
     }
+    // An attestation key's certificate, nothing else the AuthKey signs.
+    X509* vaik = c.vaik_cert.get();
+    if (X509_check_ca(vaik) != 0) return make_error(rc::kFail, "CertvAIK is a CA certificate");
+    if (!x509::has_extended_key_usage(vaik, kOidAikCertificate))
+        return make_error(rc::kFail, std::string("CertvAIK is not for an attestation key (no extended key usage "
+                                                 "tcg-kp-AIKCertificate, ") +
+                                         kOidAikCertificate + ")");
     return x509::summarize(c.vaik_cert.get());
 }
 

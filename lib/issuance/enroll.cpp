@@ -48,8 +48,12 @@ Result<vtpm::X509Ptr> issue(const CertSpec& s, x509::LocalCa& ca) {
     for (auto [nid, value] : {std::pair{NID_basic_constraints, bc}, {NID_key_usage, ku},
                               {NID_subject_key_identifier, "hash"}, {NID_authority_key_identifier, "keyid:always"}})
         if (auto r = x509::add_conf_ext(cert.get(), issuer, nid, value); !r) return r.error();
-    if (!s.ca)
-        if (auto r = x509::add_conf_ext(cert.get(), issuer, NID_ext_key_usage, "2.23.133.8.3"); !r) return r.error();
+    // What each may be used for. On the AuthKey (a CA, pathlen:0: it issues
+    // only end-entity certificates) the TCG purposes bound what it issues:
+    // EK (tcg-kp-EKCertificate), platform and vAIK (tcg-kp-AIKCertificate)
+    // certificates, for verifiers that check purposes along the chain.
+    const char* eku = s.ca ? "2.23.133.8.1,2.23.133.8.2,2.23.133.8.3" : "2.23.133.8.3";
+    if (auto r = x509::add_conf_ext(cert.get(), issuer, NID_ext_key_usage, eku); !r) return r.error();
     if (auto r = ca.sign(cert.get()); !r) return r.error();
     return cert;
 }

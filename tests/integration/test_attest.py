@@ -192,6 +192,9 @@ def test(work, stack):
     for c in (ak_cert, auth_cert):
         r = h.run(["openssl", "verify", "-CAfile", chain, c], check_rc=False)
         h.check(r.returncode == 0, f"{os.path.basename(c)} chains to the privacy CA (openssl verify)")
+    text = h.run(["openssl", "x509", "-in", auth_cert, "-noout", "-ext", "basicConstraints,extendedKeyUsage"]).stdout
+    h.check("CA:TRUE, pathlen:0" in text and "2.23.133.8.1, 2.23.133.8.2, 2.23.133.8.3" in text,
+            f"the AuthKey certificate issues end-entity EK, platform and AIK certificates only: {' '.join(text.split())}")
     ak_pub = h.run(["openssl", "x509", "-in", ak_cert, "-noout", "-pubkey"]).stdout
     h.check_eq(ak_pub, open(os.path.join(host, "ak.pem")).read(), "the AK certificate is for the provisioned AK")
     st = h.run([HOST, "status", "--tcti", tcti, "--dir", host], env=ENV)
