@@ -10,6 +10,7 @@ PKGS=(
   swtpm swtpm-tools tpm2-tools gdb strace
   qemu-system-x86 qemu-utils busybox-static cpio linux-image-cloud-amd64
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+  libpixman-1-dev libfdt-dev  # qemu-patches/build.sh: the patched QEMU the tests run
 )
 
 missing=()

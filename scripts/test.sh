@@ -45,6 +45,15 @@ for t in json.load(sys.stdin):
   fi
 fi
 
+# The patched QEMU (qemu-patches/) that integ-qemu_patched runs: Debian's
+# QEMU 7.2 source with our patch, built once into build-qemu/ and reused
+# while the source, the patch and the configuration stay the same.
+read -r -a only_tests <<<"${VTPM_TESTS:-}"
+if [ ${#only_tests[@]} -eq 0 ] || [[ " ${only_tests[*]} " == *" integ-qemu_patched "* ]]; then
+  qemu-patches/build.sh build-qemu
+  export VTPM_PATCHED_QEMU=$PWD/build-qemu/qemu-system-x86_64
+fi
+
 # A fingerprint of the system paths: existence, mtime, and every file below
 # with its size and mtime.
 SYSTEM_PATHS=(/var/lib/libvtpm /etc/libvtpm /etc/libvirt /var/lib/swtpm-localca)

@@ -64,17 +64,20 @@ class Lab:
         """extra: more bridge options; mem_opts: more --vm-memory sub-options (",verify=before-run")."""
         ctrl = os.path.join(self.work, f"{name}.sock")
         log = os.path.join(self.work, f"{name}.log")
-        where = "peer" if mem_path == "memfd" else f"path={mem_path}"
-        args = ["--vm-memory", f"{where},policy={policy}" + (",required" if required else "") + mem_opts,
+        # mem_path None: no mapping, QEMU's own digest (a patched QEMU).
+        where = "peer," if mem_path == "memfd" else f"path={mem_path}," if mem_path else ""
+        args = ["--vm-memory", f"{where}policy={policy}" + (",required" if required else "") + mem_opts,
                 "--vm-uuid", uuid, "--vtpm-host", f"socket={self.sock}"] + list(extra) if policy else []
         srv = h.libvirt_style_server(self.stack, state or self.state, ctrl, log, extra=args)
         srv.log_path = log
         return srv, ctrl
 
-    def qemu(self, name, ctrl, mem_path, incoming=None):
-        if mem_path != "memfd":
+    def qemu(self, name, ctrl, mem_path, incoming=None, **kw):
+        """kw: more h.Qemu arguments (binary, extra, mem)."""
+        if mem_path and mem_path != "memfd":
             self.stack.callback(lambda: os.path.exists(mem_path) and os.unlink(mem_path))
-        return h.Qemu(self.stack, self.work, name, ctrl, incoming=incoming, mem_path=mem_path, append=self.append)
+        return h.Qemu(self.stack, self.work, name, ctrl, incoming=incoming, mem_path=mem_path, append=self.append,
+                      **kw)
 
 
 def log_of(srv):
@@ -99,13 +102,14 @@ def last_tick(vm):
 
 
 def restore(lab, name, image, mem_path, shared=False, policy="refuse", uuid=UUID, required=False, bridge_mem=None,
-            resume=True, extra=(), mem_opts=""):
+            resume=True, extra=(), mem_opts="", qemu=None):
     """A fresh bridge and QEMU take the saved image. Returns (srv, vm, ok).
     bridge_mem: the bridge checks another memory file than QEMU's; resume:
-    `cont` once loaded (else the VM stays paused); extra, mem_opts: as Lab.bridge."""
+    `cont` once loaded (else the VM stays paused); extra, mem_opts: as
+    Lab.bridge; qemu: more Lab.qemu arguments."""
     srv, ctrl = lab.bridge(name, bridge_mem or mem_path, policy=policy, uuid=uuid, required=required, extra=extra,
                            mem_opts=mem_opts)
-    vm = lab.qemu(name, ctrl, mem_path, incoming="defer")
+    vm = lab.qemu(name, ctrl, mem_path, incoming="defer", **(qemu or {}))
     if shared:
         ignore_shared(vm)
     vm.qmp.cmd("migrate-incoming", uri=f"exec:cat {image}")
