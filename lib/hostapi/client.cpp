@@ -111,8 +111,9 @@ Result<void> Client::confirm_vaik(const VaikConfirm& r) const {
     return {};
 }
 
-Result<ProtectedBytes> Client::state_key(const Uuid& vm, bool create, bool* created) const {
-    auto f = call(Kind::StateKey, to_fields(StateKeyRequest{vm, create}));
+namespace {
+
+Result<ProtectedBytes> key_from(Result<std::vector<Bytes>> f, bool* created) {
     if (!f) return f.error();
     auto r = parse_state_key_reply(*f);
     for (auto& b : *f) OPENSSL_cleanse(b.data(), b.size());
@@ -121,6 +122,16 @@ Result<ProtectedBytes> Client::state_key(const Uuid& vm, bool create, bool* crea
     OPENSSL_cleanse(r->key.data(), r->key.size());
     if (created) *created = r->created;
     return key;
+}
+
+}  // namespace
+
+Result<ProtectedBytes> Client::state_key(const Uuid& vm, bool create, bool* created) const {
+    return key_from(call(Kind::StateKey, to_fields(StateKeyRequest{vm, create})), created);
+}
+
+Result<ProtectedBytes> Client::export_state_key(const Uuid& vm) const {
+    return key_from(call(Kind::ExportStateKey, to_fields(StateKeyRequest{vm, false})), nullptr);
 }
 
 }  // namespace vtpm::hostapi

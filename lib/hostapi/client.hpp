@@ -34,6 +34,9 @@ public:
     /// VM `vm`'s state-at-rest key (made on this call when `create` and the
     /// VM has none), in wiped, locked memory.
     Result<ProtectedBytes> state_key(const Uuid& vm, bool create, bool* created = nullptr) const;
+    /// ExportStateKey: VM `vm`'s existing key, for an operator (the daemon
+    /// serves it to root only).
+    Result<ProtectedBytes> export_state_key(const Uuid& vm) const;
 
 private:
     std::string path_;

@@ -131,6 +131,7 @@ std::string kind_name(uint16_t kind) {
         case Kind::ConfirmVaik: return "ConfirmVaik";
         case Kind::VaikChallenge: return "VaikChallenge";
         case Kind::StateKey: return "StateKey";
+        case Kind::ExportStateKey: return "ExportStateKey";
     }
     return "kind " + std::to_string(kind);
 }

@@ -41,6 +41,7 @@ enum class Kind : uint16_t {
     ConfirmVaik = 8,         // the vTPM holds the identity issued: finish its record
     VaikChallenge = 9,       // a credential only the vTPM with this EK can open, for this vAIK
     StateKey = 10,           // a VM's state-at-rest key, sealed to the host TPM (made on first use if asked)
+    ExportStateKey = 11,     // the same key for an operator (root only; logged as an export)
 };
 /// "SignSnapshotRecord", or "kind N" for an unknown one.
 std::string kind_name(uint16_t kind);
@@ -115,6 +116,7 @@ struct StateKeyRequest {
     Uuid vm{};
     bool create = false;
 };
+/// ExportStateKey takes a StateKeyRequest with create = false.
 struct StateKeyReply {
     bool created = false;  // made by this request
     Bytes key;             // 32 bytes; wipe after use

@@ -16,13 +16,20 @@ namespace vtpm::store {
 /// in core dumps, wiped on destruction). A copy gets protected pages of its own.
 struct Key {
     ProtectedBytes bytes;
+    /// Refuse state files in the legacy version-1 format (encrypted without
+    /// a MAC): set for keys we choose (state_key = sealed), where no such
+    /// file was ever written.
+    bool authenticated_only = false;
     Key() = default;
     explicit Key(ProtectedBytes b) : bytes(std::move(b)) {}
     /// Copies `v` into protected memory; the caller wipes its own copy.
     explicit Key(ByteView v) : bytes(v) {}
-    Key(const Key& o) : bytes(o.bytes.view()) {}
+    Key(const Key& o) : bytes(o.bytes.view()), authenticated_only(o.authenticated_only) {}
     Key& operator=(const Key& o) {
-        if (this != &o) bytes = ProtectedBytes(o.bytes.view());
+        if (this != &o) {
+            bytes = ProtectedBytes(o.bytes.view());
+            authenticated_only = o.authenticated_only;
+        }
         return *this;
     }
     Key(Key&&) noexcept = default;

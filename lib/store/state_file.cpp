@@ -39,6 +39,9 @@ Result<SecureBytes> decode_state_file(ByteView file, const Key* state_key) {
     auto hdr = parse_header(file);
     if (!hdr) {
         // No valid v2 header: a version-1 file is the bare payload.
+        if (state_key && state_key->authenticated_only)
+            return make_error(rc::kFail, "the state file has no version-2 header: a legacy file, encrypted without a "
+                                         "MAC, is refused with this state key");
         if (state_key) return decrypt_legacy_v1(*state_key, file);
         return SecureBytes(file);
     }

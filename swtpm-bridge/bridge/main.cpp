@@ -11,6 +11,7 @@
 #include "bridge/options.hpp"
 #include "bridge/seccomp_policy.hpp"
 #include "bridge/snapshot_settings.hpp"
+#include "bridge/state_key.hpp"
 #include "bridge/socket/admin.hpp"
 #include "bridge/socket/channels.hpp"
 #include "bridge/socket/server.hpp"
@@ -80,6 +81,15 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
     auto guard = o.print_states ? Result<std::unique_ptr<snapshot::SnapshotGuard>>(nullptr) : make_guard(*snap);
     if (!guard) return fail(guard.error().message);
 
+    // The sealed state key (and the adoption of a plaintext state) before any
+    // socket is opened: once QEMU can connect, the store is ready.
+    std::optional<store::Key> sealed;
+    if (snap->sealed_state_key && !o.print_states && !o.state_uri.empty()) {
+        auto k = sealed_state_key(*snap, o.state_uri, o.tpm2, o.state_mode);
+        if (!k) return fail(k.error().message);
+        sealed = std::move(*k);
+    }
+
     UnlinkAtExit created;
     ServerConfig sc;
     if (!o.print_states) {
@@ -93,6 +103,8 @@ int run_socket(const std::vector<std::string>& args, const std::string& prog) {
         auto k = store::load_key_option(*o.key);
         if (!k) return fail("--key: " + k.error().message);
         state_key = std::move(*k);
+    } else if (sealed) {
+        state_key = std::move(*sealed);
     }
     if (o.migration_key) {
         auto k = store::load_key_option(*o.migration_key);

@@ -27,6 +27,7 @@ constexpr LongOpt kLongOpts[] = {
     {"print-capabilities", false, 'a'}, {"print-states", false, 'e'}, {"version", false, 'v'},
     {"vtpm-vendor-ctrl", false, 'V'}, {"vm-memory", true, 'M'},  {"vm-uuid", true, 'U'},
     {"vtpm-host", true, 'H'},      {"vtpm-config", true, 'G'},    {"vtpm-admin-socket", true, 'A'},
+    {"vtpm-state-key", true, 'E'},
 };
 
 // Options swtpm has that we do not implement: refused by name, never ignored.
@@ -181,6 +182,7 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         case 'H': o.vtpm_host = value; break;
         case 'G': o.vtpm_config = value; break;
         case 'A': o.vtpm_admin_socket = value; break;
+        case 'E': o.vtpm_state_key = value; break;
         case 'e': o.print_states = true; break;
         default: return make_error(rc::kBadParameter, "unhandled option " + name);
         }
@@ -341,6 +343,10 @@ A vTPM server that speaks swtpm's control and data channels (libvtpm).
                     records (the bridge never opens the host TPM)
   --vtpm-config <file>
                     (libvtpm) bridge config (default /etc/libvtpm/bridge.conf)
+  --vtpm-state-key sealed|none
+                    (libvtpm) sealed: encrypt the state at rest with the VM's
+                    own key, which vtpm-hostd keeps sealed to the host TPM
+                    (needs --vtpm-host and the VM UUID; not with --key)
   -h|--help         this text
 )";
 }

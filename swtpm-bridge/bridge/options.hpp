@@ -70,6 +70,7 @@ struct BridgeOptions {
     std::optional<std::string> vm_uuid;     // --vm-uuid UUID
     std::optional<std::string> vtpm_host;   // --vtpm-host dir=HOSTDIR[,tcti=TCTI]
     std::optional<std::string> vtpm_config; // --vtpm-config FILE
+    std::optional<std::string> vtpm_state_key;  // --vtpm-state-key sealed|none
     std::optional<std::string> vtpm_admin_socket;  // --vtpm-admin-socket PATH ({uuid} substituted)
 };
 

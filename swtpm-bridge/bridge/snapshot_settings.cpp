@@ -17,7 +17,7 @@ namespace {
 
 Result<std::map<std::string, std::string>> parse_config(std::string_view text) {
     static const std::string_view kKeys[] = {"vm_memory", "policy",    "required", "host_socket", "vendor_ctrl",
-                                             "log_level", "verify",    "admin_socket"};
+                                             "log_level", "verify",    "admin_socket", "state_key"};
     auto lines = parse_key_values(text, "bridge config");
     if (!lines) return make_error(rc::kBadParameter, lines.error().message);
     std::map<std::string, std::string> out;
@@ -47,6 +47,13 @@ void set_memory(snapshot::GuardConfig& g, const std::string& v, const std::strin
     g.memory_from_peer = v == "peer";
     g.memory_path.clear();
     if (!g.memory_from_peer) g.memory_path = with_uuid(v, uuid);
+}
+
+// state_key = sealed | none.
+Result<bool> sealed_or_none(const std::string& what, const std::string& v) {
+    if (v == "sealed") return true;
+    if (v == "none") return false;
+    return make_error(rc::kBadParameter, what + ": '" + v + "' is neither sealed nor none");
 }
 
 // verify = load | before-run.
@@ -167,6 +174,29 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         s.host_socket = *p;
     }
     s.vendor_ctrl = s.vendor_ctrl || o.vendor_ctrl;
+    if (auto v = cfg->find("state_key"); v != cfg->end()) {
+        auto b = sealed_or_none("bridge config state_key", v->second);
+        if (!b) return b.error();
+        s.sealed_state_key = *b;
+    }
+    if (o.vtpm_state_key) {
+        auto b = sealed_or_none("option --vtpm-state-key", *o.vtpm_state_key);
+        if (!b) return b.error();
+        s.sealed_state_key = *b;
+    }
+    // Fail closed: a sealed state key needs the daemon that holds it and the
+    // VM it belongs to, and is the only state key.
+    if (s.sealed_state_key) {
+        if (s.host_socket.empty())
+            return make_error(rc::kBadParameter, "state_key = sealed cannot be honoured: missing vtpm-hostd "
+                                                 "(--vtpm-host socket=..., or host_socket in the bridge config)");
+        if (!g.vm_uuid)
+            return make_error(rc::kBadParameter, "state_key = sealed cannot be honoured: missing the VM UUID "
+                                                 "(--vm-uuid, or a state directory named by it)");
+        if (o.key)
+            return make_error(rc::kBadParameter, "state_key = sealed and --key both give a state key: use one "
+                                                 "(libvirt: no <encryption> for a VM with a sealed key)");
+    }
     s.enabled = !g.memory_path.empty() || g.memory_from_peer || !s.host_socket.empty();
     // Fail closed: a policy that asks for verification must have everything
     // verification needs, or the bridge does not start.

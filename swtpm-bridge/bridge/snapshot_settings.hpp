@@ -11,6 +11,7 @@
 //   vendor_ctrl = yes | no                   (as --vtpm-vendor-ctrl)
 //   verify      = load | before-run          (as --vm-memory ...,verify=)
 //   admin_socket = /run/libvtpm/{uuid}.admin (as --vtpm-admin-socket)
+//   state_key   = sealed | none              (as --vtpm-state-key)
 //   log_level   = N                          (when --log gives no level=:
 //                                             libvirt passes none)
 #pragma once
@@ -34,6 +35,9 @@ struct SnapshotSettings {
     std::optional<unsigned> log_level;
     /// The admin socket for CMD_VTPM_VERIFY_RAM ("{uuid}" replaced), or empty.
     std::string admin_socket;
+    /// state_key = sealed: the state is encrypted at rest with the VM's key
+    /// from vtpm-hostd (host_socket and the VM UUID are then required).
+    bool sealed_state_key = false;
 };
 
 /// The VM UUID in a state location such as libvirt's

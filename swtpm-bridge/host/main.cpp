@@ -27,6 +27,7 @@
 #include "issuance/enroll.hpp"
 #include "issuance/host_identity.hpp"
 #include "util/durable_file.hpp"
+#include "host/export_key.hpp"
 #include "host/restore.hpp"
 
 using namespace vtpm;
@@ -72,6 +73,7 @@ int usage(int rc) {
                  "       vtpm-host status    --tcti TCTI --dir HOSTDIR\n"
                  "       vtpm-host enroll    --tcti TCTI --dir HOSTDIR --ca CADIR --ek-roots PEMFILE\n"
                  "       vtpm-host restore   FILE [--connect URI] [--bridge-config PATH] [--admin-socket PATH]\n"
+                 "       vtpm-host export-key --vm UUID [--hostd SOCKET] [--out FILE]\n"
                  "TCTI defaults to %s.\n",
                  hosttpm::kDefaultTcti);
     return rc;
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
     const std::string cmd = argv[1];
     if (cmd == "--help" || cmd == "-h") return usage(0);
     if (cmd == "restore") return host::restore_main(argc, argv);  // host/restore.cpp: no host TPM needed
+    if (cmd == "export-key") return host::export_key_main(argc, argv);  // asks vtpm-hostd
     if (cmd != "provision" && cmd != "status" && cmd != "enroll") return usage(2);
     static const struct option longopts[] = {{"tcti", required_argument, nullptr, 't'},
                                              {"dir", required_argument, nullptr, 'd'},

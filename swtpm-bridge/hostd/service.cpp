@@ -271,6 +271,21 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
         case Kind::StateKey: out = state_key(root_, m->fields, what); break;
+        case Kind::ExportStateKey:
+            // An operator's act (the key leaves for use outside any bridge):
+            // root only, and logged as a warning whatever the outcome.
+            if (peer.uid != 0) {
+                out = make_error(rc::kFail, "only root may export a state key (peer uid " +
+                                                std::to_string(peer.uid) + ")");
+            } else if (auto q = hostapi::parse_state_key_request(m->fields); q && q->create) {
+                out = make_error(rc::kBadParameter, "ExportStateKey never makes a key");
+            } else {
+                out = state_key(root_, m->fields, what);
+            }
+            VTPM_LOG_WARN("ExportStateKey%s%s for pid %d uid %u: %s", what.empty() ? "" : " ", what.c_str(),
+                          static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid),
+                          out ? "exported" : "refused");
+            break;
     }
     const std::string name = hostapi::kind_name(m->kind);
     if (!out) {

@@ -3,7 +3,9 @@
 config file (/etc/libvtpm/bridge.conf: vm_memory = peer) and the VM UUID in
 libvirt's state path turn snapshot verification on. The domain has
 <memoryBacking><source type='file'/><access mode='shared'/></memoryBacking>;
-the bridge finds QEMU's RAM through its control socket's peer. virsh save
+the bridge finds QEMU's RAM through its control socket's peer; state_key =
+sealed encrypts the state at rest with the VM's key from vtpm-hostd (the
+domain has no <encryption>). virsh save
 makes a signed record, virsh restore verifies it; an edited save image is
 refused naming the page, and the untouched image restores afterwards.
 Debian's swtpm stands in for the host TPM. (Here QEMU and the bridge both run
@@ -26,7 +28,7 @@ def test(work, stack):
     _, _, tcti, _ = h.stand_in_hw_tpm(stack, work, "hwtpm")
     conf = ("# bridges started by libvirt (which passes --log without a level)\nvm_memory = peer\npolicy = refuse\n"
             "log_level = 3\n"
-            f"host_socket = {work}/hostd.sock\n")
+            f"host_socket = {work}/hostd.sock\nstate_key = sealed\n")
     tools = lv.tool_dir(work, "tools-ours", BRIDGE, SETUP)
     d = lv.LibvirtDaemon(stack, work, "snap", tools, qemu_conf='swtpm_user = "root"\nswtpm_group = "root"\n',
                          bridge_conf=conf)
@@ -53,6 +55,18 @@ def test(work, stack):
             return f.read()
     h.check(f"snapshot verification: memory from the control socket's peer, policy refuse, VM {dom}" in bridge_log(),
             "libvirt's bridge read bridge.conf and took the VM UUID from its state path")
+    state = d.swtpm_state(dom)
+
+    def encrypted_at_rest(what):
+        files = [f for f in os.listdir(state) if f.startswith("tpm2-00.")]
+        flags = {}
+        for f in files:
+            with open(os.path.join(state, f), "rb") as fh:
+                flags[f] = int.from_bytes(fh.read(6)[4:6], "big")
+        h.check(files and all(v & 1 for v in flags.values()), f"{what}: every state file is encrypted ({flags})")
+    h.check(f"VM {dom}'s new sealed key from vtpm-hostd" in bridge_log() and "adopted" in bridge_log(),
+            "state_key = sealed, no <encryption>: the first start adopted the state made by swtpm_setup")
+    encrypted_at_rest("after the first start")
 
     image = os.path.join(work, f"{name}.save")
     d.virsh("save", name, image)
@@ -71,7 +85,6 @@ def test(work, stack):
     edited = os.path.join(work, f"{name}-edited.save")
     with open(edited, "wb") as f:
         f.write(data)
-    state = d.swtpm_state(dom)
     before = h.tree_digest(state)
     ledger = d.path("/var/lib/libvtpm/host/vms")
     ledger_before = h.tree_digest(ledger)
@@ -94,7 +107,9 @@ def test(work, stack):
     h.check("snapshot record verified: VM " + dom in bridge_log(), "virsh restore of the saved image: verified")
     h.check_eq(rc, "00000000", "the restored guest's TPM answers")
     h.check_eq(pcr, pcr9, "PCR 9 survived")
+    h.check(f"encrypted with VM {dom}'s sealed key" in bridge_log(), "the restored bridge opened the sealed state")
+    encrypted_at_rest("after save and restore")
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=15)
+    h.main(test, min_checks=19)

@@ -54,6 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             round_trip<VaikChallengeReply>(f, parse_vaik_challenge_reply);
             break;
         case Kind::StateKey:
+        case Kind::ExportStateKey:
             round_trip<StateKeyRequest>(f, parse_state_key_request);
             round_trip<StateKeyReply>(f, parse_state_key_reply);
             break;

@@ -189,6 +189,17 @@ TEST_CASE("state files: plain and encrypted, and the wrong key situations") {
     auto l = decode_state_file(legacy, nullptr);
     REQUIRE(l.ok());
     CHECK(l->size() == 40);
+    // A key we chose (state_key = sealed) never wrote one: refused before any
+    // decryption is tried, whatever the bytes.
+    Key strict = key_of(32, 0x5a);
+    strict.authenticated_only = true;
+    auto refused = decode_state_file(legacy, &strict);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message.find("legacy file, encrypted without a MAC") != std::string::npos);
+    CHECK(decode_state_file(*e, &strict).ok());       // the v2 format with its MAC is fine
+    CHECK_FALSE(decode_state_file(*f, &strict).ok());  // plaintext still refused
+    Key copied = strict;
+    CHECK(copied.authenticated_only);
 }
 
 TEST_CASE("migration blobs: exact unencrypted layout") {
