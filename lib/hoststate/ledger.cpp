@@ -6,57 +6,139 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sstream>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
 
 #include "util/durable_file.hpp"
 #include "util/key_value.hpp"
+#include "util/uuid.hpp"
 
 namespace vtpm::hoststate {
 
-Result<LedgerEntry> parse_ledger_entry(std::string_view text, const std::string& source) {
+namespace {
+
+Result<uint64_t> number(const std::string& v) {
+    char* end = nullptr;
+    errno = 0;
+    const uint64_t n = std::strtoull(v.c_str(), &end, 10);
+    if (errno != 0 || v.empty() || v[0] < '0' || v[0] > '9' || *end != '\0')
+        return make_error(rc::kFail, "'" + v + "' is not a number");
+    return n;
+}
+
+}  // namespace
+
+Result<LedgerBook> parse_ledger_book(std::string_view text, const std::string& source) {
     auto lines = parse_key_values(text, source);
     if (!lines) return lines.error();
-    LedgerEntry e;
-    bool have_gen = false, have_root = false;
+    LedgerBook b;
+    bool have_counter = false;
     for (const auto& kv : *lines) {
-        if (kv.key == "generation") {
-            char* end = nullptr;
-            errno = 0;
-            e.generation = std::strtoull(kv.value.c_str(), &end, 10);
-            have_gen = errno == 0 && !kv.value.empty() && kv.value[0] != '-' && *end == '\0';
-        } else if (kv.key == "root") {
-            auto r = from_hex(kv.value);
-            have_root = r && r->size() == 32;
-            if (have_root) std::memcpy(e.root.data(), r->data(), 32);
+        const std::string where = source + ":" + std::to_string(kv.line) + ": ";
+        if (kv.key == "counter") {
+            auto n = number(kv.value);
+            if (!n || have_counter) return make_error(rc::kFail, where + "a bad or second counter line");
+            b.counter = *n;
+            have_counter = true;
+        } else if (kv.key == "vm") {
+            std::istringstream in(kv.value);
+            std::string uuid, gen, root, extra;
+            in >> uuid >> gen >> root;
+            auto u = canonical_uuid(uuid);
+            auto g = number(gen);
+            auto r = from_hex(root);
+            if (!u || *u != uuid || !g || !r || r->size() != 32 || (in >> extra))
+                return make_error(rc::kFail, where + "not 'vm = UUID GENERATION ROOT'");
+            LedgerEntry e;
+            e.generation = *g;
+            std::memcpy(e.root.data(), r->data(), 32);
+            if (!b.vms.emplace(uuid, e).second) return make_error(rc::kFail, where + "VM " + uuid + " twice");
+        } else {
+            return make_error(rc::kFail, where + "unknown key '" + kv.key + "'");
         }
     }
-    if (!have_gen || !have_root) return make_error(rc::kFail, source + " is damaged (no generation or root)");
-    return e;
+    if (!have_counter) return make_error(rc::kFail, source + " is damaged (no counter line)");
+    return b;
 }
 
-Result<std::optional<LedgerEntry>> Ledger::latest(const std::string& uuid) const {
-    const std::string path = dir_ + "/" + uuid + ".snapshot";
+std::string format_ledger_book(const LedgerBook& b) {
+    std::string out = "counter = " + std::to_string(b.counter) + "\n";
+    for (const auto& [uuid, e] : b.vms)
+        out += "vm = " + uuid + " " + std::to_string(e.generation) + " " + to_hex(e.root) + "\n";
+    return out;
+}
+
+std::string Ledger::mac_line(std::string_view body) const {
+    uint8_t mac[32];
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), mac_key_.data(), static_cast<int>(mac_key_.size()),
+         reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &n);
+    return "mac = " + to_hex(ByteView(mac, n)) + "\n";
+}
+
+Result<bool> Ledger::load() {
+    const std::string path = dir_ + "/" + kLedgerFile;
     auto raw = read_whole_file(path);
     if (!raw) {
-        if (raw.code() == rc::kRetry) return std::optional<LedgerEntry>{};
+        if (raw.code() == rc::kRetry) return false;
         return make_error(rc::kFail, path + ": " + raw.error().message);
     }
-    auto e = parse_ledger_entry(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()), path);
-    if (!e) return e.error();
-    return std::optional<LedgerEntry>(*e);
+    const std::string_view text(reinterpret_cast<const char*>(raw->data()), raw->size());
+    // The mac line is the last one and covers every byte before it.
+    const size_t at = text.rfind("mac = ");
+    if (at == std::string_view::npos || (at > 0 && text[at - 1] != '\n'))
+        return make_error(rc::kFail, path + " has no MAC: it was not written by vtpm-hostd");
+    const std::string want = mac_line(text.substr(0, at));
+    if (CRYPTO_memcmp(want.data(), text.data() + at, std::min(want.size(), text.size() - at)) != 0 ||
+        text.size() - at != want.size())
+        return make_error(rc::kFail, path + ": the MAC does not verify: the ledger was edited, or it is another "
+                                     "host's");
+    auto b = parse_ledger_book(text.substr(0, at), path);
+    if (!b) return b.error();
+    book_ = std::move(*b);
+    return true;
 }
 
-Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e) const {
-    if (mkdir(dir_.c_str(), 0750) != 0 && errno != EEXIST)
-        return make_error(rc::kFail, "cannot create " + dir_ + ": " + std::strerror(errno));
-    const std::string text = "vm_uuid = " + uuid + "\ngeneration = " + std::to_string(e.generation) +
-                             "\nroot = " + to_hex(e.root) + "\n";
-    const std::string path = dir_ + "/" + uuid + ".snapshot";
-    return replace_file_durably(path + ".tmp", path,
-                                       ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0640);
+std::optional<LedgerEntry> Ledger::latest(const std::string& uuid) const {
+    auto it = book_.vms.find(uuid);
+    if (it == book_.vms.end()) return std::nullopt;
+    return it->second;
+}
+
+Result<void> Ledger::save(const LedgerBook& b) const {
+    std::string text = format_ledger_book(b);
+    text += mac_line(text);
+    const std::string path = dir_ + "/" + kLedgerFile;
+    return replace_file_durably(path + ".tmp", path, ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+                                0640);
+}
+
+Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e, uint64_t counter) {
+    LedgerBook next = book_;
+    next.vms[uuid] = e;
+    next.counter = counter;
+    if (auto w = save(next); !w) return w;
+    book_ = std::move(next);
+    return {};
+}
+
+Result<void> Ledger::write(uint64_t counter) {
+    LedgerBook next = book_;
+    next.counter = counter;
+    if (auto w = save(next); !w) return w;
+    book_ = std::move(next);
+    return {};
 }
 
 void Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const {
-    const std::string path = dir_ + "/" + uuid + ".leaves", tmp = path + ".tmp";
+    const std::string vms = dir_ + "/vms";
+    if (mkdir(vms.c_str(), 0750) != 0 && errno != EEXIST) return;
+    const std::string path = vms + "/" + uuid + ".leaves", tmp = path + ".tmp";
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
     if (!fd) return;
     const auto* p = reinterpret_cast<const char*>(leaves.data());
@@ -74,7 +156,7 @@ void Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& lea
 }
 
 std::optional<std::vector<Digest>> Ledger::leaves_for(const std::string& uuid, const Digest& root) const {
-    auto raw = read_whole_file(dir_ + "/" + uuid + ".leaves");
+    auto raw = read_whole_file(dir_ + "/vms/" + uuid + ".leaves");
     if (!raw || raw->size() % sizeof(Digest) != 0) return std::nullopt;
     std::vector<Digest> leaves(raw->size() / sizeof(Digest));
     std::memcpy(leaves.data(), raw->data(), raw->size());

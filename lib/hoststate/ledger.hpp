@@ -1,40 +1,78 @@
-// The host's memory of each VM's snapshots: the generation of the last
-// record it signed (HOSTDIR/vms/<uuid>.snapshot, written durably, so an
-// older image put back is recognised) and that save's page hashes
-// (HOSTDIR/vms/<uuid>.leaves, so a failed restore can name exact pages).
+// The host's memory of each VM's snapshots: for every VM the generation and
+// root of the last record vtpm-hostd signed, in one file, HOSTDIR/ledger,
+// that also names the value of the host TPM's ledger counter it belongs to
+// (hosttpm/ledger_counter.hpp), so a ledger put back from a copy is found
+// out. Each save's page hashes go beside it (HOSTDIR/vms/<uuid>.leaves, so a
+// failed restore can name exact pages; not security-relevant).
+//
+//   counter = 42
+//   vm = <uuid> <generation> <root hex>
+//   ...
+//   mac = <HMAC-SHA256 of the lines above, keyed by the daemon>
+//
+// The MAC makes an edited file useless; the counter makes an older copy of
+// a genuine file useless.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "merkle/merkle.hpp"
+#include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
 
 namespace vtpm::hoststate {
+
+/// The file's name under HOSTDIR.
+inline constexpr const char* kLedgerFile = "ledger";
 
 struct LedgerEntry {
     uint64_t generation = 0;
     Digest root{};
 };
 
-/// The text of a ledger file; the error names `source` and what is missing.
-Result<LedgerEntry> parse_ledger_entry(std::string_view text, const std::string& source);
+/// What HOSTDIR/ledger holds.
+struct LedgerBook {
+    uint64_t counter = 0;  // the host TPM counter value this content belongs to
+    std::map<std::string, LedgerEntry> vms;  // by canonical UUID text
+};
+
+/// Parse the ledger file's text (without its mac line); the error names
+/// `source` and the line.
+Result<LedgerBook> parse_ledger_book(std::string_view text, const std::string& source);
+/// The file's text without the mac line (parse_ledger_book(format_ledger_book(b)) == b).
+std::string format_ledger_book(const LedgerBook& b);
 
 class Ledger {
 public:
-    explicit Ledger(std::string host_dir) : dir_(std::move(host_dir) + "/vms") {}
+    /// `mac_key`: the daemon's key for the file's MAC (derived from its auth
+    /// value; copied into protected memory).
+    Ledger(std::string host_dir, ByteView mac_key) : dir_(std::move(host_dir)), mac_key_(mac_key) {}
+    /// Read HOSTDIR/ledger into memory: false when there is none (a new
+    /// host), an error when it is damaged or its MAC does not verify.
+    Result<bool> load();
+    const LedgerBook& book() const { return book_; }
     /// The last record signed for `uuid`, nullopt when there is none.
-    Result<std::optional<LedgerEntry>> latest(const std::string& uuid) const;
-    /// Record a new save (durable before the record leaves the bridge).
-    Result<void> commit(const std::string& uuid, const LedgerEntry& e) const;
+    std::optional<LedgerEntry> latest(const std::string& uuid) const;
+    /// Record a new save and the counter value it will be anchored at, and
+    /// write the file durably (before the record leaves). The caller moves
+    /// the TPM counter to `counter` afterwards.
+    Result<void> commit(const std::string& uuid, const LedgerEntry& e, uint64_t counter);
+    /// Write the file with `counter` and no other change (a new host).
+    Result<void> write(uint64_t counter);
     /// Keep the leaves of the save with `root` (best effort, not synced).
     void keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const;
     /// The kept leaves if their Merkle root is `root`.
     std::optional<std::vector<Digest>> leaves_for(const std::string& uuid, const Digest& root) const;
 
 private:
+    Result<void> save(const LedgerBook& b) const;
+    std::string mac_line(std::string_view body) const;
     std::string dir_;
+    ProtectedBytes mac_key_;
+    LedgerBook book_;
 };
 
 }  // namespace vtpm::hoststate

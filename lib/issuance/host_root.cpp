@@ -1,5 +1,8 @@
 #include "issuance/host_root.hpp"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "hosttpm/host_keys.hpp"
 #include "hosttpm/sealed_secret.hpp"
 #include "tpm/objects.hpp"
@@ -58,6 +61,15 @@ Result<TPMT_SIGNATURE> HostRoot::sign_digest(ByteView digest) {
 
 Result<hosttpm::SignedAttest> HostRoot::certify_authkey(ByteView qualifying) {
     return hosttpm::certify_authkey(*tpm_, auth_, qualifying, cfg_.authkey_pcrs);
+}
+
+ProtectedBytes HostRoot::ledger_mac_key() const {
+    static constexpr char kLabel[] = "libvtpm ledger mac v1";
+    ProtectedBytes key(32);
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), auth_.data(), static_cast<int>(auth_.size()), reinterpret_cast<const unsigned char*>(kLabel),
+         sizeof kLabel - 1, key.data(), &n);
+    return key;
 }
 
 }  // namespace vtpm::issuance

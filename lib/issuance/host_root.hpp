@@ -13,6 +13,7 @@
 #include "hoststate/host_files.hpp"
 #include "hosttpm/esys.hpp"
 #include "hosttpm/host_ops.hpp"
+#include "hosttpm/ledger_counter.hpp"
 #include "util/bytes.hpp"
 #include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
@@ -37,6 +38,12 @@ public:
     /// TPM2_Sign of a SHA-256 digest by the AuthKey. Callers sign only what
     /// they built and checked themselves (a record, a certificate body).
     Result<TPMT_SIGNATURE> sign_digest(ByteView digest);
+    /// The host TPM counter that anchors the snapshot ledger, authorised by
+    /// a value derived from the auth value.
+    hosttpm::LedgerCounter ledger_counter() const { return hosttpm::LedgerCounter(auth_.view()); }
+    /// The key of the ledger file's MAC: HMAC-SHA256(auth value, "libvtpm
+    /// ledger mac v1"), in protected memory.
+    ProtectedBytes ledger_mac_key() const;
     /// TPM2_Certify of the AuthKey by the host AK over `qualifying`.
     Result<hosttpm::SignedAttest> certify_authkey(ByteView qualifying);
 

@@ -157,6 +157,11 @@ int main(int argc, char** argv) {
                                   tpm.error().message.c_str()), 1;
     auto root = issuance::HostRoot::open(std::move(*tpm), dir);
     if (!root) return std::fprintf(stderr, "vtpm-hostd: %s\n", root.error().message.c_str()), 1;
+    // The ledger is checked against the host TPM's counter before anyone can
+    // ask: a rolled-back HOSTDIR stops the daemon here.
+    hostd::Service service(**root, ek_ca);
+    auto ledger = service.open_ledger();
+    if (!ledger) return std::fprintf(stderr, "vtpm-hostd: %s\n", ledger.error().message.c_str()), 1;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -170,9 +175,9 @@ int main(int argc, char** argv) {
     if (!listener) return std::fprintf(stderr, "vtpm-hostd: %s\n", listener.error().message.c_str()), 1;
     VTPM_LOG_INFO("serving %s: AuthKey %s of %s, TPM %s", socket_path.c_str(),
                   to_hex((*root)->authkey_name()).substr(0, 16).c_str(), dir.c_str(), tcti.c_str());
+    VTPM_LOG_INFO("%s", ledger->c_str());
     std::fprintf(stderr, "vtpm-hostd: ready on %s\n", socket_path.c_str());
 
-    hostd::Service service(**root, ek_ca);
     for (;;) {
         pollfd fds[2] = {{listener->get(), POLLIN, 0}, {sig.get(), POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0) {

@@ -53,25 +53,24 @@ Result<Fields> host_info(issuance::HostRoot& root) {
     return hostapi::to_fields(out);
 }
 
-Result<Fields> ledger_latest(issuance::HostRoot& root, const Fields& f) {
+Result<Fields> ledger_latest(const hoststate::Ledger& ledger, const Fields& f) {
     auto q = hostapi::parse_ledger_query(f);
     if (!q) return q.error();
-    auto e = hoststate::Ledger(root.dir()).latest(uuid_text(q->vm));
-    if (!e) return e.error();
     hostapi::LedgerReply out;
-    if (*e) {
+    if (auto e = ledger.latest(uuid_text(q->vm))) {
         out.present = true;
-        out.generation = (*e)->generation;
-        std::copy((*e)->root.begin(), (*e)->root.end(), out.root.begin());
+        out.generation = e->generation;
+        std::copy(e->root.begin(), e->root.end(), out.root.begin());
     }
     return hostapi::to_fields(out);
 }
 
 // A snapshot record is signed only when it is one: it parses, names this
 // host's AuthKey, and continues the VM's ledger by exactly one generation.
-// The ledger moves before the signature leaves, so an older image is
-// recognised even if the bridge dies right after.
-Result<Fields> sign_record(issuance::HostRoot& root, const Fields& f, std::string& what) {
+// The ledger file and then the host TPM's counter move before the signature
+// leaves, so an older image is recognised even if the bridge dies right
+// after, and a ledger file put back later is found out at the next start.
+Result<Fields> sign_record(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f, std::string& what) {
     auto q = hostapi::parse_record_request(f);
     if (!q) return q.error();
     auto r = snapshot::parse_record(q->record);
@@ -81,10 +80,8 @@ Result<Fields> sign_record(issuance::HostRoot& root, const Fields& f, std::strin
     what = "VM " + uuid + " generation " + std::to_string(r->generation);
     if (r->host_key_name != root.authkey_name())
         return make_error(rc::kBadParameter, "the record names another host key than this host's AuthKey");
-    hoststate::Ledger ledger(root.dir());
-    auto last = ledger.latest(uuid);
-    if (!last) return last.error();
-    const uint64_t next = *last ? (*last)->generation + 1 : 1;
+    const auto last = ledger.latest(uuid);
+    const uint64_t next = last ? last->generation + 1 : 1;
     if (r->generation != next)
         return make_error(rc::kBadParameter, "VM " + uuid + ": the next generation is " + std::to_string(next) +
                                                  ", the record says " + std::to_string(r->generation));
@@ -92,11 +89,19 @@ Result<Fields> sign_record(issuance::HostRoot& root, const Fields& f, std::strin
     if (!sig) return sig.error();
     auto out = tpm::marshal_signature(*sig);
     if (!out) return out.error();
-    if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root}); !c) return c.error();
+    const uint64_t counter = ledger.book().counter + 1;
+    if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root}, counter); !c) return c.error();
+    auto moved = root.ledger_counter().increment(root.tpm());
+    if (!moved) return make_error(rc::kFail, "the ledger is written but the host TPM's counter did not move: " +
+                                                 moved.error().message);
+    if (*moved != counter)
+        return make_error(rc::kFail, "the host TPM's ledger counter is at " + std::to_string(*moved) + ", expected " +
+                                         std::to_string(counter) + ": another writer?");
+    what += " (ledger counter " + std::to_string(counter) + ")";
     return hostapi::to_fields(hostapi::RecordReply{*out});
 }
 
-Result<Fields> keep_leaves(issuance::HostRoot& root, const Fields& f) {
+Result<Fields> keep_leaves(const hoststate::Ledger& ledger, const Fields& f) {
     auto q = hostapi::parse_leaves_request(f);
     if (!q) return q.error();
     std::vector<Digest> leaves(q->leaves.size() / 32);
@@ -107,22 +112,20 @@ Result<Fields> keep_leaves(issuance::HostRoot& root, const Fields& f) {
     if (leaves.empty() || merkle::merkle_root(leaves) != root_digest)
         return make_error(rc::kBadParameter, "the page hashes do not make the root given");
     const std::string uuid = uuid_text(q->vm);
-    hoststate::Ledger ledger(root.dir());
-    auto last = ledger.latest(uuid);
-    if (!last) return last.error();
-    if (!*last || (*last)->root != root_digest)
+    const auto last = ledger.latest(uuid);
+    if (!last || last->root != root_digest)
         return make_error(rc::kBadParameter, "VM " + uuid + ": the root is not that of the latest save");
     ledger.keep_leaves(uuid, leaves);
     return Fields{};
 }
 
-Result<Fields> leaves_for(issuance::HostRoot& root, const Fields& f) {
+Result<Fields> leaves_for(const hoststate::Ledger& ledger, const Fields& f) {
     auto q = hostapi::parse_leaves_request(f);
     if (!q) return q.error();
     Digest root_digest{};
     std::copy(q->root.begin(), q->root.end(), root_digest.begin());
     Bytes out;
-    if (auto kept = hoststate::Ledger(root.dir()).leaves_for(uuid_text(q->vm), root_digest))
+    if (auto kept = ledger.leaves_for(uuid_text(q->vm), root_digest))
         for (const auto& d : *kept) out.insert(out.end(), d.begin(), d.end());
     return Fields{out};
 }
@@ -207,6 +210,45 @@ Result<Fields> state_key(issuance::HostRoot& root, const Fields& f, std::string&
 
 }  // namespace
 
+Result<std::string> Service::open_ledger() {
+    auto present = ledger_.load();
+    if (!present) return present.error();
+    const auto counter = root_.ledger_counter();
+    auto tpm = counter.read(root_.tpm());
+    if (!tpm) return tpm.error();
+    const std::string file = root_.dir() + "/" + hoststate::kLedgerFile;
+    if (!*present && !*tpm) {
+        auto first = counter.define(root_.tpm());
+        if (!first) return first.error();
+        if (auto w = ledger_.write(*first); !w) return w.error();
+        return "a new ledger, anchored in the host TPM's counter (NV 0x01000010) at " + std::to_string(*first);
+    }
+    if (!*tpm)
+        return make_error(rc::kFail, file + " exists, but the host TPM has no ledger counter (NV 0x01000010): the TPM "
+                                            "was cleared, or this is another host's directory");
+    const uint64_t have = ledger_.book().counter, want = **tpm;
+    if (!*present)
+        return make_error(rc::kFail, "the host TPM's ledger counter is at " + std::to_string(want) + ", but " + file +
+                                         " is missing: HOSTDIR was replaced or lost its ledger");
+    if (have == want) return "ledger at host TPM counter " + std::to_string(want);
+    if (have == want + 1) {
+        // The daemon stopped between writing the file and moving the counter:
+        // that save's signature never left. Finish the move.
+        auto moved = counter.increment(root_.tpm());
+        if (!moved) return moved.error();
+        if (*moved != have) return make_error(rc::kFail, "the host TPM's ledger counter moved to " +
+                                                             std::to_string(*moved) + ", expected " + std::to_string(have));
+        return "ledger at host TPM counter " + std::to_string(have) + " (an interrupted commit completed)";
+    }
+    if (have < want)
+        return make_error(rc::kFail, file + " belongs to ledger counter " + std::to_string(have) +
+                                         ", the host TPM's counter is at " + std::to_string(want) +
+                                         ": HOSTDIR was rolled back (an older copy put back)");
+    return make_error(rc::kFail, file + " belongs to ledger counter " + std::to_string(have) +
+                                     ", ahead of the host TPM's counter (" + std::to_string(want) +
+                                     "): another TPM, or a ledger from elsewhere");
+}
+
 Result<std::vector<vtpm::X509Ptr>> Service::trusted_ek_issuers() const {
     std::vector<vtpm::X509Ptr> out;
     auto add_file = [&out](const std::string& path) -> Result<void> {
@@ -262,10 +304,10 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
     Result<Fields> out = make_error(rc::kBadParameter, "unknown request " + hostapi::kind_name(m->kind));
     switch (static_cast<Kind>(m->kind)) {
         case Kind::HostInfo: out = host_info(root_); break;
-        case Kind::LedgerLatest: out = ledger_latest(root_, m->fields); break;
-        case Kind::SignSnapshotRecord: out = sign_record(root_, m->fields, what); break;
-        case Kind::KeepLeaves: out = keep_leaves(root_, m->fields); break;
-        case Kind::LeavesFor: out = leaves_for(root_, m->fields); break;
+        case Kind::LedgerLatest: out = ledger_latest(ledger_, m->fields); break;
+        case Kind::SignSnapshotRecord: out = sign_record(root_, ledger_, m->fields, what); break;
+        case Kind::KeepLeaves: out = keep_leaves(ledger_, m->fields); break;
+        case Kind::LeavesFor: out = leaves_for(ledger_, m->fields); break;
         case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields); break;
         case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, what); break;
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "issuance/host_root.hpp"
+#include "hoststate/ledger.hpp"
 #include "issuance/issue.hpp"
 #include "util/bytes.hpp"
 
@@ -26,7 +27,14 @@ public:
     /// `ek_ca`: a PEM file, or a directory of *cert.pem files, naming who
     /// may issue vTPM EK certificates besides this host's AuthKey (read at
     /// each challenge, so a CA made later is found).
-    Service(issuance::HostRoot& root, std::string ek_ca) : root_(root), ek_ca_(std::move(ek_ca)) {}
+    Service(issuance::HostRoot& root, std::string ek_ca)
+        : root_(root), ek_ca_(std::move(ek_ca)), ledger_(root.dir(), root.ledger_mac_key()) {}
+    /// Load HOSTDIR/ledger and check it against the host TPM's ledger
+    /// counter (defining the counter on a new host). Refuses a ledger that is
+    /// older than the counter (HOSTDIR rolled back), missing while the
+    /// counter exists, or ahead of it; finishes a commit the daemon was
+    /// stopped in. Returns a line for the log.
+    Result<std::string> open_ledger();
     /// The framed response to one request body. Never fails: a refused or
     /// malformed request gets a failure response naming why.
     Bytes handle(ByteView request_body, const Peer& peer);
@@ -40,6 +48,7 @@ private:
     issuance::HostRoot& root_;
     std::string ek_ca_;
     issuance::VaikChallenges challenges_;
+    hoststate::Ledger ledger_;  // in memory, written through; anchored by the TPM counter
 };
 
 }  // namespace vtpm::hostd

@@ -55,10 +55,11 @@ class Lab:
         return path
 
     def ledger(self):
-        return os.path.join(self.host, "vms")
+        """HOSTDIR: the ledger file and the kept page hashes (vms/)."""
+        return self.host
 
     def ledger_file(self):
-        return os.path.join(self.ledger(), UUID + ".snapshot")
+        return os.path.join(self.host, "ledger")
 
     def bridge(self, name, mem_path, policy="refuse", uuid=UUID, required=False, state=None, extra=(), mem_opts=""):
         """extra: more bridge options; mem_opts: more --vm-memory sub-options (",verify=before-run")."""

@@ -9,7 +9,12 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
-    (void)vtpm::hoststate::parse_ledger_entry(text, "fuzz.snapshot");
+    // The ledger: what parses prints back to text that parses the same.
+    if (auto b = vtpm::hoststate::parse_ledger_book(text, "fuzz.ledger")) {
+        const std::string again = vtpm::hoststate::format_ledger_book(*b);
+        auto b2 = vtpm::hoststate::parse_ledger_book(again, "fuzz.ledger");
+        if (!b2 || vtpm::hoststate::format_ledger_book(*b2) != again) std::abort();
+    }
     if (auto r = vtpm::hoststate::parse_identity_record(text)) {
         // What parses must survive its own round trip.
         auto again = vtpm::hoststate::parse_identity_record(vtpm::hoststate::format_identity_record(*r));

@@ -81,12 +81,12 @@ private:
 // The host's file ledger, as vtpm-hostd keeps it, without the daemon.
 class FileLedger final : public SnapshotLedger {
 public:
-    explicit FileLedger(std::string dir) : l_(std::move(dir)) {}
+    explicit FileLedger(std::string dir) : l_(std::move(dir), Bytes(32, 0x4c)) { (void)l_.load(); }
     Result<std::optional<hoststate::LedgerEntry>> latest(const std::string& uuid) const override {
         return l_.latest(uuid);
     }
     Result<void> commit(const std::string& uuid, const hoststate::LedgerEntry& e) const override {
-        return l_.commit(uuid, e);
+        return l_.commit(uuid, e, l_.book().counter + 1);
     }
     void keep_leaves(const std::string& uuid, const Digest&, const std::vector<Digest>& leaves) const override {
         l_.keep_leaves(uuid, leaves);
@@ -96,7 +96,7 @@ public:
     }
 
 private:
-    hoststate::Ledger l_;
+    mutable hoststate::Ledger l_;
 };
 
 // Guest RAM: a file in the test's directory (as a memory-backend-file is),

@@ -1,0 +1,97 @@
+// HOSTDIR/ledger: its text round-trips, its MAC refuses any edit and another
+// key, and its parser names what is wrong.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "../temp_dir.hpp"
+#include "hoststate/ledger.hpp"
+
+using namespace vtpm;
+using namespace vtpm::hoststate;
+
+namespace {
+
+constexpr const char* kVm = "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+
+std::string slurp(const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+void spill(const std::filesystem::path& p, const std::string& s) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << s;
+}
+
+}  // namespace
+
+TEST_CASE("the ledger file round-trips and names its counter") {
+    LedgerBook b;
+    b.counter = 7;
+    b.vms[kVm] = LedgerEntry{3, {}};
+    b.vms[kVm].root[0] = 0xab;
+    const std::string text = format_ledger_book(b);
+    CHECK(text.find("counter = 7\n") == 0);
+    auto back = parse_ledger_book(text, "ledger");
+    REQUIRE(back);
+    CHECK(back->counter == 7);
+    REQUIRE(back->vms.count(kVm) == 1);
+    CHECK(back->vms.at(kVm).generation == 3);
+    CHECK(back->vms.at(kVm).root == b.vms[kVm].root);
+    CHECK(format_ledger_book(*back) == text);
+}
+
+TEST_CASE("the ledger parser refuses what vtpm-hostd never writes") {
+    const std::string root(64, '0');
+    CHECK(parse_ledger_book("vm = " + std::string(kVm) + " 1 " + root + "\n", "l").error().message.find(
+              "no counter line") != std::string::npos);
+    CHECK_FALSE(parse_ledger_book("counter = 1\ncounter = 2\n", "l"));
+    CHECK_FALSE(parse_ledger_book("counter = -1\n", "l"));
+    CHECK_FALSE(parse_ledger_book("counter = 1\nvm = not-a-uuid 1 " + root + "\n", "l"));
+    CHECK_FALSE(parse_ledger_book("counter = 1\nvm = " + std::string(kVm) + " 1 abcd\n", "l"));
+    CHECK_FALSE(parse_ledger_book("counter = 1\nvm = " + std::string(kVm) + " 1 " + root + " extra\n", "l"));
+    const std::string line = "vm = " + std::string(kVm) + " 1 " + root + "\n";
+    CHECK(parse_ledger_book("counter = 1\n" + line + line, "l").error().message.find("twice") != std::string::npos);
+    CHECK(parse_ledger_book("counter = 1\nother = 2\n", "l").error().message.find("unknown key") != std::string::npos);
+}
+
+TEST_CASE("the ledger's MAC: written by commit, checked by load") {
+    TempDir d;
+    const Bytes key(32, 0x11);
+    Ledger l(d.path.string(), key);
+    auto none = l.load();
+    REQUIRE(none);
+    CHECK_FALSE(*none);
+    REQUIRE(l.write(1));
+    REQUIRE(l.commit(kVm, LedgerEntry{1, {}}, 2));
+    CHECK(l.book().counter == 2);
+
+    Ledger again(d.path.string(), key);
+    auto loaded = again.load();
+    REQUIRE(loaded);
+    CHECK(*loaded);
+    CHECK(again.book().counter == 2);
+    REQUIRE(again.latest(kVm));
+    CHECK(again.latest(kVm)->generation == 1);
+
+    // Another key (another host's daemon): refused.
+    Ledger other(d.path.string(), Bytes(32, 0x22));
+    CHECK(other.load().error().message.find("the MAC does not verify") != std::string::npos);
+
+    // Any edit: refused; a file without a MAC: refused.
+    const auto file = d.path / kLedgerFile;
+    const std::string good = slurp(file);
+    std::string edited = good;
+    edited.replace(edited.find(" 1 "), 3, " 0 ");
+    spill(file, edited);
+    CHECK(Ledger(d.path.string(), key).load().error().message.find("the MAC does not verify") != std::string::npos);
+    spill(file, good.substr(0, good.find("mac = ")));
+    CHECK(Ledger(d.path.string(), key).load().error().message.find("has no MAC") != std::string::npos);
+    spill(file, good + "counter = 3\n");
+    CHECK_FALSE(Ledger(d.path.string(), key).load());
+    spill(file, good);
+    CHECK(Ledger(d.path.string(), key).load());
+}
