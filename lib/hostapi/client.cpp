@@ -130,6 +130,18 @@ Result<ProtectedBytes> Client::state_key(const Uuid& vm, bool create, bool* crea
     return key_from(call(Kind::StateKey, to_fields(StateKeyRequest{vm, create})), created);
 }
 
+Result<void> Client::consume_generation(const GenerationRequest& r) const {
+    auto f = call(Kind::ConsumeGeneration, to_fields(r));
+    if (!f) return f.error();
+    return {};
+}
+
+Result<void> Client::revert_generation(const GenerationRequest& r) const {
+    auto f = call(Kind::RevertGeneration, to_fields(r));
+    if (!f) return f.error();
+    return {};
+}
+
 Result<ProtectedBytes> Client::export_state_key(const Uuid& vm) const {
     return key_from(call(Kind::ExportStateKey, to_fields(StateKeyRequest{vm, false})), nullptr);
 }

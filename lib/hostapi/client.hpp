@@ -37,6 +37,8 @@ public:
     /// ExportStateKey: VM `vm`'s existing key, for an operator (the daemon
     /// serves it to root only).
     Result<ProtectedBytes> export_state_key(const Uuid& vm) const;
+    Result<void> consume_generation(const GenerationRequest& r) const;
+    Result<void> revert_generation(const GenerationRequest& r) const;
 
 private:
     std::string path_;

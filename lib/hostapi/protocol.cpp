@@ -132,6 +132,8 @@ std::string kind_name(uint16_t kind) {
         case Kind::VaikChallenge: return "VaikChallenge";
         case Kind::StateKey: return "StateKey";
         case Kind::ExportStateKey: return "ExportStateKey";
+        case Kind::ConsumeGeneration: return "ConsumeGeneration";
+        case Kind::RevertGeneration: return "RevertGeneration";
     }
     return "kind " + std::to_string(kind);
 }
@@ -167,8 +169,9 @@ std::vector<Bytes> to_fields(const StateKeyRequest& m) { return {raw(m.vm), Byte
 std::vector<Bytes> to_fields(const StateKeyReply& m) { return {Bytes{uint8_t(m.created ? 1 : 0)}, m.key}; }
 std::vector<Bytes> to_fields(const LedgerQuery& m) { return {raw(m.vm)}; }
 std::vector<Bytes> to_fields(const LedgerReply& m) {
-    return {be(m.present ? 1 : 0, 1), be(m.generation, 8), raw(m.root)};
+    return {be(m.present ? 1 : 0, 1), be(m.generation, 8), raw(m.root), be(m.restored ? 1 : 0, 1)};
 }
+std::vector<Bytes> to_fields(const GenerationRequest& m) { return {raw(m.vm), be(m.generation, 8), raw(m.root)}; }
 std::vector<Bytes> to_fields(const RecordRequest& m) { return {m.record}; }
 std::vector<Bytes> to_fields(const RecordReply& m) { return {m.signature}; }
 std::vector<Bytes> to_fields(const LeavesRequest& m) { return {raw(m.vm), raw(m.root), m.leaves}; }
@@ -233,12 +236,22 @@ Result<LedgerQuery> parse_ledger_query(const std::vector<Bytes>& f) {
 
 Result<LedgerReply> parse_ledger_reply(const std::vector<Bytes>& f) {
     Reader r(f, "LedgerLatest reply");
-    if (auto c = r.count(3); !c) return c.error();
+    if (auto c = r.count(4); !c) return c.error();
     auto present = r.flag("present");
     auto gen = present ? r.number("generation", 8) : Result<uint64_t>(present.error());
     auto root = gen ? r.fixed<32>("root") : Result<Digest32>(gen.error());
+    auto restored = root ? r.flag("restored") : Result<bool>(root.error());
+    if (!restored) return restored.error();
+    return LedgerReply{*present, *gen, *root, *restored};
+}
+Result<GenerationRequest> parse_generation_request(const std::vector<Bytes>& f) {
+    Reader r(f, "generation request");
+    if (auto c = r.count(3); !c) return c.error();
+    auto vm = r.fixed<16>("VM UUID");
+    auto gen = vm ? r.number("generation", 8) : Result<uint64_t>(vm.error());
+    auto root = gen ? r.fixed<32>("root") : Result<Digest32>(gen.error());
     if (!root) return root.error();
-    return LedgerReply{*present, *gen, *root};
+    return GenerationRequest{*vm, *gen, *root};
 }
 
 Result<RecordRequest> parse_record_request(const std::vector<Bytes>& f) {

@@ -42,6 +42,8 @@ enum class Kind : uint16_t {
     VaikChallenge = 9,       // a credential only the vTPM with this EK can open, for this vAIK
     StateKey = 10,           // a VM's state-at-rest key, sealed to the host TPM (made on first use if asked)
     ExportStateKey = 11,     // the same key for an operator (root only; logged as an export)
+    ConsumeGeneration = 12,  // the latest save of a VM was restored and runs: it restores no more
+    RevertGeneration = 13,   // an operator's explicit snapshot revert (root only): that save restores again
 };
 /// "SignSnapshotRecord", or "kind N" for an unknown one.
 std::string kind_name(uint16_t kind);
@@ -81,6 +83,16 @@ struct LedgerQuery {
 };
 struct LedgerReply {
     bool present = false;
+    uint64_t generation = 0;
+    Digest32 root{};
+    bool restored = false;  // that save was restored already (consumed)
+};
+
+/// ConsumeGeneration: VM `vm`'s save `generation` with `root` (the latest)
+/// was restored and runs. RevertGeneration: make save `generation` (kept in
+/// the ledger's history) the latest again, unconsumed; `root` is ignored.
+struct GenerationRequest {
+    Uuid vm{};
     uint64_t generation = 0;
     Digest32 root{};
 };
@@ -163,6 +175,7 @@ struct VaikConfirm {
 std::vector<Bytes> to_fields(const HostInfoReply& m);
 std::vector<Bytes> to_fields(const StateKeyRequest& m);
 std::vector<Bytes> to_fields(const StateKeyReply& m);
+std::vector<Bytes> to_fields(const GenerationRequest& m);
 std::vector<Bytes> to_fields(const LedgerQuery& m);
 std::vector<Bytes> to_fields(const LedgerReply& m);
 std::vector<Bytes> to_fields(const RecordRequest& m);
@@ -179,6 +192,7 @@ std::vector<Bytes> to_fields(const VaikConfirm& m);
 Result<HostInfoReply> parse_host_info(const std::vector<Bytes>& f);
 Result<StateKeyRequest> parse_state_key_request(const std::vector<Bytes>& f);
 Result<StateKeyReply> parse_state_key_reply(const std::vector<Bytes>& f);
+Result<GenerationRequest> parse_generation_request(const std::vector<Bytes>& f);
 Result<LedgerQuery> parse_ledger_query(const std::vector<Bytes>& f);
 Result<LedgerReply> parse_ledger_reply(const std::vector<Bytes>& f);
 Result<RecordRequest> parse_record_request(const std::vector<Bytes>& f);

@@ -45,19 +45,31 @@ Result<LedgerBook> parse_ledger_book(std::string_view text, const std::string& s
             if (!n || have_counter) return make_error(rc::kFail, where + "a bad or second counter line");
             b.counter = *n;
             have_counter = true;
-        } else if (kv.key == "vm") {
+        } else if (kv.key == "vm" || kv.key == "old") {
+            const bool latest = kv.key == "vm";
             std::istringstream in(kv.value);
-            std::string uuid, gen, root, extra;
+            std::string uuid, gen, root, state, extra;
             in >> uuid >> gen >> root;
+            if (latest) in >> state;
             auto u = canonical_uuid(uuid);
             auto g = number(gen);
             auto r = from_hex(root);
-            if (!u || *u != uuid || !g || !r || r->size() != 32 || (in >> extra))
-                return make_error(rc::kFail, where + "not 'vm = UUID GENERATION ROOT'");
+            if (!u || *u != uuid || !g || !r || r->size() != 32 || (latest && state != "saved" && state != "restored") ||
+                (in >> extra))
+                return make_error(rc::kFail, where + (latest ? "not 'vm = UUID GENERATION ROOT saved|restored'"
+                                                             : "not 'old = UUID GENERATION ROOT'"));
             LedgerEntry e;
             e.generation = *g;
             std::memcpy(e.root.data(), r->data(), 32);
-            if (!b.vms.emplace(uuid, e).second) return make_error(rc::kFail, where + "VM " + uuid + " twice");
+            e.restored = state == "restored";
+            if (!latest) {
+                auto& h = b.history[uuid];
+                if (!h.empty() && h.back().generation >= e.generation)
+                    return make_error(rc::kFail, where + "history out of order");
+                h.push_back(e);
+            } else if (!b.vms.emplace(uuid, e).second) {
+                return make_error(rc::kFail, where + "VM " + uuid + " twice");
+            }
         } else {
             return make_error(rc::kFail, where + "unknown key '" + kv.key + "'");
         }
@@ -69,7 +81,10 @@ Result<LedgerBook> parse_ledger_book(std::string_view text, const std::string& s
 std::string format_ledger_book(const LedgerBook& b) {
     std::string out = "counter = " + std::to_string(b.counter) + "\n";
     for (const auto& [uuid, e] : b.vms)
-        out += "vm = " + uuid + " " + std::to_string(e.generation) + " " + to_hex(e.root) + "\n";
+        out += "vm = " + uuid + " " + std::to_string(e.generation) + " " + to_hex(e.root) +
+               (e.restored ? " restored\n" : " saved\n");
+    for (const auto& [uuid, h] : b.history)
+        for (const auto& e : h) out += "old = " + uuid + " " + std::to_string(e.generation) + " " + to_hex(e.root) + "\n";
     return out;
 }
 
@@ -118,8 +133,72 @@ Result<void> Ledger::save(const LedgerBook& b) const {
                                 0640);
 }
 
+uint64_t Ledger::next_generation(const std::string& uuid) const {
+    uint64_t top = 0;
+    if (auto it = book_.vms.find(uuid); it != book_.vms.end()) top = it->second.generation;
+    if (auto it = book_.history.find(uuid); it != book_.history.end())
+        for (const auto& e : it->second) top = std::max(top, e.generation);
+    return top + 1;
+}
+
+namespace {
+
+// `e` into the VM's history (sorted, no duplicates, the newest kept).
+void remember(LedgerBook& b, const std::string& uuid, LedgerEntry e) {
+    e.restored = false;
+    auto& h = b.history[uuid];
+    h.erase(std::remove_if(h.begin(), h.end(), [&e](const LedgerEntry& x) { return x.generation == e.generation; }),
+            h.end());
+    h.insert(std::upper_bound(h.begin(), h.end(), e,
+                              [](const LedgerEntry& a, const LedgerEntry& x) { return a.generation < x.generation; }),
+             e);
+    if (h.size() > kLedgerHistory) h.erase(h.begin(), h.begin() + static_cast<ptrdiff_t>(h.size() - kLedgerHistory));
+}
+
+}  // namespace
+
+Result<void> Ledger::consume(const std::string& uuid, uint64_t generation, const Digest& root, uint64_t counter) {
+    auto it = book_.vms.find(uuid);
+    if (it == book_.vms.end()) return make_error(rc::kFail, "VM " + uuid + " has no save in the ledger");
+    const LedgerEntry& e = it->second;
+    if (e.generation != generation || e.root != root)
+        return make_error(rc::kFail, "VM " + uuid + ": generation " + std::to_string(generation) +
+                                         " is not its latest save (" + std::to_string(e.generation) + ")");
+    if (e.restored)
+        return make_error(rc::kFail, "generation " + std::to_string(generation) + " of VM " + uuid +
+                                         " was restored already");
+    LedgerBook next = book_;
+    next.vms[uuid].restored = true;
+    next.counter = counter;
+    if (auto w = save(next); !w) return w;
+    book_ = std::move(next);
+    return {};
+}
+
+Result<void> Ledger::revert(const std::string& uuid, uint64_t generation, uint64_t counter) {
+    LedgerBook next = book_;
+    std::optional<LedgerEntry> found;
+    if (auto it = next.vms.find(uuid); it != next.vms.end() && it->second.generation == generation) found = it->second;
+    if (auto it = next.history.find(uuid); !found && it != next.history.end())
+        for (const auto& e : it->second)
+            if (e.generation == generation) found = e;
+    if (!found)
+        return make_error(rc::kFail, "VM " + uuid + " has no save of generation " + std::to_string(generation) +
+                                         " in the ledger (it keeps the latest and " +
+                                         std::to_string(kLedgerHistory) + " before it)");
+    if (auto it = next.vms.find(uuid); it != next.vms.end() && it->second.generation != generation)
+        remember(next, uuid, it->second);
+    found->restored = false;
+    next.vms[uuid] = *found;
+    next.counter = counter;
+    if (auto w = save(next); !w) return w;
+    book_ = std::move(next);
+    return {};
+}
+
 Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e, uint64_t counter) {
     LedgerBook next = book_;
+    if (auto it = next.vms.find(uuid); it != next.vms.end()) remember(next, uuid, it->second);
     next.vms[uuid] = e;
     next.counter = counter;
     if (auto w = save(next); !w) return w;

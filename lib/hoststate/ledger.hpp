@@ -6,7 +6,8 @@
 // failed restore can name exact pages; not security-relevant).
 //
 //   counter = 42
-//   vm = <uuid> <generation> <root hex>
+//   vm = <uuid> <generation> <root hex> saved|restored
+//   old = <uuid> <generation> <root hex>     (earlier saves, for a revert)
 //   ...
 //   mac = <HMAC-SHA256 of the lines above, keyed by the daemon>
 //
@@ -31,12 +32,17 @@ inline constexpr const char* kLedgerFile = "ledger";
 struct LedgerEntry {
     uint64_t generation = 0;
     Digest root{};
+    bool restored = false;  // the save was restored and ran: it restores no more
 };
+
+/// Earlier saves kept per VM for `vtpm-host revert` (the newest ones).
+inline constexpr size_t kLedgerHistory = 16;
 
 /// What HOSTDIR/ledger holds.
 struct LedgerBook {
     uint64_t counter = 0;  // the host TPM counter value this content belongs to
-    std::map<std::string, LedgerEntry> vms;  // by canonical UUID text
+    std::map<std::string, LedgerEntry> vms;  // the latest save, by canonical UUID text
+    std::map<std::string, std::vector<LedgerEntry>> history;  // earlier saves, oldest first
 };
 
 /// Parse the ledger file's text (without its mac line); the error names
@@ -56,10 +62,20 @@ public:
     const LedgerBook& book() const { return book_; }
     /// The last record signed for `uuid`, nullopt when there is none.
     std::optional<LedgerEntry> latest(const std::string& uuid) const;
+    /// The generation a new save of `uuid` gets: one above any it had, so a
+    /// number is never reused after a revert.
+    uint64_t next_generation(const std::string& uuid) const;
     /// Record a new save and the counter value it will be anchored at, and
     /// write the file durably (before the record leaves). The caller moves
-    /// the TPM counter to `counter` afterwards.
+    /// the TPM counter to `counter` afterwards. The previous save goes to
+    /// the history.
     Result<void> commit(const std::string& uuid, const LedgerEntry& e, uint64_t counter);
+    /// The latest save (`generation`, `root`) was restored: mark it so.
+    /// Errors name why not: another or no save, or restored already.
+    Result<void> consume(const std::string& uuid, uint64_t generation, const Digest& root, uint64_t counter);
+    /// Make save `generation` (the latest or one in the history) the latest
+    /// again, not restored.
+    Result<void> revert(const std::string& uuid, uint64_t generation, uint64_t counter);
     /// Write the file with `counter` and no other change (a new host).
     Result<void> write(uint64_t counter);
     /// Keep the leaves of the save with `root` (best effort, not synced).

@@ -265,6 +265,12 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
         return failed("the record (generation " + std::to_string(r->generation) +
                       ") is not the one this host's ledger holds (generation " + std::to_string((*last)->generation) +
                       "): the ledger was rolled back or replaced");
+    // A save restores once: after it ran, restoring it again would roll back
+    // the guest's NV counters and dictionary-attack lockout.
+    if ((*last)->restored)
+        return failed("generation " + std::to_string(r->generation) + " of VM " + uuid +
+                      " was restored already and has run since: a save restores once (an operator's snapshot "
+                      "revert: vtpm-host revert --vm " + uuid + " --generation " + std::to_string(r->generation) + ")");
     if (r->volatile_digest != sha256({volatile_plain}))
         return failed("the volatile state (vPCRs) is not the one the record was made with");
     if (r->permanent_digest != permanent_digest)
@@ -395,8 +401,26 @@ Result<void> SnapshotGuard::admit_tpm_command(engine::Engine& e) {
     VTPM_LOG_WARN("snapshot record verified at load, not before run: the TPM got its first command after the restore "
                   "(VM %s generation %llu) without a final verification",
                   format_uuid(awaiting_->vm_uuid).c_str(), static_cast<unsigned long long>(awaiting_->generation));
+    if (auto c = consume(*awaiting_); !c) {
+        // Restored twice at once (two QEMUs from one image): only one runs.
+        VTPM_LOG_ERROR("snapshot restore refused at the first TPM command: %s", c.error().message.c_str());
+        awaiting_.reset();
+        e.discard_writes();
+        e.forgo_auto_shutdown();
+        refused_ = true;
+        gate_logged_ = true;
+        return c;
+    }
     awaiting_.reset();
     return release();
+}
+
+Result<void> SnapshotGuard::consume(const SnapshotRecord& r) {
+    auto c = ledger_->consume(format_uuid(r.vm_uuid), r.generation, r.root);
+    if (!c) return make_error(rc::kFail, "the host ledger did not take the restore: " + c.error().message);
+    VTPM_LOG_INFO("snapshot generation %llu of VM %s restored: the host ledger will not take it again",
+                  static_cast<unsigned long long>(r.generation), format_uuid(r.vm_uuid).c_str());
+    return {};
 }
 
 Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
@@ -422,6 +446,9 @@ Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
         why = "guest RAM (" + md->where + ") changed after the TPM state was loaded: " +
               (md->source == DigestSource::Qemu ? std::string("QEMU's final RAM digest differs")
                                                 : first_differences(r, md->pages));
+    if (why.empty() && !awaiting_verified_) {  // asked again before run: consumed the first time
+        if (auto c = consume(r); !c) why = c.error().message;
+    }
     if (why.empty()) {
         if (auto w = e.release_writes(); !w) return w;
         awaiting_verified_ = true;

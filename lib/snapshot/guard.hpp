@@ -121,6 +121,8 @@ private:
     /// Verification could not run: skip (logged) or, when required, refuse.
     Result<Verdict> not_checked(const std::string& why);
     std::string first_differences(const SnapshotRecord& r, const PageDigests& now);
+    /// Tell the host ledger the restore of `r` is in use (it restores once).
+    Result<void> consume(const SnapshotRecord& r);
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;

@@ -70,7 +70,16 @@ public:
         hoststate::LedgerEntry e;
         e.generation = r->generation;
         std::copy(r->root.begin(), r->root.end(), e.root.begin());
+        e.restored = r->restored;
         return std::optional<hoststate::LedgerEntry>(e);
+    }
+
+    Result<void> consume(const std::string& uuid, uint64_t generation, const Digest& root) const override {
+        auto u = raw_uuid(uuid);
+        if (!u) return u.error();
+        hostapi::GenerationRequest req{*u, generation, {}};
+        std::copy(root.begin(), root.end(), req.root.begin());
+        return client_.consume_generation(req);
     }
 
     // Nothing to do: vtpm-hostd moves the ledger durably before it returns

@@ -39,8 +39,12 @@ public:
     /// The last record signed for `uuid`, nullopt when there is none.
     virtual Result<std::optional<hoststate::LedgerEntry>> latest(const std::string& uuid) const = 0;
     /// The host holds `e` as the VM's latest save (the daemon commits when it
-    /// signs; here this is checked).
+    /// signs).
     virtual Result<void> commit(const std::string& uuid, const hoststate::LedgerEntry& e) const = 0;
+    /// The latest save (`generation`, `root`) was restored and its TPM runs:
+    /// it restores no more. An error when it was restored already or is not
+    /// the latest.
+    virtual Result<void> consume(const std::string& uuid, uint64_t generation, const Digest& root) const = 0;
     /// Keep the page hashes of the save with `root` (best effort).
     virtual void keep_leaves(const std::string& uuid, const Digest& root, const std::vector<Digest>& leaves) const = 0;
     /// The kept page hashes if their Merkle root is `root`.

@@ -29,6 +29,7 @@
 #include "util/durable_file.hpp"
 #include "host/export_key.hpp"
 #include "host/restore.hpp"
+#include "host/revert.hpp"
 
 using namespace vtpm;
 
@@ -74,6 +75,7 @@ int usage(int rc) {
                  "       vtpm-host enroll    --tcti TCTI --dir HOSTDIR --ca CADIR --ek-roots PEMFILE\n"
                  "       vtpm-host restore   FILE [--connect URI] [--bridge-config PATH] [--admin-socket PATH]\n"
                  "       vtpm-host export-key --vm UUID [--hostd SOCKET] [--out FILE]\n"
+                 "       vtpm-host revert    --vm UUID --generation G [--hostd SOCKET]\n"
                  "TCTI defaults to %s.\n",
                  hosttpm::kDefaultTcti);
     return rc;
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
     if (cmd == "--help" || cmd == "-h") return usage(0);
     if (cmd == "restore") return host::restore_main(argc, argv);  // host/restore.cpp: no host TPM needed
     if (cmd == "export-key") return host::export_key_main(argc, argv);  // asks vtpm-hostd
+    if (cmd == "revert") return host::revert_main(argc, argv);          // asks vtpm-hostd
     if (cmd != "provision" && cmd != "status" && cmd != "enroll") return usage(2);
     static const struct option longopts[] = {{"tcti", required_argument, nullptr, 't'},
                                              {"dir", required_argument, nullptr, 'd'},

@@ -61,8 +61,51 @@ Result<Fields> ledger_latest(const hoststate::Ledger& ledger, const Fields& f) {
         out.present = true;
         out.generation = e->generation;
         std::copy(e->root.begin(), e->root.end(), out.root.begin());
+        out.restored = e->restored;
     }
     return hostapi::to_fields(out);
+}
+
+// After a ledger write for `counter`: move the host TPM's counter there.
+Result<void> anchor(issuance::HostRoot& root, uint64_t counter) {
+    auto moved = root.ledger_counter().increment(root.tpm());
+    if (!moved) return make_error(rc::kFail, "the ledger is written but the host TPM's counter did not move: " +
+                                                 moved.error().message);
+    if (*moved != counter)
+        return make_error(rc::kFail, "the host TPM's ledger counter is at " + std::to_string(*moved) + ", expected " +
+                                         std::to_string(counter) + ": another writer?");
+    return {};
+}
+
+// The latest save of a VM was restored and its TPM runs: from now on that
+// image restores no more (its NV counters and lockout state would roll back).
+Result<Fields> consume_generation(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f,
+                                  std::string& what) {
+    auto q = hostapi::parse_generation_request(f);
+    if (!q) return q.error();
+    const std::string uuid = uuid_text(q->vm);
+    what = "VM " + uuid + " generation " + std::to_string(q->generation);
+    Digest d{};
+    std::copy(q->root.begin(), q->root.end(), d.begin());
+    const uint64_t counter = ledger.book().counter + 1;
+    if (auto c = ledger.consume(uuid, q->generation, d, counter); !c) return c.error();
+    if (auto a = anchor(root, counter); !a) return a.error();
+    what += " (ledger counter " + std::to_string(counter) + ")";
+    return Fields{};
+}
+
+// The operator's explicit snapshot revert: save G restores (once) again.
+Result<Fields> revert_generation(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f,
+                                 std::string& what) {
+    auto q = hostapi::parse_generation_request(f);
+    if (!q) return q.error();
+    const std::string uuid = uuid_text(q->vm);
+    what = "VM " + uuid + " generation " + std::to_string(q->generation);
+    const uint64_t counter = ledger.book().counter + 1;
+    if (auto c = ledger.revert(uuid, q->generation, counter); !c) return c.error();
+    if (auto a = anchor(root, counter); !a) return a.error();
+    what += " (ledger counter " + std::to_string(counter) + ")";
+    return Fields{};
 }
 
 // A snapshot record is signed only when it is one: it parses, names this
@@ -80,8 +123,7 @@ Result<Fields> sign_record(issuance::HostRoot& root, hoststate::Ledger& ledger, 
     what = "VM " + uuid + " generation " + std::to_string(r->generation);
     if (r->host_key_name != root.authkey_name())
         return make_error(rc::kBadParameter, "the record names another host key than this host's AuthKey");
-    const auto last = ledger.latest(uuid);
-    const uint64_t next = last ? last->generation + 1 : 1;
+    const uint64_t next = ledger.next_generation(uuid);
     if (r->generation != next)
         return make_error(rc::kBadParameter, "VM " + uuid + ": the next generation is " + std::to_string(next) +
                                                  ", the record says " + std::to_string(r->generation));
@@ -90,13 +132,9 @@ Result<Fields> sign_record(issuance::HostRoot& root, hoststate::Ledger& ledger, 
     auto out = tpm::marshal_signature(*sig);
     if (!out) return out.error();
     const uint64_t counter = ledger.book().counter + 1;
-    if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root}, counter); !c) return c.error();
-    auto moved = root.ledger_counter().increment(root.tpm());
-    if (!moved) return make_error(rc::kFail, "the ledger is written but the host TPM's counter did not move: " +
-                                                 moved.error().message);
-    if (*moved != counter)
-        return make_error(rc::kFail, "the host TPM's ledger counter is at " + std::to_string(*moved) + ", expected " +
-                                         std::to_string(counter) + ": another writer?");
+    if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root, false}, counter); !c)
+        return c.error();
+    if (auto a = anchor(root, counter); !a) return a.error();
     what += " (ledger counter " + std::to_string(counter) + ")";
     return hostapi::to_fields(hostapi::RecordReply{*out});
 }
@@ -313,6 +351,18 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
         case Kind::StateKey: out = state_key(root_, m->fields, what); break;
+        case Kind::ConsumeGeneration: out = consume_generation(root_, ledger_, m->fields, what); break;
+        case Kind::RevertGeneration:
+            // An operator's act: root only, logged as a warning either way.
+            if (peer.uid != 0)
+                out = make_error(rc::kFail, "only root may revert a VM's snapshot generation (peer uid " +
+                                                std::to_string(peer.uid) + ")");
+            else
+                out = revert_generation(root_, ledger_, m->fields, what);
+            VTPM_LOG_WARN("RevertGeneration%s%s for pid %d uid %u: %s", what.empty() ? "" : " ", what.c_str(),
+                          static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid),
+                          out ? "reverted" : out.error().message.c_str());
+            break;
         case Kind::ExportStateKey:
             // An operator's act (the key leaves for use outside any bridge):
             // root only, and logged as a warning whatever the outcome.

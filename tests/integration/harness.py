@@ -600,7 +600,7 @@ def host_daemon(stack, work, host_dir, tcti, name="hostd", ek_ca=None):
 
 HOSTD_KINDS = {"HostInfo": 1, "LedgerLatest": 2, "SignSnapshotRecord": 3, "KeepLeaves": 4, "LeavesFor": 5,
                "IssueTcgCert": 6, "IssueVaik": 7, "ConfirmVaik": 8, "VaikChallenge": 9, "StateKey": 10,
-               "ExportStateKey": 11}
+               "ExportStateKey": 11, "ConsumeGeneration": 12, "RevertGeneration": 13}
 
 
 def hostd_call(sock_path, kind, fields, raw=None):

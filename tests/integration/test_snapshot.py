@@ -23,7 +23,7 @@ import struct
 import uuid
 
 import harness as h
-from snapshot_lab import (ATTEST, BIN, ENV, EXTENDED9, PATTERN, UUID, UUID_OTHER, Lab, fingerprint, ignore_shared,
+from snapshot_lab import (ATTEST, BIN, ENV, EXTENDED9, HOST, PATTERN, UUID, UUID_OTHER, Lab, fingerprint, ignore_shared,
                           last_tick, log_of, restore, running_on, save)
 
 
@@ -228,17 +228,43 @@ def peer_discovery(lab):
     img = os.path.join(lab.work, "memfd.vmstate")
     save(vm, img)
     last = last_tick(vm)
-    m = re.search(rf"snapshot record: VM {UUID} generation \d+, 65536 pages of /proc/{vm.proc.pid}/\S+ \(/memfd:memory-backend-memfd",
+    m = re.search(rf"snapshot record: VM {UUID} generation (\d+), 65536 pages of /proc/{vm.proc.pid}/\S+ \(/memfd:memory-backend-memfd",
                   log_of(srv))
     h.check(m is not None, "peer: the bridge found QEMU's memfd RAM through the control socket's peer")
+    gen = int(m.group(1))
     vm.kill()
     srv.wait(10)
     srv2, vm2, ok = restore(lab, "memfd-restore", img, "memfd")
     h.check(ok and re.search(rf"snapshot record verified: .* of /proc/{vm2.proc.pid}/", log_of(srv2)) is not None,
             "peer: restore verified against the new QEMU's memfd")
     h.check_eq(running_on(vm2, "memfd restore", last), EXTENDED9, "PCR 9 restored (memfd)")
+    h.check(f"snapshot generation {gen} of VM {UUID} restored: the host ledger will not take it again" in log_of(srv2),
+            "the restore that ran is consumed in the host ledger")
     vm2.kill()
     srv2.wait(10)
+
+    # The same image again: its vTPM ran since (NV counters, lockout): refused.
+    expect_refused(lab, "restored-twice", img, "memfd", rf"generation {gen} of VM {UUID} was restored already")
+    # Only root's explicit revert lets it restore, once more.
+    os.chmod(lab.work, 0o711)  # let another user reach the daemon at all
+    os.chmod(lab.sock, 0o666)
+    try:
+        r = h.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", HOST, "revert", "--vm", UUID,
+                   "--generation", str(gen), "--hostd", lab.sock], check_rc=False)
+    finally:
+        os.chmod(lab.sock, 0o660)
+        os.chmod(lab.work, 0o700)
+    h.check(r.returncode == 1 and "only root may revert" in r.stderr,
+            f"a non-root peer of the daemon cannot revert: {r.stderr.strip()[-100:]}")
+    r = h.run([HOST, "revert", "--vm", UUID, "--generation", str(gen), "--hostd", lab.sock], check_rc=False)
+    h.check(r.returncode == 0 and f"generation {gen} restores once more" in r.stdout,
+            f"vtpm-host revert: {r.stdout.strip()} {r.stderr.strip()}")
+    h.check(f"RevertGeneration VM {UUID} generation {gen}" in lab.hostd.output(), "vtpm-hostd logs the revert")
+    srv3, vm3, ok = restore(lab, "memfd-reverted", img, "memfd")
+    h.check(ok, "after the revert the image restores")
+    h.check_eq(running_on(vm3, "memfd restore after revert", last), EXTENDED9, "PCR 9 restored after the revert")
+    vm3.kill()
+    srv3.wait(10)
 
 
 def unhashed_ram_block(lab):
@@ -524,7 +550,8 @@ def test(work, stack):
     down_verified = vm4.qmp.cmd("query-migrate").get("downtime")
     last_4 = last_tick(vm4)
     h.wait_for(lambda: "snapshot record verified" in log_of(srv5) or "refused" in log_of(srv5), 30, "destination check")
-    h.check("snapshot record verified" in log_of(srv5), "live migration: destination verified guest RAM")
+    h.check("snapshot record verified" in log_of(srv5), "live migration: destination verified guest RAM: " +
+            "; ".join(re.findall(r".*(?:refused|verified|failed).*", log_of(srv5)))[-400:])
     h.check_eq(running_on(vm5, "migrated", last_4), EXTENDED9, "PCR 9 after live migration")
     save_ms, total_ms, _ = timings(srv4)
     _, _, check_ms = timings(srv5)

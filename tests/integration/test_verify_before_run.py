@@ -100,7 +100,9 @@ def plain_qemu(lab, work):
     vm1.wait_output(r"TICK 1 ", timeout=60)
     img = os.path.join(work, "a.vmstate")
     save(vm1, img)
-    h.check("snapshot record: VM " + UUID in log_of(srv1), "save: a signed record")
+    m = re.search(rf"snapshot record: VM {UUID} generation (\d+),", log_of(srv1))
+    h.check(m is not None, "save: a signed record")
+    gen = m.group(1)
     last = last_tick(vm1)
     vm1.kill()
     srv1.wait(10)
@@ -121,6 +123,10 @@ def plain_qemu(lab, work):
             "(a) the bridge logs that the restore was verified at load, not before run")
     vm.kill()
     srv.wait(10)
+    # The restored state ran: the save is consumed, and restores again only
+    # after the operator's explicit revert.
+    r = h.run([HOST, "revert", "--vm", UUID, "--generation", gen, "--hostd", lab.sock], check_rc=False)
+    h.check(r.returncode == 0, f"vtpm-host revert after (a): {r.stdout.strip()} {r.stderr.strip()}")
 
     # (b) Paused after the load, the final verification over the admin
     # socket refuses, naming the page; nothing resumes, nothing changes.

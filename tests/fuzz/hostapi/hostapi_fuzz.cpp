@@ -53,6 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             round_trip<VaikChallengeRequest>(f, parse_vaik_challenge_request);
             round_trip<VaikChallengeReply>(f, parse_vaik_challenge_reply);
             break;
+        case Kind::ConsumeGeneration:
+        case Kind::RevertGeneration: round_trip<GenerationRequest>(f, parse_generation_request); break;
         case Kind::StateKey:
         case Kind::ExportStateKey:
             round_trip<StateKeyRequest>(f, parse_state_key_request);

@@ -75,11 +75,16 @@ TEST_CASE("every statement survives its round trip") {
     CHECK(t2->days == -1);
     CHECK(t2->subject_cn == "vm");
     CHECK(t2->kind == 1);
-    LedgerReply l{true, 5, {}};
+    LedgerReply l{true, 5, {}, true};
     auto l2 = parse_ledger_reply(to_fields(l));
     REQUIRE(l2);
     CHECK(l2->generation == 5);
     CHECK(l2->present);
+    CHECK(l2->restored);
+    GenerationRequest g{vm, 9, {}};
+    auto g2 = parse_generation_request(to_fields(g));
+    REQUIRE(g2);
+    CHECK(g2->generation == 9);
     VaikChallengeReply ch{{}, {1}, {2, 3}};
     auto ch2 = parse_vaik_challenge_reply(to_fields(ch));
     REQUIRE(ch2);

@@ -88,6 +88,9 @@ public:
     Result<void> commit(const std::string& uuid, const hoststate::LedgerEntry& e) const override {
         return l_.commit(uuid, e, l_.book().counter + 1);
     }
+    Result<void> consume(const std::string& uuid, uint64_t generation, const Digest& root) const override {
+        return l_.consume(uuid, generation, root, l_.book().counter + 1);
+    }
     void keep_leaves(const std::string& uuid, const Digest&, const std::vector<Digest>& leaves) const override {
         l_.keep_leaves(uuid, leaves);
     }
@@ -663,4 +666,42 @@ TEST_CASE("a path= file must be the RAM the control socket's peer maps") {
     CHECK(refusal(blind, s).find("the control socket's peer is not known") != std::string::npos);
     // The real one still passes.
     CHECK(refusal(*g, s).empty());
+}
+
+TEST_CASE("guard: a save restores once; the operator's revert lets it restore again") {
+    Lab lab;
+    auto g = lab.guard();
+    core::DispatcherConfig dc;
+    dc.vendor_commands = true;
+    core::Dispatcher d(*lab.engine, dc);
+    snapshot::attach(d, *g);
+    Qemu q{d};
+    const Bytes perm = q.fetch(1), vol = q.fetch(2);
+    const Bytes pcr = lab.pcr10();
+
+    // Restored, and the guest's first command puts it to use: consumed.
+    restore_through(q, perm, vol);
+    CHECK(pcr_read_rc(d) == 0);
+    CHECK(lab.pcr10() == pcr);
+
+    // The same image again (its NV counters and lockout would roll back): refused.
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+    REQUIRE(q.send(ctrl::SetStateBlobReq{0, 1, perm}) == 0);
+    CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol}) != 0);
+
+    // Refused before it ran, a restore is not consumed: after the operator's
+    // revert (in the daemon; here the ledger itself) it restores, once.
+    hoststate::Ledger l((lab.dir.path / "host").string(), Bytes(32, 0x4c));
+    REQUIRE(l.load());
+    const uint64_t gen = l.latest(kUuid)->generation;
+    REQUIRE(l.revert(kUuid, gen, l.book().counter + 1));
+    auto g2 = lab.guard();
+    core::Dispatcher d2(*lab.engine, dc);
+    snapshot::attach(d2, *g2);
+    Qemu q2{d2};
+    restore_through(q2, perm, vol);
+    CHECK(pcr_read_rc(d2) == 0);
+    CHECK(lab.pcr10() == pcr);
+    REQUIRE(l.load());
+    CHECK(l.latest(kUuid)->restored);
 }
