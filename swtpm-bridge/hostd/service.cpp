@@ -77,10 +77,13 @@ Result<void> anchor(issuance::HostRoot& root, uint64_t counter) {
     return {};
 }
 
-// The latest save of a VM was restored and its TPM runs: from now on that
-// image restores no more (its NV counters and lockout state would roll back).
-Result<Fields> consume_generation(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f,
-                                  std::string& what) {
+// ConsumeGeneration: the latest save of a VM was restored and its TPM runs;
+// from now on that image restores no more (its NV counters and lockout
+// state would roll back). RevertGeneration: the operator's explicit snapshot
+// revert; save G restores (once) again. Either is a ledger step anchored in
+// the TPM counter.
+Result<Fields> generation_step(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f, bool revert,
+                               std::string& what) {
     auto q = hostapi::parse_generation_request(f);
     if (!q) return q.error();
     const std::string uuid = uuid_text(q->vm);
@@ -88,21 +91,8 @@ Result<Fields> consume_generation(issuance::HostRoot& root, hoststate::Ledger& l
     Digest d{};
     std::copy(q->root.begin(), q->root.end(), d.begin());
     const uint64_t counter = ledger.book().counter + 1;
-    if (auto c = ledger.consume(uuid, q->generation, d, counter); !c) return c.error();
-    if (auto a = anchor(root, counter); !a) return a.error();
-    what += " (ledger counter " + std::to_string(counter) + ")";
-    return Fields{};
-}
-
-// The operator's explicit snapshot revert: save G restores (once) again.
-Result<Fields> revert_generation(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f,
-                                 std::string& what) {
-    auto q = hostapi::parse_generation_request(f);
-    if (!q) return q.error();
-    const std::string uuid = uuid_text(q->vm);
-    what = "VM " + uuid + " generation " + std::to_string(q->generation);
-    const uint64_t counter = ledger.book().counter + 1;
-    if (auto c = ledger.revert(uuid, q->generation, counter); !c) return c.error();
+    auto c = revert ? ledger.revert(uuid, q->generation, counter) : ledger.consume(uuid, q->generation, d, counter);
+    if (!c) return c.error();
     if (auto a = anchor(root, counter); !a) return a.error();
     what += " (ledger counter " + std::to_string(counter) + ")";
     return Fields{};
@@ -351,14 +341,14 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
         case Kind::StateKey: out = state_key(root_, m->fields, what); break;
-        case Kind::ConsumeGeneration: out = consume_generation(root_, ledger_, m->fields, what); break;
+        case Kind::ConsumeGeneration: out = generation_step(root_, ledger_, m->fields, false, what); break;
         case Kind::RevertGeneration:
             // An operator's act: root only, logged as a warning either way.
             if (peer.uid != 0)
                 out = make_error(rc::kFail, "only root may revert a VM's snapshot generation (peer uid " +
                                                 std::to_string(peer.uid) + ")");
             else
-                out = revert_generation(root_, ledger_, m->fields, what);
+                out = generation_step(root_, ledger_, m->fields, true, what);
             VTPM_LOG_WARN("RevertGeneration%s%s for pid %d uid %u: %s", what.empty() ? "" : " ", what.c_str(),
                           static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid),
                           out ? "reverted" : out.error().message.c_str());

@@ -22,7 +22,7 @@ import os
 import re
 
 import harness as h
-from snapshot_lab import EXTENDED9, UUID, Lab, fingerprint, last_tick, log_of, restore, running_on, save
+from snapshot_lab import EXTENDED9, HOST, UUID, Lab, fingerprint, last_tick, log_of, restore, running_on, save
 from test_verify_before_run import edit
 
 QEMU = os.environ.get("VTPM_PATCHED_QEMU", "")
@@ -64,10 +64,11 @@ def digest_only(lab, work):
     vm.wait_output(r"TICK 1 ", timeout=60)
     img = os.path.join(work, "digest.vmstate")
     save(vm, img)
-    m = re.search(rf"snapshot record: VM {UUID} generation \d+, (\d+) pages of QEMU's RAM digest", log_of(srv))
+    m = re.search(rf"snapshot record: VM {UUID} generation (\d+), (\d+) pages of QEMU's RAM digest", log_of(srv))
     h.check(m is not None, "(a) save: the signed record binds QEMU's digest")
+    gen = m.group(1)
     # Every migratable RAM block: the 256 MiB of RAM and the firmware's.
-    pages = int(m.group(1))
+    pages = int(m.group(2))
     h.check(pages > 65536, f"(a) QEMU's digest covers guest RAM and the ROM blocks too ({pages} pages)")
     h.check(f"CMD_VTPM_RAM_DIGEST: QEMU's digest of {pages} pages for the next save" in log_of(srv),
             "(a) the patched QEMU sent its digest before the state blobs")
@@ -85,6 +86,9 @@ def digest_only(lab, work):
     h.check("verified at load, not before run" not in log_of(srv), "(a) no 'not before run' warning")
     vm.kill()
     srv.wait(10)
+    # That save ran and is consumed; the attack below replays it, which the
+    # operator's revert allows again (so that the final check is what refuses).
+    h.run([HOST, "revert", "--vm", UUID, "--generation", gen, "--hostd", lab.sock])
 
     # (b) The edited stream.
     edited = os.path.join(work, "digest-edited.vmstate")
