@@ -45,6 +45,31 @@ uint8_t* copy_out(vtpm::ByteView v) {
     return p;
 }
 
+
+std::vector<vtpm::X509Ptr> pem_certificates(const char* pem) {
+    std::vector<vtpm::X509Ptr> out;
+    if (!pem) return out;
+    vtpm::BioPtr bio(BIO_new_mem_buf(pem, -1));
+    while (bio) {
+        X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+        if (!x) break;
+        out.emplace_back(x);
+    }
+    ERR_clear_error();  // the end of the bundle reads as an error
+    return out;
+}
+
+void put_json(char** out, const std::string& json) {
+    if (!out) return;
+    *out = static_cast<char*>(std::malloc(json.size() + 1));
+    if (*out) std::memcpy(*out, json.c_str(), json.size() + 1);
+}
+
+uint32_t bad_param(char** out, const std::string& why) {
+    put_json(out, "{\"ok\":false,\"failed_step\":\"parameters\",\"error\":\"" + why + "\"}");
+    return vtpm::rc::kBadParameter;
+}
+
 }  // namespace
 
 extern "C" {
@@ -145,33 +170,7 @@ uint32_t vtpm_set_state_blob(vtpm_t* t, int type, uint32_t state_flags, const ui
 
 void vtpm_free(void* p) { std::free(p); }
 
-namespace {
 
-std::vector<vtpm::X509Ptr> pem_certificates(const char* pem) {
-    std::vector<vtpm::X509Ptr> out;
-    if (!pem) return out;
-    vtpm::BioPtr bio(BIO_new_mem_buf(pem, -1));
-    while (bio) {
-        X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
-        if (!x) break;
-        out.emplace_back(x);
-    }
-    ERR_clear_error();  // the end of the bundle reads as an error
-    return out;
-}
-
-void put_json(char** out, const std::string& json) {
-    if (!out) return;
-    *out = static_cast<char*>(std::malloc(json.size() + 1));
-    if (*out) std::memcpy(*out, json.c_str(), json.size() + 1);
-}
-
-uint32_t bad_param(char** out, const std::string& why) {
-    put_json(out, "{\"ok\":false,\"failed_step\":\"parameters\",\"error\":\"" + why + "\"}");
-    return vtpm::rc::kBadParameter;
-}
-
-}  // namespace
 
 uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
     if (report_json) *report_json = nullptr;

@@ -14,6 +14,10 @@
 namespace vtpm::bridge {
 namespace {
 
+// Argument 0 equal to `v` (libseccomp's SCMP_A0 leaves a field to the
+// compiler, which clang's -Wmissing-field-initializers reports).
+scmp_arg_cmp arg0_equals(scmp_datum_t v) { return scmp_arg_cmp{0, SCMP_CMP_EQ, v, 0}; }
+
 // Allowed with any arguments, grouped by what needs them after the filter is
 // installed (main.cpp: right before Server::run).
 constexpr int kAllowed[] = {
@@ -86,7 +90,7 @@ Result<void> load_seccomp_filter(std::string_view action) {
     // default action. clone3 cannot be inspected (its flags are in memory),
     // so it fails with ENOSYS and the C library falls back to clone.
     if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                                 SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                                 scmp_arg_cmp{0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD});
         r < 0)
         return rule_failed("clone", r);
     if (int r = seccomp_rule_add(c, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0); r < 0)
@@ -94,11 +98,11 @@ Result<void> load_seccomp_filter(std::string_view action) {
     // New sockets: unix ones only (the client of vtpm-hostd). The listening
     // sockets, TCP ones included, exist before the filter; every other
     // family (inet, raw, packet, netlink) gets the default action.
-    if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)); r < 0)
+    if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, arg0_equals(AF_UNIX)); r < 0)
         return rule_failed("socket", r);
     for (int option : kPrctlAllowed) {
         if (int r = seccomp_rule_add(c, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                                     SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(option)));
+                                     arg0_equals(static_cast<scmp_datum_t>(option)));
             r < 0)
             return rule_failed("prctl", r);
     }
