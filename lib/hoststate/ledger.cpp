@@ -190,6 +190,10 @@ Result<void> Ledger::revert(const std::string& uuid, uint64_t generation, uint64
         remember(next, uuid, it->second);
     found->restored = false;
     next.vms[uuid] = *found;
+    auto& h = next.history[uuid];  // the latest is not history too
+    h.erase(std::remove_if(h.begin(), h.end(), [generation](const LedgerEntry& x) { return x.generation == generation; }),
+            h.end());
+    if (h.empty()) next.history.erase(uuid);
     next.counter = counter;
     if (auto w = save(next); !w) return w;
     book_ = std::move(next);

@@ -31,8 +31,9 @@ void spill(const std::filesystem::path& p, const std::string& s) {
 TEST_CASE("the ledger file round-trips and names its counter") {
     LedgerBook b;
     b.counter = 7;
-    b.vms[kVm] = LedgerEntry{3, {}};
+    b.vms[kVm] = LedgerEntry{3, {}, true};
     b.vms[kVm].root[0] = 0xab;
+    b.history[kVm] = {LedgerEntry{1, {}, false}, LedgerEntry{2, {}, false}};
     const std::string text = format_ledger_book(b);
     CHECK(text.find("counter = 7\n") == 0);
     auto back = parse_ledger_book(text, "ledger");
@@ -41,19 +42,30 @@ TEST_CASE("the ledger file round-trips and names its counter") {
     REQUIRE(back->vms.count(kVm) == 1);
     CHECK(back->vms.at(kVm).generation == 3);
     CHECK(back->vms.at(kVm).root == b.vms[kVm].root);
+    CHECK(back->vms.at(kVm).restored);
+    REQUIRE(back->history.at(kVm).size() == 2);
+    CHECK(back->history.at(kVm)[1].generation == 2);
     CHECK(format_ledger_book(*back) == text);
 }
 
 TEST_CASE("the ledger parser refuses what vtpm-hostd never writes") {
     const std::string root(64, '0');
-    CHECK(parse_ledger_book("vm = " + std::string(kVm) + " 1 " + root + "\n", "l").error().message.find(
+    CHECK(parse_ledger_book("vm = " + std::string(kVm) + " 1 " + root + " saved\n", "l").error().message.find(
               "no counter line") != std::string::npos);
     CHECK_FALSE(parse_ledger_book("counter = 1\ncounter = 2\n", "l"));
     CHECK_FALSE(parse_ledger_book("counter = -1\n", "l"));
     CHECK_FALSE(parse_ledger_book("counter = 1\nvm = not-a-uuid 1 " + root + "\n", "l"));
     CHECK_FALSE(parse_ledger_book("counter = 1\nvm = " + std::string(kVm) + " 1 abcd\n", "l"));
     CHECK_FALSE(parse_ledger_book("counter = 1\nvm = " + std::string(kVm) + " 1 " + root + " extra\n", "l"));
-    const std::string line = "vm = " + std::string(kVm) + " 1 " + root + "\n";
+    CHECK_FALSE(parse_ledger_book("counter = 1\nvm = " + std::string(kVm) + " 1 " + root + "\n", "l"));  // no state
+    CHECK_FALSE(parse_ledger_book("counter = 1\nvm = " + std::string(kVm) + " 1 " + root + " lost\n", "l"));
+    // History lines are kept in order.
+    const std::string old1 = "old = " + std::string(kVm) + " 1 " + root + "\n";
+    const std::string old2 = "old = " + std::string(kVm) + " 2 " + root + "\n";
+    CHECK(parse_ledger_book("counter = 1\n" + old1 + old2, "l"));
+    CHECK(parse_ledger_book("counter = 1\n" + old2 + old1, "l").error().message.find("out of order") !=
+          std::string::npos);
+    const std::string line = "vm = " + std::string(kVm) + " 1 " + root + " saved\n";
     CHECK(parse_ledger_book("counter = 1\n" + line + line, "l").error().message.find("twice") != std::string::npos);
     CHECK(parse_ledger_book("counter = 1\nother = 2\n", "l").error().message.find("unknown key") != std::string::npos);
 }
@@ -94,4 +106,32 @@ TEST_CASE("the ledger's MAC: written by commit, checked by load") {
     CHECK_FALSE(Ledger(d.path.string(), key).load());
     spill(file, good);
     CHECK(Ledger(d.path.string(), key).load());
+}
+
+TEST_CASE("a save restores once; a revert brings an earlier save back, generations never reused") {
+    TempDir d;
+    Ledger l(d.path.string(), Bytes(32, 0x11));
+    REQUIRE(l.write(1));
+    Digest r1{}, r2{};
+    r1[0] = 1;
+    r2[0] = 2;
+    CHECK(l.next_generation(kVm) == 1);
+    REQUIRE(l.commit(kVm, LedgerEntry{1, r1, false}, 2));
+    REQUIRE(l.commit(kVm, LedgerEntry{2, r2, false}, 3));
+    CHECK_FALSE(l.consume(kVm, 1, r1, 4));  // not the latest
+    CHECK_FALSE(l.consume(kVm, 2, r1, 4));  // another root
+    REQUIRE(l.consume(kVm, 2, r2, 4));
+    CHECK(l.consume(kVm, 2, r2, 5).error().message.find("restored already") != std::string::npos);
+    CHECK(l.book().counter == 4);  // refusals write nothing
+    REQUIRE(l.revert(kVm, 1, 5));
+    CHECK(l.latest(kVm)->generation == 1);
+    CHECK_FALSE(l.latest(kVm)->restored);
+    CHECK(l.next_generation(kVm) == 3);  // 2 is never given out again
+    REQUIRE(l.revert(kVm, 2, 6));
+    CHECK_FALSE(l.latest(kVm)->restored);  // a revert makes it restorable again
+    CHECK(l.revert(kVm, 9, 7).error().message.find("no save of generation 9") != std::string::npos);
+    Ledger again(d.path.string(), Bytes(32, 0x11));
+    REQUIRE(again.load());
+    CHECK(again.book().counter == 6);
+    CHECK(again.book().history.at(kVm).size() == 1);
 }
