@@ -229,6 +229,16 @@ def main(fn, min_checks=1, min_checks_swtpm=1):
             print(f"# work directory kept: {work}")
             register_cleanup("keep", "")
         else:
+            # Files registered outside the work directory (guest RAM in
+            # /dev/shm) go now: the reaper's registry goes with `work`.
+            try:
+                with open(os.path.join(work, ".cleanup")) as f:
+                    for line in f:
+                        kind, _, path = line.rstrip("\n").partition(" ")
+                        if kind == "file" and os.path.lexists(path):
+                            os.unlink(path)
+            except OSError:
+                pass
             shutil.rmtree(work, ignore_errors=True)
         sys.stdout.flush()
         os.close(reaper_pipe)

@@ -272,6 +272,7 @@ def unhashed_ram_block(lab):
     would travel in the stream unhashed: the save makes no record, and with
     `required` the save fails."""
     main, dimm = lab.mem(), lab.mem()
+    lab.stack.callback(lambda: os.path.exists(dimm) and os.unlink(dimm))  # QEMU makes it; it does not remove it
     srv, ctrl = lab.bridge("dimm", main, required=True)
     vm = lab.qemu("dimm", ctrl, main, extra=[
         "-m", "slots=1,maxmem=1G",
