@@ -32,7 +32,8 @@ pids+=($!)
 for _ in $(seq 50); do [ -s "$work/hw.pid" ] && break; sleep 0.05; done
 tcti="swtpm:host=127.0.0.1,port=$port"
 cat "$ca/issuercert.pem" "$ca/swtpm-localca-rootca-cert.pem" > "$work/roots.pem"
-"$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" >/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/owner.pem"
+"$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" --owner-key "$work/owner.pem" >/dev/null
 "$bin/vtpm-host" enroll --tcti "$tcti" --dir "$work/host" --ca "$work/ca" --ek-roots "$work/roots.pem" >/dev/null
 echo "localca_dir = $work/localca" > "$work/setup.conf"
 "$bin/vtpm-setup" --tpm2 --tpm-state "$work/vm" --createek --create-ek-cert --config "$work/setup.conf" >/dev/null

@@ -30,7 +30,8 @@ swtpm socket --tpm2 --tpmstate dir="$work/hw" --server type=tcp,port="$port" --c
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/hw.pid" ] && break; sleep 0.05; done
 tcti="swtpm:host=127.0.0.1,port=$port"
-"$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" >/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/owner.pem"
+"$bin/vtpm-host" provision --tcti "$tcti" --dir "$work/host" --owner-key "$work/owner.pem" >/dev/null
 "$bin/vtpm-hostd" --dir "$work/host" --tcti "$tcti" --socket "$work/hostd.sock" --log level=0 &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$work/hostd.sock" ] && break; sleep 0.05; done

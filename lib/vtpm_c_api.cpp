@@ -1,6 +1,7 @@
 // The C ABI (include/vtpm/vtpm.h) over the engine, store and dispatcher.
 #include "vtpm/vtpm.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "attest/verify.hpp"
 #include "core/dispatcher.hpp"
 #include "util/ossl.hpp"
+#include "tpm/public_key.hpp"
 #include "x509/tcg_cert.hpp"
 #include "engine/engine.hpp"
 #include "store/state_store.hpp"
@@ -174,8 +176,13 @@ void vtpm_free(void* p) { std::free(p); }
 
 uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
     if (report_json) *report_json = nullptr;
-    if (!p || p->struct_size < sizeof(vtpm_verify_params) || !p->nonce || !p->nonce_len || !p->evidence)
-        return bad_param(report_json, "missing parameters or an older struct_size");
+    // The struct grows at its end; fields past an older caller's struct_size are unset.
+    if (!p || p->struct_size < offsetof(vtpm_verify_params, owner_key_pem) || !p->nonce || !p->nonce_len ||
+        !p->evidence)
+        return bad_param(report_json, "missing parameters or an unknown struct_size");
+    const char* owner_pem =
+        p->struct_size >= offsetof(vtpm_verify_params, owner_key_pem) + sizeof p->owner_key_pem ? p->owner_key_pem
+                                                                                                 : nullptr;
     auto ak = pem_certificates(p->host_ak_cert_pem);
     auto ca = pem_certificates(p->ca_pem);
     auto user = pem_certificates(p->user_cert_pem);
@@ -192,6 +199,13 @@ uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
         in.required_host_pcrs.clear();
         for (unsigned i = 0; i < 24; ++i)
             if (p->required_host_pcrs & (1u << i)) in.required_host_pcrs.push_back(i);
+    }
+    vtpm::PkeyPtr owner;
+    if (owner_pem) {
+        auto key = vtpm::tpm::parse_pem_key(vtpm::as_bytes(owner_pem), false, "the owner key");
+        if (!key) return bad_param(report_json, "the owner key does not parse");
+        owner = std::move(*key);
+        in.owner_key = owner.get();
     }
     if (p->reference) {
         auto ref = vtpm::attest::parse_reference(p->reference);

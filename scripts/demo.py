@@ -43,7 +43,7 @@ def demo(work, stack):
     else:
         _, _, tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
         print(f"== no hardware TPM here: Debian's swtpm stands in for it ({tcti})")
-    print(tool("vtpm-host", "provision", "--tcti", tcti, "--dir", host).stdout.rstrip())
+    print(tool("vtpm-host", "provision", "--tcti", tcti, "--dir", host, "--owner-key", h.owner_key(work)).stdout.rstrip())
     print(tool("vtpm-host", "enroll", "--tcti", tcti, "--dir", host, "--ca", os.path.join(work, "privacy-ca"),
                "--ek-roots", roots).stdout.rstrip())
     ak_cert, chain = os.path.join(host, "ak-cert.pem"), os.path.join(host, "ca-chain.pem")
@@ -101,12 +101,14 @@ def demo(work, stack):
     ref = os.path.join(work, "reference.txt")
     with open(ref, "w") as f:
         f.write(f"sha256:9 {ext[9]}\n")
+    owner_pub = os.path.join(work, "owner.pub.pem")   # the host owner publishes its policy key
+    h.run(["openssl", "pkey", "-in", h.owner_key(work), "-pubout", "-out", owner_pub])
     print(f"== the guest quoted with its vAIK from inside ({os.path.getsize(evidence)} bytes of evidence); "
           "the tenant verifies:")
     r = h.run([os.path.join(BIN, "vtpm-attest"), "verify", "--host-ak-cert", ak_cert, "--ca", chain,
                "--user-cert", user, "--nonce", nonce, "--evidence", evidence, "--vm-uuid", UUID,
-               "--reference", ref, "--host-record", os.path.join(host, "vms", UUID + ".record")],
-              check_rc=False, env=ENV)
+               "--reference", ref, "--host-record", os.path.join(host, "vms", UUID + ".record"),
+               "--owner-key", owner_pub], check_rc=False, env=ENV)
     print("   " + r.stdout.rstrip().replace("\n", "\n   "))
     h.check(r.returncode == 0, "vAIK attestation rooted in the host TPM verified")
 

@@ -116,7 +116,10 @@ typedef struct vtpm_verify_params {
     const char *vm_uuid;           /**< expected VM UUID (required: NULL fails at step "inputs") */
     const char *reference;         /**< reference values ("sha256:9 HEX" lines), or NULL */
     const char *host_record;       /**< the host's record of the VM (uniqueness), or NULL */
-    uint32_t required_host_pcrs;   /**< bit mask of host PCRs the AuthKey must be bound to; 0: PCRs 0-7 */
+    uint32_t required_host_pcrs;   /**< bit mask of host PCRs the AuthKey must be bound to; 0: PCRs 0-9 */
+    const char *owner_key_pem;     /**< the host owner's policy public key (PEM) trusted to approve host
+                                        states, or NULL (step "host-owner" NOT VERIFIED). Added in 0.2:
+                                        callers built with the older struct_size leave it unset. */
 } vtpm_verify_params;
 
 /**

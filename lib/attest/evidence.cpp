@@ -14,7 +14,8 @@ constexpr uint8_t kEvidenceMagic[8] = {'V', 'T', 'P', 'M', 'E', 'V', '0', '1'};
 namespace tag {
 // IdentityBundle
 constexpr uint16_t kAuthKeyPublic = 1, kCertifyAttest = 2, kCertifySignature = 3, kHostPcrSelection = 4,
-                   kHostPcrDigest = 5, kGeneration = 6;
+                   kHostPcrDigest = 5, kGeneration = 6, kOwnerPublic = 7, kOwnerApproval = 8,
+                   kHostQuoteAttest = 9, kHostQuoteSignature = 10;
 // Evidence
 constexpr uint16_t kQuoteAttest = 1, kQuoteSignature = 2, kPcrValue = 3, kVaikPublic = 4, kVaikCert = 5,
                    kIdentityBundle = 6, kEventLog = 7;
@@ -69,6 +70,10 @@ Bytes encode_bundle(const IdentityBundle& b) {
     put(out, tag::kCertifySignature, b.certify_signature);
     put(out, tag::kHostPcrSelection, b.host_pcr_selection);
     put(out, tag::kHostPcrDigest, b.host_pcr_digest);
+    put(out, tag::kOwnerPublic, b.owner_public);
+    put(out, tag::kOwnerApproval, b.owner_approval);
+    put(out, tag::kHostQuoteAttest, b.host_quote_attest);
+    put(out, tag::kHostQuoteSignature, b.host_quote_signature);
     Bytes gen;
     put_be64(gen, b.generation);
     put(out, tag::kGeneration, gen);
@@ -91,14 +96,21 @@ Result<IdentityBundle> decode_bundle(ByteView data) {
             case tag::kHostPcrSelection: f = &b.host_pcr_selection; break;
             case tag::kHostPcrDigest: f = &b.host_pcr_digest; break;
             case tag::kGeneration: f = &gen; break;
+            case tag::kOwnerPublic: f = &b.owner_public; break;
+            case tag::kOwnerApproval: f = &b.owner_approval; break;
+            case tag::kHostQuoteAttest: f = &b.host_quote_attest; break;
+            case tag::kHostQuoteSignature: f = &b.host_quote_signature; break;
             default: continue;
         }
         if (auto x = once(seen, r.tag, *f, r.value, what); !x) return x.error();
     }
     for (uint16_t t : {tag::kAuthKeyPublic, tag::kCertifyAttest, tag::kCertifySignature, tag::kHostPcrSelection,
-                       tag::kHostPcrDigest, tag::kGeneration})
+                       tag::kHostPcrDigest, tag::kGeneration, tag::kOwnerPublic, tag::kOwnerApproval,
+                       tag::kHostQuoteAttest, tag::kHostQuoteSignature})
         if (!seen.count(t))
-            return make_error(rc::kBadParameter, "identity bundle: record " + std::to_string(t) + " missing");
+            return make_error(rc::kBadParameter, "identity bundle: record " + std::to_string(t) +
+                                                     " missing (stripped, or issued by an older libvtpm: re-issue "
+                                                     "the identity)");
     if (gen.size() != 8) return make_error(rc::kBadParameter, "identity bundle: generation is not 8 bytes");
     b.generation = load_be64(gen.data());
     return b;

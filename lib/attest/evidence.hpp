@@ -1,7 +1,8 @@
 // The two containers of the attestation flow, as tag-length-value files:
 //  - IdentityBundle: what the host writes into the vTPM's NV next to the
 //    CertvAIK (the AuthKey, its fresh TPM2_Certify by the host AK, the host
-//    PCR policy inputs, the identity generation);
+//    PCR policy inputs, the owner's approval of them, a quote of the host
+//    PCRs by the host AK, the identity generation);
 //  - Evidence: what `vtpm-attest quote` writes and `verify` reads.
 // Layout: 8-byte magic, then records {u16 tag, u32 length, value} (big
 // endian). Unknown tags are skipped, a repeated single-valued tag is an
@@ -25,6 +26,10 @@ struct IdentityBundle {
     Bytes host_pcr_selection;  // marshalled TPML_PCR_SELECTION the AuthKey policy covers
     Bytes host_pcr_digest;     // H(selected host PCR values) at issuance
     uint64_t generation = 0;   // identity generation of this VM
+    Bytes owner_public;        // marshalled TPM2B_PUBLIC of the host owner's policy key
+    Bytes owner_approval;      // the owner's signature over the AuthKey policy for host_pcr_digest
+    Bytes host_quote_attest;   // TPMS_ATTEST of TPM2_Quote(host PCRs) by the host AK over H(user || nonce)
+    Bytes host_quote_signature;
 };
 
 struct Evidence {

@@ -48,6 +48,7 @@ struct Ctx {
     IdentityBundle bundle;
     vtpm::X509Ptr vaik_cert;
     TPMS_ATTEST quote{};
+    vtpm::PkeyPtr owner;  // the host owner's policy key, from the bundle
 };
 
 using Step = std::function<Result<std::string>(Ctx&)>;
@@ -148,14 +149,49 @@ Result<std::string> step_authkey_attributes(Ctx& c) {
     return std::string("fixedTPM, fixedParent, sensitiveDataOrigin, adminWithPolicy, no userWithAuth");
 }
 
+Result<std::string> step_host_quote(Ctx& c) {
+    auto sig = tpm::unmarshal_signature(c.bundle.host_quote_signature);
+    if (!sig) return sig.error();
+    if (auto v = tpm::verify_signature(c.host_ak.get(), c.bundle.host_quote_attest, *sig); !v)
+        return make_error(rc::kFail, "host quote signature: " + v.error().message + " (not by the host AK)");
+    auto att = tpm::parse_attest(c.bundle.host_quote_attest);
+    if (!att) return att.error();
+    if (att->magic != TPM2_GENERATED_VALUE || att->type != TPM2_ST_ATTEST_QUOTE)
+        return make_error(rc::kFail, "the host quote is not a TPM-generated quote");
+    if (!eq(view(att->extraData), c.binding))
+        return make_error(rc::kFail, "the host quote is not over H(user certificate || nonce): stale or replayed");
+    auto sel = tpm::marshal_pcr_selection(att->attested.quote.pcrSelect);
+    if (!sel || !eq(*sel, c.bundle.host_pcr_selection))
+        return make_error(rc::kFail, "the host quote covers other PCRs than the bundle names");
+    if (!eq(view(att->attested.quote.pcrDigest), c.bundle.host_pcr_digest))
+        return make_error(rc::kFail, "the host PCR digest in the bundle is not the one the host AK quoted");
+    return "host PCR digest " + to_hex(c.bundle.host_pcr_digest).substr(0, 16) + "... quoted for this nonce";
+}
+
 Result<std::string> step_authkey_policy(Ctx& c) {
     auto sel = tpm::unmarshal_pcr_selection(c.bundle.host_pcr_selection);
     if (!sel) return sel.error();
-    auto want = tpm::authkey_policy(*sel, c.bundle.host_pcr_digest);
-    if (!want) return want.error();
-    if (!eq(view(c.authkey_pub.authPolicy), want->digest))
-        return make_error(rc::kFail, "the AuthKey's policy is not the PCR-bound Sign/Certify policy over the host PCRs "
-                                     "the bundle names");
+    auto owner_pub = tpm::unmarshal_public(c.bundle.owner_public);
+    if (!owner_pub) return make_error(rc::kFail, "owner key public area: " + owner_pub.error().message);
+    auto owner_name = tpm::object_name(*owner_pub);
+    if (!owner_name) return owner_name.error();
+    auto bound = tpm::policy_authorize_digest(*owner_name, tpm::kAuthKeyPolicyRef);
+    if (!bound) return bound.error();
+    if (!eq(view(c.authkey_pub.authPolicy), *bound))
+        return make_error(rc::kFail, "the AuthKey's policy is not PolicyAuthorize by the owner key the bundle names");
+    auto owner = tpm::pkey_from_tpm_public(*owner_pub);
+    if (!owner) return owner.error();
+    // The approval must be of the PCR-bound Sign/Certify policy with the
+    // auth value over the quoted digest: nothing looser serves.
+    auto approved = tpm::authkey_policy(*sel, c.bundle.host_pcr_digest);
+    if (!approved) return approved.error();
+    auto sig = tpm::unmarshal_signature(c.bundle.owner_approval);
+    if (!sig) return make_error(rc::kFail, "the owner's approval: " + sig.error().message);
+    if (auto v = tpm::verify_signature(owner->get(), tpm::approval_message(approved->digest, tpm::kAuthKeyPolicyRef),
+                                       *sig);
+        !v)
+        return make_error(rc::kFail, "the owner did not approve the quoted host state: " + v.error().message);
+    c.owner = std::move(*owner);
     const auto have = tpm::selected_pcrs(*sel, TPM2_ALG_SHA256);
     for (unsigned p : c.in.required_host_pcrs)
         if (std::find(have.begin(), have.end(), p) == have.end())
@@ -163,8 +199,16 @@ Result<std::string> step_authkey_policy(Ctx& c) {
                                              "; required are " + tpm::pcr_list_text(c.in.required_host_pcrs));
     if (c.in.reference && c.in.reference->host_pcr_digest &&
         !eq(*c.in.reference->host_pcr_digest, c.bundle.host_pcr_digest))
-        return make_error(rc::kFail, "the host PCR values the AuthKey is bound to differ from the reference");
-    return "Sign/Certify only while host sha256 PCRs " + tpm::pcr_list_text(have) + " hold the provisioned values";
+        return make_error(rc::kFail, "the host PCR values the AuthKey was used in differ from the reference");
+    return "Sign/Certify only in owner-approved states of host sha256 PCRs " + tpm::pcr_list_text(have) +
+           "; the quoted one is approved";
+}
+
+Result<std::string> step_host_owner(Ctx& c) {
+    if (!c.in.owner_key) return make_error(rc::kRetry, "no owner key given: who approved the host state is unchecked");
+    if (EVP_PKEY_eq(c.owner.get(), c.in.owner_key) != 1)
+        return make_error(rc::kFail, "the host state was approved by another owner key than the one trusted");
+    return std::string("the trusted owner key");
 }
 
 Result<std::string> step_cert_vaik_signature(Ctx& c) {
@@ -322,7 +366,9 @@ const std::vector<StepDef>& steps() {
         {"host-ak-certificate", "host AK certificate chains to the CA", step_host_ak},
         {"cert-authkey", "CertAuthKey: signed by the host AK over H(user || nonce)", step_cert_authkey},
         {"authkey-attributes", "AuthKey is non-migratable and policy-only", step_authkey_attributes},
-        {"authkey-policy", "AuthKey policy binds the host PCRs", step_authkey_policy},
+        {"host-quote", "host PCRs quoted by the host AK for this nonce", step_host_quote},
+        {"authkey-policy", "AuthKey usable only in owner-approved host states; this one approved", step_authkey_policy},
+        {"host-owner", "the approving owner key is the trusted one", step_host_owner},
         {"cert-vaik-signature", "CertvAIK signed by the AuthKey", step_cert_vaik_signature},
         {"cert-vaik-bindings", "CertvAIK bound to the VM, user, nonce and vAIK", step_cert_vaik_bindings},
         {"uniqueness", "identity generation is the host's current one", step_uniqueness},
@@ -413,7 +459,7 @@ Report verify_evidence(const VerifyInputs& in, ByteView evidence) {
         rep.failed_step = "evidence";
         return rep;
     }
-    Ctx c{in, std::move(*ev), {}, {}, {}, {}, {}, {}, {}, tpm::user_binding(in.user_cert_der, in.nonce), {}, {}, {}};
+    Ctx c{in, std::move(*ev), {}, {}, {}, {}, {}, {}, {}, tpm::user_binding(in.user_cert_der, in.nonce), {}, {}, {}, {}};
     for (size_t i = 0; i < steps().size(); ++i) {
         auto r = steps()[i].run(c);
         auto& out = rep.steps[i];

@@ -37,7 +37,8 @@ struct VerifyInputs {
     Bytes user_cert_der;
     Bytes nonce;
     std::optional<std::string> vm_uuid;  // the VM the tenant rents (required: evidence of any VM is refused)
-    std::vector<unsigned> required_host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
+    std::vector<unsigned> required_host_pcrs{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const EVP_PKEY* owner_key = nullptr;  // the host owner's policy key the verifier trusts (else NOT VERIFIED)
     std::optional<Reference> reference;
     std::optional<hoststate::IdentityRecord> host_record;                // the host's uniqueness record
 };

@@ -9,6 +9,8 @@
 //   ak-cert.pem         host AK certificate from the privacy CA (enroll)
 //   authkey-cert.pem    AuthKey certificate from the privacy CA (enroll)
 //   ca-chain.pem        the privacy CA's issuing and root certificates
+//   owner.pem           the host owner's policy public key (provision pins it)
+//   authorization       the host states the owner approved (vtpm-host authorize)
 //   vms/<uuid>.record   identity uniqueness records (identity_records.hpp)
 //   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
 //   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "util/bytes.hpp"
+#include "util/ossl.hpp"
 
 #include "vtpm/result.hpp"
 
@@ -36,6 +39,8 @@ inline constexpr const char* kAuthKeySealed = "authkey-auth.sealed";
 inline constexpr const char* kAkCertFile = "ak-cert.pem";
 inline constexpr const char* kAuthKeyCertFile = "authkey-cert.pem";
 inline constexpr const char* kCaChainFile = "ca-chain.pem";
+inline constexpr const char* kOwnerPem = "owner.pem";
+inline constexpr const char* kAuthorization = "authorization";
 /// Per-VM files live here, below HOSTDIR.
 inline constexpr const char* kVmsDir = "vms";
 
@@ -64,6 +69,29 @@ Result<HostConfig> read_host_config(const std::string& host_dir);
 /// Write `text` to HOSTDIR/name durably (temp file, fsync, rename).
 Result<void> write_host_file(const std::string& host_dir, const std::string& name, const std::string& text,
                              unsigned mode = 0644);
+
+/// One host state the owner approved: the digest of the selected host PCRs
+/// and the owner's signatures (marshalled TPMT_SIGNATURE) over the AuthKey
+/// policy and the unseal policy for it (tpm::approval_message).
+struct Approval {
+    Bytes pcr_digest, authkey_signature, unseal_signature;
+    uint64_t time = 0;  // when it was approved (seconds since the epoch; informational)
+};
+/// The most approvals HOSTDIR/authorization keeps (oldest dropped first).
+inline constexpr size_t kMaxApprovals = 8;
+
+/// HOSTDIR/authorization as text, and back. The parser refuses anything it
+/// does not know (a damaged or edited file is not half-read).
+std::string encode_authorization(const std::vector<Approval>& approvals);
+Result<std::vector<Approval>> parse_authorization(std::string_view text);
+/// Read it; a missing file is an error naming `vtpm-host authorize`.
+Result<std::vector<Approval>> read_authorization(const std::string& host_dir);
+/// Write it durably (temp file, fsync, rename).
+Result<void> write_authorization(const std::string& host_dir, const std::vector<Approval>& approvals);
+
+/// HOSTDIR/owner.pem: the owner's policy public key.
+Result<PkeyPtr> read_owner_key(const std::string& host_dir);
+Result<void> write_owner_key(const std::string& host_dir, EVP_PKEY* key);
 
 /// HOSTDIR/name.
 inline std::string host_path(const std::string& host_dir, const std::string& name) { return host_dir + "/" + name; }

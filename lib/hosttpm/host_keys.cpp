@@ -7,6 +7,7 @@
 
 #include "tpm/objects.hpp"
 #include "hosttpm/host_ops.hpp"
+#include "hosttpm/host_policy.hpp"
 #include "hosttpm/sealed_secret.hpp"
 
 namespace vtpm::hosttpm {
@@ -84,17 +85,6 @@ Result<TPML_PCR_SELECTION> pcr_selection(const ProvisionOptions& o) {
     return tpm::pcr_selection(o.bank, std::vector<unsigned>(o.pcrs.begin(), o.pcrs.end()));
 }
 
-Result<TPM2B_DIGEST> current_pcr_policy(Esys& tpm, const TPML_PCR_SELECTION& sel) {
-    auto values = pcr_digest(tpm, sel);
-    if (!values) return values.error();
-    auto policy = tpm::authkey_policy(sel, *values);
-    if (!policy) return policy.error();
-    TPM2B_DIGEST d{};
-    d.size = static_cast<UINT16>(policy->digest.size());
-    std::memcpy(d.buffer, policy->digest.data(), d.size);
-    return d;
-}
-
 Result<TPM2B_PUBLIC> read_persistent(Esys& tpm, uint32_t handle) {
     auto obj = tr_from_tpm(tpm, handle);
     if (!obj) return obj.error();
@@ -111,9 +101,13 @@ Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o) {
     auto sel = pcr_selection(o);
     if (!sel) return sel.error();
     k.pcrs = *sel;
-    auto policy = current_pcr_policy(tpm, k.pcrs);
+    if (!o.owner_key) return make_error(rc::kBadParameter, "no owner policy key given (--owner-key)");
+    auto host_policy = HostPolicy::of_owner(o.owner_key, k.pcrs);
+    if (!host_policy) return host_policy.error();
+    auto policy = host_policy->authkey_auth_policy();
     if (!policy) return policy.error();
-    k.policy = *policy;
+    k.policy.size = static_cast<UINT16>(policy->size());
+    std::memcpy(k.policy.buffer, policy->data(), policy->size());
 
     const TPM2B_PUBLIC ak_tmpl = host_ak_template();
     if (auto existing = read_persistent(tpm, kHostAkHandle)) {
@@ -138,8 +132,8 @@ Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o) {
         const auto& e = existing->publicArea;
         if (e.authPolicy.size != k.policy.size || std::memcmp(e.authPolicy.buffer, k.policy.buffer, k.policy.size) != 0)
             return make_error(rc::kFail, "the AuthKey at " + hex32(kAuthKeyHandle) +
-                                             " has another policy: the host PCRs changed since provisioning, other "
-                                             "PCRs were selected, or an older libvtpm made it without an auth value");
+                                             " has another policy: it names another owner key, or an older libvtpm "
+                                             "made it (PCR-bound without owner authorization)");
         if (!same_public(e, auth_tmpl.publicArea))
             return make_error(rc::kFail, "the object at " + hex32(kAuthKeyHandle) +
                                              " is not an AuthKey (attributes differ); refusing to adopt it");
@@ -148,7 +142,7 @@ Result<HostKeys> provision(Esys& tpm, const ProvisionOptions& o) {
         // The auth value leaves this function only sealed to this TPM.
         auto auth = new_auth_value(tpm, kAuthValueName);
         if (!auth) return auth.error();
-        auto sealed = seal_secret(tpm, *auth, k.pcrs, kAuthValueName);
+        auto sealed = seal_secret(tpm, *auth, *host_policy, kAuthValueName);
         if (!sealed) return sealed.error();
         k.sealed_auth = std::move(*sealed);
         auto obj = create_primary(tpm, ESYS_TR_RH_OWNER, auth_tmpl, "AuthKey", *auth);

@@ -31,14 +31,11 @@ Result<FlushedHandle> start_session(Esys& tpm, TPM2_SE type, ESYS_TR salt_key, c
     return FlushedHandle(tpm.ctx(), s);
 }
 
-// A policy session satisfying the AuthKey's policy for command `cc`:
-// PolicyPCR (current values), PolicyCommandCode, PolicyAuthValue, PolicyOR of
-// both branches as the current values give them. Changed PCRs make the final
-// digest differ from the AuthKey's authPolicy, and the TPM refuses the
-// command; PolicyAuthValue makes the command's HMAC depend on the AuthKey's
-// auth value, which `authkey` is given here (ESYS_TR_SetAuth).
-Result<FlushedHandle> authkey_session(Esys& tpm, ESYS_TR authkey, ByteView auth, const TPML_PCR_SELECTION& sel,
-                                      TPM2_CC cc) {
+// A policy session satisfying the AuthKey's policy for `use`
+// (HostPolicy::satisfy). PolicyAuthValue in it makes the command's HMAC
+// depend on the AuthKey's auth value, which `authkey` is given here.
+Result<FlushedHandle> authkey_session(Esys& tpm, ESYS_TR authkey, ByteView auth, const HostPolicy& policy,
+                                      PolicyUse use) {
     TPM2B_AUTH value{};
     if (auth.size() > sizeof value.buffer) return make_error(rc::kBadParameter, "the AuthKey auth value is too long");
     value.size = static_cast<UINT16>(auth.size());
@@ -46,27 +43,9 @@ Result<FlushedHandle> authkey_session(Esys& tpm, ESYS_TR authkey, ByteView auth,
     TSS2_RC set = Esys_TR_SetAuth(tpm.ctx(), authkey, &value);
     OPENSSL_cleanse(&value, sizeof value);
     if (set != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("setting the AuthKey auth value", set));
-    auto values = pcr_digest(tpm, sel);
-    if (!values) return values.error();
-    auto branches = tpm::authkey_policy(sel, *values);
-    if (!branches) return branches.error();
     auto s = start_session(tpm, TPM2_SE_POLICY, ESYS_TR_NONE, "the AuthKey policy session");
     if (!s) return s.error();
-    TPM2B_DIGEST empty{};
-    TSS2_RC rc = Esys_PolicyPCR(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &sel);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyPCR for the AuthKey", rc));
-    rc = Esys_PolicyCommandCode(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, cc);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyCommandCode for the AuthKey", rc));
-    rc = Esys_PolicyAuthValue(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyAuthValue for the AuthKey", rc));
-    TPML_DIGEST list{};
-    list.count = 2;
-    for (auto [i, d] : {std::pair{0, &branches->branch_sign}, {1, &branches->branch_certify}}) {
-        list.digests[i].size = static_cast<UINT16>(d->size());
-        std::memcpy(list.digests[i].buffer, d->data(), d->size());
-    }
-    rc = Esys_PolicyOR(tpm.ctx(), s->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &list);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("PolicyOR for the AuthKey", rc));
+    if (auto r = policy.satisfy(tpm, s->get(), use); !r) return r.error();
     return s;
 }
 
@@ -75,8 +54,8 @@ Error authkey_error(const char* what, TSS2_RC rc) {
     const TSS2_RC base = rc & ~(TPM2_RC_N_MASK | TPM2_RC_H | TPM2_RC_P | TPM2_RC_S);
     if ((rc & TPM2_RC_FMT1) && (base & 0xbf) == TPM2_RC_POLICY_FAIL)
         return make_error(rc::kFail, std::string(what) +
-                                         ": the AuthKey's PCR policy is not satisfied: the host PCRs changed since "
-                                         "provisioning, so this host may no longer vouch for VMs");
+                                         ": the AuthKey's policy is not satisfied: the host is not in a state the "
+                                         "owner approved, so it may not vouch for VMs");
     if ((rc & TPM2_RC_FMT1) && ((base & 0xbf) == TPM2_RC_AUTH_FAIL || (base & 0xbf) == TPM2_RC_BAD_AUTH))
         return make_error(rc::kFail, std::string(what) + ": the AuthKey's auth value is wrong");
     return make_error(rc::kFail, tss_error(what, rc));
@@ -220,13 +199,12 @@ Result<Bytes> activate_credential(Esys& tpm, uint32_t key_handle, const EkObject
     return out;
 }
 
-Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying,
-                                     const TPML_PCR_SELECTION& policy_pcrs) {
+Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying, const HostPolicy& policy) {
     auto ak = tr_from_tpm(tpm, kHostAkHandle);
     if (!ak) return make_error(rc::kFail, "no host AK at " + hex32(kHostAkHandle) + ": run vtpm-host provision");
     auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, authkey->get(), auth, policy_pcrs, TPM2_CC_Certify);
+    auto session = authkey_session(tpm, authkey->get(), auth, policy, PolicyUse::Certify);
     if (!session) return session.error();
     TPM2B_DATA q{};
     if (qualifying.size() > sizeof q.buffer) return make_error(rc::kBadParameter, "qualifying data too long");
@@ -246,10 +224,10 @@ Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifyi
     return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
 }
 
-Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs) {
+Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const HostPolicy& policy) {
     auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
     if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, authkey->get(), auth, policy_pcrs, TPM2_CC_Sign);
+    auto session = authkey_session(tpm, authkey->get(), auth, policy, PolicyUse::Sign);
     if (!session) return session.error();
     TPM2B_DIGEST d{};
     if (digest.size() != 32) return make_error(rc::kBadParameter, "the AuthKey signs SHA-256 digests");
@@ -266,6 +244,27 @@ Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, c
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) return authkey_error("TPM2_Sign with the AuthKey", rc);
     return *sig;
+}
+
+Result<SignedAttest> quote_host_pcrs(Esys& tpm, const TPML_PCR_SELECTION& pcrs, ByteView qualifying) {
+    auto ak = tr_from_tpm(tpm, kHostAkHandle);
+    if (!ak) return make_error(rc::kFail, "no host AK at " + hex32(kHostAkHandle) + ": run vtpm-host provision");
+    TPM2B_DATA q{};
+    if (qualifying.size() > sizeof q.buffer) return make_error(rc::kBadParameter, "qualifying data too long");
+    q.size = static_cast<UINT16>(qualifying.size());
+    std::memcpy(q.buffer, qualifying.data(), qualifying.size());
+    TPMT_SIG_SCHEME scheme{};
+    scheme.scheme = TPM2_ALG_NULL;
+    TPM2B_ATTEST* att_raw = nullptr;
+    TPMT_SIGNATURE* sig_raw = nullptr;
+    TSS2_RC rc = Esys_Quote(tpm.ctx(), ak->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &pcrs,
+                            &att_raw, &sig_raw);
+    EsysPtr<TPM2B_ATTEST> att(att_raw);
+    EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
+    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("TPM2_Quote of the host PCRs by the host AK", rc));
+    auto s = tpm::marshal_signature(*sig);
+    if (!s) return s.error();
+    return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
 }
 
 }  // namespace vtpm::hosttpm

@@ -12,6 +12,7 @@
 #include "tpm/objects.hpp"
 
 #include "hosttpm/esys.hpp"
+#include "hosttpm/host_policy.hpp"
 #include "util/bytes.hpp"
 #include "vtpm/result.hpp"
 
@@ -54,12 +55,16 @@ Result<Bytes> activate_credential(Esys& tpm, uint32_t key_handle, const EkObject
 
 /// TPM2_Certify of the AuthKey (authorised through its policy with its auth
 /// value `auth`) by the host AK, with `qualifying` as qualifyingData.
-Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying,
-                                     const TPML_PCR_SELECTION& policy_pcrs);
+Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying, const HostPolicy& policy);
 
 /// TPM2_Sign of a SHA-256 digest by the AuthKey through its policy, with its
 /// auth value `auth`. Only vtpm-hostd calls this, for statements it checked.
-/// A host whose PCRs changed gets an error saying so.
-Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const TPML_PCR_SELECTION& policy_pcrs);
+/// A host in a state the owner did not approve gets an error saying so.
+Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const HostPolicy& policy);
+
+/// TPM2_Quote of the host PCRs `pcrs` by the host AK over `qualifying`: what
+/// the host PCRs hold when an identity is issued, for the verifier to match
+/// against the owner's approval.
+Result<SignedAttest> quote_host_pcrs(Esys& tpm, const TPML_PCR_SELECTION& pcrs, ByteView qualifying);
 
 }  // namespace vtpm::hosttpm

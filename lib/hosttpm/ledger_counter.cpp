@@ -1,9 +1,8 @@
 #include "hosttpm/ledger_counter.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace vtpm::hosttpm {
@@ -43,13 +42,13 @@ Result<uint64_t> read_value(Esys& tpm, ESYS_TR h) {
 
 }  // namespace
 
-LedgerCounter::LedgerCounter(ByteView daemon_auth) {
-    static constexpr char kLabel[] = "libvtpm ledger counter v1";
-    unsigned int n = 0;
-    HMAC(EVP_sha256(), daemon_auth.data(), static_cast<int>(daemon_auth.size()),
-         reinterpret_cast<const unsigned char*>(kLabel), sizeof kLabel - 1, auth_.buffer, &n);
+LedgerCounter::LedgerCounter(ByteView auth) {
+    const size_t n = std::min(auth.size(), sizeof auth_.buffer);
+    std::memcpy(auth_.buffer, auth.data(), n);
     auth_.size = static_cast<UINT16>(n);
 }
+
+LedgerCounter::~LedgerCounter() { OPENSSL_cleanse(&auth_, sizeof auth_); }
 
 Result<std::optional<uint64_t>> LedgerCounter::read(Esys& tpm) const {
     auto h = open_index(tpm, auth_);

@@ -17,12 +17,16 @@ namespace vtpm::hosttpm {
 /// NV index of the ledger counter (owner range; documented in README).
 inline constexpr uint32_t kLedgerCounterIndex = 0x01000010;
 
-/// The counter, authorised by a value derived from the daemon's auth value
-/// (HMAC-SHA256(auth, "libvtpm ledger counter v1")), so only the daemon can
-/// move it, and the AuthKey's own value never crosses the TPM interface.
+/// The counter, authorised by `auth`: a value the daemon derives from the
+/// AuthKey's auth value (issuance::HostRoot::ledger_counter), so only the
+/// daemon can move it, and the AuthKey's own value never crosses the TPM
+/// interface.
 class LedgerCounter {
 public:
-    explicit LedgerCounter(ByteView daemon_auth);
+    explicit LedgerCounter(ByteView auth);
+    ~LedgerCounter();
+    LedgerCounter(const LedgerCounter&) = default;
+    LedgerCounter& operator=(const LedgerCounter&) = default;
 
     /// The counter's value; nullopt when the index is not defined. An index
     /// that is there but not such a counter is an error.

@@ -39,14 +39,6 @@ Result<FlushedHandle> storage_primary(Esys& tpm) {
     return FlushedHandle(tpm.ctx(), h);
 }
 
-// H(PolicyPCR digest || TPM_CC_PolicyCommandCode || TPM_CC_Unseal).
-Digest unseal_policy(ByteView pcr_policy) {
-    Bytes tail;
-    put_be32(tail, TPM2_CC_PolicyCommandCode);
-    put_be32(tail, TPM2_CC_Unseal);
-    return sha256({pcr_policy, tail});
-}
-
 }  // namespace
 
 Result<ProtectedBytes> new_auth_value(Esys& tpm, std::string_view what) {
@@ -60,12 +52,9 @@ Result<ProtectedBytes> new_auth_value(Esys& tpm, std::string_view what) {
     return out;
 }
 
-Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs, std::string_view what) {
-    auto values = pcr_digest(tpm, pcrs);
-    if (!values) return values.error();
-    auto pcr_policy = tpm::policy_pcr_digest(pcrs, *values);
-    if (!pcr_policy) return pcr_policy.error();
-    const Digest policy = unseal_policy(*pcr_policy);
+Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const HostPolicy& host_policy, std::string_view what) {
+    auto policy = host_policy.sealed_auth_policy();
+    if (!policy) return policy.error();
     auto srk = storage_primary(tpm);
     if (!srk) return srk.error();
 
@@ -76,8 +65,8 @@ Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& 
     // No userWithAuth: Unseal needs the policy; no sensitiveDataOrigin: we give the data.
     p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_NODA;
     p.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
-    p.authPolicy.size = static_cast<UINT16>(policy.size());
-    std::memcpy(p.authPolicy.buffer, policy.data(), policy.size());
+    p.authPolicy.size = static_cast<UINT16>(policy->size());
+    std::memcpy(p.authPolicy.buffer, policy->data(), policy->size());
     TPM2B_SENSITIVE_CREATE sensitive{};
     if (secret.size() > sizeof sensitive.sensitive.data.buffer) return make_error(rc::kBadParameter, "secret too long");
     sensitive.sensitive.data.size = static_cast<UINT16>(secret.size());
@@ -101,7 +90,7 @@ Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& 
     return out;
 }
 
-Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs,
+Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const HostPolicy& host_policy,
                                      std::string_view what) {
     TPM2B_PUBLIC pub{};
     TPM2B_PRIVATE priv{};
@@ -129,11 +118,8 @@ Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_
                                TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &s);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("starting the unseal policy session", rc));
     FlushedHandle session(tpm.ctx(), s);
-    TPM2B_DIGEST empty{};
-    rc = Esys_PolicyPCR(tpm.ctx(), s, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &empty, &pcrs);
-    if (rc == TSS2_RC_SUCCESS)
-        rc = Esys_PolicyCommandCode(tpm.ctx(), s, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CC_Unseal);
-    if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("the unseal policy", rc));
+    if (auto r = host_policy.satisfy(tpm, s, PolicyUse::Unseal); !r)
+        return make_error(rc::kFail, std::string(what) + " cannot be unsealed: " + r.error().message);
     rc = Esys_TRSess_SetAttributes(tpm.ctx(), s, TPMA_SESSION_ENCRYPT, TPMA_SESSION_ENCRYPT);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("session attributes", rc));
     TPM2B_SENSITIVE_DATA* data_raw = nullptr;
@@ -142,7 +128,8 @@ Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_
     if (rc != TSS2_RC_SUCCESS) {
         const TSS2_RC base = rc & ~(TPM2_RC_N_MASK | TPM2_RC_H | TPM2_RC_P | TPM2_RC_S);
         if ((rc & TPM2_RC_FMT1) && (base & 0xbf) == TPM2_RC_POLICY_FAIL)
-            return make_error(rc::kFail, std::string(what) + " cannot be unsealed: the host PCRs changed since provisioning");
+            return make_error(rc::kFail, std::string(what) + " cannot be unsealed: it is bound to another owner key "
+                                                             "than HOSTDIR/owner.pem names");
         return make_error(rc::kFail, tss_error("unsealing " + std::string(what), rc));
     }
     ProtectedBytes out(ByteView(data->buffer, data->size));

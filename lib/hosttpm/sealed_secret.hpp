@@ -3,8 +3,9 @@
 // only vtpm-hostd holds in memory. On disk (HOSTDIR/authkey-auth.sealed, mode 0600, owned by the
 // daemon's user) it is a TPM sealed-data object under a storage primary of
 // the owner hierarchy, unsealable only in this TPM and only while the host
-// PCRs are as provisioned: a copy of HOSTDIR is useless elsewhere, and a
-// process with the TPM device but without the file cannot use the AuthKey.
+// PCRs hold a state the owner approved (host_policy.hpp): a copy of HOSTDIR
+// is useless elsewhere, and a process with the TPM device but without the
+// file cannot use the AuthKey.
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "hosttpm/esys.hpp"
+#include "hosttpm/host_policy.hpp"
 #include "util/bytes.hpp"
 #include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
@@ -27,13 +29,14 @@ inline constexpr std::string_view kAuthValueName = "the AuthKey auth value";
 /// names it in errors ("the AuthKey auth value").
 Result<ProtectedBytes> new_auth_value(Esys& tpm, std::string_view what);
 
-/// Seal `secret` to this TPM under PolicyPCR(`pcrs`, current values) ∧
-/// PolicyCommandCode(Unseal). The result is TPM2B_PUBLIC || TPM2B_PRIVATE.
-Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const TPML_PCR_SELECTION& pcrs, std::string_view what);
+/// Seal `secret` to this TPM under PolicyAuthorize(the owner's key, the
+/// unseal policyRef): unsealable in any host state the owner approves for
+/// unsealing (PolicyPCR ∧ PolicyCommandCode(Unseal)). The result is
+/// TPM2B_PUBLIC || TPM2B_PRIVATE.
+Result<Bytes> seal_secret(Esys& tpm, ByteView secret, const HostPolicy& policy, std::string_view what);
 
 /// Unseal what seal_secret made. An error names `what` and why: another
-/// TPM, changed host PCRs, or a damaged file.
-Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const TPML_PCR_SELECTION& pcrs,
-                                     std::string_view what);
+/// TPM, a host state the owner did not approve, or a damaged file.
+Result<ProtectedBytes> unseal_secret(Esys& tpm, ByteView sealed, const HostPolicy& policy, std::string_view what);
 
 }  // namespace vtpm::hosttpm

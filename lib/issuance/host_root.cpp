@@ -46,29 +46,56 @@ Result<std::unique_ptr<HostRoot>> HostRoot::open(std::unique_ptr<hosttpm::Esys> 
     if (!sealed)
         return make_error(rc::kFail, sealed_path + ": " + sealed.error().message +
                                          " (the AuthKey's auth value; without it nothing can be signed)");
-    auto auth = hosttpm::unseal_secret(*tpm, *sealed, cfg->authkey_pcrs, hosttpm::kAuthValueName);
+    auto policy = load_policy(*tpm, host_dir, cfg->authkey_pcrs);
+    if (!policy) return policy.error();
+    // The AuthKey must be bound to the owner key HOSTDIR names: a swapped
+    // owner.pem would otherwise approve states for a key it does not govern.
+    auto want = policy->authkey_auth_policy();
+    if (!want) return want.error();
+    if (Bytes(pub->authPolicy.buffer, pub->authPolicy.buffer + pub->authPolicy.size) != *want)
+        return make_error(rc::kFail, "the AuthKey is not bound to the owner key in " +
+                                         hoststate::host_path(host_dir, hoststate::kOwnerPem) +
+                                         " (replaced owner key, or an AuthKey from an older libvtpm: re-provision)");
+    auto auth = hosttpm::unseal_secret(*tpm, *sealed, *policy, hosttpm::kAuthValueName);
     if (!auth) return make_error(rc::kFail, sealed_path + ": " + auth.error().message);
-    auto root = std::make_unique<HostRoot>(std::move(tpm), host_dir, *cfg, *pub, std::move(*name), std::move(*auth));
+    auto root = std::make_unique<HostRoot>(std::move(tpm), host_dir, *cfg, *pub, std::move(*name), std::move(*auth),
+                                           std::move(*policy));
     auto check = root->certify_authkey(
         ByteView(reinterpret_cast<const uint8_t*>(kStartCheck), sizeof kStartCheck - 1));
     if (!check) return make_error(rc::kFail, "the AuthKey cannot be used: " + check.error().message);
     return root;
 }
 
+Result<hosttpm::HostPolicy> HostRoot::load_policy(hosttpm::Esys& tpm, const std::string& host_dir,
+                                                  const TPML_PCR_SELECTION& pcrs) {
+    auto owner = hoststate::read_owner_key(host_dir);
+    if (!owner) return owner.error();
+    auto approvals = hoststate::read_authorization(host_dir);
+    if (!approvals) return approvals.error();
+    auto policy = hosttpm::HostPolicy::check(tpm, owner->get(), pcrs, *approvals);
+    if (!policy)
+        return make_error(rc::kFail, hoststate::host_path(host_dir, hoststate::kAuthorization) + ": " +
+                                         policy.error().message);
+    return policy;
+}
+
 Result<TPMT_SIGNATURE> HostRoot::sign_digest(ByteView digest) {
-    return hosttpm::authkey_sign(*tpm_, auth_, digest, cfg_.authkey_pcrs);
+    return hosttpm::authkey_sign(*tpm_, auth_, digest, policy_);
 }
 
 Result<hosttpm::SignedAttest> HostRoot::certify_authkey(ByteView qualifying) {
-    return hosttpm::certify_authkey(*tpm_, auth_, qualifying, cfg_.authkey_pcrs);
+    return hosttpm::certify_authkey(*tpm_, auth_, qualifying, policy_);
 }
 
-ProtectedBytes HostRoot::ledger_mac_key() const {
-    static constexpr char kLabel[] = "libvtpm ledger mac v1";
+Result<hosttpm::SignedAttest> HostRoot::quote_host_pcrs(ByteView qualifying) {
+    return hosttpm::quote_host_pcrs(*tpm_, policy_.pcrs(), qualifying);
+}
+
+ProtectedBytes HostRoot::derive_key(std::string_view label) const {
     ProtectedBytes key(32);
     unsigned int n = 0;
-    HMAC(EVP_sha256(), auth_.data(), static_cast<int>(auth_.size()), reinterpret_cast<const unsigned char*>(kLabel),
-         sizeof kLabel - 1, key.data(), &n);
+    HMAC(EVP_sha256(), auth_.data(), static_cast<int>(auth_.size()), as_bytes(label).data(), label.size(), key.data(),
+         &n);
     return key;
 }
 

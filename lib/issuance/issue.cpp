@@ -122,20 +122,35 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& ch
 
     // Fresh CertAuthKey for this user and nonce, and the host PCR inputs.
     const Bytes binding = tpm::user_binding(req.user_cert, req.nonce);
+    // The quote says what the host PCRs hold now; the owner's approval of
+    // that digest says the host may vouch in that state.
     auto certify = root.certify_authkey(binding);
     if (!certify) return certify.error();
-    auto host_digest = hosttpm::pcr_digest(root.tpm(), root.config().authkey_pcrs);
+    auto host_quote = root.quote_host_pcrs(binding);
+    if (!host_quote) return host_quote.error();
+    const auto& policy = root.policy();
+    auto host_digest = hosttpm::pcr_digest(root.tpm(), policy.pcrs());
     if (!host_digest) return host_digest.error();
+    const hoststate::Approval* approval = nullptr;
+    for (const auto& a : policy.approvals())
+        if (a.approval.pcr_digest == *host_digest) approval = &a.approval;
+    if (!approval)
+        return make_error(rc::kFail, "the host PCRs changed while the identity was issued; ask again");
     attest::IdentityBundle bundle;
     auto ak_pub = tpm::marshal_public(root.authkey_public());
-    auto sel = tpm::marshal_pcr_selection(root.config().authkey_pcrs);
-    if (!ak_pub || !sel) return make_error(rc::kFail, "cannot marshal the AuthKey or its PCR selection");
+    auto owner_pub = tpm::marshal_public(policy.owner());
+    auto sel = tpm::marshal_pcr_selection(policy.pcrs());
+    if (!ak_pub || !sel || !owner_pub) return make_error(rc::kFail, "cannot marshal the AuthKey, owner key or PCR selection");
     bundle.authkey_public = *ak_pub;
     bundle.certify_attest = certify->attest;
     bundle.certify_signature = certify->signature;
     bundle.host_pcr_selection = *sel;
     bundle.host_pcr_digest = *host_digest;
     bundle.generation = gen;
+    bundle.owner_public = *owner_pub;
+    bundle.owner_approval = approval->authkey_signature;
+    bundle.host_quote_attest = host_quote->attest;
+    bundle.host_quote_signature = host_quote->signature;
 
     auto vaik_key = tpm::pkey_from_tpm_public(*vaik_pub);
     if (!vaik_key) return vaik_key.error();

@@ -179,6 +179,31 @@ Result<AuthKeyPolicy> authkey_policy(const TPML_PCR_SELECTION& sel, ByteView pcr
     return AuthKeyPolicy{*sign, *certify, *all};
 }
 
+Result<Bytes> policy_authorize_digest(ByteView signer_name, std::string_view policy_ref) {
+    const Bytes zero(32, 0);
+    Bytes cc;
+    put_be32(cc, TPM2_CC_PolicyAuthorize);
+    auto first = digest(EVP_sha256(), {zero, cc, signer_name});
+    if (!first) return first.error();
+    return digest(EVP_sha256(), {*first, as_bytes(policy_ref)});
+}
+
+Bytes approval_message(ByteView approved, std::string_view policy_ref) {
+    Bytes m(approved.begin(), approved.end());
+    const ByteView ref = as_bytes(policy_ref);
+    m.insert(m.end(), ref.begin(), ref.end());
+    return m;
+}
+
+Result<Bytes> unseal_policy(const TPML_PCR_SELECTION& sel, ByteView pcr_digest) {
+    auto pcr = policy_pcr_digest(sel, pcr_digest);
+    if (!pcr) return pcr.error();
+    Bytes tail;
+    put_be32(tail, TPM2_CC_PolicyCommandCode);
+    put_be32(tail, TPM2_CC_Unseal);
+    return digest(EVP_sha256(), {*pcr, tail});
+}
+
 Bytes user_binding(ByteView user_cert_der, ByteView nonce) {
     auto d = digest(EVP_sha256(), {user_cert_der, nonce});
     return d ? *d : Bytes{};

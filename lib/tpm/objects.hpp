@@ -7,6 +7,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/ossl.hpp"
@@ -60,6 +61,27 @@ struct AuthKeyPolicy {
     Bytes branch_sign, branch_certify, digest;
 };
 Result<AuthKeyPolicy> authkey_policy(const TPML_PCR_SELECTION& sel, ByteView pcr_digest);
+
+/// Host PCR policies go through TPM2_PolicyAuthorize so an OS update is
+/// re-authorised by the host owner instead of re-provisioning: an object's
+/// authPolicy names the owner's policy key and a policyRef, and a session
+/// satisfies it with any policy the owner signed. The refs keep an approval
+/// for one purpose from serving the other.
+inline constexpr std::string_view kAuthKeyPolicyRef = "libvtpm authkey policy v1";
+inline constexpr std::string_view kUnsealPolicyRef = "libvtpm unseal policy v1";
+
+/// authPolicy after PolicyAuthorize(keySign = `signer_name`, policyRef) from
+/// an empty policy: H(H(0^32 || TPM_CC_PolicyAuthorize || name) || ref).
+Result<Bytes> policy_authorize_digest(ByteView signer_name, std::string_view policy_ref);
+
+/// What the owner signs to approve `approved` for `policy_ref`:
+/// the message approved || ref, whose SHA-256 is TPM2_PolicyAuthorize's aHash.
+Bytes approval_message(ByteView approved, std::string_view policy_ref);
+
+/// The policy the owner approves for unsealing a host secret while the host
+/// PCRs hold the values digested in `pcr_digest`:
+///   H(PolicyPCR digest || TPM_CC_PolicyCommandCode || TPM_CC_Unseal).
+Result<Bytes> unseal_policy(const TPML_PCR_SELECTION& sel, ByteView pcr_digest);
 
 /// H(certuser DER || nonce): what CertAuthKey and CertvAIK are bound to.
 Bytes user_binding(ByteView user_cert_der, ByteView nonce);

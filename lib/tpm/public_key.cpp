@@ -2,7 +2,12 @@
 
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <tss2/tss2_mu.h>
+
+#include <string_view>
 
 namespace vtpm::tpm {
 
@@ -60,6 +65,72 @@ Result<PkeyPtr> pkey_from_tpm_public(const TPMT_PUBLIC& pub) {
         return from_params("EC", bld.get());
     }
     return make_error(rc::kBadParameter, "the TPM public area is neither RSA nor ECC");
+}
+
+Result<PkeyPtr> parse_pem_key(ByteView pem, bool want_private, const std::string& what) {
+    BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    PkeyPtr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    if (!key && !want_private) {
+        ERR_clear_error();
+        bio.reset(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+        key.reset(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    }
+    if (!key) return make_error(rc::kFail, ossl_error(what + (want_private ? " holds no private key" : " holds no key")));
+    return key;
+}
+
+Result<TPMT_PUBLIC> owner_public(EVP_PKEY* key) {
+    char group[32] = {};
+    size_t glen = 0;
+    if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_EC ||
+        EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) != 1 ||
+        std::string_view(group, glen) != "prime256v1")
+        return make_error(rc::kBadParameter, "the owner policy key must be an EC P-256 key (openssl genpkey "
+                                             "-algorithm EC -pkeyopt ec_paramgen_curve:P-256)");
+    BIGNUM* xr = nullptr;
+    BIGNUM* yr = nullptr;
+    const bool got = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &xr) == 1 &&
+                     EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &yr) == 1;
+    BnPtr x(xr), y(yr);
+    if (!got) return make_error(rc::kFail, ossl_error("the owner key's public point"));
+    TPMT_PUBLIC p{};
+    p.type = TPM2_ALG_ECC;
+    p.nameAlg = TPM2_ALG_SHA256;
+    p.objectAttributes = TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_USERWITHAUTH;
+    p.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+    p.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+    p.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+    p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+    p.unique.ecc.x.size = 32;
+    p.unique.ecc.y.size = 32;
+    if (BN_bn2binpad(x.get(), p.unique.ecc.x.buffer, 32) != 32 || BN_bn2binpad(y.get(), p.unique.ecc.y.buffer, 32) != 32)
+        return make_error(rc::kFail, "the owner key's public point does not fit P-256");
+    return p;
+}
+
+Result<TPMT_SIGNATURE> sign_ecdsa_sha256(EVP_PKEY* key, ByteView message) {
+    MdCtxPtr ctx(EVP_MD_CTX_new());
+    size_t len = 0;
+    if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) != 1 ||
+        EVP_DigestSign(ctx.get(), nullptr, &len, message.data(), message.size()) != 1)
+        return make_error(rc::kFail, ossl_error("signing with the owner key"));
+    Bytes der(len);
+    if (EVP_DigestSign(ctx.get(), der.data(), &len, message.data(), message.size()) != 1)
+        return make_error(rc::kFail, ossl_error("signing with the owner key"));
+    const unsigned char* p = der.data();
+    std::unique_ptr<ECDSA_SIG, OsslDeleter<ECDSA_SIG_free>> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
+    if (!sig) return make_error(rc::kFail, ossl_error("the owner key's signature"));
+    TPMT_SIGNATURE out{};
+    out.sigAlg = TPM2_ALG_ECDSA;
+    out.signature.ecdsa.hash = TPM2_ALG_SHA256;
+    auto& r = out.signature.ecdsa.signatureR;
+    auto& s = out.signature.ecdsa.signatureS;
+    r.size = s.size = 32;
+    if (BN_bn2binpad(ECDSA_SIG_get0_r(sig.get()), r.buffer, 32) != 32 ||
+        BN_bn2binpad(ECDSA_SIG_get0_s(sig.get()), s.buffer, 32) != 32)
+        return make_error(rc::kFail, "the owner key's signature does not fit P-256");
+    return out;
 }
 
 }  // namespace vtpm::tpm

@@ -76,6 +76,9 @@ inline void store_be32(uint8_t* p, uint32_t v) {
 }
 
 /// Lower-case hex of a byte range (for logs of non-secret data and tests).
+/// The bytes of a text, without a terminator (labels, policy refs).
+inline ByteView as_bytes(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
 std::string to_hex(ByteView v);
 /// Bytes from hex text (either case, even length); nullopt if it is not hex.
 std::optional<Bytes> from_hex(std::string_view text);

@@ -4,7 +4,8 @@
 //          (the host's part is done by vtpm-hostd; this program never opens the host TPM)
 //   quote  --tcti T --nonce HEX --out FILE [--pcrs LIST] [--eventlog FILE]...
 //   verify --host-ak-cert FILE --ca PEMFILE --user-cert FILE --nonce HEX --evidence FILE
-//          [--vm-uuid U] [--reference FILE] [--host-record FILE] [--host-pcrs LIST] [--json]
+//          [--vm-uuid U] [--reference FILE] [--host-record FILE] [--host-pcrs LIST]
+//          [--owner-key PEM] [--json]
 #include <getopt.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 
 #include "hoststate/identity_records.hpp"
 #include "tpm/objects.hpp"
+#include "tpm/public_key.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
 #include "x509/local_ca.hpp"
@@ -50,7 +52,7 @@ int usage(int rc) {
                  "  vtpm-attest quote  [--tcti TCTI] --nonce HEX --out FILE [--pcrs 0,1,...] [--eventlog FILE]...\n"
                  "  vtpm-attest verify --host-ak-cert FILE --ca PEMFILE --user-cert CERT.pem --nonce HEX --vm-uuid UUID\n"
                  "                     --evidence FILE [--reference FILE] [--host-record FILE]\n"
-                 "                     [--host-pcrs 0,1,...] [--json]\n");
+                 "                     [--host-pcrs 0,1,...] [--owner-key PEM] [--json]\n");
     return rc;
 }
 
@@ -182,7 +184,7 @@ int cmd_quote(int argc, char** argv) {
 int cmd_verify(int argc, char** argv) {
     auto o = parse(argc, argv, {{"host-ak-cert", true}, {"ca", true}, {"user-cert", true}, {"nonce", true},
                                 {"evidence", true}, {"vm-uuid", true}, {"reference", true}, {"host-record", true},
-                                {"host-pcrs", true}, {"json", false}});
+                                {"host-pcrs", true}, {"owner-key", true}, {"json", false}});
     if (!o) return fail(o.error().message);
     for (const char* need : {"host-ak-cert", "ca", "user-cert", "nonce", "evidence", "vm-uuid"})
         if (!one(*o, need)) return fail(std::string("verify: --") + need + " is required");
@@ -208,6 +210,15 @@ int cmd_verify(int argc, char** argv) {
         auto pcrs = tpm::parse_pcr_list(*p);
         if (!pcrs) return fail("verify: --host-pcrs: " + pcrs.error().message);
         in.required_host_pcrs = *pcrs;
+    }
+    vtpm::PkeyPtr owner;
+    if (auto f = one(*o, "owner-key")) {
+        auto pem = read_file(*f);
+        if (!pem) return fail("verify: --owner-key: " + pem.error().message);
+        auto key = tpm::parse_pem_key(*pem, false, *f);
+        if (!key) return fail("verify: --owner-key: " + key.error().message);
+        owner = std::move(*key);
+        in.owner_key = owner.get();
     }
     if (auto f = one(*o, "reference")) {
         auto text = read_file(*f);

@@ -1,10 +1,14 @@
 // vtpm-host: the operator's side of the hardware-rooted identity.
-//   vtpm-host provision --tcti T --dir HOSTDIR [--pcrs 0,1,...]
+//   vtpm-host provision --tcti T --dir HOSTDIR --owner-key PEM [--pcrs 0,1,...]
+//   vtpm-host authorize --dir HOSTDIR --owner-key PEM [--tcti T | --pcr-digest HEX] [--replace]
 //   vtpm-host status    --tcti T --dir HOSTDIR
 //   vtpm-host enroll    --tcti T --dir HOSTDIR --ca CADIR --ek-roots PEMFILE
-// provision creates or adopts the host AK and the PCR-bound AuthKey in the
-// hardware TPM and writes their public parts, the policy and the AuthKey's
-// sealed auth value into HOSTDIR. This is the operator's tool of the host
+// provision creates or adopts the host AK and the AuthKey in the hardware
+// TPM, the AuthKey usable only in host states the owner key approves, and
+// writes their public parts, the owner key and the AuthKey's sealed auth
+// value into HOSTDIR (with a private owner key, also the approval of the
+// host state now). authorize adds the owner's approval of a host state (the
+// current PCRs, or a digest computed for an OS not yet booted). This is the operator's tool of the host
 // daemon (vtpm-hostd): it runs as the daemon's user, while the daemon is
 // stopped; every other program asks the daemon.
 #include <getopt.h>
@@ -16,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <optional>
 #include <tuple>
 #include <string>
 
@@ -30,6 +35,11 @@
 #include "host/export_key.hpp"
 #include "host/restore.hpp"
 #include "host/revert.hpp"
+#include "host/authorize.hpp"
+#include "tpm/public_key.hpp"
+#include "hoststate/host_files.hpp"
+#include "issuance/host_root.hpp"
+#include "hosttpm/host_ops.hpp"
 
 using namespace vtpm;
 
@@ -70,7 +80,9 @@ Result<void> write_host_dir(const std::string& dir, const hosttpm::HostKeys& k) 
 
 int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
-                 "usage: vtpm-host provision --tcti TCTI --dir HOSTDIR [--pcrs 0,1,...]\n"
+                 "usage: vtpm-host provision --tcti TCTI --dir HOSTDIR --owner-key PEM [--pcrs 0,1,...]\n"
+                 "       vtpm-host authorize --dir HOSTDIR --owner-key PEM [--tcti TCTI | --pcr-digest HEX] "
+                 "[--replace]\n"
                  "       vtpm-host status    --tcti TCTI --dir HOSTDIR\n"
                  "       vtpm-host enroll    --tcti TCTI --dir HOSTDIR --ca CADIR --ek-roots PEMFILE\n"
                  "       vtpm-host restore   FILE [--connect URI] [--bridge-config PATH] [--admin-socket PATH]\n"
@@ -90,21 +102,28 @@ int main(int argc, char** argv) {
     if (cmd == "restore") return host::restore_main(argc, argv);  // host/restore.cpp: no host TPM needed
     if (cmd == "export-key") return host::export_key_main(argc, argv);  // asks vtpm-hostd
     if (cmd == "revert") return host::revert_main(argc, argv);          // asks vtpm-hostd
-    if (cmd != "provision" && cmd != "status" && cmd != "enroll") return usage(2);
+    if (cmd != "provision" && cmd != "status" && cmd != "enroll" && cmd != "authorize") return usage(2);
     static const struct option longopts[] = {{"tcti", required_argument, nullptr, 't'},
                                              {"dir", required_argument, nullptr, 'd'},
                                              {"pcrs", required_argument, nullptr, 'p'},
                                              {"ca", required_argument, nullptr, 'c'},
                                              {"ek-roots", required_argument, nullptr, 'e'},
+                                             {"owner-key", required_argument, nullptr, 'o'},
+                                             {"pcr-digest", required_argument, nullptr, 'g'},
+                                             {"replace", no_argument, nullptr, 'r'},
                                              {nullptr, 0, nullptr, 0}};
-    std::string tcti = hosttpm::kDefaultTcti, dir, ca_dir, ek_roots;
+    std::string tcti = hosttpm::kDefaultTcti, dir, ca_dir, ek_roots, owner_file, pcr_digest_hex;
+    bool tcti_given = false, replace = false;
     hosttpm::ProvisionOptions po;
     optind = 2;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
         switch (c) {
-            case 't': tcti = optarg; break;
+            case 't': tcti = optarg, tcti_given = true; break;
             case 'd': dir = optarg; break;
+            case 'o': owner_file = optarg; break;
+            case 'g': pcr_digest_hex = optarg; break;
+            case 'r': replace = true; break;
             case 'c': ca_dir = optarg; break;
             case 'e': ek_roots = optarg; break;
             case 'p': {
@@ -123,6 +142,27 @@ int main(int argc, char** argv) {
         }
     }
     if (dir.empty()) return usage(2);
+    if (cmd == "authorize") {
+        if (owner_file.empty()) return std::fprintf(stderr, "vtpm-host: authorize: --owner-key is required\n"), 2;
+        if (!pcr_digest_hex.empty() && tcti_given)
+            return std::fprintf(stderr, "vtpm-host: authorize: --pcr-digest and --tcti exclude each other\n"), 2;
+        setenv("TSS2_LOG", "all+none", 0);
+        return host::authorize_main(dir, owner_file, pcr_digest_hex.empty() ? std::optional<std::string>(tcti)
+                                                                            : std::nullopt,
+                                    pcr_digest_hex, replace);
+    }
+    PkeyPtr owner_key;
+    if (cmd == "provision") {
+        if (owner_file.empty())
+            return std::fprintf(stderr, "vtpm-host: provision: --owner-key is required (the host owner's policy "
+                                        "key, EC P-256; its private part approves host states)\n"),
+                   2;
+        auto pem = read_whole_file(owner_file);
+        auto key = pem ? tpm::parse_pem_key(*pem, false, owner_file) : Result<PkeyPtr>(pem.error());
+        if (!key) return std::fprintf(stderr, "vtpm-host: --owner-key: %s\n", key.error().message.c_str()), 1;
+        owner_key = std::move(*key);
+        po.owner_key = owner_key.get();
+    }
     // tpm2-tss logs expected failures (probing an empty handle) as errors;
     // our own messages say what matters. TSS2_LOG set by the caller wins.
     setenv("TSS2_LOG", "all+none", 0);
@@ -147,10 +187,23 @@ int main(int argc, char** argv) {
         if (!keys) return std::fprintf(stderr, "vtpm-host: provision: %s\n", keys.error().message.c_str()), 1;
         if (auto r = write_host_dir(dir, *keys); !r)
             return std::fprintf(stderr, "vtpm-host: %s\n", r.error().message.c_str()), 1;
-        std::printf("host AK at %s (%s)\nAuthKey at %s (%s), bound to sha256 PCRs %s\npublic parts in %s\n",
+        if (auto r = hoststate::write_owner_key(dir, owner_key.get()); !r)
+            return std::fprintf(stderr, "vtpm-host: %s\n", r.error().message.c_str()), 1;
+        std::printf("host AK at %s (%s)\nAuthKey at %s (%s), usable in owner-approved states of sha256 PCRs %s\n"
+                    "public parts and owner key in %s\n",
                     hex32(hosttpm::kHostAkHandle).c_str(), keys->ak_created ? "created" : "already present",
                     hex32(hosttpm::kAuthKeyHandle).c_str(), keys->authkey_created ? "created" : "already present",
                     pcr_list(keys->pcrs).c_str(), dir.c_str());
+        // A private owner key also approves the state the host is in now.
+        {
+            auto pem = read_whole_file(owner_file);
+            if (pem && tpm::parse_pem_key(*pem, true, owner_file)) {
+                tpm->reset();  // authorize opens the TPM itself (one client at a time)
+                return host::authorize_main(dir, owner_file, tcti, "", false);
+            }
+            std::printf("no approval written (the owner key given is public): run vtpm-host authorize with the "
+                        "private key before starting vtpm-hostd\n");
+        }
         return 0;
     }
     // status: what the TPM holds against what HOSTDIR says.
@@ -169,15 +222,25 @@ int main(int argc, char** argv) {
                     (same ? "matches " + dir : "DOES NOT match " + dir).c_str());
         bad |= !same;
     }
-    auto authkey = hosttpm::read_persistent(**tpm, hosttpm::kAuthKeyHandle);
-    if (authkey) {
-        auto sel = hosttpm::pcr_selection(po);
-        auto now = sel ? hosttpm::current_pcr_policy(**tpm, *sel) : Result<TPM2B_DIGEST>(sel.error());
-        const auto& pol = authkey->publicArea.authPolicy;
-        const bool usable = now && now->size == pol.size && std::memcmp(now->buffer, pol.buffer, pol.size) == 0;
-        std::printf("AuthKey policy: %s\n", usable ? "satisfied by the current host PCRs"
-                                                   : "NOT satisfied: the host PCRs changed (the AuthKey cannot sign)");
-        bad |= !usable;
+    // The owner's approvals, and whether the host is in one of them now.
+    {
+        auto cfg = hoststate::read_host_config(dir);
+        auto policy = cfg ? issuance::HostRoot::load_policy(**tpm, dir, cfg->authkey_pcrs)
+                          : Result<hosttpm::HostPolicy>(cfg.error());
+        if (!policy) {
+            std::printf("owner approvals: NOT usable: %s\n", policy.error().message.c_str());
+            bad = 1;
+        } else {
+            auto now = hosttpm::pcr_digest(**tpm, policy->pcrs());
+            bool approved = false;
+            for (const auto& a : policy->approvals()) approved |= now && a.approval.pcr_digest == *now;
+            std::printf("owner approvals: %zu, checked by the TPM; host PCRs %s now (digest %s): %s\n",
+                        policy->approvals().size(), pcr_list(policy->pcrs()).c_str(),
+                        now ? to_hex(*now).c_str() : "unreadable",
+                        approved ? "approved, the AuthKey can sign"
+                                 : "NOT approved: the AuthKey cannot sign (vtpm-host authorize)");
+            bad |= !approved;
+        }
     }
     // Certificates from enrollment, and whether they are valid now.
     for (auto name : {hoststate::kAkCertFile, hoststate::kAuthKeyCertFile}) {

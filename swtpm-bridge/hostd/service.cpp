@@ -204,7 +204,7 @@ Result<Fields> confirm_vaik(issuance::HostRoot& root, const Fields& f) {
 }
 
 // A VM's state-at-rest key: unsealed from HOSTDIR/vms/UUID.statekey, which
-// opens only in this TPM while the host PCRs are as provisioned; or, when
+// opens only in this TPM while the host is in a state the owner approved; or, when
 // asked and the VM has none, made from the TPM's and OpenSSL's generators
 // (either alone suffices) and kept sealed before it leaves.
 Result<Fields> state_key(issuance::HostRoot& root, const Fields& f, std::string& what) {
@@ -212,12 +212,12 @@ Result<Fields> state_key(issuance::HostRoot& root, const Fields& f, std::string&
     if (!q) return q.error();
     const std::string uuid = uuid_text(q->vm);
     what = "VM " + uuid;
-    const TPML_PCR_SELECTION& pcrs = root.config().authkey_pcrs;
+    const hosttpm::HostPolicy& policy = root.policy();
     const std::string name = "VM " + uuid + "'s state key";
     auto sealed = hoststate::read_sealed_state_key(root.dir(), uuid);
     if (!sealed) return sealed.error();
     if (*sealed) {
-        auto key = hosttpm::unseal_secret(root.tpm(), **sealed, pcrs, name);
+        auto key = hosttpm::unseal_secret(root.tpm(), **sealed, policy, name);
         if (!key) return key.error();
         what += " (unsealed)";
         return hostapi::to_fields(hostapi::StateKeyReply{false, Bytes(key->view().begin(), key->view().end())});
@@ -229,7 +229,7 @@ Result<Fields> state_key(issuance::HostRoot& root, const Fields& f, std::string&
     if (RAND_priv_bytes(mix.data(), static_cast<int>(mix.size())) != 1)
         return make_error(rc::kFail, "OpenSSL's random generator failed");
     for (size_t i = 0; i < key->size(); ++i) (*key)[i] ^= mix[i];
-    auto blob = hosttpm::seal_secret(root.tpm(), *key, pcrs, name);
+    auto blob = hosttpm::seal_secret(root.tpm(), *key, policy, name);
     if (!blob) return blob.error();
     if (auto w = hoststate::write_sealed_state_key(root.dir(), uuid, *blob); !w) return w.error();
     what += " (created)";

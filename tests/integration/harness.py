@@ -596,6 +596,16 @@ def stand_in_hw_tpm(stack, work, name):
     return srv, port, f"swtpm:host=127.0.0.1,port={port}", roots
 
 
+def owner_key(work, name="owner"):
+    """The host owner's policy key: EC P-256, made by openssl in the work
+    directory. `vtpm-host provision --owner-key` pins its public part; its
+    private part approves host states (`vtpm-host authorize`)."""
+    path = os.path.join(work, name + ".pem")
+    if not os.path.exists(path):
+        run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path])
+    return path
+
+
 def host_daemon(stack, work, host_dir, tcti, name="hostd", ek_ca=None):
     """vtpm-hostd on the stand-in hardware TPM (after vtpm-host provision and
     enroll): from here on the one client of that TPM. `ek_ca`: the local CA

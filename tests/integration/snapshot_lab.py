@@ -28,7 +28,8 @@ class Lab:
         hw, port, self.tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
         self.host = os.path.join(work, "host")
         cadir = os.path.join(work, "privacy-ca")
-        h.run([HOST, "provision", "--tcti", self.tcti, "--dir", self.host], env=ENV)
+        self.owner = h.owner_key(work)
+        h.run([HOST, "provision", "--tcti", self.tcti, "--dir", self.host, "--owner-key", self.owner], env=ENV)
         h.run([HOST, "enroll", "--tcti", self.tcti, "--dir", self.host, "--ca", cadir, "--ek-roots", roots], env=ENV)
         if before_daemon:
             before_daemon(self)

@@ -53,8 +53,9 @@ def attest(*args, check_rc=True):
 
 
 def verify(ctx, evidence, nonce, user=None, uuid=UUID1, extra=()):
+    owner = ("--owner-key", ctx["owner"]) if ctx.get("owner") else ()
     r = attest("verify", "--host-ak-cert", ctx["ak_cert"], "--ca", ctx["ca"], "--user-cert", user or ctx["user"],
-               "--nonce", nonce, "--evidence", evidence, "--vm-uuid", uuid, "--json", *extra, check_rc=False)
+               "--nonce", nonce, "--evidence", evidence, "--vm-uuid", uuid, "--json", *owner, *extra, check_rc=False)
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}
 
 
@@ -84,6 +85,12 @@ def edit_evidence(src, dst, fn):
     fn(recs)
     with open(dst, "wb") as f:
         f.write(join(magic, recs))
+
+
+def strip_record(container, tag):
+    """The same TLV container without its records of `tag`."""
+    magic, recs = records(container)
+    return join(magic, [r for r in recs if r[0] != tag])
 
 
 def flip(b, pos):
@@ -174,7 +181,7 @@ def test(work, stack):
     hw, port, tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
     host = os.path.join(work, "host")
     cadir = os.path.join(work, "privacy-ca")
-    h.run([HOST, "provision", "--tcti", tcti, "--dir", host], env=ENV)
+    h.run([HOST, "provision", "--tcti", tcti, "--dir", host, "--owner-key", h.owner_key(work)], env=ENV)
 
     # Enrollment refuses EK roots that did not sign the EK certificate.
     other_ca = os.path.join(work, "other-ca")
@@ -216,7 +223,10 @@ def test(work, stack):
         issuer = h.run(["openssl", "x509", "-in", pem, "-noout", "-issuer"]).stdout
         h.check(r.returncode == 0 and "vTPM AuthKey" in issuer,
                 f"{crt} issued by the AuthKey, chains to the privacy CA: {r.stdout.strip()}")
-    ctx = {"ak_cert": ak_cert, "ca": chain, "user": user_cert(work, "tenant")}
+    # The tenant trusts the host owner's policy key (its public part).
+    owner_pub = os.path.join(work, "owner.pub.pem")
+    h.run(["openssl", "pkey", "-in", h.owner_key(work), "-pubout", "-out", owner_pub])
+    ctx = {"ak_cert": ak_cert, "ca": chain, "user": user_cert(work, "tenant"), "owner": owner_pub}
     other_user = user_cert(work, "other-tenant")
 
     # --- offline issue, quote from inside a booted QEMU guest, verify.
@@ -281,6 +291,8 @@ def test(work, stack):
     rc, rep = verify(ctx, ev2, n2)
     steps = {s["id"]: s["status"] for s in rep.get("steps", [])}
     h.check(rc == 0 and steps.get("event-log") == "pass", f"TCTI evidence with an event log verifies: {steps}")
+    h.check(steps.get("host-quote") == "pass" and steps.get("authkey-policy") == "pass" and
+            steps.get("host-owner") == "pass", "host PCRs quoted, approved by the trusted owner key")
     table = attest("verify", "--host-ak-cert", ak_cert, "--ca", chain, "--user-cert", ctx["user"], "--nonce", n2,
                    "--evidence", ev2, "--vm-uuid", UUID1).stdout
     h.check("VERIFIED: VM " + UUID1 in table, "readable table for people")
@@ -298,6 +310,18 @@ def test(work, stack):
     tampered = os.path.join(work, "tampered.evidence")
     edit_evidence(ev2, tampered, lambda recs: [r.__setitem__(1, flip(r[1], len(r[1]) - 5)) for r in recs if r[0] == 5])
     expect_fail(ctx, tampered, n2, "cert-vaik-signature", "tampered CertvAIK bytes")
+    # The owner's part of the identity bundle: stripped, or trusted from another owner.
+    for tag, what in ((7, "owner key"), (8, "owner approval"), (9, "host quote")):
+        stripped = os.path.join(work, f"stripped-{tag}.evidence")
+        edit_evidence(ev2, stripped, lambda recs: [r.__setitem__(1, strip_record(r[1], tag)) for r in recs
+                                                   if r[0] == 6])
+        expect_fail(ctx, stripped, n2, "cert-authkey", f"{what} stripped from the identity bundle")
+    other_owner = os.path.join(work, "other-owner.pub.pem")
+    h.run(["openssl", "pkey", "-in", h.owner_key(work, "other-owner"), "-pubout", "-out", other_owner])
+    expect_fail(dict(ctx, owner=other_owner), ev2, n2, "host-owner", "host state approved by an untrusted owner key")
+    rc, rep = verify(dict(ctx, owner=None), ev2, n2)
+    h.check(rc == 0 and "host-owner" in rep.get("not_verified", []),
+            f"without --owner-key the owner check is reported NOT VERIFIED: {rep.get('not_verified')}")
 
     def tamper_bundle(recs):
         for r in recs:
@@ -351,7 +375,7 @@ def test(work, stack):
     h.check_eq(h.dir_digest(clone), before, "the refused clone's state is untouched")
     h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "the host record is untouched")
 
-    # Host PCRs change after provisioning: the AuthKey cannot sign, nothing changes.
+    # Host PCRs change to a state the owner did not approve: the AuthKey cannot sign, nothing changes.
     # The daemon holds the TPM: stop it, change a PCR, and it cannot start again.
     vm1_before = h.dir_digest(vm1)
     hostd.stop()
@@ -361,7 +385,7 @@ def test(work, stack):
     h.tpm2(port, "pcrextend", "4:sha256=" + "cd" * 32)
     r = h.run([os.path.join(BIN, "vtpm-hostd"), "--dir", host, "--tcti", tcti, "--socket", sock], check_rc=False,
               env=ENV, timeout=30)
-    h.check(r.returncode == 1 and "host PCRs changed" in r.stderr,
+    h.check(r.returncode == 1 and "not approved" in r.stderr,
             f"changed host PCRs: vtpm-hostd refuses to start: {r.stderr.strip()[-160:]}")
     r = attest("issue", "--hostd", sock, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
                "--nonce", n2, "--out", os.path.join(work, "out5"), check_rc=False)
@@ -375,7 +399,8 @@ def test(work, stack):
     # An AuthKey bound to other PCRs than the verifier requires.
     hw2, port2, tcti2, _ = h.stand_in_hw_tpm(stack, work, "hwtpm2")
     host2 = os.path.join(work, "host2")
-    h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1"], env=ENV)
+    h.run([HOST, "provision", "--tcti", tcti2, "--dir", host2, "--pcrs", "0,1", "--owner-key",
+           h.owner_key(work, "owner2")], env=ENV)
     h.run([HOST, "enroll", "--tcti", tcti2, "--dir", host2, "--ca", cadir, "--ek-roots", roots], env=ENV)
     _, sock2 = h.host_daemon(stack, work, host2, tcti2, name="hostd2", ek_ca=os.path.join(work, "vm-localca"))
     # A sealed state key copied to another host opens nowhere but in its TPM.
@@ -391,7 +416,9 @@ def test(work, stack):
     s3, p3 = h.tcp_server(stack, vm3)
     ev3 = os.path.join(work, "h2.evidence")
     attest("quote", "--tcti", f"swtpm:host=127.0.0.1,port={p3}", "--nonce", n3, "--out", ev3)
-    ctx2 = dict(ctx, ak_cert=os.path.join(host2, "ak-cert.pem"))
+    owner2 = os.path.join(work, "owner2.pub.pem")
+    h.run(["openssl", "pkey", "-in", h.owner_key(work, "owner2"), "-pubout", "-out", owner2])
+    ctx2 = dict(ctx, ak_cert=os.path.join(host2, "ak-cert.pem"), owner=owner2)
     expect_fail(ctx2, ev3, n3, "authkey-policy", "AuthKey policy over host PCRs 0,1 only")
     rc, rep = verify(ctx2, ev3, n3, extra=("--host-pcrs", "0,1"))
     h.check(rc == 0, "the same evidence passes when the verifier requires only PCRs 0,1")
@@ -400,4 +427,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=50)
+    h.main(test, min_checks=56)

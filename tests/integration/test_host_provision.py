@@ -1,14 +1,56 @@
-"""vtpm-host against a stand-in hardware TPM (Debian's swtpm, manufactured by
-Debian's swtpm_setup with an EK certificate and sha1+sha256 banks, reached
-through tpm2-tss's swtpm TCTI): provision creates the host AK and the
-PCR-bound AuthKey at their documented handles with the right attributes,
-is idempotent, `status` agrees, and a change of a host PCR makes the AuthKey
-unusable — reported by status and provision, nothing replaced."""
+"""vtpm-host and vtpm-hostd against a stand-in hardware TPM (Debian's swtpm,
+manufactured by Debian's swtpm_setup with an EK certificate and sha1+sha256
+banks, reached through tpm2-tss's swtpm TCTI).
+
+provision creates the host AK and the AuthKey at their documented handles;
+the AuthKey (and every secret sealed to the host TPM) is bound by
+PolicyAuthorize to the owner's policy key, so it is usable only in host
+states the owner approved (host PCRs 0-9: firmware, boot loader, kernel,
+initrd, command line). tpm2-tools computes the same policy digest. Then
+what an OS update and an attacker do:
+- PCR 8 changes (a new kernel): status says so, vtpm-hostd refuses to start,
+  naming `vtpm-host authorize`; authorize with the owner key re-enables it,
+  and the state key sealed before the update still opens;
+- the owner approves a state before booting it (--pcr-digest): the daemon
+  starts in it right away;
+- authorize with a public key or another owner's key, an edited approval,
+  a replaced owner.pem: refused, named, HOSTDIR left as it was."""
+import hashlib
 import os
+import shutil
 
 import harness as h
 
-HOST = os.path.join(os.path.dirname(os.path.realpath(h.server_cmd()[0])), "vtpm-host")
+BIN = os.path.dirname(os.path.realpath(h.server_cmd()[0]))
+HOST = os.path.join(BIN, "vtpm-host")
+HOSTD = os.path.join(BIN, "vtpm-hostd")
+ENV = dict(os.environ, TSS2_LOG="all+none")
+UUID = "4d1c7a2e-3b5f-4e6a-9c8d-1f2e3a4b5c6d"
+
+
+def pcr_values(port, pcrs):
+    out = h.tpm2(port, "pcrread", "sha256:" + ",".join(map(str, pcrs))).stdout
+    vals = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if ":" in line and line.split(":")[0].strip().isdigit():
+            idx, val = line.split(":", 1)
+            vals[int(idx)] = bytes.fromhex(val.strip()[2:])
+    return [vals[p] for p in pcrs]
+
+
+def hostd_start(work, hostdir, tcti, stack=None, name="hostd"):
+    """Start the daemon; with no stack, run it expecting a refusal and return that."""
+    if stack is None:
+        sock = os.path.join(work, name + "-refused.sock")
+        p = h.run([HOSTD, "--dir", hostdir, "--tcti", tcti, "--socket", sock], check_rc=False, env=ENV, timeout=60)
+        return p
+    return h.host_daemon(stack, work, hostdir, tcti, name=name)
+
+
+def state_key(sock, create):
+    st, fields = h.hostd_call(sock, "StateKey", [bytes.fromhex(UUID.replace("-", "")), bytes([1 if create else 0])])
+    return st, fields
 
 
 def test(work, stack):
@@ -18,10 +60,45 @@ def test(work, stack):
     srv, port = h.tcp_server(stack, hw, cmd=[h.SWTPM])
     tcti = f"swtpm:host=127.0.0.1,port={port}"
     hostdir = os.path.join(work, "host")
-    first = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir])
-    h.check("(created)" in first.stdout, "provision creates the host AK and the AuthKey")
-    again = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir])
-    h.check(again.stdout.count("already present") == 2, "provision is idempotent (adopts what is there)")
+    owner = h.owner_key(work)
+    owner_pub = os.path.join(work, "owner.pub.pem")
+    h.run(["openssl", "pkey", "-in", owner, "-pubout", "-out", owner_pub])
+
+    none = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir], check_rc=False)
+    h.check(none.returncode == 2 and "--owner-key is required" in none.stderr,
+            f"provision without an owner key is refused: {none.stderr.strip()}")
+    rsa = os.path.join(work, "rsa.pem")
+    h.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", rsa])
+    r = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", rsa], check_rc=False)
+    h.check(r.returncode == 1 and "EC P-256" in r.stderr, f"an owner key of another kind is named: {r.stderr.strip()}")
+
+    # The public owner key only: keys made, nothing approved yet.
+    first = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner_pub])
+    h.check("(created)" in first.stdout and "no approval written" in first.stdout,
+            "provision with the public owner key creates the keys, approves nothing")
+    st = h.run([HOST, "status", "--tcti", tcti, "--dir", hostdir], check_rc=False)
+    h.check(st.returncode == 1 and "vtpm-host authorize" in st.stdout, "status: no approval yet, says what to run")
+    p = hostd_start(work, hostdir, tcti)
+    h.check(p.returncode != 0 and "run vtpm-host authorize" in p.stderr,
+            f"vtpm-hostd refuses to start without an approval: {p.stderr.strip()[-160:]}")
+
+    # Approving needs the owner's private key, and that very key.
+    r = h.run([HOST, "authorize", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner_pub], check_rc=False)
+    h.check(r.returncode == 1 and "private key" in r.stderr, "authorize with the public key is refused")
+    r = h.run([HOST, "authorize", "--tcti", tcti, "--dir", hostdir, "--owner-key", h.owner_key(work, "intruder")],
+              check_rc=False)
+    h.check(r.returncode == 1 and "not the owner key this host was provisioned with" in r.stderr,
+            "authorize with another private key is refused")
+    h.check(not os.path.exists(os.path.join(hostdir, "authorization")), "nothing approved by the refusals")
+
+    again = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner])
+    h.check(again.stdout.count("already present") == 2 and "approved the host state" in again.stdout,
+            "provision is idempotent; with the private owner key it approves the state now")
+    st = h.run([HOST, "status", "--tcti", tcti, "--dir", hostdir], check_rc=False)
+    h.check(st.returncode == 0 and "approved, the AuthKey can sign" in st.stdout, f"status: all good")
+    with open(os.path.join(hostdir, "host.conf")) as f:
+        h.check("authkey_pcrs = 0,1,2,3,4,5,6,7,8,9" in f.read(), "default host PCRs 0-9 (firmware to command line)")
+
     for name, handle in (("ak", "0x81010010"), ("authkey", "0x81000010")):
         pem = os.path.join(work, f"{name}.pem")
         out = h.tpm2(port, "readpublic", "-c", handle, "-f", "pem", "-o", pem).stdout
@@ -33,24 +110,114 @@ def test(work, stack):
             h.check("restricted" in out, "host AK is restricted")
         else:
             h.check("userwithauth" not in out and "restricted" not in out,
-                    "AuthKey: use only through its PCR policy, signs arbitrary digests")
-    with open(os.path.join(hostdir, "host.conf")) as f:
-        conf = f.read()
-    h.check("authkey_pcrs = 0,1,2,3,4,5,6,7" in conf, "host.conf documents the PCR binding")
-    st = h.run([HOST, "status", "--tcti", tcti, "--dir", hostdir], check_rc=False)
-    h.check(st.returncode == 0 and "satisfied by the current host PCRs" in st.stdout, "status: all good")
+                    "AuthKey: use only through its policy, signs arbitrary digests")
+            authkey_policy = [l.split(":", 1)[1].strip() for l in out.splitlines()
+                              if l.startswith("authorization policy")][0]
 
-    # The host's measured state changes: the AuthKey can no longer be used.
-    h.tpm2(port, "pcrextend", "3:sha256=" + "ab" * 32)
+    # tpm2-tools, from the owner's public key, computes the same policy:
+    # PolicyAuthorize(owner key's name, policyRef "libvtpm authkey policy v1").
+    # (The owner key's public area as libvtpm fixes it: sign, userWithAuth, ECDSA-SHA256.)
+    h.tpm2(port, "loadexternal", "-C", "o", "-G", "ecc256:ecdsa-sha256", "-a", "sign|userwithauth", "-u", owner_pub, "-c", os.path.join(work, "owner.ctx"),
+           "-n", os.path.join(work, "owner.name"))
+    ses, pol = os.path.join(work, "trial.ctx"), os.path.join(work, "authorize.policy")
+    h.tpm2(port, "flushcontext", "-t")
+    h.tpm2(port, "startauthsession", "-S", ses)
+    with open(os.path.join(work, "ref"), "wb") as f:
+        f.write(b"libvtpm authkey policy v1")
+    h.tpm2(port, "policyauthorize", "-S", ses, "-L", pol, "-n", os.path.join(work, "owner.name"),
+           "-q", os.path.join(work, "ref"))
+    h.tpm2(port, "flushcontext", ses)
+    h.tpm2(port, "flushcontext", "-t")
+    with open(pol, "rb") as f:
+        h.check_eq(f.read().hex(), authkey_policy, "the AuthKey's authPolicy is tpm2-tools' PolicyAuthorize digest")
+
+    # The daemon runs and makes the VM's state key, sealed to the host TPM.
+    srv.stop()
+    srv, port = h.tcp_server(stack, hw, cmd=[h.SWTPM])
+    tcti = f"swtpm:host=127.0.0.1,port={port}"
+    hostd, sock = hostd_start(work, hostdir, tcti, stack)
+    status, fields = state_key(sock, True)
+    h.check(status == 0 and len(fields[1]) == 32, "vtpm-hostd starts and seals a state key")
+    key_before = fields[1]
+    hostd.stop()
+
+    # A new kernel: PCR 8 changes. The AuthKey cannot be used any more.
+    h.tpm2(port, "pcrextend", "8:sha256=" + hashlib.sha256(b"new kernel").hexdigest())
     st = h.run([HOST, "status", "--tcti", tcti, "--dir", hostdir], check_rc=False)
-    h.check(st.returncode == 1 and "host PCRs changed" in st.stdout, "status reports the PCR change")
-    before = {n: h.sha256_file(os.path.join(hostdir, n)) for n in os.listdir(hostdir)}
-    p = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir], check_rc=False)
-    h.check(p.returncode == 1 and "host PCRs changed" in p.stderr, f"provision refuses: {p.stderr.strip()}")
-    after = {n: h.sha256_file(os.path.join(hostdir, n)) for n in os.listdir(hostdir)}
-    h.check_eq(after, before, "HOSTDIR unchanged by the refused provision")
-    bad = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--pcrs", "0,99"], check_rc=False)
+    h.check(st.returncode == 1 and "NOT approved" in st.stdout, "status reports the host state as not approved")
+    before = {n: h.sha256_file(os.path.join(hostdir, n)) for n in os.listdir(hostdir) if n != "vms"}
+    p = hostd_start(work, hostdir, tcti)
+    h.check(p.returncode != 0 and "not approved" in p.stderr and "vtpm-host authorize" in p.stderr,
+            f"vtpm-hostd refuses to start: {p.stderr.strip()[-200:]}")
+    after = {n: h.sha256_file(os.path.join(hostdir, n)) for n in os.listdir(hostdir) if n != "vms"}
+    h.check_eq(after, before, "HOSTDIR unchanged by the refused start")
+
+    # The owner approves the new state; nothing is re-provisioned.
+    r = h.run([HOST, "authorize", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner])
+    h.check("2 approval(s)" in r.stdout, "authorize adds the new state (the old one kept)")
+    hostd, sock = hostd_start(work, hostdir, tcti, stack)
+    status, fields = state_key(sock, False)
+    h.check(status == 0 and fields[1] == key_before, "after the approval the daemon starts; the sealed state "
+                                                      "key made before the update opens")
+    hostd.stop()
+
+    # Approved before it is booted: the digest the next OS will measure.
+    new9 = hashlib.sha256(b"new initrd").digest()
+    vals = pcr_values(port, range(10))
+    vals[9] = hashlib.sha256(vals[9] + new9).digest()
+    digest = hashlib.sha256(b"".join(vals)).hexdigest()
+    r = h.run([HOST, "authorize", "--dir", hostdir, "--owner-key", owner, "--pcr-digest", digest])
+    h.check(digest in r.stdout, "a state approved ahead from its predicted digest, without the TPM")
+    h.tpm2(port, "pcrextend", f"9:sha256={new9.hex()}")
+    hostd, sock = hostd_start(work, hostdir, tcti, stack)
+    h.check(state_key(sock, False)[0] == 0, "the daemon starts at once in the pre-approved state")
+    hostd.stop()
+
+    # Attacks on the approvals: an edited signature, a swapped owner key.
+    auth_file = os.path.join(hostdir, "authorization")
+    good = open(auth_file).read()
+    lines = good.splitlines()
+    last = lines[-1].split(" ")
+    last[3] = last[3][:-8] + ("0" if last[3][-8] != "0" else "1") + last[3][-7:]
+    with open(auth_file, "w") as f:
+        f.write("\n".join(lines[:-1] + [" ".join(last)]) + "\n")
+    p = hostd_start(work, hostdir, tcti)
+    h.check(p.returncode != 0 and "not signed by the owner key" in p.stderr,
+            f"an edited approval refuses the whole file: {p.stderr.strip()[-160:]}")
+    with open(auth_file, "w") as f:
+        f.write(good)
+    owner_file = os.path.join(hostdir, "owner.pem")
+    saved = open(owner_file).read()
+    shutil.copy(os.path.join(work, "intruder.pem"), os.path.join(work, "intruder-copy.pem"))
+    h.run(["openssl", "pkey", "-in", h.owner_key(work, "intruder"), "-pubout", "-out", owner_file])
+    p = hostd_start(work, hostdir, tcti)
+    h.check(p.returncode != 0 and ("not signed by the owner key" in p.stderr or
+                                   "not bound to the owner key" in p.stderr),
+            f"a replaced owner.pem is refused: {p.stderr.strip()[-160:]}")
+    r = h.run([HOST, "authorize", "--tcti", tcti, "--dir", hostdir, "--owner-key", h.owner_key(work, "intruder"),
+               "--replace"], check_rc=False)
+    p = hostd_start(work, hostdir, tcti)
+    h.check(p.returncode != 0 and "not bound to the owner key" in p.stderr,
+            f"approvals by the swapped-in key do not make the AuthKey usable: {p.stderr.strip()[-160:]}")
+    with open(owner_file, "w") as f:
+        f.write(saved)
+    with open(auth_file, "w") as f:
+        f.write(good)
+
+    # --replace keeps only the state now: the earlier ones are gone.
+    r = h.run([HOST, "authorize", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner, "--replace"])
+    h.check("1 approval(s)" in r.stdout, "authorize --replace keeps one approval")
+    hostd, sock = hostd_start(work, hostdir, tcti, stack)
+    h.check(state_key(sock, False)[0] == 0, "the daemon runs on the one approval")
+    hostd.stop()
+
+    bad = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner, "--pcrs", "0,99"],
+                check_rc=False)
     h.check(bad.returncode == 1 and "out of range" in bad.stderr, "a PCR out of range is named")
+    other = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", h.owner_key(work, "other")],
+                  check_rc=False)
+    h.check(other.returncode == 1 and "another owner key" in other.stderr,
+            f"provision with another owner key does not replace the AuthKey: {other.stderr.strip()}")
     down = h.run([HOST, "status", "--tcti", "swtpm:host=127.0.0.1,port=1", "--dir", hostdir], check_rc=False)
     h.check(down.returncode == 1 and "cannot reach the host TPM" in down.stderr + down.stdout,
             "an unreachable TPM is a clear error")
@@ -58,4 +225,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=21)
+    h.main(test, min_checks=40)

@@ -33,7 +33,7 @@ def test(work, stack):
     d = lv.LibvirtDaemon(stack, work, "snap", tools, qemu_conf='swtpm_user = "root"\nswtpm_group = "root"\n',
                          bridge_conf=conf)
     h.run([os.path.join(BIN, "vtpm-host"), "provision", "--tcti", tcti, "--dir",
-           d.path("/var/lib/libvtpm/host")], env=ENV)
+           d.path("/var/lib/libvtpm/host"), "--owner-key", h.owner_key(work)], env=ENV)
     # The host daemon: the only process with the stand-in TPM; bridges ask it.
     h.host_daemon(stack, work, d.path("/var/lib/libvtpm/host"), tcti)
 

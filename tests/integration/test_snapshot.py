@@ -69,7 +69,8 @@ def expect_refused(lab, name, image, mem_path, want, shared=False, uuid=UUID, re
 def verify(lab, evidence, extra=()):
     r = h.run([ATTEST, "verify", "--host-ak-cert", os.path.join(lab.host, "ak-cert.pem"),
                "--ca", os.path.join(lab.host, "ca-chain.pem"), "--user-cert", lab.user, "--nonce", lab.nonce,
-               "--evidence", evidence, "--vm-uuid", UUID, "--json"] + list(extra), check_rc=False, env=ENV)
+               "--evidence", evidence, "--vm-uuid", UUID, "--owner-key", lab.owner, "--json"] + list(extra),
+              check_rc=False, env=ENV)
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}
 
 

@@ -41,7 +41,7 @@ def test(work, stack):
         h.skip("a libvtpm feature (vtpm-hostd and state_key = sealed)")
     hw, _, tcti, _ = h.stand_in_hw_tpm(stack, work, "hwtpm")
     host = os.path.join(work, "host")
-    h.run([HOST, "provision", "--tcti", tcti, "--dir", host], env=ENV)
+    h.run([HOST, "provision", "--tcti", tcti, "--dir", host, "--owner-key", h.owner_key(work)], env=ENV)
     hostd, sock = h.host_daemon(stack, work, host, tcti)
     # A state where libvirt keeps it (the UUID in the path), made by Debian's
     # swtpm_setup without any key, as libvirt does for a VM without <encryption>.

@@ -1,10 +1,11 @@
 // Fuzz the host's per-VM files as they are read back from HOSTDIR: the
-// snapshot ledger entry and the identity record. A file an attacker with
+// snapshot ledger, the identity record and the owner's approvals. A file an attacker with
 // disk access edited must give a clean error, never a crash.
 #include <cstdlib>
 #include <string_view>
 
 #include "hoststate/ledger.hpp"
+#include "hoststate/host_files.hpp"
 #include "hoststate/identity_records.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -19,6 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // What parses must survive its own round trip.
         auto again = vtpm::hoststate::parse_identity_record(vtpm::hoststate::format_identity_record(*r));
         if (!again || again->generation != r->generation || again->vm_uuid != r->vm_uuid) std::abort();
+    }
+    if (auto a = vtpm::hoststate::parse_authorization(text)) {
+        const std::string again = vtpm::hoststate::encode_authorization(*a);
+        auto a2 = vtpm::hoststate::parse_authorization(again);
+        if (!a2 || vtpm::hoststate::encode_authorization(*a2) != again) std::abort();
     }
     return 0;
 }

@@ -17,6 +17,7 @@
 #include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
+#include "tpm/public_key.hpp"
 #include "x509/local_ca.hpp"
 #include "x509/tcg_cert.hpp"
 #include "x509/x509_build.hpp"
@@ -121,8 +122,17 @@ struct Knobs {
                                 TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_ADMINWITHPOLICY;
     TPMA_OBJECT vaik_attrs = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
                              TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-    std::vector<unsigned> host_pcrs{0, 1, 2, 3, 4, 5, 6, 7};
+    std::vector<unsigned> host_pcrs{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
     bool wrong_pcr_value = false;
+    // The owner approved another host state than the one quoted.
+    bool approval_for_other_state = false;
+    // The host quote: over another nonce, another digest than the bundle's,
+    // or signed by another key than the host AK.
+    bool host_quote_stale = false, host_quote_other_digest = false, host_quote_by_other = false;
+    // The AuthKey bound to a plain PolicyPCR policy (no owner authorization).
+    bool authkey_pcr_only = false;
+    // The bundle names another owner key than the one the AuthKey is bound to.
+    bool bundle_names_other_owner = false;
     // The host AK certificate's profile: "aik" (as enroll issues it), "none"
     // (no extended key usage) or "ca" (a CA certificate).
     std::string ak_profile = "aik";
@@ -132,7 +142,7 @@ struct Knobs {
 struct World {
     TempDir dir;
     std::unique_ptr<x509::LocalCa> ca;
-    PkeyPtr host_ak, authkey, vaik;
+    PkeyPtr host_ak, authkey, vaik, owner;
     X509Ptr ak_cert;
     Bytes user = Bytes{'u', 's', 'e', 'r'}, nonce = Bytes(20, 0x5a);
     Bytes evidence;
@@ -144,6 +154,7 @@ struct World {
         in.user_cert_der = user;
         in.nonce = nonce;
         in.vm_uuid = kUuid;
+        in.owner_key = owner.get();
         return in;
     }
 };
@@ -156,6 +167,7 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     w->host_ak = ec_key();
     w->authkey = ec_key();
     w->vaik = ec_key();
+    w->owner = ec_key();
     // Host AK certificate from the CA.
     w->ak_cert.reset(X509_new());
     X509* c = w->ak_cert.get();
@@ -181,7 +193,13 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     const Bytes host_digest(32, 0x11);
     auto policy = tpm::authkey_policy(sel, host_digest);
     REQUIRE(policy);
-    const TPMT_PUBLIC ak_pub = tpm_public(w->authkey.get(), k.authkey_attrs, policy->digest);
+    auto owner_pub = tpm::owner_public(w->owner.get());
+    REQUIRE(owner_pub);
+    auto owner_name = tpm::object_name(*owner_pub);
+    REQUIRE(owner_name);
+    auto bound = tpm::policy_authorize_digest(*owner_name, tpm::kAuthKeyPolicyRef);
+    REQUIRE(bound);
+    const TPMT_PUBLIC ak_pub = tpm_public(w->authkey.get(), k.authkey_attrs, k.authkey_pcr_only ? policy->digest : *bound);
     auto ak_name = tpm::object_name(ak_pub);
     REQUIRE(ak_name);
     TPMS_ATTEST cert_att{};
@@ -198,6 +216,30 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     b.host_pcr_selection = *tpm::marshal_pcr_selection(sel);
     b.host_pcr_digest = host_digest;
     b.generation = 3;
+    // The owner's approval of the AuthKey policy for this host state.
+    auto approved = tpm::authkey_policy(sel, k.approval_for_other_state ? Bytes(32, 0x12) : host_digest);
+    REQUIRE(approved);
+    auto approval = tpm::sign_ecdsa_sha256(w->owner.get(), tpm::approval_message(approved->digest, tpm::kAuthKeyPolicyRef));
+    REQUIRE(approval);
+    b.owner_approval = *tpm::marshal_signature(*approval);
+    b.owner_public = *tpm::marshal_public(*owner_pub);
+    if (k.bundle_names_other_owner) {
+        auto other = ec_key();
+        b.owner_public = *tpm::marshal_public(*tpm::owner_public(other.get()));
+    }
+    // The host AK's quote of the host PCRs over the same binding.
+    TPMS_ATTEST hq{};
+    hq.magic = TPM2_GENERATED_VALUE;
+    hq.type = TPM2_ST_ATTEST_QUOTE;
+    const Bytes hq_data = k.host_quote_stale ? Bytes(32, 0) : binding;
+    hq.extraData.size = static_cast<UINT16>(hq_data.size());
+    std::memcpy(hq.extraData.buffer, hq_data.data(), hq_data.size());
+    hq.attested.quote.pcrSelect = sel;
+    hq.attested.quote.pcrDigest.size = 32;
+    std::memset(hq.attested.quote.pcrDigest.buffer, k.host_quote_other_digest ? 0x13 : 0x11, 32);
+    b.host_quote_attest = marshal_attest(hq);
+    auto other_ak = ec_key();
+    b.host_quote_signature = tpm_sign(k.host_quote_by_other ? other_ak.get() : w->host_ak.get(), b.host_quote_attest);
 
     const TPMT_PUBLIC vaik_pub = tpm_public(w->vaik.get(), k.vaik_attrs);
     auto vaik_name = tpm::object_name(vaik_pub);
@@ -334,6 +376,45 @@ TEST_CASE("each broken link is named") {
         in.required_host_pcrs = {0, 7};
         CHECK(failed(*w, in).empty());
     }
+    SECTION("AuthKey bound to PCR values, not to the owner's approvals") {
+        Knobs k;
+        k.authkey_pcr_only = true;
+        auto w = make_world(k);
+        CHECK(failed(*w, w->inputs()) == "authkey-policy");
+    }
+    SECTION("the owner approved another host state than the quoted one") {
+        Knobs k;
+        k.approval_for_other_state = true;
+        auto w = make_world(k);
+        const Report r = verify_evidence(w->inputs(), w->evidence);
+        CHECK(r.failed_step == "authkey-policy");
+        CHECK(report_table(r).find("did not approve") != std::string::npos);
+    }
+    SECTION("the bundle names another owner key than the AuthKey's") {
+        Knobs k;
+        k.bundle_names_other_owner = true;
+        auto w = make_world(k);
+        CHECK(failed(*w, w->inputs()) == "authkey-policy");
+    }
+    SECTION("host quote: stale, of another digest, by another key") {
+        for (int i = 0; i < 3; ++i) {
+            Knobs k;
+            (i == 0 ? k.host_quote_stale : i == 1 ? k.host_quote_other_digest : k.host_quote_by_other) = true;
+            auto w = make_world(k);
+            CHECK(failed(*w, w->inputs()) == "host-quote");
+        }
+    }
+    SECTION("approved by an owner key the verifier does not trust, or by none given") {
+        auto w = make_world();
+        auto other = ec_key();
+        auto in = w->inputs();
+        in.owner_key = other.get();
+        CHECK(failed(*w, in) == "host-owner");
+        in.owner_key = nullptr;
+        const Report r = verify_evidence(in, w->evidence);
+        CHECK(r.ok);
+        CHECK(report_json(r).find("\"host-owner\"") != std::string::npos);  // listed as not verified
+    }
     SECTION("host PCR values other than the reference") {
         auto w = make_world();
         auto in = w->inputs();
@@ -389,7 +470,7 @@ TEST_CASE("each broken link is named") {
 }
 
 TEST_CASE("evidence and bundle codecs round trip and reject damage") {
-    IdentityBundle b{{1, 2}, {3}, {4}, {5}, {6}, 42};
+    IdentityBundle b{{1, 2}, {3}, {4}, {5}, {6}, 42, {7}, {8}, {9}, {10}};
     auto d = decode_bundle(encode_bundle(b));
     REQUIRE(d);
     CHECK(d->generation == 42);

@@ -2,11 +2,13 @@
 // key, and its parser names what is wrong.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
 
 #include "../temp_dir.hpp"
+#include "hoststate/host_files.hpp"
 #include "hoststate/ledger.hpp"
 
 using namespace vtpm;
@@ -134,4 +136,40 @@ TEST_CASE("a save restores once; a revert brings an earlier save back, generatio
     REQUIRE(again.load());
     CHECK(again.book().counter == 6);
     CHECK(again.book().history.at(kVm).size() == 1);
+}
+
+TEST_CASE("the owner's approvals: round trip, and an edited file is refused whole") {
+    std::vector<Approval> list;
+    for (uint8_t i = 1; i <= 2; ++i) list.push_back({Bytes(32, i), Bytes(70, static_cast<uint8_t>(i + 10)),
+                                                     Bytes(70, static_cast<uint8_t>(i + 20)), 1765000000u + i});
+    const std::string text = encode_authorization(list);
+    auto back = parse_authorization(text);
+    REQUIRE(back);
+    REQUIRE(back->size() == 2);
+    CHECK((*back)[1].pcr_digest == Bytes(32, 2));
+    CHECK((*back)[0].unseal_signature == Bytes(70, 21));
+    CHECK((*back)[1].time == 1765000002u);
+    CHECK(encode_authorization(*back) == text);
+    const auto refused = [](const std::string& t, const char* why) {
+        auto r = parse_authorization(t);
+        INFO(t);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message.find(why) != std::string::npos);
+    };
+    refused("", "no approved host state");
+    refused("# only a comment\n", "no approved host state");
+    refused("approved = " + std::string(62, '1') + " aa bb 1\n", "bad PCR digest");
+    refused("approved = " + std::string(64, '1') + " zz bb 1\n", "bad AuthKey policy signature");
+    refused("approved = " + std::string(64, '1') + " aa bb\n", "four fields");
+    refused("approved = " + std::string(64, '1') + " aa bb 1 extra\n", "four fields");
+    refused("approved = " + std::string(64, '1') + " aa bb -1\n", "bad time");
+    refused("pcrs = 0,1\n", "not an 'approved = ...' line");
+    refused(text + text, "approved twice");
+    std::string many;
+    for (int i = 0; i <= static_cast<int>(kMaxApprovals); ++i) {
+        char d[65];
+        std::snprintf(d, sizeof d, "%064x", i);
+        many += "approved = " + std::string(d) + " aa bb 1\n";
+    }
+    refused(many, "more than 8 approvals");
 }
