@@ -7,7 +7,11 @@ the bridge finds QEMU's RAM through its control socket's peer; state_key =
 sealed encrypts the state at rest with the VM's key from vtpm-hostd (the
 domain has no <encryption>). virsh save
 makes a signed record, virsh restore verifies it; an edited save image is
-refused naming the page, and the untouched image restores afterwards.
+refused naming the page, and the untouched image restores afterwards. Then
+a live migration to a second libvirt daemon on the same host (same
+vtpm-hostd): the destination gets the sealed key and verifies the incoming
+vPCRs; no state file on either side holds plaintext NV (the guest's EK
+certificate, found in the save image as a control).
 Debian's swtpm stands in for the host TPM. (Here QEMU and the bridge both run
 as root — swtpm_user = "root" — since the bridge must read QEMU's mappings.)"""
 import os
@@ -110,6 +114,42 @@ def test(work, stack):
     h.check(f"encrypted with VM {dom}'s sealed key" in bridge_log(), "the restored bridge opened the sealed state")
     encrypted_at_rest("after save and restore")
 
+    # No plaintext at rest: the guest's EK certificate (in the vTPM's NV) is
+    # in the save image, where QEMU keeps the state blobs it took decrypted
+    # (as with swtpm), and in no state file.
+    ek = serial.ek_cert()
+    with open(image, "rb") as f:
+        h.check(ek is not None and ek in f.read(), "control: the EK certificate from NV is found in the save image")
+
+    def no_plaintext(state_dir, what):
+        for fn in os.listdir(state_dir):
+            with open(os.path.join(state_dir, fn), "rb") as f:
+                h.check(ek not in f.read(), f"{what}: {fn} holds no plaintext NV (EK certificate not found)")
+    no_plaintext(state, "after save and restore")
+
+    # Live migration within the host: a second libvirt daemon, the same vtpm-hostd.
+    b = lv.LibvirtDaemon(stack, work, "snap-b", tools, qemu_conf='swtpm_user = "root"\nswtpm_group = "root"\n',
+                         bridge_conf=conf)
+    port = h.free_port()
+    last, mark = serial.last_tick(), serial.mark()
+    d.virsh("migrate", "--live", "--persistent", "--undefinesource", name, b.uri, f"tcp://127.0.0.1:{port}",
+            "--listen-address", "127.0.0.1", timeout=300)
+    b.domains[name] = dom
+    d.domains.pop(name, None)
+    tick, rc, pcr = serial.tick_after(serial.mark())
+    h.check_resumed(serial.text()[mark:], last, "live migration to the second daemon: the guest carried on")
+    h.check_eq(pcr, pcr9, "live migration: PCR 9 carried over")
+    h.check_eq(rc, "00000000", "live migration: the guest's TPM answers")
+    with open(b.path(f"/var/log/swtpm/libvirt/qemu/{name}-swtpm.log"), errors="replace") as f:
+        blog = f.read()
+    h.check(f"encrypted with VM {dom}'s sealed key" in blog,
+            "the destination bridge took the VM's sealed key from the same vtpm-hostd (no libvirt secret)")
+    h.check("snapshot record verified: VM " + dom in blog, "the destination verified the incoming vPCRs against "
+            "the migrated RAM: " + (re.search(r"snapshot record verified: (.*)", blog) or re.search(r"(.*)$", blog)).group(1))
+    state = b.swtpm_state(dom)
+    encrypted_at_rest("after live migration, at the destination")
+    no_plaintext(state, "after live migration, at the destination")
+
 
 if __name__ == "__main__":
-    h.main(test, min_checks=19)
+    h.main(test, min_checks=30)
