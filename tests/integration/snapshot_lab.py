@@ -25,7 +25,8 @@ class Lab:
         run before vtpm-hostd holds it."""
         self.work, self.stack = work, stack
         self.n = 0
-        hw, port, self.tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
+        self.hw, self.hw_port, self.tcti, roots = h.stand_in_hw_tpm(stack, work, "hwtpm")
+        self.hw_dir = os.path.join(work, "hwtpm")
         self.host = os.path.join(work, "host")
         cadir = os.path.join(work, "privacy-ca")
         self.owner = h.owner_key(work)
@@ -48,6 +49,14 @@ class Lab:
         h.run([ATTEST, "issue", "--hostd", self.sock, "--state-dir", self.state, "--vm-uuid", UUID,
                "--user-cert", self.user, "--nonce", self.nonce, "--out", os.path.join(work, "identity")], env=ENV)
         self.append = f"vtpm.nonce={self.nonce}"
+
+    def restart_hw(self):
+        """Stop the stand-in host TPM and start it again on the same ports
+        (the daemon's TCTI string names them), on what is in hw_dir now."""
+        self.hw.stop()
+        args = ["--tpm2", "--tpmstate", f"dir={self.hw_dir}", "--server", f"type=tcp,port={self.hw_port}",
+                "--ctrl", f"type=tcp,port={self.hw_port + 1}", "--flags", "not-need-init,startup-clear"]
+        self.hw = h.Server(self.stack, args, cmd=[h.SWTPM], wait_port=self.hw_port + 1)
 
     def mem(self):
         self.n += 1

@@ -220,6 +220,41 @@ def ledger_rollback(lab, img_old, ledger_old):
                                             ek_ca=os.path.join(lab.work, "localca"))
 
 
+def interrupted_commit(lab):
+    """vtpm-hostd stopped between writing HOSTDIR/ledger and moving the host
+    TPM's counter (a crash, a power cut): the ledger is one commit ahead of
+    the counter. The stand-in TPM's state put back to a copy taken before
+    the last commit gives exactly that. At its next start the daemon moves
+    the counter once and says so; the ledger then works on. (Further ahead,
+    or behind, is refused: ledger_rollback.)"""
+    def counter_of(path):
+        with open(path, "rb") as f:
+            m = re.search(rb"(?m)^counter = (\d+)$", f.read())
+        return int(m.group(1)) if m else None
+    lab.hostd.stop()
+    saved_tpm = os.path.join(lab.work, "hwtpm-before-commit")
+    lab.hw.stop()
+    shutil.copytree(lab.hw_dir, saved_tpm)
+    lab.restart_hw()
+    lab.hostd, lab.sock = h.host_daemon(lab.stack, lab.work, lab.host, lab.tcti, ek_ca=os.path.join(lab.work, "localca"))
+    before = counter_of(lab.ledger_file())
+    with open(lab.ledger_file(), "rb") as f:
+        gens = [int(g) for g in re.findall(rb"(?m)^(?:vm|old) = " + UUID.encode() + rb" (\d+) ", f.read())]
+    older = sorted(set(gens))[-2]
+    h.run([HOST, "revert", "--vm", UUID, "--generation", str(older), "--hostd", lab.sock], env=ENV)
+    h.check_eq(counter_of(lab.ledger_file()), before + 1, "a revert is one ledger commit")
+    lab.hostd.stop()
+    lab.hw.stop()
+    shutil.rmtree(lab.hw_dir)
+    shutil.copytree(saved_tpm, lab.hw_dir)
+    lab.restart_hw()
+    lab.hostd, lab.sock = h.host_daemon(lab.stack, lab.work, lab.host, lab.tcti, ek_ca=os.path.join(lab.work, "localca"))
+    h.check(f"ledger at host TPM counter {before + 1} (an interrupted commit completed)" in lab.hostd.output(),
+            "the ledger one commit ahead of the host TPM's counter: the daemon finishes the commit at start")
+    h.run([HOST, "revert", "--vm", UUID, "--generation", str(older), "--hostd", lab.sock], env=ENV)
+    h.check_eq(counter_of(lab.ledger_file()), before + 2, "and the ledger goes on from there")
+
+
 def peer_discovery(lab):
     """memory-backend-memfd: nothing to name, the bridge finds QEMU's RAM
     through the control socket's peer (SO_PEERCRED -> /proc/PID/maps)."""
@@ -658,7 +693,8 @@ def test(work, stack):
             f"{counters[0] if counters else '?'}..{counters[-1] if counters else '?'}")
     kinds = {k: sum(1 for s in steps if s[0] == k) for k in ("SignSnapshotRecord", "ConsumeGeneration", "RevertGeneration")}
     print(f"# host TPM NV counter increments since the daemon's restart: {kinds}", flush=True)
+    interrupted_commit(lab)
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=171)
+    h.main(test, min_checks=174)
