@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
             Esys_Free(r);
             return rc == TSS2_RC_SUCCESS;
         }));
-    row("host TPM: PCR digest (PCR_Read 0-7)",
+    row("host TPM: PCR digest (PCR_Read 0-9)",
         time_it(rounds, [&] { return hosttpm::pcr_digest(*tpm, cfg.authkey_pcrs).ok(); }));
     row("host TPM: Certify AuthKey by AK (+policy)",
         time_it(rounds, [&] { return (*root)->certify_authkey(binding).ok(); }));
