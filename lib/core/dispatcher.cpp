@@ -10,10 +10,30 @@
 
 namespace vtpm::core {
 
+namespace {
+
+// One control connection at a time per process: one budget.
+struct RefusalBudget {
+    unsigned logged = 0, unlogged = 0;
+} g_refusals;
+
+}  // namespace
+
 Reply result_reply(uint32_t rc) { return Reply{ctrl::encode_result(rc), Action::None}; }
 
+bool may_log_refusal() {
+    if (g_refusals.logged < Dispatcher::kRefusalLinesPerConnection) {
+        ++g_refusals.logged;
+        return true;
+    }
+    if (g_refusals.unlogged++ == 0)
+        VTPM_LOG_ERROR("%u control messages refused on this connection: the rest are counted, not logged",
+                       Dispatcher::kRefusalLinesPerConnection);
+    return false;
+}
+
 Reply error_reply(const Error& e, std::string_view what) {
-    VTPM_LOG_ERROR("%.*s: %s", static_cast<int>(what.size()), what.data(), e.message.c_str());
+    if (may_log_refusal()) VTPM_LOG_ERROR("%.*s: %s", static_cast<int>(what.size()), what.data(), e.message.c_str());
     return result_reply(e.code);
 }
 
@@ -45,6 +65,14 @@ Result<void> Dispatcher::relock(uint32_t retries) {
     }
 }
 
+void Dispatcher::begin_connection() { g_refusals = {}; }
+
+void Dispatcher::end_connection() {
+    if (g_refusals.unlogged)
+        VTPM_LOG_ERROR("%u more refused control messages on that connection were not logged", g_refusals.unlogged);
+    g_refusals = {};
+}
+
 Reply Dispatcher::handle(const ctrl::Frame& frame, const TransportState& ts) {
     // The command's name is looked up for errors only: this is every message's path.
     if (frame.kind == ctrl::Frame::Kind::Fatal) {
@@ -54,9 +82,11 @@ Reply Dispatcher::handle(const ctrl::Frame& frame, const TransportState& ts) {
         return Reply{ctrl::encode_result(frame.fatal_result), Action::Close};
     }
     if (!frame.request) {
-        const std::string_view name = ctrl::cmd_name(frame.code);
-        VTPM_LOG_ERROR("control message %.*s rejected: %s", static_cast<int>(name.size()), name.data(),
-                       frame.request.error().message.c_str());
+        if (may_log_refusal()) {
+            const std::string_view name = ctrl::cmd_name(frame.code);
+            VTPM_LOG_ERROR("control message %.*s rejected: %s", static_cast<int>(name.size()), name.data(),
+                           frame.request.error().message.c_str());
+        }
         return result_reply(frame.request.code());
     }
     return handle(frame.code, *frame.request, ts);
@@ -169,7 +199,7 @@ Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
     using ctrl::encode_stateblob;
     const auto wire_type = engine::blob_type(req.type);
     if (!wire_type) {
-        VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
+        if (may_log_refusal()) VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
         return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
     }
     const engine::BlobType type = *wire_type;
@@ -184,7 +214,8 @@ Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
     Reply reply;
     if (!blob) {
         if (blob.code() != rc::kRetry)
-            VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, blob.error().message.c_str());
+            if (may_log_refusal())
+                VTPM_LOG_ERROR("CMD_GET_STATEBLOB type %u: %s", req.type, blob.error().message.c_str());
         reply.bytes = encode_stateblob(blob.code(), 0, {}, 0);
     } else {
         reply.bytes = encode_stateblob(rc::kSuccess, blob->state_flags, blob->bytes, req.offset);

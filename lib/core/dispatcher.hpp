@@ -125,6 +125,14 @@ public:
     /// The process on the other end of the control connection (0: unknown).
     void set_peer_pid(pid_t pid);
 
+    /// A control connection begins or ends. Refused control messages are
+    /// logged one line each, at most kRefusalLinesPerConnection per
+    /// connection: no input can flood the log. Past that one line says so,
+    /// and end_connection() counts what was left out.
+    static constexpr unsigned kRefusalLinesPerConnection = 16;
+    void begin_connection();
+    void end_connection();
+
     /// GET_STATEBLOB with swtpm's offset reads: a read that continues at an
     /// offset gets the same volatile blob again when filters are active (a
     /// filter's record is made once per save).
@@ -148,6 +156,10 @@ private:
 
 /// Replies every handler builds.
 Reply result_reply(uint32_t rc);
+/// True while the current control connection's refusals may still be
+/// logged (Dispatcher::begin_connection); the first refusal past the budget
+/// logs that the rest are only counted.
+bool may_log_refusal();
 /// Log `what: message` and answer the error's code.
 Reply error_reply(const Error& e, std::string_view what);
 

@@ -83,7 +83,7 @@ Reply set_state_blob(Dispatcher& d, const ctrl::SetStateBlobReq& req) {
     if (d.engine().running()) return not_running();
     const auto type = engine::blob_type(req.type);
     if (!type) {
-        VTPM_LOG_ERROR("CMD_SET_STATEBLOB: unknown blob type %u", req.type);
+        if (may_log_refusal()) VTPM_LOG_ERROR("CMD_SET_STATEBLOB: unknown blob type %u", req.type);
         return result_reply(rc::kBadParameter);
     }
     auto r = d.import_blob(*type, req.state_flags, req.data);

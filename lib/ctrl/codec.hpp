@@ -79,13 +79,13 @@ inline constexpr uint32_t kMaxVendorTpmCommand = 8192;
 /// Largest text in a CMD_VTPM_VERIFY_RAM answer.
 inline constexpr uint32_t kMaxVendorText = 4096;
 
-/// Framing: given the bytes received so far for one message (starting with the
-/// 4-byte code), how many bytes the whole message has. std::nullopt while
-/// fewer than needed to tell (e.g. < 4 bytes, or a SET_STATEBLOB/HASH_DATA
-/// header not complete yet). Unknown codes are 4 bytes. For SET_LOCALITY and
-/// RESET_TPMESTABLISHED the size is 8 (QEMU sends 4-byte bodies) but a
-/// transport must also accept the 5-byte form: it decodes whatever arrived
-/// in one read once at least 5 bytes are there.
+/// Framing: given the bytes received so far for one message (starting with
+/// the 4-byte code), how many bytes swtpm waits for before it takes the
+/// message (ctrl/framer.hpp): 4 for most codes and unknown ones, 8 for
+/// INIT, 5 for SET_LOCALITY and RESET_TPMESTABLISHED, 16 for GET_STATEBLOB,
+/// header plus announced length for HASH_DATA and SET_STATEBLOB. The message
+/// is then everything its read brought. std::nullopt while fewer than needed
+/// to tell (< 4 bytes, or a SET_STATEBLOB/HASH_DATA header not complete).
 /// `vendor`: the CMD_VTPM_* commands are enabled (else their codes are unknown).
 std::optional<size_t> frame_size(ByteView prefix, bool vendor = false);
 
@@ -134,7 +134,10 @@ using Request = std::variant<GetCapabilityReq, InitReq, ShutdownReq, GetTpmEstab
                              VendorTpmCommandReq, VendorRamDigestReq, VendorSnapshotReq, VendorVerifyRamReq>;
 
 /// Decode one complete message (4-byte code + body). Errors follow swtpm:
-/// unknown code -> rc::kBadOrdinal; wrong body size -> rc::kBadParameter
+/// unknown code -> rc::kBadOrdinal; a body too short, or longer than an
+/// exact-size command takes -> rc::kBadParameter (GET_CAPABILITY,
+/// SET_LOCALITY, RESET_TPMESTABLISHED, GET_STATEBLOB, SET_DATAFD,
+/// SET_BUFFERSIZE and GET_INFO ignore extra bytes)
 /// (message says which command and what size was expected);
 /// SET_STATEBLOB length > kMaxStateBlob -> rc::kFail.
 /// `lock_storage_supported`=false makes code 0x13 unknown (swtpm 0.7.1).

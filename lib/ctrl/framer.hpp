@@ -1,7 +1,10 @@
 // Framing of the control channel, for every front end (socket, chardev,
-// CUSE): given what has arrived, is there a complete message, how long is
-// it, and what does it say. swtpm's protocol has no length prefix, so the
-// size depends on the command code and, for some, on a length in the body.
+// CUSE): given what has arrived, is there a complete message and what does
+// it say. swtpm's protocol has no length prefix; swtpm takes one message per
+// read of up to kReadWindow bytes, reads on only until it has what the
+// command needs (codec.hpp frame_size), and drops whatever else that read
+// brought. A front end reads at most read_limit() bytes, so bytes a client
+// wrote later stay in the socket as the next message, as with swtpm.
 // Pure: no I/O, no timers (a front end keeps swtpm's 500 ms deadline for an
 // incomplete message itself).
 #pragma once
@@ -16,6 +19,9 @@ namespace vtpm::ctrl {
 
 /// No control message may be larger than a SET_STATEBLOB of the maximum size.
 inline constexpr size_t kMaxMessage = kMaxStateBlob + 16;
+/// What swtpm's first read of a message takes at most: the 4-byte code and
+/// a 4100-byte body buffer.
+inline constexpr size_t kReadWindow = 4104;
 
 struct FramerOptions {
     bool lock_storage = true;  // CMD_LOCK_STORAGE is a command (swtpm >= 0.8)
@@ -25,7 +31,7 @@ struct FramerOptions {
 struct Frame {
     enum class Kind {
         Incomplete,  // wait for more bytes
-        Message,     // `size` bytes make one message; `request` is it decoded
+        Message,     // the `size` buffered bytes are one message; `request` is it decoded
         Fatal,       // the message cannot be framed: answer `fatal_result`, drop `size` bytes, close
     };
     Kind kind = Kind::Incomplete;
@@ -43,8 +49,13 @@ class Framer {
 public:
     explicit Framer(FramerOptions opts) : opts_(opts) {}
     const FramerOptions& options() const { return opts_; }
-    /// The first message in `buffered` (which starts at a message boundary).
+    /// The message in `buffered` (which starts at a message boundary and
+    /// was read within read_limit()).
     Frame next(ByteView buffered) const;
+    /// How many more bytes a front end may read for the message begun in
+    /// `buffered`: up to kReadWindow in all, and past that (a large state
+    /// blob or hash) exactly what the message still lacks.
+    size_t read_limit(ByteView buffered) const;
 
 private:
     FramerOptions opts_;

@@ -65,6 +65,9 @@ public:
         auto r = read_image();
         // A file we cannot read is not ours to overwrite: give the lock back.
         if (!r) lock_fd_.reset();
+        // A missing or unformatted file is formatted as an empty store when
+        // opened, as swtpm does (swtpm_setup then finds a file to clear).
+        else if (unformatted_) r = write_image();
         return r;
     }
     void unlock() override { lock_fd_.reset(); }
@@ -140,8 +143,10 @@ private:
         auto empty = [this] {
             image_.assign(kHeaderSize, 0);
             slots_ = {};
+            unformatted_ = true;
             return Result<void>{};
         };
+        unformatted_ = false;
         auto file = read_whole_file(path_);
         if (!file) return file.code() == rc::kRetry ? empty() : Result<void>{file.error()};
         Bytes data = std::move(*file);
@@ -229,6 +234,7 @@ private:
     std::optional<Key> key_;
     UniqueFd lock_fd_;
     Bytes image_;
+    bool unformatted_ = false;  // the last read found no formatted store
     std::array<Slot, 3> slots_{};  // permall, volatilestate, savestate (slots 3..14 unused by one TPM)
 };
 

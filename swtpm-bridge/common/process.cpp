@@ -137,18 +137,13 @@ Result<PidFile> PidFile::write(const std::optional<std::string>& path, int fd) {
     PidFile pf;
     std::string text = std::to_string(::getpid());
     if (path) {
-        // Write to a temp name and rename, so a reader polling the file (as
-        // swtpm_setup does) never sees it half written.
-        std::string tmp = *path + ".tmp";
-        UniqueFd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+        // In place, as swtpm: swtpm_setup made this file and watches its own
+        // open descriptor of it, so a new file renamed over it goes unseen.
+        // The pid is one short write.
+        UniqueFd f(::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
         if (!f) return make_error(rc::kFail, "could not open pid file " + *path + ": " + errstr());
         if (::write(f.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
             return make_error(rc::kFail, "could not write pid file " + *path + ": " + errstr());
-        f.reset();
-        if (::rename(tmp.c_str(), path->c_str()) < 0) {
-            ::unlink(tmp.c_str());
-            return make_error(rc::kFail, "could not write pid file " + *path + ": " + errstr());
-        }
         pf.path_ = *path;
     } else if (fd >= 0) {
         struct stat st{};

@@ -9,6 +9,7 @@ disk must not change."""
 import os
 import socket
 import struct
+import time
 
 import harness as h
 
@@ -94,6 +95,74 @@ def qemu_boot(t):
     return out
 
 
+def drain(t, idle=0.4):
+    """Everything the server sends until it is quiet for `idle` seconds."""
+    out = b""
+    t.ctrl.s.settimeout(idle * h.timeout_scale())
+    try:
+        while True:
+            chunk = t.ctrl.s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    finally:
+        t.ctrl.s.settimeout(5)
+    return out
+
+
+def one_write(data):
+    """Send `data` in one write; what comes back, and whether the server lives."""
+    def probe(t):
+        t.ctrl.send(data)
+        got = drain(t)
+        return got + (b"|alive" if t.srv.alive() else b"|exited")
+    return probe
+
+
+def framing_like_swtpm(ours, ref, logged):
+    """swtpm takes one message per read and drops whatever else the read
+    brought: a command hidden behind another is never run, and no write
+    makes more than one answer per 4104 bytes."""
+    same(ours, ref, "unknown code with CMD_SHUTDOWN behind it in one write: one answer, still running",
+         one_write(bytes.fromhex("00000016000000030000000000000001")), want=b"\x00\x00\x00\x0a|alive".hex())
+    same(ours, ref, "CMD_SHUTDOWN with a byte after it: TPM_BAD_PARAMETER, still running",
+         one_write(bytes.fromhex("0000000300")), want=b"\x00\x00\x00\x03|alive".hex())
+    same(ours, ref, "CMD_STOP with a byte after it: TPM_BAD_PARAMETER",
+         one_write(bytes.fromhex("0000000e00")), want=b"\x00\x00\x00\x03|alive".hex())
+    same(ours, ref, "SET_LOCALITY with bytes after its body: taken, the rest dropped",
+         one_write(bytes.fromhex("00000005000000000000000e")), want=b"\x00\x00\x00\x00|alive".hex())
+    same(ours, ref, "GET_TPMESTABLISHED then CMD_STOP in one write: refused whole (exact size)",
+         one_write(bytes.fromhex("000000040000000e")), want=b"\x00\x00\x00\x03|alive".hex())
+    # 64 KiB of GET_CAPABILITY followed by 0xff: one answer per read of at
+    # most 4104 bytes (how many reads depends on timing, on both sides).
+    for t in (ours, ref):
+        t.ctrl.send(cmd(0x01) + b"\xff" * (65536 - 4))
+        got = drain(t, idle=1.0)
+        n_bad = got[8:].count(bytes.fromhex("0000000a"))
+        h.check(len(got) >= 8 and got[:4] == b"\0\0\0\0" and len(got) == 8 + 4 * n_bad and 1 <= n_bad <= 40,
+                f"{'ours' if t is ours else 'swtpm'}: one 64 KiB write answered {1 + n_bad} times "
+                f"(capabilities, then TPM_BAD_ORDINAL per 4104-byte read), not once per 4 bytes")
+        h.check(t.srv.alive(), f"{'ours' if t is ours else 'swtpm'}: still running")
+    # Refusals are logged (--log level=1), but not without bound (swtpm logs each unknown code).
+    ours, ref = logged
+    lines = {}
+    for t in (ours, ref):
+        before = t.srv.output().count("\n")
+        for i in range(300):
+            t.ctrl.send(cmd(0x1000 + i))
+            t.ctrl.recv(4)
+        t.ctrl.close()
+        t.ctrl = h.Ctrl(path=t.sock)
+        t.x(cmd(0x0f), 8)  # a fresh connection works
+        time.sleep(0.2)
+        lines[t] = t.srv.output().count("\n") - before
+    print(f"# log lines for 300 unknown control codes: ours {lines[ours]}, swtpm {lines[ref]}", flush=True)
+    if h.is_ours():
+        h.check(lines[ours] <= 20, f"300 refused control messages make at most 20 log lines ({lines[ours]})")
+
+
 def test(work, stack):
     ours, ref = pair(work, stack, "boot")
     rsp = same(ours, ref, "QEMU boot sequence answered byte for byte like swtpm", qemu_boot, want=BOOT_ANSWER)
@@ -131,6 +200,7 @@ def test(work, stack):
          partial(cmd(0x0d, struct.pack(">III", 0, 1, 100)) + b"x" * 10), want="closed".encode().hex())
     same(ours, ref, "garbage shorter than a command code: dropped likewise", partial(b"\xde\xad"), want="closed".encode().hex())
     same(ours, ref, "server still answers on a new connection", lambda t: t.x(cmd(0x0f), 8), want="0000000000000000")
+    framing_like_swtpm(ours, ref, pair(work, stack, "log", extra=["--log", "level=1"]))
 
     # Blobs for the SET_STATEBLOB probes: fetch them from each server.
     blobs = {}
@@ -211,4 +281,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=65, min_checks_swtpm=61)
+    h.main(test, min_checks=77, min_checks_swtpm=72)

@@ -53,12 +53,13 @@ void Server::note_input(Conn& c) {
     c.spin_us = gap < max_spin_us_ ? std::min<int64_t>(max_spin_us_, 2 * gap + 20) : 0;
 }
 
-bool Server::spin_for_input(Conn& c) {
+bool Server::spin_for_input(Conn& c, size_t max) {
     if (c.spin_us <= 0 || !c.fd) return false;
     const auto end = c.last_reply + std::chrono::microseconds(c.spin_us);
     uint8_t tmp[8192];
+    const size_t want = std::min(sizeof tmp, std::max<size_t>(max, 1));
     while (std::chrono::steady_clock::now() < end) {
-        ssize_t n = ::recv(c.fd.get(), tmp, sizeof tmp, MSG_DONTWAIT);
+        ssize_t n = ::recv(c.fd.get(), tmp, want, MSG_DONTWAIT);
         if (n > 0) {
             c.buf.insert(c.buf.end(), tmp, tmp + n);
             return true;
@@ -131,6 +132,7 @@ void Server::adopt_ctrl_client(UniqueFd fd) {
     else dispatcher_.set_peer_pid(0);
     ctrl_.fd = std::move(fd);
     ctrl_.buf.clear();
+    dispatcher_.begin_connection();
     ctrl_.is_socket = is_socket(ctrl_.fd.get());
     ctrl_.spin_us = 0;
     ctrl_.last_reply = {};
@@ -142,6 +144,7 @@ void Server::close_ctrl_client() {
     if (ctrl_.watch) g_source_remove(ctrl_.watch);
     if (ctrl_timer_) g_source_remove(ctrl_timer_);
     ctrl_.watch = ctrl_timer_ = 0;
+    if (ctrl_.fd) dispatcher_.end_connection();
     ctrl_.fd.reset();
     ctrl_.buf.clear();
     ctrl_passed_fd_.reset();
@@ -156,7 +159,8 @@ void Server::close_ctrl_client() {
 gboolean Server::on_ctrl_client(gint fd, GIOCondition, gpointer p) {
     auto* s = static_cast<Server*>(p);
     UniqueFd passed;
-    ssize_t n = recv_some(fd, s->ctrl_.buf, &passed);
+    // At most what swtpm's read of one message would take (ctrl/framer.hpp).
+    ssize_t n = recv_some(fd, s->ctrl_.buf, &passed, s->dispatcher_.framer().read_limit(s->ctrl_.buf));
     if (passed) s->ctrl_passed_fd_ = std::move(passed);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return G_SOURCE_CONTINUE;
     if (n <= 0) {
@@ -167,7 +171,7 @@ gboolean Server::on_ctrl_client(gint fd, GIOCondition, gpointer p) {
     do {
         s->note_input(s->ctrl_);
         s->process_ctrl(false);
-    } while (s->ctrl_.fd && s->ctrl_.buf.empty() && s->spin_for_input(s->ctrl_));
+    } while (s->ctrl_.fd && s->ctrl_.buf.empty() && s->spin_for_input(s->ctrl_, ctrl::kReadWindow));
     // process_ctrl may have closed the connection (and removed this source).
     return s->ctrl_.fd && s->ctrl_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }

@@ -75,7 +75,7 @@ private:
     void note_reply(Conn& c);
     void note_input(Conn& c);
     /// Spin up to c.spin_us for more input on c; true if some arrived.
-    bool spin_for_input(Conn& c);
+    bool spin_for_input(Conn& c, size_t max = 8192);
 
     core::Dispatcher& dispatcher_;
     ServerConfig cfg_;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -84,9 +85,9 @@ bool is_listening(int fd) {
     return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v != 0;
 }
 
-ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out) {
+ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
     uint8_t tmp[8192];
-    iovec iov{tmp, sizeof tmp};
+    iovec iov{tmp, std::min(sizeof tmp, std::max<size_t>(max, 1))};
     alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
     msghdr msg{};
     msg.msg_iov = &iov;

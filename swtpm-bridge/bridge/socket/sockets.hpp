@@ -26,10 +26,11 @@ bool is_socket(int fd);
 /// True if fd is a listening socket.
 bool is_listening(int fd);
 
-/// One recvmsg: appends what arrived to `buf`; a passed fd (SCM_RIGHTS) is
-/// returned in `fd_out` (extra fds are closed). Returns bytes read, 0 on EOF,
-/// -1 on error (errno set; EAGAIN when nothing is there).
-ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out);
+/// One recvmsg of at most `max` bytes: appends what arrived to `buf`; a
+/// passed fd (SCM_RIGHTS) is returned in `fd_out` (extra fds are closed).
+/// Returns bytes read, 0 on EOF, -1 on error (errno set; EAGAIN when
+/// nothing is there).
+ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max = 8192);
 
 /// Write all of `data` (retrying on EINTR/partial writes). False on error.
 bool write_all(int fd, ByteView data);
