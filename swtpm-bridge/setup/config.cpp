@@ -39,9 +39,9 @@ std::string default_config_path() {
 }
 
 std::string default_localca_dir() {
-    if (geteuid() == 0 || access(kSystemLocalCa, W_OK) == 0 || access("/var/lib/libvtpm", W_OK) == 0)
-        return kSystemLocalCa;
-    return std::string(g_get_user_data_dir()) + "/libvtpm/localca";
+    // Never a home directory as a fallback: under libvirt that is root's.
+    // A per-user CA is an explicit choice (--create-config-files).
+    return kSystemLocalCa;
 }
 
 Result<SetupConfig> load_setup_config(const std::string& path, bool explicit_path) {

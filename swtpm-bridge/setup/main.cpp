@@ -253,7 +253,13 @@ int run(const SetupOptions& o, SetupLog& log) {
         ca = std::move(*opened);
     } else if (m.ek_cert || m.platform_cert) {
         auto opened = x509::LocalCa::open(cfg->localca_dir);
-        if (!opened) return log.error(opened.error().message), 1;
+        if (!opened)
+            return log.error(opened.error().message + " (vtpm-setup runs as uid " + std::to_string(geteuid()) +
+                             "; the local CA directory must be writable by it: `meson install` makes " +
+                             "/var/lib/libvtpm/localca for tss, libvirt's swtpm_user; or set localca_dir in " +
+                             (cfg->path.empty() ? std::string("vtpm-setup.conf") : cfg->path) +
+                             ", or run vtpm-setup --create-config-files for a CA of your own)"),
+                   1;
         local_ca = std::move(*opened);
         ca = std::make_unique<x509::IssuerAuthority>(*local_ca);
     }

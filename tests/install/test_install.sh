@@ -62,4 +62,28 @@ grep -q 'KERNEL=="tpmrm\[0-9\]\*".*OWNER="vtpm-hostd".*MODE="0600"' "$(find "$wo
 ! getent passwd vtpm-hostd >/dev/null || [ -n "${VTPM_HOSTD_USER_EXPECTED:-}" ] ||
   { echo "FAIL: a DESTDIR install created the vtpm-hostd user"; exit 1; }
 echo "ok: vtpm-hostd unit, sysusers, tmpfiles, udev rule and man page installed"
+# What the install's postinst step (install-host.sh: sysusers, tmpfiles) lays
+# out, done into a scratch root instead of this machine: the daemon's user
+# and HOSTDIR (0700), and the local CA directory owned by tss (libvirt's
+# swtpm_user), as swtpm's package does for swtpm-localca.
+if command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
+  sysroot=$work/sysroot
+  mkdir -p "$sysroot/etc"
+  touch "$sysroot/etc/passwd" "$sysroot/etc/group" "$sysroot/etc/shadow" "$sysroot/etc/gshadow"
+  systemd-sysusers --root="$sysroot" "$(find "$work/dest" -path '*sysusers.d/libvtpm.conf')" >/dev/null 2>&1
+  systemd-tmpfiles --create --root="$sysroot" "$(find "$work/dest" -path '*tmpfiles.d/libvtpm-tmpfiles.conf')"
+  uid_of() { awk -F: -v u="$1" '$1 == u { print $3 }' "$sysroot/etc/passwd"; }
+  statedir=$(find "$sysroot" -type d -name localca -path '*lib/libvtpm/*' | head -1)
+  [ -n "$statedir" ] || { echo "FAIL: tmpfiles made no local CA directory"; exit 1; }
+  [ "$(stat -c '%u %a' "$statedir")" = "$(uid_of tss) 750" ] ||
+    { echo "FAIL: the local CA directory is $(stat -c '%u %a' "$statedir"), want tss 750"; exit 1; }
+  hostdir=$(dirname "$statedir")/host
+  [ "$(stat -c '%u %a' "$hostdir")" = "$(uid_of vtpm-hostd) 700" ] ||
+    { echo "FAIL: HOSTDIR is $(stat -c '%u %a' "$hostdir"), want vtpm-hostd 700"; exit 1; }
+  echo "ok: sysusers and tmpfiles lay out HOSTDIR (vtpm-hostd 0700) and the local CA (tss 0750)"
+else
+  echo "FAIL: systemd-sysusers/systemd-tmpfiles missing"; exit 1
+fi
+[ -n "$(find "$work/dest" -path '*doc/libvtpm/examples/bridge.conf')" ] || { echo "FAIL: sample bridge.conf not installed"; exit 1; }
+echo "ok: a commented sample bridge.conf"
 echo "install test passed"

@@ -194,7 +194,38 @@ def test(work, stack):
     h.check(h.tpm_rc(rsp) == 0 and rsp[-1] == 1, "TPM 1.2 state has an owner under Debian swtpm")
     srv.stop()
     h.check(setup(work, "--tpm-state", t12, "--ecc", check_rc=False).returncode == 1, "--ecc without --tpm2 refused")
+    as_tss(work)
+
+
+def as_tss(work):
+    """vtpm-setup as libvirt runs it (swtpm_user tss) with a local CA
+    directory it cannot write: a message naming the directory and the fix,
+    never a fallback to a home directory."""
+    if os.getuid() != 0 or subprocess.run(["id", "tss"], capture_output=True).returncode != 0:
+        print("# skipped: vtpm-setup as tss needs root and a tss user", flush=True)
+        return
+    os.chmod(work, 0o755)
+    home = os.path.join(work, "tss-home")
+    state = os.path.join(work, "tss-state")
+    ca = os.path.join(work, "root-owned-ca")
+    for d in (home, state, ca):
+        os.mkdir(d, 0o755)
+    for d in (home, state):
+        os.chown(d, int(subprocess.run(["id", "-u", "tss"], capture_output=True, text=True).stdout), -1)
+    conf = os.path.join(work, "tss.conf")
+    with open(conf, "w") as f:
+        f.write(f"localca_dir = {ca}/localca\n")
+    os.chmod(conf, 0o644)
+    env = dict(os.environ, HOME=home, XDG_DATA_HOME=os.path.join(home, "data"),
+               XDG_CONFIG_HOME=os.path.join(home, "config"))
+    p = h.run(["runuser", "-u", "tss", "--", os.path.realpath(SETUP), "--tpm2", "--tpm-state", state,
+               "--createek", "--create-ek-cert", "--config", conf], check_rc=False, env=env)
+    out = p.stdout + p.stderr
+    h.check(p.returncode == 1 and f"{ca}/localca" in out and "localca_dir" in out,
+            f"vtpm-setup as tss with an unwritable CA directory: refused, naming it and the fix "
+            f"({out.strip().splitlines()[-1][:200] if out.strip() else ''})")
+    h.check(not os.path.exists(os.path.join(home, "data")), "nothing made in tss's home")
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=40)
+    h.main(test, min_checks=42)
