@@ -52,7 +52,11 @@ for f in lib/systemd/system/vtpm-hostd.service lib/sysusers.d/libvtpm.conf lib/t
          lib/udev/rules.d/61-vtpm-hostd.rules sbin/vtpm-hostd; do
   [ -n "$(find "$work/dest" -path "*$f")" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
-[ -n "$(find "$work/dest" -path '*man8/vtpm-hostd.8*')" ] || { echo "FAIL: vtpm-hostd(8) not installed"; exit 1; }
+# A manual page for every installed program.
+for prog in $(find "$work/dest" \( -path '*/bin/*' -o -path '*/sbin/*' \) -type f -printf '%f\n'); do
+  [ -n "$(find "$work/dest" -path "*/man/man[18]/$prog.[18]*")" ] || { echo "FAIL: no manual page for $prog"; exit 1; }
+  echo "ok: man page for $prog"
+done
 unit=$(find "$work/dest" -path '*systemd/system/vtpm-hostd.service')
 grep -q "^User=vtpm-hostd" "$unit" && grep -q "^ExecStart=$instprefix/sbin/vtpm-hostd --dir " "$unit" ||
   { echo "FAIL: the unit does not run vtpm-hostd as its user"; exit 1; }
