@@ -42,8 +42,8 @@ std::string getenv_str(const char* n) {
     return v ? v : "";
 }
 
-int run_socket(const std::vector<std::string>& args, const std::string& prog) {
-    auto parsed = parse_options(args, getenv_str("TPM_PATH"), getenv_str("TPM_PORT"));
+int run_bridge(const std::vector<std::string>& args, const std::string& prog, Iface iface) {
+    auto parsed = parse_options(args, getenv_str("TPM_PATH"), getenv_str("TPM_PORT"), iface);
     if (!parsed) {
         std::fprintf(stderr, "%s\n", parsed.error().message.c_str());
         return EXIT_FAILURE;
@@ -187,9 +187,15 @@ int main(int argc, char** argv) {
         std::fputs(usage(prog).c_str(), stdout);
         return EXIT_SUCCESS;
     }
-    if (iface != "socket") {
+    if (iface == "cuse") {
+        // swtpm's CUSE front end needs libfuse3's CUSE and the kernel's /dev/cuse.
+        std::fprintf(stderr, "The cuse interface is not provided by this swtpm replacement: use socket or chardev.\n");
+        return EXIT_FAILURE;
+    }
+    if (iface != "socket" && iface != "chardev") {
         std::fprintf(stderr, "Unsupported TPM interface type '%s'.\n%s", iface.c_str(), usage(prog).c_str());
         return EXIT_FAILURE;
     }
-    return run_socket(std::vector<std::string>(argv + 2, argv + argc), prog);
+    return run_bridge(std::vector<std::string>(argv + 2, argv + argc), prog,
+                      iface == "chardev" ? Iface::Chardev : Iface::Socket);
 }

@@ -28,7 +28,12 @@ constexpr LongOpt kLongOpts[] = {
     {"vtpm-vendor-ctrl", false, 'V'}, {"vm-memory", true, 'M'},  {"vm-uuid", true, 'U'},
     {"vtpm-host", true, 'H'},      {"vtpm-config", true, 'G'},    {"vtpm-admin-socket", true, 'A'},
     {"vtpm-state-key", true, 'E'},
+    {"chardev", true, 'X'},        {"vtpm-proxy", false, 'Y'},
 };
+
+// What only one front end knows (swtpm_chardev.c / swtpm.c option tables).
+constexpr char kSocketOnly[] = {'p', 'c', 't', 'i'};  // --port --server --terminate --migration
+constexpr char kChardevOnly[] = {'X', 'Y'};           // --chardev --vtpm-proxy
 
 // Options swtpm has that we do not implement: refused by name, never ignored.
 constexpr std::string_view kUnsupported[] = {"chroot", "profile", "print-profiles", "print-info", "pcap"};
@@ -97,8 +102,9 @@ Result<void> parse_channel(std::string_view opt, const std::string& value, bool 
 }  // namespace
 
 Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const std::string& env_tpm_path,
-                                    const std::string& env_tpm_port) {
+                                    const std::string& env_tpm_port, Iface iface) {
     BridgeOptions o;
+    o.iface = iface;
     std::optional<std::string> tpmstate, server, ctrl, log, locality, flags, migration, seccomp, pid;
     std::optional<std::string> port;
     for (size_t i = 0; i < args.size(); ++i) {
@@ -134,12 +140,13 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
                 return make_error(rc::kBadParameter, "option '--" + name + "' doesn't allow an argument");
             }
         } else if (a.size() >= 2 && a[0] == '-' && a[1] != '-') {
-            // Short options: -d -h -t, and -p/-f/-r with an argument (attached or next).
+            // Short options: -d -h -t, and -p/-f/-r (chardev: -c/-f/-r) with an argument.
             id = a[1];
             name = std::string(1, id);
             if (std::string_view("dht").find(id) != std::string_view::npos) {
                 if (a.size() > 2) return make_error(rc::kBadParameter, "invalid option '" + a + "'");
-            } else if (std::string_view("pfr").find(id) != std::string_view::npos) {
+            } else if (std::string_view(iface == Iface::Chardev ? "cfr" : "pfr").find(id) != std::string_view::npos) {
+                if (id == 'c') id = 'X';
                 if (a.size() > 2) value = a.substr(2);
                 else if (i + 1 < args.size()) value = args[++i];
                 else return make_error(rc::kBadParameter, std::string("option requires an argument -- '") + id + "'");
@@ -149,6 +156,11 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         } else {
             return make_error(rc::kBadParameter, "Unknown parameter '" + a + "'");
         }
+        const std::string_view foreign = iface == Iface::Socket ? std::string_view(kChardevOnly, sizeof kChardevOnly)
+                                                                : std::string_view(kSocketOnly, sizeof kSocketOnly);
+        if (foreign.find(id) != std::string_view::npos)
+            return make_error(rc::kBadParameter, "unrecognized option '" + a + "' (not a " +
+                                                     (iface == Iface::Socket ? "socket" : "chardev") + " option)");
         // The last occurrence of an option wins, as with swtpm.
         switch (id) {
         case 'd': o.daemon = true; break;
@@ -162,6 +174,8 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
             break;
         }
         case 'c': server = value; break;
+        case 'X': o.chardev = value; break;
+        case 'Y': o.vtpm_proxy = true; break;
         case 'r': o.runas = value; break;
         case 't': o.terminate = true; break;
         case 'L': locality = value; break;
@@ -291,8 +305,14 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
 
 std::string usage(const std::string& prog) {
     return "Usage: " + prog + " socket [options]\n"
+           "       " + prog + " chardev (-c <device> | -f <fd> | --vtpm-proxy) [options]\n"
 R"(
 A vTPM server that speaks swtpm's control and data channels (libvtpm).
+
+chardev: the data channel is a character device (-c|--chardev), an open fd
+(-f|--fd) or a new /dev/tpmN of the kernel's vTPM proxy (--vtpm-proxy); the
+control channel is --ctrl; --port, --server, --terminate and --migration are
+socket options. The CUSE front end is not provided.
 
   -p|--port <port>  TCP data port; implies --server type=tcp,disconnect
   -f|--fd <fd>      use an already connected data socket (implies --terminate)

@@ -29,7 +29,14 @@ struct ChannelOpts {
     bool terminate = false;   // --ctrl ...,terminate
 };
 
+/// The front end: `socket` (data and control over sockets) or `chardev`
+/// (data on a character device or an fd, control by --ctrl), as swtpm's.
+enum class Iface { Socket, Chardev };
+
 struct BridgeOptions {
+    Iface iface = Iface::Socket;
+    std::optional<std::string> chardev;  // chardev -c/--chardev PATH
+    bool vtpm_proxy = false;             // chardev --vtpm-proxy
     bool tpm2 = false;
     bool help = false;
     bool version = false;
@@ -74,10 +81,11 @@ struct BridgeOptions {
     std::optional<std::string> vtpm_admin_socket;  // --vtpm-admin-socket PATH ({uuid} substituted)
 };
 
-/// Parse argv after the `socket` word. `env_tpm_path` is $TPM_PATH (or empty)
-/// and `env_tpm_port` $TPM_PORT. Errors name the option.
+/// Parse argv after the `socket` or `chardev` word (`iface`). `env_tpm_path`
+/// is $TPM_PATH (or empty) and `env_tpm_port` $TPM_PORT. Errors name the
+/// option; an option the other front end has is unrecognized, as with swtpm.
 Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const std::string& env_tpm_path,
-                                    const std::string& env_tpm_port);
+                                    const std::string& env_tpm_port, Iface iface = Iface::Socket);
 
 /// Usage text for --help.
 std::string usage(const std::string& prog);

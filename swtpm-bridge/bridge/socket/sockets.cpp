@@ -97,6 +97,11 @@ ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
     ssize_t n;
     do {
         n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        // A character device (chardev, the vTPM proxy) is read, not received from.
+        if (n < 0 && errno == ENOTSOCK) {
+            msg.msg_controllen = 0;
+            n = ::read(fd, tmp, iov.iov_len);
+        }
     } while (n < 0 && errno == EINTR);
     if (n < 0) return n;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
