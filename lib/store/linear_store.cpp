@@ -5,7 +5,12 @@
 // through an mmap, we write the whole image atomically (temp file, fsync,
 // rename, fsync of the directory), and we take an fcntl lock on
 // `<file>.lock` (swtpm 0.7.1 takes none for this backend).
+// A block device (shared storage) cannot be renamed over: the image goes
+// in place behind a journal at the device's end (BlockDevice below), and
+// the fcntl lock is on the device itself.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,11 +18,13 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "util/durable_file.hpp"
 #include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"
+#include "util/sha256.hpp"
 
 namespace vtpm::store {
 namespace {
@@ -52,6 +59,121 @@ int slot_of(std::string_view name) {
     return -1;
 }
 
+std::string errtext() { return std::strerror(errno); }
+
+// A block device holding a linear store. A write is made crash-safe with a
+// journal: the new image is first written near the device's end, then a
+// journal sector (last 512 bytes: magic, length, offset, SHA-256) names
+// it, then the image is written at offset 0, then the journal is cleared;
+// each step synced. After a crash the next open finishes (or, if the
+// journal never became valid, ignores) the write, so the store is always
+// the old image or the new one. swtpm reads the image at 0 and never looks
+// at the end of the device.
+class BlockDevice {
+public:
+    static constexpr uint64_t kJournalMagic = 0x4c4e524a4d505456ull;  // "VTPMJRNL"
+    static constexpr size_t kSector = 512;
+
+    static Result<BlockDevice> open(const std::string& path) {
+        UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        if (!fd) return make_error(rc::kFail, "could not open the block device " + path + ": " + errtext());
+        uint64_t size = 0;
+        if (::ioctl(fd.get(), BLKGETSIZE64, &size) != 0)
+            return make_error(rc::kFail, path + ": could not get the block device's size: " + errtext());
+        if (size < 4 * kSector) return make_error(rc::kFail, path + ": the block device is too small");
+        return BlockDevice(path, std::move(fd), size);
+    }
+
+    uint64_t size() const { return size_; }
+
+    Result<Bytes> read(uint64_t off, size_t len) const {
+        Bytes out(len);
+        size_t got = 0;
+        while (got < len) {
+            const ssize_t n = ::pread(fd_.get(), out.data() + got, len - got, static_cast<off_t>(off + got));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return make_error(rc::kFail, path_ + ": read failed: " + (n < 0 ? errtext() : "short"));
+            got += static_cast<size_t>(n);
+        }
+        return out;
+    }
+
+    // Finish or drop an interrupted write; true if one was finished.
+    Result<bool> recover() {
+        auto j = read(size_ - kSector, kSector);
+        if (!j) return j.error();
+        if (load64(j->data()) != kJournalMagic) return false;
+        const uint64_t len = load64(j->data() + 8), off = load64(j->data() + 16);
+        bool finished = false;
+        if (len <= off && off + len <= size_ - kSector) {
+            auto copy = read(off, static_cast<size_t>(len));
+            if (!copy) return copy.error();
+            if (sha256_bytes(*copy) == Bytes(j->begin() + 24, j->begin() + 56)) {
+                if (auto w = write_synced(0, *copy); !w) return w.error();
+                finished = true;
+            }
+        }
+        if (auto w = write_synced(size_ - kSector, Bytes(kSector, 0)); !w) return w.error();
+        return finished;
+    }
+
+    // Replace the image at offset 0 by `image`; `old_extent`: how much of the
+    // device the current image uses (the journal copy must not touch it).
+    Result<void> write(ByteView image, uint64_t old_extent) {
+        const uint64_t len = image.size();
+        const uint64_t rounded = (len + kSector - 1) / kSector * kSector;
+        if (size_ < kSector + rounded || size_ - kSector - rounded < std::max(len, old_extent))
+            return make_error(rc::kFail, path_ + ": the block device (" + std::to_string(size_) +
+                                             " bytes) is too small for a crash-safe write of " + std::to_string(len) +
+                                             " bytes (it needs twice the state and 512 bytes)");
+        const uint64_t off = size_ - kSector - rounded;
+        if (auto w = write_synced(off, image); !w) return w;
+        Bytes j(kSector, 0);
+        store64(j.data(), kJournalMagic);
+        store64(j.data() + 8, len);
+        store64(j.data() + 16, off);
+        const Bytes digest = sha256_bytes(image);
+        std::memcpy(j.data() + 24, digest.data(), digest.size());
+        if (auto w = write_synced(size_ - kSector, j); !w) return w;
+        if (auto w = write_synced(0, image); !w) return w;
+        return write_synced(size_ - kSector, Bytes(kSector, 0));
+    }
+
+private:
+    BlockDevice(std::string path, UniqueFd fd, uint64_t size) : path_(std::move(path)), fd_(std::move(fd)), size_(size) {}
+
+    static uint64_t load64(const uint8_t* p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+        return v;
+    }
+    static void store64(uint8_t* p, uint64_t v) {
+        for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+    }
+
+    Result<void> write_synced(uint64_t off, ByteView data) {
+        size_t done = 0;
+        while (done < data.size()) {
+            const ssize_t n =
+                ::pwrite(fd_.get(), data.data() + done, data.size() - done, static_cast<off_t>(off + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return make_error(rc::kFail, path_ + ": write failed: " + (n < 0 ? errtext() : "short"));
+            done += static_cast<size_t>(n);
+        }
+        if (::fdatasync(fd_.get()) != 0) return make_error(rc::kFail, path_ + ": sync failed: " + errtext());
+        return {};
+    }
+
+    std::string path_;
+    UniqueFd fd_;
+    uint64_t size_ = 0;
+};
+
+bool is_block_device(const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+}
+
 class LinearStore final : public StateStore {
 public:
     LinearStore(std::string path, mode_t mode, std::optional<Key> key)
@@ -59,9 +181,21 @@ public:
 
     Result<void> lock() override {
         if (lock_fd_) return {};
-        auto fd = take_lock(path_ + ".lock", "the state file " + path_, 0);
-        if (!fd) return fd.error();
-        lock_fd_ = std::move(*fd);
+        if (is_block_device(path_)) {
+            // The lock is on the device itself; an interrupted write is
+            // finished before anything is read.
+            auto fd = take_lock(path_, "the state block device " + path_, 0);
+            if (!fd) return fd.error();
+            auto dev = BlockDevice::open(path_);
+            if (!dev) return dev.error();
+            if (auto rec = dev->recover(); !rec) return rec.error();
+            device_.emplace(std::move(*dev));
+            lock_fd_ = std::move(*fd);
+        } else {
+            auto fd = take_lock(path_ + ".lock", "the state file " + path_, 0);
+            if (!fd) return fd.error();
+            lock_fd_ = std::move(*fd);
+        }
         auto r = read_image();
         // A file we cannot read is not ours to overwrite: give the lock back.
         if (!r) lock_fd_.reset();
@@ -70,7 +204,10 @@ public:
         else if (unformatted_) r = write_image();
         return r;
     }
-    void unlock() override { lock_fd_.reset(); }
+    void unlock() override {
+        lock_fd_.reset();
+        device_.reset();
+    }
     bool locked() const override { return lock_fd_.valid(); }
 
     Result<Bytes> load_raw(std::string_view name) override {
@@ -147,7 +284,7 @@ private:
             return Result<void>{};
         };
         unformatted_ = false;
-        auto file = read_whole_file(path_);
+        auto file = read_all();
         if (!file) return file.code() == rc::kRetry ? empty() : Result<void>{file.error()};
         Bytes data = std::move(*file);
         if (data.size() < kHeaderSize) return empty();  // too small to be formatted: swtpm formats it anew too
@@ -226,7 +363,35 @@ private:
             put_le32(p + 4, s.data_length);
             put_le32(p + 8, s.section_length);
         }
+        if (device_) {
+            const Result<void> w = device_->write(image_, device_extent_);
+            if (w) device_extent_ = image_.size();
+            return w;
+        }
         return replace_file_durably(path_ + ".tmp", path_, image_, mode_);
+    }
+
+    // The store's bytes: the whole file, or a block device's header and
+    // the sections it names (a device is far larger than its store).
+    Result<Bytes> read_all() {
+        if (!device_) {
+            if (is_block_device(path_))
+                return make_error(rc::kFail, path_ + " is a block device: it is read with its lock held");
+            return read_whole_file(path_);
+        }
+        auto head = device_->read(0, kHeaderSize);
+        if (!head) return head.error();
+        uint64_t end = kHeaderSize;
+        for (size_t i = 0; i < kSlots; ++i) {
+            const uint8_t* p = head->data() + 12 + i * 12;
+            if (le32(p)) end = std::max<uint64_t>(end, uint64_t{le32(p)} + le32(p + 8));
+        }
+        // An unformatted device's header is noise: read only the header then.
+        uint64_t magic = 0;
+        for (int b = 7; b >= 0; --b) magic = magic << 8 | (*head)[static_cast<size_t>(b)];
+        if (magic != kMagic || end > device_->size()) end = kHeaderSize;
+        device_extent_ = end;
+        return device_->read(0, static_cast<size_t>(end));
     }
 
     std::string path_;
@@ -234,6 +399,8 @@ private:
     std::optional<Key> key_;
     UniqueFd lock_fd_;
     Bytes image_;
+    std::optional<BlockDevice> device_;  // while locked, when path_ is a block device
+    uint64_t device_extent_ = 0;         // how much of the device the current image uses
     bool unformatted_ = false;  // the last read found no formatted store
     std::array<Slot, 3> slots_{};  // permall, volatilestate, savestate (slots 3..14 unused by one TPM)
 };
