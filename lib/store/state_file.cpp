@@ -35,6 +35,27 @@ Result<Bytes> encode_state_file(ByteView plain, const Key* state_key) {
     return make_blob(static_cast<uint16_t>(kFlagEncrypted | (state_key->is256() ? kFlagEncrypted256 : 0)), *tlvs);
 }
 
+namespace {
+
+// After a valid header, swtpm reads the payload by the header's version:
+// 1 the bare (legacy) payload, 2 TLV records. Encrypted data of any other
+// version is TPM_FAIL (a flipped version byte is refused); swtpm takes plain
+// data of another version without complaint, and so do we (as TLVs).
+Result<void> check_payload_version(const BlobHeader& h) {
+    if (h.version == 1 || h.version == kBlobVersion) return {};
+    return make_error(rc::kFail, "blob format version " + std::to_string(h.version) + " is neither 1 nor 2");
+}
+
+// A version-1 payload behind a header: plain, or encrypted the legacy way.
+Result<SecureBytes> decode_v1_payload(ByteView payload, const Key* key) {
+    if (key && key->authenticated_only)
+        return make_error(rc::kFail, "a version-1 blob, encrypted without a MAC, is refused with this key");
+    if (key) return decrypt_legacy_v1(*key, payload);
+    return SecureBytes(payload);
+}
+
+}  // namespace
+
 Result<SecureBytes> decode_state_file(ByteView file, const Key* state_key) {
     auto hdr = parse_header(file);
     if (!hdr) {
@@ -45,7 +66,10 @@ Result<SecureBytes> decode_state_file(ByteView file, const Key* state_key) {
         if (state_key) return decrypt_legacy_v1(*state_key, file);
         return SecureBytes(file);
     }
+    if (state_key)
+        if (auto v = check_payload_version(*hdr); !v) return v.error();
     ByteView tlvs = file.subspan(kBlobHeaderSize);
+    if (hdr->version == 1) return decode_v1_payload(tlvs, state_key);
     if (state_key) {
         if (!(hdr->flags & kFlagEncrypted))
             return make_error(rc::kFail, "the state file is not encrypted but a state key is configured");
@@ -92,7 +116,13 @@ Result<SecureBytes> decode_migration_blob(ByteView blob, uint32_t request_flags,
                                           const Key* migration_key) {
     auto hdr = parse_header(blob);
     if (!hdr) return hdr.error();
+    if (hdr->flags & (kFlagMigrationEncrypted | kFlagEncrypted) || (request_flags & kStateFlagEncrypted))
+        if (auto v = check_payload_version(*hdr); !v) return v.error();
+    if (hdr->version == 1)
+        return make_error(rc::kFail, "a version-1 state blob (swtpm before 0.2) cannot be migrated");
     ByteView tlvs = blob.subspan(kBlobHeaderSize);
+    // A header without payload is an empty blob to swtpm: no state of that type.
+    if (tlvs.empty()) return SecureBytes{};
     SecureBytes inner_owned;
     ByteView inner;
     if (hdr->flags & kFlagMigrationEncrypted) {
@@ -106,7 +136,7 @@ Result<SecureBytes> decode_migration_blob(ByteView blob, uint32_t request_flags,
     } else {
         // Accepted even when a migration key is configured, as swtpm does.
         auto m = find_tlv(tlvs, kTagMigrationData);
-        if (!m) return make_error(rc::kBadParameter, "the blob has no migration data record");
+        if (!m) return make_error(rc::kFail, "the blob has no migration data record");
         inner = *m;
     }
     if ((hdr->flags & kFlagEncrypted) || (request_flags & kStateFlagEncrypted)) {
@@ -116,7 +146,7 @@ Result<SecureBytes> decode_migration_blob(ByteView blob, uint32_t request_flags,
         return decrypt_from_tlvs(*state_key, inner, kTagEncryptedData, kTagIvEncryptedData);
     }
     auto data = find_tlv(inner, kTagData);
-    if (!data) return make_error(rc::kBadParameter, "the blob has no data record");
+    if (!data) return make_error(rc::kFail, "the blob has no data record");
     return SecureBytes(*data);
 }
 

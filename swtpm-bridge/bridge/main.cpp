@@ -140,6 +140,9 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
     dc.migration_key = std::move(migration_key);
     dc.release_lock_outgoing = o.release_lock_outgoing;
     dc.vendor_commands = snap->vendor_ctrl;
+    // CMD_LOCK_STORAGE (swtpm 0.8) serves QEMU's TPM 2 shared-storage
+    // migration; a TPM 1.2 answers as swtpm 0.7.1 (capabilities 0x7fff).
+    dc.lock_storage = o.tpm2;
     core::Dispatcher dispatcher(**eng, std::move(dc));
     if (*guard) snapshot::attach(dispatcher, **guard);
 

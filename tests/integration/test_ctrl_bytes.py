@@ -219,6 +219,16 @@ def test(work, stack):
          set_blob(lambda t: blobs[t][:200] + bytes([blobs[t][200] ^ 0x40]) + blobs[t][201:]), want="00000003")
     same(ours, ref, "SET_STATEBLOB with a garbage header -> error",
          set_blob(lambda t: b"\xff" * 64), want="00000003")
+    for bit in range(8):
+        flipped = lambda t, b=bit: bytes([blobs[t][0] ^ (1 << b)]) + blobs[t][1:]
+        a, b = set_blob(flipped)(ours), set_blob(flipped)(ref)
+        h.check_eq(a.hex(), b.hex(), f"SET_STATEBLOB of a plain blob, bit {bit} of the version byte flipped: "
+                                     "answered as swtpm")
+    same(ours, ref, "SET_STATEBLOB whose payload has no data record -> TPM_FAIL",
+         set_blob(lambda t: blobs[t][:2] + bytes.fromhex("000a0000") + (18).to_bytes(4, "big") +
+                  bytes.fromhex("00090000000261620000")[:8]), want="00000009")
+    same(ours, ref, "SET_STATEBLOB of a bare header: an empty blob, taken as swtpm takes it",
+         set_blob(lambda t: blobs[t][:2] + bytes.fromhex("000a0000") + (10).to_bytes(4, "big")), want="00000000")
     same(ours, ref, "SET_STATEBLOB claiming state-key encryption without a key -> TPM_KEYNOTFOUND",
          set_blob(lambda t: blobs[t], flags=2), want="0000000d")
 
@@ -281,4 +291,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=77, min_checks_swtpm=72)
+    h.main(test, min_checks=92, min_checks_swtpm=80)

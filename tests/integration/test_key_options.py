@@ -114,6 +114,30 @@ def round_trip(stack, work, opt, src_cmd, dst_cmd, tag):
     return ok, wrong, same_after_wrong, init + setb + init2
 
 
+def version_flips(stack, work, opt):
+    """An encrypted state file whose header version byte has one bit
+    flipped: refused at CMD_INIT by both, with the same result."""
+    import shutil
+    state = os.path.join(work, "state-k0-swtpm-to-ours")
+    for bit in range(8):
+        results = []
+        for n, impl in enumerate((SERVER, [h.SWTPM])):
+            d = os.path.join(work, f"flip{bit}-{n}")
+            shutil.copytree(state, d)
+            path = os.path.join(d, "tpm2-00.permall")
+            with open(path, "r+b") as f:
+                b0 = f.read(1)[0]
+                f.seek(0)
+                f.write(bytes([b0 ^ (1 << bit)]))
+            srv, c, _ = start(stack, work, impl, d, f"flip{bit}-{n}", opt, flags=False)
+            results.append(c.cmd(0x02, struct.pack(">I", 0)))
+            c.cmd(0x03)
+            srv.wait(10)
+        h.check(results[0] != b"\0\0\0\0" and results[0] == results[1],
+                f"encrypted state, bit {bit} of the header's version flipped: refused as swtpm refuses it "
+                f"({results[0].hex()}, {results[1].hex()})")
+
+
 def test(work, stack):
     opts = [Opt("file", "hex"), Opt("file", "binary"), Opt("file", "binary", remove=True), Opt("fd", "hex"),
             Opt("fd", "binary"), Opt("pwdfile", kdf="pbkdf2"), Opt("pwdfile", kdf="sha512"),
@@ -129,7 +153,9 @@ def test(work, stack):
                     f"{what}: another key refused as swtpm refuses it (results {wrong[0].hex()}, "
                     f"{wrong[1].hex()}), state unchanged")
             h.check_eq(answers.hex(), "00000000" * 3, f"{what}: INIT, SET_STATEBLOB, INIT at the destination")
+        if i == 0:
+            version_flips(stack, work, opt)
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=60)
+    h.main(test, min_checks=88)
