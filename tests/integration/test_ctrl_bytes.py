@@ -163,6 +163,30 @@ def framing_like_swtpm(ours, ref, logged):
         h.check(lines[ours] <= 20, f"300 refused control messages make at most 20 log lines ({lines[ours]})")
 
 
+def short_command_at_close(work, stack):
+    """A data-channel client ends its writes inside a command: swtpm hands
+    what came to the TPM, whose command-size error comes back."""
+    answers = []
+    for tag, cmd_ in (("ours", None), ("swtpm", [h.SWTPM])):
+        state = os.path.join(work, f"short-{tag}")
+        os.mkdir(state)
+        srv, port = h.tcp_server(stack, state, extra=["--tpm2"], cmd=cmd_)
+        got = []
+        for data in (bytes.fromhex("80010000006400000144") + b"\0" * 10, bytes.fromhex("8001000000")):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.settimeout(3 * h.timeout_scale())
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                try:
+                    got.append(s.recv(100).hex())
+                except socket.timeout:
+                    got.append("timeout")
+        answers.append(got)
+        srv.stop()
+    h.check_eq(answers[0], answers[1], "a command cut short by the client's close: answered as swtpm")
+    h.check_eq(answers[0][0], "80010000000a00000142", "TPM_RC_COMMAND_SIZE for a complete header, short body")
+
+
 def test(work, stack):
     ours, ref = pair(work, stack, "boot")
     rsp = same(ours, ref, "QEMU boot sequence answered byte for byte like swtpm", qemu_boot, want=BOOT_ANSWER)
@@ -201,6 +225,7 @@ def test(work, stack):
     same(ours, ref, "garbage shorter than a command code: dropped likewise", partial(b"\xde\xad"), want="closed".encode().hex())
     same(ours, ref, "server still answers on a new connection", lambda t: t.x(cmd(0x0f), 8), want="0000000000000000")
     framing_like_swtpm(ours, ref, pair(work, stack, "log", extra=["--log", "level=1"]))
+    short_command_at_close(work, stack)
 
     # Blobs for the SET_STATEBLOB probes: fetch them from each server.
     blobs = {}
@@ -291,4 +316,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=92, min_checks_swtpm=80)
+    h.main(test, min_checks=94, min_checks_swtpm=82)

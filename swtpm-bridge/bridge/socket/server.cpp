@@ -293,6 +293,11 @@ gboolean Server::on_data_client(gint fd, GIOCondition, gpointer p) {
     auto* s = static_cast<Server*>(p);
     ssize_t n = recv_some(fd, s->data_.buf, nullptr);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return G_SOURCE_CONTINUE;
+    if (n == 0 && s->data_.buf.size() >= 10) {
+        // The client ended its writes inside a command: swtpm hands what came
+        // to the TPM, which answers with its command-size error. So do we.
+        (void)write_all(fd, s->dispatcher_.tpm_command(s->data_.buf));
+    }
     if (n <= 0) {
         s->data_.watch = 0;
         s->close_data_client();
