@@ -199,29 +199,51 @@ Result<Bytes> activate_credential(Esys& tpm, uint32_t key_handle, const EkObject
     return out;
 }
 
-Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying, const HostPolicy& policy) {
+namespace {
+
+Result<TrHandle> host_ak(Esys& tpm) {
     auto ak = tr_from_tpm(tpm, kHostAkHandle);
     if (!ak) return make_error(rc::kFail, "no host AK at " + hex32(kHostAkHandle) + ": run vtpm-host provision");
-    auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
-    if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
-    auto session = authkey_session(tpm, authkey->get(), auth, policy, PolicyUse::Certify);
-    if (!session) return session.error();
+    return ak;
+}
+
+Result<TPM2B_DATA> qualifying_data(ByteView qualifying) {
     TPM2B_DATA q{};
     if (qualifying.size() > sizeof q.buffer) return make_error(rc::kBadParameter, "qualifying data too long");
     q.size = static_cast<UINT16>(qualifying.size());
     std::memcpy(q.buffer, qualifying.data(), qualifying.size());
+    return q;
+}
+
+// What a TPM2_Certify or TPM2_Quote returned, as the attest bytes and the
+// marshalled signature.
+Result<SignedAttest> signed_attest(EsysPtr<TPM2B_ATTEST> att, EsysPtr<TPMT_SIGNATURE> sig) {
+    auto s = tpm::marshal_signature(*sig);
+    if (!s) return s.error();
+    return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
+}
+
+}  // namespace
+
+Result<SignedAttest> certify_authkey(Esys& tpm, ByteView auth, ByteView qualifying, const HostPolicy& policy) {
+    auto ak = host_ak(tpm);
+    if (!ak) return ak.error();
+    auto authkey = tr_from_tpm(tpm, kAuthKeyHandle);
+    if (!authkey) return make_error(rc::kFail, "no AuthKey at " + hex32(kAuthKeyHandle) + ": run vtpm-host provision");
+    auto session = authkey_session(tpm, authkey->get(), auth, policy, PolicyUse::Certify);
+    if (!session) return session.error();
+    auto q = qualifying_data(qualifying);
+    if (!q) return q.error();
     TPMT_SIG_SCHEME scheme{};
     scheme.scheme = TPM2_ALG_NULL;
     TPM2B_ATTEST* att_raw = nullptr;
     TPMT_SIGNATURE* sig_raw = nullptr;
-    TSS2_RC rc = Esys_Certify(tpm.ctx(), authkey->get(), ak->get(), session->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, &q,
-                              &scheme, &att_raw, &sig_raw);
+    TSS2_RC rc = Esys_Certify(tpm.ctx(), authkey->get(), ak->get(), session->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                              &*q, &scheme, &att_raw, &sig_raw);
     EsysPtr<TPM2B_ATTEST> att(att_raw);
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) return authkey_error("TPM2_Certify of the AuthKey by the host AK", rc);
-    auto s = tpm::marshal_signature(*sig);
-    if (!s) return s.error();
-    return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
+    return signed_attest(std::move(att), std::move(sig));
 }
 
 Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, const HostPolicy& policy) {
@@ -247,24 +269,20 @@ Result<TPMT_SIGNATURE> authkey_sign(Esys& tpm, ByteView auth, ByteView digest, c
 }
 
 Result<SignedAttest> quote_host_pcrs(Esys& tpm, const TPML_PCR_SELECTION& pcrs, ByteView qualifying) {
-    auto ak = tr_from_tpm(tpm, kHostAkHandle);
-    if (!ak) return make_error(rc::kFail, "no host AK at " + hex32(kHostAkHandle) + ": run vtpm-host provision");
-    TPM2B_DATA q{};
-    if (qualifying.size() > sizeof q.buffer) return make_error(rc::kBadParameter, "qualifying data too long");
-    q.size = static_cast<UINT16>(qualifying.size());
-    std::memcpy(q.buffer, qualifying.data(), qualifying.size());
+    auto ak = host_ak(tpm);
+    if (!ak) return ak.error();
+    auto q = qualifying_data(qualifying);
+    if (!q) return q.error();
     TPMT_SIG_SCHEME scheme{};
     scheme.scheme = TPM2_ALG_NULL;
     TPM2B_ATTEST* att_raw = nullptr;
     TPMT_SIGNATURE* sig_raw = nullptr;
-    TSS2_RC rc = Esys_Quote(tpm.ctx(), ak->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &q, &scheme, &pcrs,
+    TSS2_RC rc = Esys_Quote(tpm.ctx(), ak->get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &*q, &scheme, &pcrs,
                             &att_raw, &sig_raw);
     EsysPtr<TPM2B_ATTEST> att(att_raw);
     EsysPtr<TPMT_SIGNATURE> sig(sig_raw);
     if (rc != TSS2_RC_SUCCESS) return make_error(rc::kFail, tss_error("TPM2_Quote of the host PCRs by the host AK", rc));
-    auto s = tpm::marshal_signature(*sig);
-    if (!s) return s.error();
-    return SignedAttest{Bytes(att->attestationData, att->attestationData + att->size), std::move(*s)};
+    return signed_attest(std::move(att), std::move(sig));
 }
 
 }  // namespace vtpm::hosttpm

@@ -1,10 +1,12 @@
 // vtpm-bridge: a drop-in for `swtpm socket`. main only parses options and
 // wires the parts together: the core (lib/core), its blob filters
 // (lib/snapshot) and the socket front end (socket/).
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "store/key.hpp"
 #include "store/state_store.hpp"
 #include "util/log.hpp"
+#include "util/subopts.hpp"
 #include "vtpm_config.h"
 
 using namespace vtpm;
@@ -42,6 +45,39 @@ std::string getenv_str(const char* n) {
     return v ? v : "";
 }
 
+// The descriptors the command line names: everything else inherited is
+// closed at start. swtpm_setup spawns swtpm with its own ends of the
+// socketpairs still open; a bridge that kept them would never see its
+// parent go away and would linger holding the state's lock.
+std::set<int> named_fds(const BridgeOptions& o) {
+    std::set<int> keep{o.server.fd, o.ctrl.fd, o.ctrl.clientfd, o.data_fd, o.pid_fd};
+    if (o.log) keep.insert(o.log->fd);
+    for (const auto* key : {&o.key, &o.migration_key}) {
+        if (!*key) continue;
+        auto so = SubOpts::parse(**key, {"file", "fd", "pwdfile", "pwdfd", "mode", "format", "kdf", "remove"});
+        if (!so) continue;
+        for (const char* name : {"fd", "pwdfd"})
+            if (auto v = so->integer(name); v && *v) keep.insert(static_cast<int>(**v));
+    }
+    return keep;
+}
+
+void close_unnamed_fds(const std::set<int>& keep) {
+    std::vector<int> stray;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        const int self = ::dirfd(d);
+        while (dirent* e = ::readdir(d)) {
+            char* end = nullptr;
+            const long fd = std::strtol(e->d_name, &end, 10);
+            if (*end || fd < 3 || fd == self || keep.count(static_cast<int>(fd))) continue;
+            stray.push_back(static_cast<int>(fd));
+        }
+        ::closedir(d);
+    }
+    for (int fd : stray) ::close(fd);
+    if (!stray.empty()) VTPM_LOG_DEBUG("closed %zu inherited descriptors the command line does not name", stray.size());
+}
+
 int run_bridge(const std::vector<std::string>& args, const std::string& prog, Iface iface) {
     auto parsed = parse_options(args, getenv_str("TPM_PATH"), getenv_str("TPM_PORT"), iface);
     if (!parsed) {
@@ -49,6 +85,7 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         return EXIT_FAILURE;
     }
     BridgeOptions& o = *parsed;
+    close_unnamed_fds(named_fds(o));
     if (o.help) {
         std::fputs(usage(prog).c_str(), stdout);
         return EXIT_SUCCESS;
@@ -92,8 +129,17 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
 
     UnlinkAtExit created;
     ServerConfig sc;
+    // The pid file as soon as the channels are open, as swtpm: swtpm_setup
+    // waits only about 5 s for it.
+    std::optional<PidFile> pid;
     if (!o.print_states) {
         if (auto r = open_channels(o, sc, created); !r) return fail(r.error().message);
+        if (o.daemon) {
+            if (auto r = daemonize(); !r) return fail(r.error().message);
+        }
+        auto p = PidFile::write(o.pid_file, o.pid_fd);
+        if (!p) return fail(p.error().message);
+        pid.emplace(std::move(*p));
     }
 
     if (o.state_uri.empty())
@@ -122,11 +168,6 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         return EXIT_SUCCESS;
     }
 
-    if (o.daemon) {
-        if (auto r = daemonize(); !r) return fail(r.error().message);
-    }
-    auto pid = PidFile::write(o.pid_file, o.pid_fd);
-    if (!pid) return fail(pid.error().message);
 
     engine::EngineConfig ec;
     ec.version = o.tpm2 ? engine::TpmVersion::V2 : engine::TpmVersion::V1_2;
