@@ -11,6 +11,7 @@ PKGS=(
   qemu-system-x86 qemu-utils busybox-static cpio linux-image-cloud-amd64
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
   libpixman-1-dev libfdt-dev  # qemu-patches/build.sh: the patched QEMU the tests run
+  libfuse3-dev  # vtpm-bridge cuse (the CUSE front end)
 )
 
 missing=()

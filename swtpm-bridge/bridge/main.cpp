@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/cuse/cuse_main.hpp"
 #include "bridge/options.hpp"
 #include "bridge/seccomp_policy.hpp"
 #include "bridge/snapshot_settings.hpp"
@@ -94,9 +95,12 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         std::printf("libvtpm vtpm-bridge %s (swtpm %s compatible)\n", VTPM_VERSION, VTPM_SWTPM_COMPAT_VERSION);
         return EXIT_SUCCESS;
     }
-    if (o.runas) {
+    // cuse: as swtpm, the user changes once the device exists (/dev/cuse is root's).
+    if (o.runas && o.iface != Iface::Cuse) {
         if (auto r = switch_user(*o.runas); !r) return fail(r.error().message);
     }
+    if (o.iface == Iface::Cuse && !o.print_capabilities && !o.print_states && o.cuse_name.empty())
+        return fail("cuse needs the device's name: -n <name>");
     if (auto r = harden_process(); !r) return fail(r.error().message);
     auto snap = read_snapshot_settings(o, getenv_str("VTPM_BRIDGE_CONFIG"));
     if (!snap) {
@@ -132,7 +136,7 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
     // The pid file as soon as the channels are open, as swtpm: swtpm_setup
     // waits only about 5 s for it.
     std::optional<PidFile> pid;
-    if (!o.print_states) {
+    if (!o.print_states && o.iface != Iface::Cuse) {
         if (auto r = open_channels(o, sc, created); !r) return fail(r.error().message);
         if (o.daemon) {
             if (auto r = daemonize(); !r) return fail(r.error().message);
@@ -206,6 +210,24 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         admin = std::move(*a);
     }
 
+    if (o.iface == Iface::Cuse) {
+        CuseDevice device(dispatcher);
+        CuseOptions co{o.cuse_name, o.cuse_major, o.cuse_minor};
+        // Once /dev/NAME exists and the process runs detached: as swtpm cuse.
+        auto ready = [&o, &pid]() -> Result<void> {
+            auto p = PidFile::write(o.pid_file, o.pid_fd);
+            if (!p) return p.error();
+            pid.emplace(std::move(*p));
+            if (o.runas)
+                if (auto r = switch_user(*o.runas); !r) return r.error();
+            if (auto r = install_seccomp(o.seccomp_action); !r) return make_error(r.code(), "--seccomp: " + r.error().message);
+            VTPM_LOG_INFO("vtpm-bridge %s serving /dev/%s (%s)", VTPM_VERSION, o.cuse_name.c_str(),
+                          o.tpm2 ? "TPM 2.0" : "TPM 1.2");
+            return {};
+        };
+        if (auto r = serve_cuse(device, co, ready); !r) return fail(r.error().message);
+        return EXIT_SUCCESS;
+    }
     Server server(dispatcher, std::move(sc));
     if (auto r = install_seccomp(o.seccomp_action); !r) return fail("--seccomp: " + r.error().message);
     daemon_ready();
@@ -231,15 +253,14 @@ int main(int argc, char** argv) {
         std::fputs(usage(prog).c_str(), stdout);
         return EXIT_SUCCESS;
     }
-    if (iface == "cuse") {
-        // swtpm's CUSE front end needs libfuse3's CUSE and the kernel's /dev/cuse.
-        std::fprintf(stderr, "The cuse interface is not provided by this swtpm replacement: use socket or chardev.\n");
+    if (iface == "cuse" && !cuse_built()) {
+        std::fprintf(stderr, "The cuse interface needs a vtpm-bridge built with libfuse3: use socket or chardev.\n");
         return EXIT_FAILURE;
     }
-    if (iface != "socket" && iface != "chardev") {
+    if (iface != "socket" && iface != "chardev" && iface != "cuse") {
         std::fprintf(stderr, "Unsupported TPM interface type '%s'.\n%s", iface.c_str(), usage(prog).c_str());
         return EXIT_FAILURE;
     }
     return run_bridge(std::vector<std::string>(argv + 2, argv + argc), prog,
-                      iface == "chardev" ? Iface::Chardev : Iface::Socket);
+                      iface == "chardev" ? Iface::Chardev : iface == "cuse" ? Iface::Cuse : Iface::Socket);
 }

@@ -29,11 +29,14 @@ constexpr LongOpt kLongOpts[] = {
     {"vtpm-host", true, 'H'},      {"vtpm-config", true, 'G'},    {"vtpm-admin-socket", true, 'A'},
     {"vtpm-state-key", true, 'E'},
     {"chardev", true, 'X'},        {"vtpm-proxy", false, 'Y'},
+    {"name", true, 'n'},           {"maj", true, 'J'},            {"min", true, 'N'},
 };
 
-// What only one front end knows (swtpm_chardev.c / swtpm.c option tables).
-constexpr char kSocketOnly[] = {'p', 'c', 't', 'i'};  // --port --server --terminate --migration
-constexpr char kChardevOnly[] = {'X', 'Y'};           // --chardev --vtpm-proxy
+// What each front end does not know (swtpm.c, swtpm_chardev.c, cuse_tpm.c
+// option tables).
+constexpr char kNotSocket[] = {'X', 'Y', 'n', 'J', 'N'};                 // chardev's and cuse's own
+constexpr char kNotChardev[] = {'p', 'c', 't', 'i', 'n', 'J', 'N'};      // socket's and cuse's own
+constexpr char kNotCuse[] = {'p', 'c', 't', 'i', 'f', 'C', 'd', 'X', 'Y'};  // socket's and chardev's
 
 // Options swtpm has that we do not implement: refused by name, never ignored.
 constexpr std::string_view kUnsupported[] = {"chroot", "profile", "print-profiles", "print-info", "pcap"};
@@ -145,8 +148,11 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
             name = std::string(1, id);
             if (std::string_view("dht").find(id) != std::string_view::npos) {
                 if (a.size() > 2) return make_error(rc::kBadParameter, "invalid option '" + a + "'");
-            } else if (std::string_view(iface == Iface::Chardev ? "cfr" : "pfr").find(id) != std::string_view::npos) {
+            } else if (std::string_view(iface == Iface::Chardev ? "cfr" : iface == Iface::Cuse ? "nMmr" : "pfr")
+                           .find(id) != std::string_view::npos) {
                 if (id == 'c') id = 'X';
+                if (id == 'M') id = 'J';
+                if (id == 'm') id = 'N';
                 if (a.size() > 2) value = a.substr(2);
                 else if (i + 1 < args.size()) value = args[++i];
                 else return make_error(rc::kBadParameter, std::string("option requires an argument -- '") + id + "'");
@@ -156,11 +162,15 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         } else {
             return make_error(rc::kBadParameter, "Unknown parameter '" + a + "'");
         }
-        const std::string_view foreign = iface == Iface::Socket ? std::string_view(kChardevOnly, sizeof kChardevOnly)
-                                                                : std::string_view(kSocketOnly, sizeof kSocketOnly);
+        const std::string_view foreign = iface == Iface::Socket    ? std::string_view(kNotSocket, sizeof kNotSocket)
+                                         : iface == Iface::Chardev ? std::string_view(kNotChardev, sizeof kNotChardev)
+                                                                   : std::string_view(kNotCuse, sizeof kNotCuse);
         if (foreign.find(id) != std::string_view::npos)
             return make_error(rc::kBadParameter, "unrecognized option '" + a + "' (not a " +
-                                                     (iface == Iface::Socket ? "socket" : "chardev") + " option)");
+                                                     (iface == Iface::Socket    ? "socket"
+                                                      : iface == Iface::Chardev ? "chardev"
+                                                                                : "cuse") +
+                                                     " option)");
         // The last occurrence of an option wins, as with swtpm.
         switch (id) {
         case 'd': o.daemon = true; break;
@@ -175,6 +185,16 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         }
         case 'c': server = value; break;
         case 'X': o.chardev = value; break;
+        case 'n': o.cuse_name = value; break;
+        case 'J':
+        case 'N': {
+            unsigned v = 0;
+            auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v, 10);
+            if (ec != std::errc{} || p != value.data() + value.size() || v > 65535)
+                return opt_error(id == 'J' ? "maj" : "min", "not a device number (0-65535): '" + value + "'");
+            (id == 'J' ? o.cuse_major : o.cuse_minor) = v;
+            break;
+        }
         case 'Y': o.vtpm_proxy = true; break;
         case 'r': o.runas = value; break;
         case 't': o.terminate = true; break;
@@ -306,13 +326,16 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
 std::string usage(const std::string& prog) {
     return "Usage: " + prog + " socket [options]\n"
            "       " + prog + " chardev (-c <device> | -f <fd> | --vtpm-proxy) [options]\n"
+           "       " + prog + " cuse -n <name> [-M <major>] [-m <minor>] [options]\n"
 R"(
 A vTPM server that speaks swtpm's control and data channels (libvtpm).
 
 chardev: the data channel is a character device (-c|--chardev), an open fd
 (-f|--fd) or a new /dev/tpmN of the kernel's vTPM proxy (--vtpm-proxy); the
 control channel is --ctrl; --port, --server, --terminate and --migration are
-socket options. The CUSE front end is not provided.
+socket options.
+cuse: -n|--name <name> makes /dev/<name> (-M|--maj, -m|--min: its numbers);
+control by its ioctls, data by read/write; needs /dev/cuse and libfuse3.
 
   -p|--port <port>  TCP data port; implies --server type=tcp,disconnect
   -f|--fd <fd>      use an already connected data socket (implies --terminate)

@@ -29,14 +29,17 @@ struct ChannelOpts {
     bool terminate = false;   // --ctrl ...,terminate
 };
 
-/// The front end: `socket` (data and control over sockets) or `chardev`
-/// (data on a character device or an fd, control by --ctrl), as swtpm's.
-enum class Iface { Socket, Chardev };
+/// The front end: `socket` (data and control over sockets), `chardev`
+/// (data on a character device or an fd, control by --ctrl) or `cuse`
+/// (/dev/NAME: ioctls for control, read/write for data), as swtpm's.
+enum class Iface { Socket, Chardev, Cuse };
 
 struct BridgeOptions {
     Iface iface = Iface::Socket;
     std::optional<std::string> chardev;  // chardev -c/--chardev PATH
     bool vtpm_proxy = false;             // chardev --vtpm-proxy
+    std::string cuse_name;               // cuse -n/--name
+    unsigned cuse_major = 0, cuse_minor = 0;  // cuse -M/--maj, -m/--min
     bool tpm2 = false;
     bool help = false;
     bool version = false;

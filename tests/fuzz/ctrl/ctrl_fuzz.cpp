@@ -8,6 +8,7 @@
 
 #include "ctrl/codec.hpp"
 #include "ctrl/framer.hpp"
+#include "ctrl/ptm_ioctl.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     vtpm::ByteView in(data, size);
@@ -31,6 +32,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
     }
     if (auto n = vtpm::ctrl::vendor_response_length(in); n && *n > vtpm::ctrl::kMaxVendorTpmCommand) std::abort();
+    // CUSE ioctls: any process that may open the device writes these structs.
+    for (auto cmd : {vtpm::ctrl::Cmd::GetCapability, vtpm::ctrl::Cmd::Init, vtpm::ctrl::Cmd::SetLocality,
+                     vtpm::ctrl::Cmd::HashData, vtpm::ctrl::Cmd::SetBufferSize, vtpm::ctrl::Cmd::GetInfo,
+                     vtpm::ctrl::Cmd::GetTpmEstablished, vtpm::ctrl::Cmd::GetConfig}) {
+        auto io = vtpm::ctrl::ptm_ioctl(vtpm::ctrl::ptm_request(cmd));
+        if (!io) std::abort();
+        if (auto m = vtpm::ctrl::ptm_to_message(*io, in); m && m->size() > 4 + 4 + vtpm::ctrl::kPtmHashDataSize)
+            std::abort();
+        if (vtpm::ctrl::ptm_from_reply(*io, in).size() > io->size) std::abort();
+    }
     for (int mode = 0; mode < 3; ++mode) {
         // lock storage on/off, and with our vendor command enabled
         auto r = vtpm::ctrl::decode_request(in, mode != 1, mode == 2);
