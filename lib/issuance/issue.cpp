@@ -129,13 +129,18 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& ch
     auto host_quote = root.quote_host_pcrs(binding);
     if (!host_quote) return host_quote.error();
     const auto& policy = root.policy();
-    auto host_digest = hosttpm::pcr_digest(root.tpm(), policy.pcrs());
-    if (!host_digest) return host_digest.error();
+    // The digest the bundle names is the one the quote signed: no second
+    // PCR read that could see another state.
+    auto quoted = tpm::parse_attest(host_quote->attest);
+    if (!quoted || quoted->type != TPM2_ST_ATTEST_QUOTE)
+        return make_error(rc::kFail, "the host TPM's quote of its PCRs does not parse");
+    const auto& qd = quoted->attested.quote.pcrDigest;
+    const Bytes host_digest(qd.buffer, qd.buffer + qd.size);
     const hoststate::Approval* approval = nullptr;
     for (const auto& a : policy.approvals())
-        if (a.approval.pcr_digest == *host_digest) approval = &a.approval;
+        if (a.approval.pcr_digest == host_digest) approval = &a.approval;
     if (!approval)
-        return make_error(rc::kFail, "the host PCRs changed while the identity was issued; ask again");
+        return make_error(rc::kFail, "the host PCRs are in a state the owner has not approved (they changed after vtpm-hostd started); ask again or run vtpm-host authorize");
     attest::IdentityBundle bundle;
     auto ak_pub = tpm::marshal_public(root.authkey_public());
     auto owner_pub = tpm::marshal_public(policy.owner());
@@ -145,7 +150,7 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& ch
     bundle.certify_attest = certify->attest;
     bundle.certify_signature = certify->signature;
     bundle.host_pcr_selection = *sel;
-    bundle.host_pcr_digest = *host_digest;
+    bundle.host_pcr_digest = host_digest;
     bundle.generation = gen;
     bundle.owner_public = *owner_pub;
     bundle.owner_approval = approval->authkey_signature;

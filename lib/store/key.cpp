@@ -83,8 +83,20 @@ Result<Key> derive_key_sha512(ByteView passphrase, size_t keylen) {
     return Key{std::move(digest)};
 }
 
+namespace {
+const std::vector<std::string_view> kKeyOptionNames = {"file", "fd", "pwdfile", "pwdfd", "mode", "format", "kdf", "remove"};
+}  // namespace
+
+std::optional<int> key_option_fd(std::string_view value) {
+    auto so = SubOpts::parse(value, kKeyOptionNames);
+    if (!so) return std::nullopt;
+    for (const char* name : {"fd", "pwdfd"})
+        if (auto v = so->integer(name); v && *v && **v >= 0) return static_cast<int>(**v);
+    return std::nullopt;
+}
+
 Result<Key> load_key_option(std::string_view value) {
-    auto so = SubOpts::parse(value, {"file", "fd", "pwdfile", "pwdfd", "mode", "format", "kdf", "remove"});
+    auto so = SubOpts::parse(value, kKeyOptionNames);
     if (!so) return so.error();
     size_t keylen = 16;
     if (auto m = so->str("mode")) {

@@ -3,6 +3,7 @@
 // (state-format.md §2.5).
 #pragma once
 
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -42,6 +43,10 @@ struct Key {
 /// `kdf=pbkdf2|sha512`, `remove[=bool]`; reads the key material (closing a
 /// given fd, unlinking with remove). Errors name what was wrong.
 Result<Key> load_key_option(std::string_view value);
+
+/// The descriptor a `--key`/`--migration-key` value names (fd= or pwdfd=),
+/// if any; nothing is read or closed. For keeping it open at start.
+std::optional<int> key_option_fd(std::string_view value);
 
 /// PBKDF2-HMAC-SHA512(passphrase, "swtpm", 1000) truncated to keylen.
 Result<Key> derive_key_pbkdf2(ByteView passphrase, size_t keylen);

@@ -26,7 +26,6 @@
 #include "store/key.hpp"
 #include "store/state_store.hpp"
 #include "util/log.hpp"
-#include "util/subopts.hpp"
 #include "vtpm_config.h"
 
 using namespace vtpm;
@@ -53,13 +52,9 @@ std::string getenv_str(const char* n) {
 std::set<int> named_fds(const BridgeOptions& o) {
     std::set<int> keep{o.server.fd, o.ctrl.fd, o.ctrl.clientfd, o.data_fd, o.pid_fd};
     if (o.log) keep.insert(o.log->fd);
-    for (const auto* key : {&o.key, &o.migration_key}) {
-        if (!*key) continue;
-        auto so = SubOpts::parse(**key, {"file", "fd", "pwdfile", "pwdfd", "mode", "format", "kdf", "remove"});
-        if (!so) continue;
-        for (const char* name : {"fd", "pwdfd"})
-            if (auto v = so->integer(name); v && *v) keep.insert(static_cast<int>(**v));
-    }
+    for (const auto* key : {&o.key, &o.migration_key})
+        if (*key)
+            if (auto fd = store::key_option_fd(**key)) keep.insert(*fd);
     return keep;
 }
 
