@@ -86,12 +86,9 @@ public:
     Result<void> remove(std::string_view name, bool must_exist) override {
         if (auto l = require_lock(name); !l) return l;
         if (Digest* known = known_digest(name)) *known = Digest{};
-        std::string path = file_path("tpm", name);
-        if (::unlink(path.c_str()) < 0) {
-            if (errno == ENOENT && !must_exist) return {};
-            return make_error(rc::kFail, "could not delete " + path + ": " + errstr());
-        }
-        return {};
+        // Durable: a used volatile state that came back after a power cut
+        // would be resumed from again.
+        return remove_file_durably(file_path("tpm", name), must_exist);
     }
 
     Result<std::vector<StateEntry>> list() override {

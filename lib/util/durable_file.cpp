@@ -12,13 +12,30 @@ namespace vtpm {
 namespace {
 std::string errstr() { return std::strerror(errno); }
 
-void sync_dir_of(const std::string& path) {
+std::string dir_of(const std::string& path) {
     auto slash = path.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (d) ::fsync(d.get());
+    return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
 }
 }  // namespace
+
+Result<void> sync_dir_of(const std::string& path) {
+    // The entry a rename or unlink changed is on disk only once its
+    // directory is: a failure here means the change may not survive a
+    // power cut, so it is reported and nothing is acknowledged.
+    const std::string dir = dir_of(path);
+    UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!d) return make_error(rc::kFail, "could not open the directory " + dir + " to sync it: " + errstr());
+    if (::fsync(d.get()) < 0) return make_error(rc::kFail, "could not sync the directory " + dir + ": " + errstr());
+    return {};
+}
+
+Result<void> remove_file_durably(const std::string& path, bool must_exist) {
+    if (::unlink(path.c_str()) < 0) {
+        if (errno == ENOENT && !must_exist) return {};
+        return make_error(rc::kFail, "could not delete " + path + ": " + errstr());
+    }
+    return sync_dir_of(path);
+}
 
 Result<void> replace_file_durably(const std::string& tmp_prefix, const std::string& path, ByteView data,
                                   mode_t mode) {
@@ -44,8 +61,7 @@ Result<void> replace_file_durably(const std::string& tmp_prefix, const std::stri
     if (::fsync(fd.get()) < 0) return fail("could not sync " + tmp);
     fd.reset();
     if (::rename(tmp.c_str(), path.c_str()) < 0) return fail("could not rename " + tmp + " to " + path);
-    sync_dir_of(path);
-    return {};
+    return sync_dir_of(path);
 }
 
 Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set_mode) {
