@@ -1,6 +1,8 @@
 // swtpm's dir:// backend: where state hits the disk. Every write is atomic
-// and durable (temp file, fsync, rename, fsync of the directory), so a crash
-// leaves either the old or the new file, never a torn one.
+// and durable: the permanent state by one fdatasync of a journal record
+// (store/journal.hpp) copied into the file at checkpoints, the others as
+// temp file, fsync, rename, fsync of the directory. A crash leaves the old
+// or the new state, never a torn one.
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -17,6 +19,8 @@
 #include "store/state_file.hpp"
 #include "store/state_store.hpp"
 #include "util/fd.hpp"
+#include "util/log.hpp"
+#include "store/journal.hpp"
 
 namespace vtpm::store {
 namespace {
@@ -35,16 +39,29 @@ public:
         while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
     }
 
+    ~DirStore() override {
+        if (lock_fd_) unlock();
+    }
+
     Result<void> lock() override {
         if (lock_fd_) return {};
         // The same fcntl lock swtpm takes, so the two exclude each other.
         auto fd = take_lock(dir_ + "/.lock", "the state directory " + dir_, O_TRUNC);
         if (!fd) return fd.error();
         lock_fd_ = std::move(*fd);
+        if (auto r = open_journal(); !r) {
+            lock_fd_.reset();
+            return r;
+        }
         return {};
     }
 
     void unlock() override {
+        // Whoever takes the state next (Debian's swtpm, a migration
+        // destination on shared storage) reads the state file.
+        if (auto r = checkpoint(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
+        journal_.reset();
+        journaled_.reset();
         lock_fd_.reset();
         // Someone else may write the files now: forget what we knew.
         digests_ = {};
@@ -52,6 +69,10 @@ public:
     bool locked() const override { return lock_fd_.valid(); }
 
     Result<Bytes> load_raw(std::string_view name) override {
+        if (name == kPermall) {
+            if (journaled_) return Bytes(journaled_->data(), journaled_->data() + journaled_->size());
+            if (!lock_fd_) return permall_from_disk();
+        }
         return read_whole_file(file_path("tpm", name), mode_);
     }
 
@@ -73,11 +94,11 @@ public:
         // hold the lock, so the file is what we last loaded or wrote.
         Digest d = digest(plain);
         Digest* known = known_digest(name);
-        if (known && *known == d && ::access(file_path("tpm", name).c_str(), F_OK) == 0) return {};
+        if (known && *known == d && (name == kPermall && journaled_ ? true : exists(name))) return {};
         auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
         if (!file) return file.error();
-        std::string tmp = file_path("TMP", name), final_path = file_path("tpm", name);
-        auto r = replace_file_durably(tmp, final_path, *file, mode_);
+        Result<void> r = name == kPermall ? store_permall(*file)
+                                          : replace_file_durably(file_path("TMP", name), file_path("tpm", name), *file, mode_);
         wipe(*file);
         if (known) *known = r ? d : Digest{};
         return r;
@@ -86,6 +107,15 @@ public:
     Result<void> remove(std::string_view name, bool must_exist) override {
         if (auto l = require_lock(name); !l) return l;
         if (Digest* known = known_digest(name)) *known = Digest{};
+        if (name == kPermall) {
+            const bool had = journaled_.has_value();
+            journaled_.reset();
+            // Records for a file that is gone must not bring it back.
+            auto r = remove_file_durably(file_path("tpm", name), must_exist && !had);
+            if (!r) return r;
+            if (journal_) restart_journal(std::nullopt);
+            return {};
+        }
         // Durable: a used volatile state that came back after a power cut
         // would be resumed from again.
         return remove_file_durably(file_path("tpm", name), must_exist);
@@ -94,6 +124,10 @@ public:
     Result<std::vector<StateEntry>> list() override {
         std::vector<StateEntry> out;
         for (std::string_view n : {kPermall, kVolatile, kSavestate}) {
+            if (n == kPermall && journaled_) {
+                out.push_back({std::string(n), journaled_->size()});
+                continue;
+            }
             std::string path = file_path("tpm", n);
             struct stat st{};
             if (::stat(path.c_str(), &st) < 0) {
@@ -107,6 +141,21 @@ public:
 
     const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
 
+    bool needs_checkpoint() const override { return journaled_.has_value(); }
+
+    Result<void> checkpoint() override {
+        if (!journaled_) return {};
+        const std::string path = file_path("tpm", kPermall);
+        if (auto r = replace_file_durably(file_path("TMP", kPermall), path, journaled_->view(), mode_); !r)
+            return make_error(r.code(), "checkpoint of the journal into " + path + ": " + r.error().message);
+        const Digest base = sha256(journaled_->view());
+        journaled_.reset();
+        // The file holds the newest record now; a crash before the reset
+        // below is recognised at the next opening (file = newest record).
+        restart_journal(base);
+        return {};
+    }
+
 private:
     static Digest digest(ByteView data) { return sha256(data); }
     // The digest of the plain blob currently in the file, for the blobs
@@ -117,6 +166,8 @@ private:
         if (name == kSavestate) return &digests_[2];
         return nullptr;
     }
+
+    bool exists(std::string_view name) const { return ::access(file_path("tpm", name).c_str(), F_OK) == 0; }
 
     // Writing without the lock could clobber state another process (a
     // migration destination on shared storage) owns now.
@@ -136,6 +187,131 @@ private:
         p += name;
         return p;
     }
+    std::string journal_path() const { return file_path("tpm", kPermall) + ".journal"; }
+
+    // Digest of the state file's bytes; nullopt when there is none.
+    Result<std::optional<Digest>> permall_file_digest() const {
+        auto raw = read_whole_file(file_path("tpm", kPermall));
+        if (!raw) {
+            if (raw.code() == rc::kRetry) return std::optional<Digest>{};
+            return raw.error();
+        }
+        Digest d = sha256(*raw);
+        wipe(*raw);
+        return std::optional<Digest>{d};
+    }
+
+    // What the journal says about the state file: the newer bytes to use
+    // instead of it, or nothing. Records count only for the file they were
+    // written against (the epoch's base): a file someone else wrote after a
+    // crash of ours wins over our records.
+    enum class Verdict { None, Newer, FileIsNewest, Foreign };
+    struct Resolved {
+        Verdict verdict = Verdict::None;
+        std::optional<JournalContents> contents;  // none: no usable journal
+        std::optional<Digest> file_digest;
+    };
+    Result<Resolved> resolve() const {
+        Resolved out;
+        auto fd = permall_file_digest();
+        if (!fd) return fd.error();
+        out.file_digest = *fd;
+        auto c = read_journal(journal_path());
+        if (!c) {
+            if (c.code() == rc::kRetry) return out;
+            // Only a torn header rewrite damages a header, and the file was
+            // made current before every rewrite: the file is the state.
+            VTPM_LOG_WARN("%s; using %s as it is", c.error().message.c_str(), file_path("tpm", kPermall).c_str());
+            return out;
+        }
+        out.contents = std::move(*c);
+        if (!out.contents->latest_seq) return out;
+        const Digest newest = sha256(out.contents->latest_data.view());
+        if (out.file_digest && *out.file_digest == newest) out.verdict = Verdict::FileIsNewest;
+        else if (out.file_digest == out.contents->header.base) out.verdict = Verdict::Newer;
+        else out.verdict = Verdict::Foreign;
+        return out;
+    }
+
+    // Without the lock (a reader beside no bridge): the state file, or the
+    // newer journal record a crash left behind.
+    Result<Bytes> permall_from_disk() const {
+        auto res = resolve();
+        if (!res) return res.error();
+        if (res->verdict == Verdict::Newer) {
+            const SecureBytes& d = res->contents->latest_data;
+            return Bytes(d.data(), d.data() + d.size());
+        }
+        return read_whole_file(file_path("tpm", kPermall), mode_);
+    }
+
+    // At lock(): take over the journal a previous run left, without
+    // writing anything (opening state that is then refused, or only read,
+    // must leave the directory as it was). Records pending after a crash
+    // stay pending until the next checkpoint; a journal that does not fit
+    // the file as it is now is replaced by the first write.
+    Result<void> open_journal() {
+        auto res = resolve();
+        if (!res) return res.error();
+        if (!res->contents) return {};
+        switch (res->verdict) {
+        case Verdict::Newer:
+            VTPM_LOG_INFO("%s: the journal holds state newer than the file (the last run ended abruptly); it is used",
+                          dir_.c_str());
+            journaled_ = std::move(res->contents->latest_data);
+            break;
+        case Verdict::Foreign:
+            VTPM_LOG_WARN("%s: the state file changed after the journal was written (another program wrote it); "
+                          "the journal is not used",
+                          dir_.c_str());
+            return {};
+        case Verdict::FileIsNewest:
+            return {};
+        case Verdict::None:
+            // New records must name the file as it is now.
+            if (res->contents->header.base != res->file_digest) return {};
+            break;
+        }
+        auto j = Journal::open(journal_path(), *res->contents);
+        if (!j) return j.error();
+        journal_ = std::move(*j);
+        return {};
+    }
+
+    // A new epoch for the file with digest `base`. If that cannot be
+    // written, the journal is dropped and rebuilt (atomically) by the next
+    // write: appending to an epoch whose base is stale would lose records.
+    void restart_journal(std::optional<Digest> base) {
+        if (!journal_) return;
+        if (auto r = journal_->reset(base); !r) {
+            VTPM_LOG_WARN("%s; it is rebuilt at the next write", r.error().message.c_str());
+            journal_.reset();
+        }
+    }
+
+    Result<void> store_permall(ByteView file) {
+        if (!journal_ || !journal_->fits(file.size())) {
+            // First write here, or a state grown past the slots: make the
+            // file current directly, then a journal sized for it.
+            if (journaled_) {
+                if (auto r = checkpoint(); !r) return r;
+            }
+            auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), file, mode_);
+            if (!r) return r;
+            auto j = Journal::create(journal_path(), sha256(file), journal::slot_size_for(file.size()), mode_);
+            if (!j) {
+                // The write itself is durable; journal-less until it works.
+                VTPM_LOG_WARN("%s", j.error().message.c_str());
+                journal_.reset();
+                return {};
+            }
+            journal_ = std::move(*j);
+            return {};
+        }
+        if (auto r = journal_->append(file); !r) return r;
+        journaled_ = SecureBytes(file);
+        return {};
+    }
 
     std::string dir_;
     bool tpm2_;
@@ -143,6 +319,8 @@ private:
     std::optional<Key> key_;
     UniqueFd lock_fd_;
     std::array<Digest, 3> digests_{};
+    std::optional<Journal> journal_;     // open while locked, once it exists
+    std::optional<SecureBytes> journaled_;  // permanent state newer than the file
 };
 
 }  // namespace

@@ -51,12 +51,24 @@ public:
     virtual Result<std::vector<StateEntry>> list() = 0;
 
     virtual const Key* state_key() const = 0;
+
+    /// Whether acknowledged writes wait in a journal to be copied into the
+    /// state files (they are durable either way).
+    virtual bool needs_checkpoint() const { return false; }
+    /// Copy what the journal holds into the state files, durably, so other
+    /// programs (Debian's swtpm, backups) read it there. Off the command
+    /// path: the bridge runs it when idle and before it lets go of the state.
+    virtual Result<void> checkpoint() { return {}; }
 };
 
 /// swtpm's dir:// backend: files `tpm2-00.<name>` (TPM 2) or `tpm-00.<name>`
 /// (TPM 1.2) in `dir`, temp files `TMP2-00.<name>`/`TMP-00.<name>`, written
 /// with mode `file_mode`, each write: temp file, fsync, rename, fsync dir.
-/// Loading fchmods existing files to file_mode as swtpm does.
+/// While the lock is held, the permanent state goes to the journal
+/// `tpm2-00.permall.journal` first (one fdatasync per write) and reaches
+/// `tpm2-00.permall` at checkpoint(), unlock() and destruction; after a
+/// crash the next opening reads the journal. Loading fchmods existing files
+/// to file_mode as swtpm does.
 std::unique_ptr<StateStore> make_dir_store(std::string dir, bool tpm2, mode_t file_mode,
                                            std::optional<Key> state_key);
 

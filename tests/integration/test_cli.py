@@ -119,7 +119,9 @@ def test(work, stack):
         for a in (["-c"], ["-e"], ["-b", "0"], ["--info", "1"], ["-v"], ["--save", "permanent", d3 + "/p"]):
             p = h.ioctl(*(a + ["--unix", sock3]), check_rc=False)
             seq.append((a[0], p.returncode, p.stdout.strip()))
-        seq.append(("print-states", sorted(os.listdir(d3))))
+        # Our journal of the permanent state (tpm-00.permall.journal) is
+        # ours alone; the files swtpm knows must be the same.
+        seq.append(("print-states", sorted(f for f in os.listdir(d3) if not f.endswith(".journal"))))
         h.ioctl("--unix", sock3, "-s")
         s3.wait(5)
         outs.append(seq)
