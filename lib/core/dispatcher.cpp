@@ -223,6 +223,7 @@ Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
     // QEMU fetches permanent, volatile, then savestate: after the last one the
     // destination may take over shared storage.
     if (type == engine::BlobType::Savestate && cfg_.release_lock_outgoing) {
+        if (auto r = engine_.flush_deferred(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
         engine_.store().unlock();
         lock_released_ = true;
         VTPM_LOG_INFO("released the state lock for the outgoing migration");

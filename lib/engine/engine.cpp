@@ -109,6 +109,7 @@ Result<std::unique_ptr<Engine>> Engine::create(EngineConfig cfg, std::unique_ptr
 
 Engine::~Engine() {
     stop();
+    if (auto r = flush_deferred(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
     std::free(respbuf_);
     if (g_engine == this) g_engine = nullptr;
 }
@@ -195,6 +196,7 @@ void Engine::auto_shutdown() {
 }
 
 Result<void> Engine::init(bool delete_volatile) {
+    if (auto r = flush_deferred(); !r) return r;
     auto_shutdown();
     TPMLIB_Terminate();
     running_ = false;
@@ -220,7 +222,9 @@ Result<void> Engine::init(bool delete_volatile) {
 }
 
 void Engine::stop() {
+    deferring_ = true;
     auto_shutdown();
+    deferring_ = false;
     TPMLIB_Terminate();
     running_ = false;
     // Powered off without a refusal: what a restore wrote is the state now.
@@ -304,25 +308,39 @@ Result<void> Engine::release_writes() {
 
 void Engine::discard_writes() { held_.reset(); }
 
+Result<void> Engine::flush_deferred() {
+    Writes pending = std::move(deferred_);
+    deferred_.clear();
+    for (auto& [name, data] : pending) {
+        auto r = data ? store_state(name, data->view()) : remove_state(name, false);
+        if (!r) return make_error(r.code(), "writing the state of the automatic TPM2_Shutdown: " + r.error().message);
+    }
+    return {};
+}
+
 Result<SecureBytes> Engine::load_state(const std::string& name) {
-    if (held_)
-        for (auto it = held_->rbegin(); it != held_->rend(); ++it)
+    for (const Writes* w : {held_ ? &*held_ : nullptr, &deferred_}) {
+        if (!w) continue;
+        for (auto it = w->rbegin(); it != w->rend(); ++it)
             if (it->first == name) {
                 if (!it->second) return make_error(rc::kRetry, name + " does not exist");
                 return SecureBytes(it->second->view());
             }
+    }
     return store_->load(name);
 }
 
 Result<void> Engine::store_state(const std::string& name, ByteView plain) {
-    if (!held_) return store_->store(name, plain);
-    held_->emplace_back(name, SecureBytes(plain));
+    if (held_) held_->emplace_back(name, SecureBytes(plain));
+    else if (deferring_) deferred_.emplace_back(name, SecureBytes(plain));
+    else return store_->store(name, plain);
     return {};
 }
 
 Result<void> Engine::remove_state(const std::string& name, bool must_exist) {
-    if (!held_) return store_->remove(name, must_exist);
-    held_->emplace_back(name, std::nullopt);
+    if (held_) held_->emplace_back(name, std::nullopt);
+    else if (deferring_) deferred_.emplace_back(name, std::nullopt);
+    else return store_->remove(name, must_exist);
     return {};
 }
 
@@ -355,7 +373,7 @@ Result<PlainBlob> Engine::get_state(BlobType type) {
     }
     case BlobType::Permanent:
     case BlobType::Savestate: {
-        auto r = store_->load(type == BlobType::Permanent ? store::kPermall : store::kSavestate);
+        auto r = load_state(std::string(type == BlobType::Permanent ? store::kPermall : store::kSavestate));
         if (!r) return r.error();
         return PlainBlob{std::move(*r)};
     }
@@ -377,7 +395,11 @@ Result<void> Engine::set_state(BlobType type, ByteView plain) {
         permanent_cleared_ = false;  // a rejected blob makes libtpms drop every cached one
         return make_error(r, "libtpms rejected the state blob (result " + hex32(r) + ")");
     }
-    if (type == BlobType::Permanent) permanent_cleared_ = plain.empty();
+    if (type == BlobType::Permanent) {
+        permanent_cleared_ = plain.empty();
+        // The state the automatic TPM2_Shutdown left is replaced: never written.
+        std::erase_if(deferred_, [](const auto& w) { return w.first == store::kPermall; });
+    }
     return {};
 }
 

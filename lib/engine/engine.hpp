@@ -73,6 +73,10 @@ public:
     /// Forget what was held and stop holding: the disk keeps its state.
     void discard_writes();
     bool holding_writes() const { return held_.has_value(); }
+    /// Write what stop()'s automatic TPM2_Shutdown left pending (see
+    /// deferred_). Done by init() and the destructor; call it before the
+    /// store's lock is given up.
+    Result<void> flush_deferred();
     /// The store as the TPM sees it (held writes first); libtpms' callbacks.
     Result<SecureBytes> load_state(const std::string& name);
     Result<void> store_state(const std::string& name, ByteView plain);
@@ -149,8 +153,17 @@ private:
     uint8_t locality_ = 0;
     uint32_t last_cc_ = 0;
     bool forgo_auto_shutdown_ = false;
+    using Writes = std::vector<std::pair<std::string, std::optional<SecureBytes>>>;
     // Held state writes, in the order made (nullopt: a delete).
-    std::optional<std::vector<std::pair<std::string, std::optional<SecureBytes>>>> held_;
+    std::optional<Writes> held_;
+    // The state stop()'s automatic TPM2_Shutdown wrote. Nobody was told it
+    // is on disk, and QEMU's restore (STOP, SET_STATEBLOB, INIT) replaces
+    // it at once: it is written at the next init(), flush_deferred() or
+    // destruction, and dropped when a SET_STATEBLOB supersedes it. A crash
+    // in between loses only the orderly-shutdown mark, as swtpm 0.7.1
+    // (which sends no TPM2_Shutdown at all) always does.
+    Writes deferred_;
+    bool deferring_ = false;
     // set_state(Permanent, {}) left libtpms an *empty* permanent blob (not
     // "none": the next init manufactures a new TPM), which it dereferences
     // when it checks a volatile blob against it.

@@ -17,8 +17,13 @@ namespace vtpm::bridge {
 namespace {
 
 constexpr guint kCtrlPartialTimeoutMs = 500;
-// Upper bound of the adaptive busy-poll window (VTPM_BUSY_POLL_US overrides; 0 disables).
-constexpr long kDefaultMaxSpinUs = 200;
+// Busy-polling is off unless asked for (VTPM_BUSY_POLL_US=N spins up to N µs
+// for the next command of a burst): on a host it burns the CPU the guests'
+// vCPUs need, for latency only an idle host sees.
+constexpr long kDefaultMaxSpinUs = 0;
+// How long the TPM must be idle before journaled state is copied into the
+// state files.
+constexpr guint kCheckpointIdleMs = 500;
 // swtpm's receive buffer: the 500 ms deadline applies to this much of a message.
 constexpr size_t kCtrlDeadlineBytes = 4096;
 
@@ -71,8 +76,35 @@ bool Server::spin_for_input(Conn& c, size_t max) {
     return false;
 }
 
+void Server::note_state_activity() {
+    if (!dispatcher_.engine().store().needs_checkpoint()) return;
+    last_state_activity_ = std::chrono::steady_clock::now();
+    if (!checkpoint_timer_) checkpoint_timer_ = g_timeout_add(kCheckpointIdleMs, on_checkpoint_timer, this);
+}
+
+gboolean Server::on_checkpoint_timer(gpointer p) {
+    auto* s = static_cast<Server*>(p);
+    s->checkpoint_timer_ = 0;
+    auto& store = s->dispatcher_.engine().store();
+    if (!store.needs_checkpoint()) return G_SOURCE_REMOVE;
+    const auto idle = std::chrono::steady_clock::now() - s->last_state_activity_;
+    const auto want = std::chrono::milliseconds(kCheckpointIdleMs);
+    if (idle < want) {
+        const auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(want - idle).count() + 1;
+        s->checkpoint_timer_ = g_timeout_add(static_cast<guint>(rest), on_checkpoint_timer, s);
+        return G_SOURCE_REMOVE;
+    }
+    if (auto r = store.checkpoint(); !r) {
+        // The journal still holds the state: try again later.
+        VTPM_LOG_ERROR("%s", r.error().message.c_str());
+        s->checkpoint_timer_ = g_timeout_add(kCheckpointIdleMs * 10, on_checkpoint_timer, s);
+    }
+    return G_SOURCE_REMOVE;
+}
+
 Server::~Server() {
-    for (guint id : {ctrl_listen_watch_, data_listen_watch_, ctrl_timer_, sigterm_, ctrl_.watch, data_.watch})
+    for (guint id : {ctrl_listen_watch_, data_listen_watch_, ctrl_timer_, sigterm_, ctrl_.watch, data_.watch,
+                     checkpoint_timer_})
         if (id) g_source_remove(id);
     g_main_loop_unref(loop_);
 }
@@ -172,6 +204,7 @@ gboolean Server::on_ctrl_client(gint fd, GIOCondition, gpointer p) {
         s->note_input(s->ctrl_);
         s->process_ctrl(false);
     } while (s->ctrl_.fd && s->ctrl_.buf.empty() && s->spin_for_input(s->ctrl_, ctrl::kReadWindow));
+    s->note_state_activity();
     // process_ctrl may have closed the connection (and removed this source).
     return s->ctrl_.fd && s->ctrl_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
@@ -313,6 +346,7 @@ gboolean Server::on_data_client(gint fd, GIOCondition, gpointer p) {
         s->note_input(s->data_);
         s->process_data();
     } while (s->data_.fd && s->data_.buf.empty() && s->spin_for_input(s->data_));
+    s->note_state_activity();
     return s->data_.fd && s->data_.watch ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
 

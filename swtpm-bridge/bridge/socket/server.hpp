@@ -70,6 +70,11 @@ private:
     void process_data();
 
     void quit();
+    /// After commands: when the store has journaled writes, copy them into
+    /// the state files once the TPM has been idle for a while (off the
+    /// command path; one timer, not one per command).
+    void note_state_activity();
+    static gboolean on_checkpoint_timer(gpointer self);
     /// After a reply: note when it went out. Before handling input: adapt
     /// the spin window to the gap since the last reply.
     void note_reply(Conn& c);
@@ -84,6 +89,8 @@ private:
     guint data_listen_watch_ = 0;
     guint ctrl_timer_ = 0;
     guint sigterm_ = 0;
+    guint checkpoint_timer_ = 0;
+    std::chrono::steady_clock::time_point last_state_activity_{};
     Conn ctrl_;
     UniqueFd ctrl_passed_fd_;
     UniqueFd sigfd_;  // fd received with the current control message
