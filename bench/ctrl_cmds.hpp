@@ -18,6 +18,7 @@ inline constexpr uint32_t kInit = 0x02, kGetTpmEstablished = 0x04, kGetStateBlob
                           kStop = 0x0e, kGetConfig = 0x0f;
 inline constexpr uint32_t kBlobPermanent = 1, kBlobVolatile = 2;
 inline constexpr uint32_t kStateFlagDecrypted = 1;
+inline constexpr uint32_t kInitFlagDeleteVolatile = 1;
 }  // namespace ctrl
 
 /// 4-byte command code followed by u32 fields.

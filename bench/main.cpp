@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -153,9 +154,12 @@ struct Run {
                 return r;
             }
             std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
-            for (const RowSpec& spec : op.rows)
+            for (const RowSpec& spec : op.rows) {
                 rows.push_back(
                     latency_row(spec.series, spec.target, ours.samples[spec.series], theirs.samples[spec.series]));
+                if (&spec == &op.rows.front())
+                    rows.back().cpu = {cpu_median(ours.cpu_us[op.name]), cpu_median(theirs.cpu_us[op.name])};
+            }
         }
         auto rss_end = read_memory(ours, theirs, "VmRSS");
         if (!rss_end) return rss_end.error();
@@ -211,9 +215,12 @@ struct Run {
     Result<void> report(const RunInfo& info) {
         std::printf("\n");
         print_table(stdout, rows);
-        std::printf("\nours = %s, swtpm = %s\nservers on CPU %d, client on CPU %d; %d rounds; state: %s; %.1f s\n",
-                    o.ours.c_str(), o.theirs.c_str(), info.server_cpu, info.client_cpu, o.rounds,
-                    info.state_mode.c_str(), info.seconds);
+        std::printf("\nours = %s, swtpm = %s\n", o.ours.c_str(), o.theirs.c_str());
+        if (info.server_cpu < 0) std::printf("unpinned (servers and client where the scheduler puts them)");
+        else std::printf("pinned: servers on CPU %d, client on CPU %d", info.server_cpu, info.client_cpu);
+        std::printf("; %d rounds; state: %s; %.1f s\n", o.rounds, info.state_mode.c_str(), info.seconds);
+        if (const char* spin = std::getenv("VTPM_BUSY_POLL_US"); spin && std::atoi(spin) > 0)
+            std::printf("ours busy-polls up to %s us after each answer (VTPM_BUSY_POLL_US; off by default)\n", spin);
         for (const Target* t : {&ours, &theirs})
             if (t->retries > 0)
                 std::printf("note: %s answered TPM_RC_RETRY %d times (resubmitted, included in the timings)\n",
@@ -271,14 +278,34 @@ int main(int argc, char** argv) {
     }
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
-    if (o.cpu >= CPU_SETSIZE || ::sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(o.cpu, &allowed)) {
-        std::fprintf(stderr, "vtpm-bench: CPU %d is not available to this process\n", o.cpu);
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+        std::fprintf(stderr, "vtpm-bench: cannot read this process's CPU affinity\n");
         return 1;
     }
-    const int client_cpu = bench::pin_client(allowed, o.cpu);
-    if (auto r = bench::run(o, client_cpu); !r) {
-        std::fprintf(stderr, "vtpm-bench: %s\n", r.error().message.c_str());
-        return 1;
+    std::vector<bool> modes;  // pinned?
+    if (o.mode != "pinned") modes.push_back(false);
+    if (o.mode != "unpinned") modes.push_back(true);
+    for (bool pinned : modes) {
+        bench::Options m = o;
+        int client_cpu = -1;
+        if (pinned) {
+            if (o.cpu >= CPU_SETSIZE || !CPU_ISSET(o.cpu, &allowed)) {
+                std::fprintf(stderr, "vtpm-bench: CPU %d is not available to this process\n", o.cpu);
+                return 1;
+            }
+            client_cpu = bench::pin_client(allowed, o.cpu);
+            if (o.mode == "both" && !o.json.empty()) m.json = o.json + ".pinned";
+        } else {
+            m.cpu = -1;
+            ::sched_setaffinity(0, sizeof allowed, &allowed);
+        }
+        std::printf("\n== %s ==\n", pinned ? "pinned" : "unpinned");
+        std::fflush(stdout);
+        std::fprintf(stderr, "vtpm-bench: %s run\n", pinned ? "pinned" : "unpinned");
+        if (auto r = bench::run(m, client_cpu); !r) {
+            std::fprintf(stderr, "vtpm-bench: %s\n", r.error().message.c_str());
+            return 1;
+        }
     }
     return 0;
 }

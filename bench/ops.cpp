@@ -81,16 +81,6 @@ Result<void> check_get_random(Target& t, const char* when) {
     return {};
 }
 
-Result<void> ctrl_untimed(Target& t, const Bytes& req, size_t ok_size) {
-    return ctrl_call(t.ctrl.get(), req, ok_size, t.rsp);
-}
-
-Result<void> capture_blobs(Target& t) {
-    const Bytes get_perm = ctrl_request(ctrl::kGetStateBlob, {ctrl::kStateFlagDecrypted, ctrl::kBlobPermanent, 0});
-    const Bytes get_vol = ctrl_request(ctrl::kGetStateBlob, {ctrl::kStateFlagDecrypted, ctrl::kBlobVolatile, 0});
-    if (auto r = ctrl_get_stateblob(t.ctrl.get(), get_perm, t.rsp, t.perm_blob); !r) return r;
-    return ctrl_get_stateblob(t.ctrl.get(), get_vol, t.rsp, t.vol_blob);
-}
 
 }  // namespace
 
@@ -175,31 +165,51 @@ std::vector<Op> latency_ops() {
                        }
                        return {};
                    }});
-    // A restore as QEMU does it on the incoming side: STOP, SET_STATEBLOB
-    // permanent, SET_STATEBLOB volatile, INIT; only the two SETs are timed.
-    // The blobs are taken from the same server just before (prepare).
-    ops.push_back({"SET_STATEBLOB",
-                   {{"SET_STATEBLOB permanent", 1.0}, {"SET_STATEBLOB volatile", 1.0}},
+    // Live migration and restore as QEMU drives them: the source fetches the
+    // permanent and volatile blobs; the destination (here the same server)
+    // gets STOP, SET_STATEBLOB permanent and volatile, INIT with the
+    // delete-volatile flag (what QEMU sends when resuming), then the guest's
+    // next command. Each step is a row; the last row is the whole cycle.
+    ops.push_back({"migrate cycle",
+                   {{"migrate cycle (GETx2 STOP SETx2 INIT cmd)", 1.0},
+                    {"CMD_STOP (running TPM)", 1.0},
+                    {"SET_STATEBLOB permanent", 1.0},
+                    {"SET_STATEBLOB volatile", 1.0},
+                    {"CMD_INIT (resume from the set blobs)", 1.0}},
                    5,
                    1,
-                   capture_blobs,
+                   nullptr,
                    [](Target& t, Batch* b) -> Result<void> {
+                       static const Bytes get_perm =
+                           ctrl_request(ctrl::kGetStateBlob, {ctrl::kStateFlagDecrypted, ctrl::kBlobPermanent, 0});
+                       static const Bytes get_vol =
+                           ctrl_request(ctrl::kGetStateBlob, {ctrl::kStateFlagDecrypted, ctrl::kBlobVolatile, 0});
                        static const Bytes stop = ctrl_request(ctrl::kStop);
-                       static const Bytes init = ctrl_request(ctrl::kInit, {0});
-                       const Bytes set_perm = ctrl_set_stateblob_request(ctrl::kBlobPermanent, t.perm_blob);
-                       const Bytes set_vol = ctrl_set_stateblob_request(ctrl::kBlobVolatile, t.vol_blob);
-                       if (auto r = ctrl_untimed(t, stop, 4); !r) return r;
-                       for (const auto& [req, series] : {std::pair{&set_perm, "SET_STATEBLOB permanent"},
-                                                         std::pair{&set_vol, "SET_STATEBLOB volatile"}}) {
+                       static const Bytes init = ctrl_request(ctrl::kInit, {ctrl::kInitFlagDeleteVolatile});
+                       static const Bytes get_random = *cmd_get_random(32);
+                       double total = 0;
+                       auto step = [&](const char* series, auto&& fn) -> Result<void> {
                            auto t0 = Clock::now();
-                           auto r = ctrl_call(t.ctrl.get(), *req, 4, t.rsp);
+                           auto r = fn();
                            auto t1 = Clock::now();
                            if (!r) return r;
-                           record(b, series, micros(t0, t1));
-                       }
-                       if (auto r = ctrl_untimed(t, init, 4); !r) return r;
+                           total += micros(t0, t1);
+                           if (series) record(b, series, micros(t0, t1));
+                           return {};
+                       };
+                       if (auto r = step(nullptr, [&] { return ctrl_get_stateblob(t.ctrl.get(), get_perm, t.rsp, t.perm_blob); }); !r) return r;
+                       if (auto r = step(nullptr, [&] { return ctrl_get_stateblob(t.ctrl.get(), get_vol, t.rsp, t.vol_blob); }); !r) return r;
+                       const Bytes set_perm = ctrl_set_stateblob_request(ctrl::kBlobPermanent, t.perm_blob);
+                       const Bytes set_vol = ctrl_set_stateblob_request(ctrl::kBlobVolatile, t.vol_blob);
+                       if (auto r = step("CMD_STOP (running TPM)", [&] { return ctrl_call(t.ctrl.get(), stop, 4, t.rsp); }); !r) return r;
+                       if (auto r = step("SET_STATEBLOB permanent", [&] { return ctrl_call(t.ctrl.get(), set_perm, 4, t.rsp); }); !r) return r;
+                       if (auto r = step("SET_STATEBLOB volatile", [&] { return ctrl_call(t.ctrl.get(), set_vol, 4, t.rsp); }); !r) return r;
+                       if (auto r = step("CMD_INIT (resume from the set blobs)", [&] { return ctrl_call(t.ctrl.get(), init, 4, t.rsp); }); !r) return r;
                        // The volatile state is restored by INIT: no TPM2_Startup needed.
-                       return check_get_random(t, "TPM2_GetRandom after STOP/SET_STATEBLOB/INIT");
+                       if (auto r = step(nullptr, [&] { return transact_resubmitting(t, get_random); }); !r) return r;
+                       if (auto r = expect_success(t.rsp, "TPM2_GetRandom after STOP/SET_STATEBLOB/INIT"); !r) return r;
+                       record(b, "migrate cycle (GETx2 STOP SETx2 INIT cmd)", total);
+                       return {};
                    }});
     return ops;
 }

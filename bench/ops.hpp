@@ -32,6 +32,7 @@ struct Target {
     int retries = 0;          // TPM_RC_RETRY answers resubmitted
     Bytes perm_blob, vol_blob, blob_scratch;
     std::map<std::string, Rounds> samples;  // series -> measured rounds
+    std::map<std::string, Rounds> cpu_us;   // op -> server CPU µs per iteration, one value per round
 
     const std::string& name() const { return server->name(); }
 };

@@ -22,11 +22,13 @@ ParseResult bad(const char* option, const char* value) {
 
 void print_usage(std::FILE* out) {
     std::fprintf(out,
-                 "usage: vtpm-bench --ours PATH [--theirs PATH] [--cpu N] [--rounds N] [--quick]\n"
+                 "usage: vtpm-bench --ours PATH [--theirs PATH] [--mode M] [--cpu N] [--rounds N] [--quick]\n"
                  "                  [--state theirs|ours|separate] [--only TEXT] [--json FILE]\n"
                  "  --ours PATH     our server, run as `PATH socket --tpm2 ...` (required)\n"
                  "  --theirs PATH   the reference (default /usr/bin/swtpm)\n"
-                 "  --cpu N         CPU both servers are pinned to (default 1); the client runs on another\n"
+                 "  --mode M        unpinned: no process is pinned (what a host does); pinned: both servers\n"
+                 "                  on one CPU, the client on another; both (default): unpinned, then pinned\n"
+                 "  --cpu N         CPU both servers are pinned to in pinned mode (default 1)\n"
                  "  --rounds N      measured rounds per operation (default 20, --quick: 2)\n"
                  "  --quick         smoke run: few rounds, small batches\n"
                  "  --state MODE    theirs (default) | ours: both servers start from one permall manufactured\n"
@@ -34,7 +36,7 @@ void print_usage(std::FILE* out) {
                  "                  the other one proves it reads that state); separate: each its own\n"
                  "  --only TEXT     only the operations whose name contains TEXT (\"cold start\" and\n"
                  "                  \"manufacturing\" are ones)\n"
-                 "  --json FILE     also write the results as JSON\n"
+                 "  --json FILE     also write the results as JSON (pinned mode of --mode both: FILE.pinned)\n"
                  "  --setup-ours PATH    vtpm-setup (default: beside --ours)\n"
                  "  --setup-theirs PATH  reference setup tool (default /usr/bin/swtpm_setup)\n"
                  "Exit status: 0 when the run completed (whatever the targets say), 1 on errors.\n");
@@ -66,6 +68,9 @@ ParseResult parse_options(int argc, char** argv, Options& o) {
             o.json = v;
         } else if (a == "--only") {
             o.only = v;
+        } else if (a == "--mode") {
+            o.mode = v;
+            if (o.mode != "unpinned" && o.mode != "pinned" && o.mode != "both") return bad("--mode", v);
         } else if (a == "--cpu") {
             if (!parse_int(v, 0, o.cpu)) return bad("--cpu", v);
         } else if (a == "--rounds") {

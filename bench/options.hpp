@@ -14,7 +14,8 @@ struct Options {
     std::string json;                      // --json FILE
     std::string only;                      // --only TEXT: operations whose name contains it
     std::string state = "theirs";          // who manufactures the shared permall, or "separate"
-    int cpu = 1;                           // CPU of both servers
+    int cpu = 1;                           // CPU of both servers when pinned
+    std::string mode = "both";             // unpinned | pinned | both (unpinned first)
     int rounds = 20;                       // measured rounds per operation
     bool quick = false;
 };

@@ -22,11 +22,24 @@ int batch_size(const Op& op, bool quick) { return quick ? std::max(1, op.batch /
 
 vtpm::Result<void> run_batch(const Op& op, Target& t, int n, bool warm_up) {
     Batch batch;
-    for (int i = 0; i <= n; ++i)
+    uint64_t cpu0 = 0;
+    for (int i = 0; i <= n; ++i) {
         if (auto r = op.iterate(t, warm_up || i == 0 ? nullptr : &batch); !r)
             return with_context(r, op.name + " on " + t.name());
-    if (!warm_up)
-        for (auto& [series, samples] : batch) t.samples[series].push_back(std::move(samples));
+        if (i == 0 && !warm_up) {
+            auto c = t.server->cpu_ns();
+            if (!c) return c.error();
+            cpu0 = *c;
+        }
+    }
+    if (warm_up) return {};
+    // The server's CPU over the timed iterations, per iteration. Read once
+    // the last answer arrived: what the server does after answering (going
+    // back to sleep) lands in the next batch's window, for both alike.
+    auto cpu1 = t.server->cpu_ns();
+    if (!cpu1) return cpu1.error();
+    t.cpu_us[op.name].push_back({static_cast<double>(*cpu1 - cpu0) / 1000.0 / n});
+    for (auto& [series, samples] : batch) t.samples[series].push_back(std::move(samples));
     return {};
 }
 

@@ -38,8 +38,8 @@ vtpm::Error sys_error(const std::string& what) {
     if (null >= 0) ::dup2(null, STDIN_FILENO);
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+    if (cpu >= 0) CPU_SET(cpu, &set);
+    if (cpu >= 0 && ::sched_setaffinity(0, sizeof set, &set) != 0) {
         static const char msg[] = "vtpm-bench: sched_setaffinity failed in the child\n";
         [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
         ::_exit(126);
@@ -51,6 +51,19 @@ vtpm::Error sys_error(const std::string& what) {
 }
 
 }  // namespace
+
+vtpm::Result<uint64_t> Server::cpu_ns() const {
+    const std::string dir = "/proc/" + std::to_string(pid_) + "/task";
+    std::error_code ec;
+    uint64_t total = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        std::ifstream in(e.path() / "schedstat");
+        uint64_t ns = 0;
+        if (in >> ns) total += ns;
+    }
+    if (ec) return vtpm::make_error(vtpm::rc::kFail, "cannot read " + dir + ": " + ec.message());
+    return total;
+}
 
 vtpm::Result<Clock::time_point> Server::start() {
     auto port = free_port_pair();

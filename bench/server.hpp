@@ -18,7 +18,7 @@ struct ServerConfig {
     std::string exe;        // invoked as `exe socket --tpm2 ...`
     std::string state_dir;  // --tpmstate dir=
     std::string log_path;   // the child's stdout and stderr go here
-    int cpu = 1;            // sched_setaffinity in the child before exec
+    int cpu = 1;            // sched_setaffinity in the child before exec; < 0: not pinned
 };
 
 class Server {
@@ -47,6 +47,9 @@ public:
     vtpm::Result<long> status_kb(const char* field) const;
     /// Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, KiB.
     vtpm::Result<long> private_kb() const;
+    /// CPU time the process has used so far (user + system, all its
+    /// threads), ns: the sum of /proc/PID/task/*/schedstat's first field.
+    vtpm::Result<uint64_t> cpu_ns() const;
 
     const std::string& name() const { return config_.name; }
     const std::string& state_dir() const { return config_.state_dir; }

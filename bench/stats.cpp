@@ -47,6 +47,8 @@ Summary summarize(std::vector<double> samples) {
     return s;
 }
 
+double cpu_median(const Rounds& rounds) { return summarize(flatten(rounds)).median; }
+
 Row latency_row(const std::string& op, double target, const Rounds& ours, const Rounds& theirs) {
     Row row;
     row.op = op;
@@ -76,12 +78,19 @@ Row memory_row(const std::string& op, double target, long ours_kb, long theirs_k
 }
 
 void print_table(std::FILE* out, const std::vector<Row>& rows) {
-    const char* const head = "%-34s %10s %10s %10s %10s %7s %7s %-7s %-11s %5s\n";
+    const char* const head = "%-40s %9s %9s %9s %9s %6s %7s %-6s %-10s %5s %8s %8s %6s\n";
     std::fprintf(out, head, "operation", "ours med", "ours p99", "swtpm med", "swtpm p99", "ratio", "target", "result",
-                 "round ratio", "n");
-    std::fprintf(out, head, "", "(us | KiB)", "", "", "", "o/s med", "", "", "p25-p75", "");
+                 "round", "n", "CPU/op", "CPU/op", "CPU");
+    std::fprintf(out, head, "", "(us | KiB)", "", "", "", "o/s med", "", "", "p25-p75", "", "ours us", "swtpm us",
+                 "o/s");
     for (const Row& r : rows) {
         char om[32], op[32] = "", tm[32], tp[32] = "", ratio[16], target[16] = "-", iqr[32] = "", n[16] = "";
+        char co[16] = "", ct[16] = "", cr[16] = "";
+        if (r.cpu) {
+            std::snprintf(co, sizeof co, "%.1f", r.cpu->first);
+            std::snprintf(ct, sizeof ct, "%.1f", r.cpu->second);
+            std::snprintf(cr, sizeof cr, "%.3f", r.cpu_ratio());
+        }
         const char* fmt = r.memory ? "%.0f" : "%.1f";
         std::snprintf(om, sizeof om, fmt, r.ours.median);
         std::snprintf(tm, sizeof tm, fmt, r.theirs.median);
@@ -96,11 +105,13 @@ void print_table(std::FILE* out, const std::vector<Row>& rows) {
             std::snprintf(iqr, sizeof iqr, "%.2f-%.2f", r.round_ratio_iqr->first, r.round_ratio_iqr->second);
         std::string verdict = !r.has_target() ? "info" : r.pass() ? "PASS" : "MISS";
         if (r.within_noise()) verdict += "~";
-        std::fprintf(out, head, r.op.c_str(), om, op, tm, tp, ratio, target, verdict.c_str(), iqr, n);
+        std::fprintf(out, head, r.op.c_str(), om, op, tm, tp, ratio, target, verdict.c_str(), iqr, n, co, ct, cr);
     }
     std::fprintf(out,
                  "ratio = ours median / swtpm median; round ratio = spread of that ratio between rounds;\n"
-                 "~ = the target lies inside that spread (verdict within noise); n = samples per server.\n");
+                 "~ = the target lies inside that spread (verdict within noise); n = samples per server;\n"
+                 "CPU/op = the server's CPU time (user + system) per iteration of the operation (all of its rows),\n"
+                 "median over rounds; CPU o/s = ours / swtpm, target <= 1.00.\n");
 }
 
 vtpm::Result<void> write_json(const std::string& path, const RunInfo& info, const std::vector<Row>& rows) {
@@ -124,6 +135,9 @@ vtpm::Result<void> write_json(const std::string& path, const RunInfo& info, cons
                          "\"samples\": %zu, ",
                          r.ours.median, r.ours.p99, r.theirs.median, r.theirs.p99, r.ours.n);
         std::fprintf(o, "\"ratio\": %.4f, ", r.ratio());
+        if (r.cpu)
+            std::fprintf(o, "\"cpu_us_ours\": %.2f, \"cpu_us_swtpm\": %.2f, \"cpu_ratio\": %.4f, ", r.cpu->first,
+                         r.cpu->second, r.cpu_ratio());
         if (r.round_ratio_iqr)
             std::fprintf(o, "\"round_ratio_p25\": %.4f, \"round_ratio_p75\": %.4f, ", r.round_ratio_iqr->first,
                          r.round_ratio_iqr->second);

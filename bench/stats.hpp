@@ -36,6 +36,11 @@ struct Row {
     /// p25-p75 of the per-round ratios of medians: how much the ratio moves
     /// from round to round (the noise floor next to the overall ratio).
     std::optional<std::pair<double, double>> round_ratio_iqr;
+    /// Server CPU time (user + system) per iteration of the operation, µs:
+    /// median over rounds, ours and swtpm. On the operation's first row.
+    std::optional<std::pair<double, double>> cpu;
+
+    double cpu_ratio() const { return cpu && cpu->second > 0 ? cpu->first / cpu->second : 0; }
 
     double ratio() const { return theirs.median > 0 ? ours.median / theirs.median : 0; }
     bool has_target() const { return target > 0; }
@@ -49,6 +54,8 @@ struct Row {
 
 /// A latency row from all rounds of both servers (rounds are paired by index).
 Row latency_row(const std::string& op, double target, const Rounds& ours, const Rounds& theirs);
+/// Median of per-round CPU readings.
+double cpu_median(const Rounds& rounds);
 /// A memory row from one reading per server.
 Row memory_row(const std::string& op, double target, long ours_kb, long theirs_kb);
 
