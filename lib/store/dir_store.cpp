@@ -62,6 +62,7 @@ public:
         if (auto r = checkpoint(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
         journal_.reset();
         journaled_.reset();
+        file_digest_.reset();
         lock_fd_.reset();
         // Someone else may write the files now: forget what we knew.
         digests_ = {};
@@ -109,11 +110,15 @@ public:
         if (Digest* known = known_digest(name)) *known = Digest{};
         if (name == kPermall) {
             const bool had = journaled_.has_value();
+            // Records must not bring the state back: end their epoch first.
+            if (journal_) {
+                if (auto r = journal_->reset(file_digest_); !r) return r;
+            }
             journaled_.reset();
-            // Records for a file that is gone must not bring it back.
             auto r = remove_file_durably(file_path("tpm", name), must_exist && !had);
             if (!r) return r;
-            if (journal_) restart_journal(std::nullopt);
+            file_digest_.reset();
+            restart_journal(std::nullopt);
             return {};
         }
         // Durable: a used volatile state that came back after a power cut
@@ -148,11 +153,11 @@ public:
         const std::string path = file_path("tpm", kPermall);
         if (auto r = replace_file_durably(file_path("TMP", kPermall), path, journaled_->view(), mode_); !r)
             return make_error(r.code(), "checkpoint of the journal into " + path + ": " + r.error().message);
-        const Digest base = sha256(journaled_->view());
+        file_digest_ = sha256(journaled_->view());
         journaled_.reset();
         // The file holds the newest record now; a crash before the reset
         // below is recognised at the next opening (file = newest record).
-        restart_journal(base);
+        restart_journal(file_digest_);
         return {};
     }
 
@@ -253,6 +258,7 @@ private:
     Result<void> open_journal() {
         auto res = resolve();
         if (!res) return res.error();
+        file_digest_ = res->file_digest;
         if (!res->contents) return {};
         switch (res->verdict) {
         case Verdict::Newer:
@@ -290,25 +296,25 @@ private:
     }
 
     Result<void> store_permall(ByteView file) {
-        if (!journal_ || !journal_->fits(file.size())) {
-            // First write here, or a state grown past the slots: make the
-            // file current directly, then a journal sized for it.
-            if (journaled_) {
-                if (auto r = checkpoint(); !r) return r;
-            }
+        if (!file_digest_ && !journaled_) {
+            // No state file yet: make it, as swtpm does, so the directory
+            // shows a TPM state to whoever looks (libvirt, swtpm_setup).
             auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), file, mode_);
             if (!r) return r;
-            auto j = Journal::create(journal_path(), sha256(file), journal::slot_size_for(file.size()), mode_);
-            if (!j) {
-                // The write itself is durable; journal-less until it works.
-                VTPM_LOG_WARN("%s", j.error().message.c_str());
-                journal_.reset();
-                return {};
-            }
-            journal_ = std::move(*j);
+            file_digest_ = sha256(file);
             return {};
         }
-        if (auto r = journal_->append(file); !r) return r;
+        if (!journal_ || !journal_->fits(file.size())) {
+            // First write here, a journal that does not fit the file as it
+            // is, or a state grown past the slots: a new journal holding
+            // this write, for the file as it is on disk (two flushes, once).
+            journal_.reset();
+            auto j = Journal::create(journal_path(), file_digest_, journal::slot_size_for(file.size()), mode_, file);
+            if (!j) return j.error();
+            journal_ = std::move(*j);
+        } else if (auto r = journal_->append(file); !r) {
+            return r;
+        }
         journaled_ = SecureBytes(file);
         return {};
     }
@@ -321,6 +327,7 @@ private:
     std::array<Digest, 3> digests_{};
     std::optional<Journal> journal_;     // open while locked, once it exists
     std::optional<SecureBytes> journaled_;  // permanent state newer than the file
+    std::optional<Digest> file_digest_;     // of the state file on disk (nullopt: none), while locked
 };
 
 }  // namespace

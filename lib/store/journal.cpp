@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -45,17 +46,31 @@ Result<Journal> Journal::open(const std::string& path, const JournalContents& co
     return Journal(std::move(fd), path, contents.header, next);
 }
 
-Result<Journal> Journal::create(const std::string& path, std::optional<Digest> base, size_t slot_size, mode_t mode) {
+Result<Journal> Journal::create(const std::string& path, std::optional<Digest> base, size_t slot_size, mode_t mode,
+                                std::optional<ByteView> first) {
     journal::Header h;
     h.slot_size = static_cast<uint32_t>(slot_size);
     h.epoch = 1;
     h.base = base;
+    if (slot_size > journal::kMaxSlotSize) return make_error(rc::kSize, "the state is too large for the journal");
+    if (first && journal::kRecordHeader + first->size() > h.slot_size)
+        return make_error(rc::kSize, "the state does not fit the journal's slots");
     // The slots are written as zeros so later appends overwrite allocated
     // blocks: their fdatasync then has no metadata to flush.
     Bytes file = journal::encode_header(h);
     file.resize(journal::file_size(h), 0);
-    if (auto r = replace_file_durably(path + ".tmp", path, file, mode); !r) return r.error();
-    Journal j{UniqueFd(), path, h, 1};
+    uint64_t next = 1;
+    if (first) {
+        Bytes rec = journal::encode_record(h.epoch, next, *first);
+        std::copy(rec.begin(), rec.end(), file.begin() + static_cast<long>(journal::slot_offset(h, next)));
+        wipe(rec);
+        ++next;
+    }
+    auto written = replace_file_durably(path + ".tmp", path, file, mode);
+    wipe(file);
+    if (!written) return written.error();
+    Journal j{UniqueFd(), path, h, next};
+    j.first_seq_ = 1;
     j.fd_.reset(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
     if (!j.fd_) return make_error(rc::kFail, "could not open the journal " + path + ": " + errstr());
     return j;

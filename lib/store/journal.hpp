@@ -30,9 +30,11 @@ class Journal {
 public:
     /// Open an existing journal for appending after `contents` (read_journal).
     static Result<Journal> open(const std::string& path, const JournalContents& contents);
-    /// Create a new, empty journal atomically and durably (temp file, fsync,
-    /// rename, directory fsync), replacing any old one.
-    static Result<Journal> create(const std::string& path, std::optional<Digest> base, size_t slot_size, mode_t mode);
+    /// Create a new journal atomically and durably (temp file, fsync, rename,
+    /// directory fsync), replacing any old one; with `first`, holding it as
+    /// its first record (durable when this returns).
+    static Result<Journal> create(const std::string& path, std::optional<Digest> base, size_t slot_size, mode_t mode,
+                                  std::optional<ByteView> first = std::nullopt);
 
     const journal::Header& header() const { return header_; }
     /// Whether a record of `data_size` bytes fits a slot.

@@ -128,11 +128,12 @@ TEST_CASE("dir store journal: one write per NV change, the file brought up to da
     TempDir d;
     auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
     REQUIRE(st->lock().ok());
-    REQUIRE(st->store(kPermall, pattern(100, 1)).ok());  // first write: the file directly
+    REQUIRE(st->store(kPermall, pattern(100, 1)).ok());  // no state yet: the file directly
     const Bytes file_a = slurp(d.path / kFile);
-    CHECK(fs::exists(d.path / kJournal));
+    CHECK_FALSE(fs::exists(d.path / kJournal));
     CHECK_FALSE(st->needs_checkpoint());
-    REQUIRE(st->store(kPermall, pattern(100, 2)).ok());
+    REQUIRE(st->store(kPermall, pattern(100, 2)).ok());  // a journal holding it
+    CHECK(fs::exists(d.path / kJournal));
     CHECK(st->needs_checkpoint());
     CHECK(slurp(d.path / kFile) == file_a);        // not copied yet
     CHECK(load_plain(*st) == pattern(100, 2));     // but that is the state
