@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bridge/cuse/cuse_main.hpp"
+#include "bridge/event_loop.hpp"
 #include "bridge/options.hpp"
 #include "bridge/seccomp_policy.hpp"
 #include "bridge/snapshot_settings.hpp"
@@ -193,6 +194,8 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         }
     }
 
+    auto loop = EventLoop::create();
+    if (!loop) return fail(loop.error().message);
     // The admin socket: CMD_VTPM_VERIFY_RAM from a paused-restore driver.
     std::unique_ptr<AdminSocket> admin;
     if (!snap->admin_socket.empty()) {
@@ -200,7 +203,7 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
             return fail("the admin socket " + snap->admin_socket + " needs snapshot verification (--vm-memory)");
         auto a = AdminSocket::open(snap->admin_socket, [&guard, &dispatcher] {
             return snapshot::verify_reply(**guard, dispatcher.engine());
-        });
+        }, **loop);
         if (!a) return fail(a.error().message);
         admin = std::move(*a);
     }
@@ -223,7 +226,7 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         if (auto r = serve_cuse(device, co, ready); !r) return fail(r.error().message);
         return EXIT_SUCCESS;
     }
-    Server server(dispatcher, std::move(sc));
+    Server server(dispatcher, std::move(sc), **loop);
     if (auto r = install_seccomp(o.seccomp_action); !r) return fail("--seccomp: " + r.error().message);
     daemon_ready();
     VTPM_LOG_INFO("vtpm-bridge %s serving (%s)", VTPM_VERSION, o.tpm2 ? "TPM 2.0" : "TPM 1.2");

@@ -10,6 +10,7 @@
 #ifdef VTPM_HAVE_CUSE
 #define FUSE_USE_VERSION 31
 #include <cuse_lowlevel.h>
+#include <dlfcn.h>
 #include <fuse_lowlevel.h>
 #endif
 
@@ -27,6 +28,48 @@ Result<void> serve_cuse(CuseDevice&, const CuseOptions&, const std::function<Res
 
 namespace {
 
+// libfuse3 is loaded only when `cuse` runs: a socket or chardev bridge does
+// not map it (cold start, memory). The functions used, resolved once.
+struct FuseApi {
+    decltype(&::fuse_req_userdata) req_userdata;
+    decltype(&::fuse_session_exit) session_exit;
+    decltype(&::fuse_session_loop) session_loop;
+    decltype(&::fuse_reply_open) reply_open;
+    decltype(&::fuse_reply_buf) reply_buf;
+    decltype(&::fuse_reply_err) reply_err;
+    decltype(&::fuse_reply_write) reply_write;
+    decltype(&::fuse_reply_ioctl) reply_ioctl;
+    decltype(&::cuse_lowlevel_setup) setup;
+    decltype(&::cuse_lowlevel_teardown) teardown;
+};
+FuseApi g_fuse{};
+
+template <typename F>
+bool resolve(void* lib, const char* name, F& out) {
+    out = reinterpret_cast<F>(::dlsym(lib, name));
+    return out != nullptr;
+}
+
+Result<void> load_fuse() {
+    if (g_fuse.setup) return {};
+    // Kept for the life of the process: the session runs until exit.
+    void* lib = ::dlopen("libfuse3.so.3", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return make_error(rc::kFail, std::string("the cuse interface needs libfuse3: ") + ::dlerror());
+    FuseApi api{};
+    const bool ok = resolve(lib, "fuse_req_userdata", api.req_userdata) &&
+                    resolve(lib, "fuse_session_exit", api.session_exit) &&
+                    resolve(lib, "fuse_session_loop", api.session_loop) &&
+                    resolve(lib, "fuse_reply_open", api.reply_open) && resolve(lib, "fuse_reply_buf", api.reply_buf) &&
+                    resolve(lib, "fuse_reply_err", api.reply_err) &&
+                    resolve(lib, "fuse_reply_write", api.reply_write) &&
+                    resolve(lib, "fuse_reply_ioctl", api.reply_ioctl) &&
+                    resolve(lib, "cuse_lowlevel_setup", api.setup) &&
+                    resolve(lib, "cuse_lowlevel_teardown", api.teardown);
+    if (!ok) return make_error(rc::kFail, std::string("libfuse3 lacks a function the cuse interface uses: ") + ::dlerror());
+    g_fuse = api;
+    return {};
+}
+
 struct Context {
     CuseDevice* device = nullptr;
     const std::function<Result<void>()>* ready = nullptr;
@@ -34,30 +77,30 @@ struct Context {
     std::string failure;
 };
 
-Context& ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
+Context& ctx(fuse_req_t req) { return *static_cast<Context*>(g_fuse.req_userdata(req)); }
 
 void on_init_done(void* userdata) {
     auto* c = static_cast<Context*>(userdata);
     if (auto r = (*c->ready)(); !r) {
         c->failure = r.error().message;
-        fuse_session_exit(c->session);
+        g_fuse.session_exit(c->session);
     }
 }
 
 void on_open(fuse_req_t req, fuse_file_info* fi) {
     ctx(req).device->open();
-    fuse_reply_open(req, fi);
+    g_fuse.reply_open(req, fi);
 }
 
 void on_read(fuse_req_t req, size_t size, off_t, fuse_file_info*) {
     const Bytes b = ctx(req).device->read(size);
-    fuse_reply_buf(req, reinterpret_cast<const char*>(b.data()), b.size());
+    g_fuse.reply_buf(req, reinterpret_cast<const char*>(b.data()), b.size());
 }
 
 void on_write(fuse_req_t req, const char* buf, size_t size, off_t, fuse_file_info*) {
     const long n = ctx(req).device->write(ByteView(reinterpret_cast<const uint8_t*>(buf), size));
-    if (n < 0) fuse_reply_err(req, static_cast<int>(-n));
-    else fuse_reply_write(req, static_cast<size_t>(n));
+    if (n < 0) g_fuse.reply_err(req, static_cast<int>(-n));
+    else g_fuse.reply_write(req, static_cast<size_t>(n));
 }
 
 void on_ioctl(fuse_req_t req, int cmd, void*, fuse_file_info*, unsigned, const void* in_buf, size_t in_bufsz,
@@ -66,11 +109,11 @@ void on_ioctl(fuse_req_t req, int cmd, void*, fuse_file_info*, unsigned, const v
     auto r = c.device->ioctl(static_cast<uint32_t>(cmd),
                              ByteView(static_cast<const uint8_t*>(in_buf), in_bufsz));
     if (r.err) {
-        fuse_reply_err(req, r.err);
+        g_fuse.reply_err(req, r.err);
         return;
     }
-    fuse_reply_ioctl(req, 0, r.out.data(), std::min(r.out.size(), out_bufsz));
-    if (r.shutdown) fuse_session_exit(c.session);
+    g_fuse.reply_ioctl(req, 0, r.out.data(), std::min(r.out.size(), out_bufsz));
+    if (r.shutdown) g_fuse.session_exit(c.session);
 }
 
 }  // namespace
@@ -83,6 +126,7 @@ Result<void> serve_cuse(CuseDevice& device, const CuseOptions& o, const std::fun
                                          " (the kernel's CUSE driver: modprobe cuse)");
     if (::access(("/dev/" + o.name).c_str(), F_OK) == 0)
         return make_error(rc::kFail, "/dev/" + o.name + " already exists");
+    if (auto r = load_fuse(); !r) return r;
     const std::string devname = "DEVNAME=" + o.name;
     const char* dev_info[] = {devname.c_str()};
     cuse_info ci{};
@@ -102,11 +146,11 @@ Result<void> serve_cuse(CuseDevice& device, const CuseOptions& o, const std::fun
     char single[] = "-s";
     char* argv[] = {prog, single, nullptr};
     int multithreaded = 0;
-    fuse_session* se = cuse_lowlevel_setup(2, argv, &ci, &ops, &multithreaded, &c);
+    fuse_session* se = g_fuse.setup(2, argv, &ci, &ops, &multithreaded, &c);
     if (!se) return make_error(rc::kFail, "could not create /dev/" + o.name + " through CUSE");
     c.session = se;
-    const int rc_loop = fuse_session_loop(se);
-    cuse_lowlevel_teardown(se);
+    const int rc_loop = g_fuse.session_loop(se);
+    g_fuse.teardown(se);
     if (!c.failure.empty()) return make_error(rc::kFail, c.failure);
     if (rc_loop < 0) return make_error(rc::kFail, std::string("the CUSE session failed: ") + std::strerror(-rc_loop));
     return {};

@@ -1,6 +1,5 @@
 #include "bridge/socket/admin.hpp"
 
-#include <glib-unix.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -20,7 +19,8 @@ constexpr uint32_t kVerifyCode = static_cast<uint32_t>(ctrl::Cmd::VtpmVerifyRam)
 
 }  // namespace
 
-Result<std::unique_ptr<AdminSocket>> AdminSocket::open(const std::string& path, VerifyHandler verify) {
+Result<std::unique_ptr<AdminSocket>> AdminSocket::open(const std::string& path, VerifyHandler verify,
+                                                       EventLoop& loop) {
     // umask first: the socket never exists with wider permissions, not even
     // between bind() and chmod().
     const mode_t old = ::umask(0077);
@@ -28,26 +28,26 @@ Result<std::unique_ptr<AdminSocket>> AdminSocket::open(const std::string& path, 
     ::umask(old);
     if (!fd) return make_error(rc::kFail, "admin socket: " + fd.error().message);
     set_nonblocking(fd->get(), true);
-    return std::unique_ptr<AdminSocket>(new AdminSocket(path, std::move(*fd), std::move(verify)));
+    return std::unique_ptr<AdminSocket>(new AdminSocket(path, std::move(*fd), std::move(verify), loop));
 }
 
-AdminSocket::AdminSocket(std::string path, UniqueFd listen, VerifyHandler verify)
-    : path_(std::move(path)), listen_(std::move(listen)), verify_(std::move(verify)) {
-    listen_watch_ = g_unix_fd_add(listen_.get(), G_IO_IN, on_listen, this);
+AdminSocket::AdminSocket(std::string path, UniqueFd listen, VerifyHandler verify, EventLoop& loop)
+    : path_(std::move(path)), listen_(std::move(listen)), loop_(loop), verify_(std::move(verify)) {
+    listen_watch_ = loop_.watch(listen_.get(), EPOLLIN, [this](int fd, uint32_t) { return on_listen(fd); });
     VTPM_LOG_INFO("admin socket %s: CMD_VTPM_VERIFY_RAM from root or uid %u", path_.c_str(),
                   static_cast<unsigned>(::geteuid()));
 }
 
 AdminSocket::~AdminSocket() {
     close_client();
-    if (listen_watch_) g_source_remove(listen_watch_);
+    loop_.unwatch(listen_watch_);
     ::unlink(path_.c_str());
 }
 
-gboolean AdminSocket::on_listen(gint fd, GIOCondition, gpointer p) {
-    auto* s = static_cast<AdminSocket*>(p);
+bool AdminSocket::on_listen(int fd) {
+    AdminSocket* s = this;
     UniqueFd c(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!c) return G_SOURCE_CONTINUE;
+    if (!c) return true;
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
@@ -55,34 +55,31 @@ gboolean AdminSocket::on_listen(gint fd, GIOCondition, gpointer p) {
         VTPM_LOG_ERROR("admin socket: connection from uid %u (pid %d) refused: only root or uid %u",
                        static_cast<unsigned>(cred.uid), static_cast<int>(cred.pid),
                        static_cast<unsigned>(::geteuid()));
-        return G_SOURCE_CONTINUE;
+        return true;
     }
     // One client at a time, as on the control socket.
     s->close_client();
     s->client_ = std::move(c);
     s->buf_.clear();
-    s->client_watch_ =
-        g_unix_fd_add(s->client_.get(), static_cast<GIOCondition>(G_IO_IN | G_IO_HUP | G_IO_ERR), on_client, s);
-    return G_SOURCE_CONTINUE;
+    s->client_watch_ = loop_.watch(s->client_.get(), EPOLLIN, [this](int cfd, uint32_t) { return on_client(cfd); });
+    return true;
 }
 
 void AdminSocket::close_client() {
-    if (client_watch_) g_source_remove(client_watch_);
+    loop_.unwatch(client_watch_);
     client_watch_ = 0;
     client_.reset();
     buf_.clear();
 }
 
-gboolean AdminSocket::on_client(gint fd, GIOCondition, gpointer p) {
-    auto* s = static_cast<AdminSocket*>(p);
-    const ssize_t n = recv_some(fd, s->buf_, nullptr);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return G_SOURCE_CONTINUE;
-    if (n <= 0 || !s->process()) {
-        s->client_watch_ = 0;  // removed by returning G_SOURCE_REMOVE
-        s->close_client();
-        return G_SOURCE_REMOVE;
+bool AdminSocket::on_client(int fd) {
+    const ssize_t n = recv_some(fd, buf_, nullptr);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+    if (n <= 0 || !process()) {
+        close_client();
+        return false;
     }
-    return G_SOURCE_CONTINUE;
+    return true;
 }
 
 bool AdminSocket::process() {

@@ -1,15 +1,14 @@
-// The socket front end (GLib event loop): one control connection and one
+// The socket front end (on the bridge's EventLoop): one control connection and one
 // data connection at a time, as swtpm serves them. It only moves bytes:
 // control messages are framed by the core's ctrl::Framer and handled by the
 // core::Dispatcher, TPM commands go to the core too.
 #pragma once
 
-#include <glib.h>
-
 #include <chrono>
 #include <string>
 #include <vector>
 
+#include "bridge/event_loop.hpp"
 #include "core/dispatcher.hpp"
 #include "util/bytes.hpp"
 #include "util/fd.hpp"
@@ -28,7 +27,7 @@ struct ServerConfig {
 
 class Server {
 public:
-    explicit Server(core::Dispatcher& dispatcher, ServerConfig cfg);
+    Server(core::Dispatcher& dispatcher, ServerConfig cfg, EventLoop& loop);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -40,7 +39,7 @@ private:
     struct Conn {
         UniqueFd fd;
         Bytes buf;
-        guint watch = 0;
+        EventLoop::Id watch = 0;
         bool is_socket = false;
         // Adaptive busy-poll: when the peer's next command followed the last
         // response quickly, wait for the next one by spinning instead of
@@ -49,12 +48,13 @@ private:
         int64_t spin_us = 0;
     };
 
-    static gboolean on_ctrl_listen(gint fd, GIOCondition cond, gpointer self);
-    static gboolean on_ctrl_client(gint fd, GIOCondition cond, gpointer self);
-    static gboolean on_ctrl_timeout(gpointer self);
-    static gboolean on_data_listen(gint fd, GIOCondition cond, gpointer self);
-    static gboolean on_data_client(gint fd, GIOCondition cond, gpointer self);
-    static gboolean on_sigterm(gint fd, GIOCondition cond, gpointer self);
+    // Watch handlers: false removes the watch.
+    bool on_ctrl_listen(int fd);
+    bool on_ctrl_client(int fd);
+    void on_ctrl_timeout();
+    bool on_data_listen(int fd);
+    bool on_data_client(int fd);
+    bool on_sigterm(int fd);
 
     void watch_ctrl_listen();
     void adopt_ctrl_client(UniqueFd fd);
@@ -74,7 +74,7 @@ private:
     /// the state files once the TPM has been idle for a while (off the
     /// command path; one timer, not one per command).
     void note_state_activity();
-    static gboolean on_checkpoint_timer(gpointer self);
+    void on_checkpoint_timer();
     /// After a reply: note when it went out. Before handling input: adapt
     /// the spin window to the gap since the last reply.
     void note_reply(Conn& c);
@@ -84,12 +84,12 @@ private:
 
     core::Dispatcher& dispatcher_;
     ServerConfig cfg_;
-    GMainLoop* loop_ = nullptr;
-    guint ctrl_listen_watch_ = 0;
-    guint data_listen_watch_ = 0;
-    guint ctrl_timer_ = 0;
-    guint sigterm_ = 0;
-    guint checkpoint_timer_ = 0;
+    EventLoop& loop_;
+    EventLoop::Id ctrl_listen_watch_ = 0;
+    EventLoop::Id data_listen_watch_ = 0;
+    EventLoop::Id ctrl_timer_ = 0;
+    EventLoop::Id sigterm_ = 0;
+    EventLoop::Id checkpoint_timer_ = 0;
     std::chrono::steady_clock::time_point last_state_activity_{};
     Conn ctrl_;
     UniqueFd ctrl_passed_fd_;

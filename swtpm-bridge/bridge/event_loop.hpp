@@ -1,0 +1,66 @@
+// The bridge's event loop: epoll over the few descriptors a bridge serves
+// (listening and connected control/data sockets, the admin socket, the
+// SIGTERM signalfd) and a handful of millisecond timers. One epoll_wait per
+// wake-up, registrations only when a connection comes or goes: what a TPM
+// command costs is its recv and send, not the loop's bookkeeping.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "util/fd.hpp"
+#include "vtpm/result.hpp"
+
+namespace vtpm::bridge {
+
+class EventLoop {
+public:
+    /// Called with the ready events (EPOLLIN, EPOLLHUP, ...); return false
+    /// to remove the watch (as if unwatch() was called).
+    using FdHandler = std::function<bool(int fd, uint32_t events)>;
+    using TimerHandler = std::function<void()>;
+    using Id = uint64_t;  // 0 is never an id
+
+    /// rc::kFail when epoll cannot be set up.
+    static Result<std::unique_ptr<EventLoop>> create();
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+
+    /// Watch `fd` for `events` (level-triggered). 0 when epoll refuses it.
+    Id watch(int fd, uint32_t events, FdHandler handler);
+    /// Stop watching; unknown or 0 ids are ignored. Safe from any handler.
+    void unwatch(Id id);
+    /// Run `handler` once after `after`. Safe from any handler.
+    Id add_timer(std::chrono::milliseconds after, TimerHandler handler);
+    void cancel_timer(Id id);
+
+    /// Dispatch until quit().
+    void run();
+    void quit() { quit_ = true; }
+
+private:
+    explicit EventLoop(UniqueFd epfd) : epfd_(std::move(epfd)) {}
+    int next_timeout_ms() const;
+    void run_due_timers();
+
+    struct Watch {
+        int fd;
+        FdHandler handler;
+    };
+    struct Timer {
+        std::chrono::steady_clock::time_point due;
+        TimerHandler handler;
+    };
+    UniqueFd epfd_;
+    Id next_id_ = 1;
+    std::map<Id, std::shared_ptr<Watch>> watches_;
+    std::map<Id, Timer> timers_;
+    bool quit_ = false;
+};
+
+}  // namespace vtpm::bridge
