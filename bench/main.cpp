@@ -5,6 +5,7 @@
 // ...), a warm-up batch discarded. Prints median and p99 per operation, the
 // ratio ours/swtpm of the medians and the target it is held to. Targets are
 // reported, never turned into an exit code: exit 1 means the run failed.
+#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@ constexpr const char* kPermall = "tpm2-00.permall";
 constexpr double kColdStartTarget = 0.5;
 constexpr double kMemoryTarget = 1.0;
 constexpr double kManufactureTarget = 0.2;
+constexpr double kNvFloorTarget = 1.1;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -174,6 +176,47 @@ struct Run {
         return {};
     }
 
+    // The physical floor of a durable NV write on this disk: a bare pwrite
+    // of the state's size into an allocated file and fdatasync, nothing
+    // else. Ours is held to 1.1x it (one flush per acknowledged write).
+    Result<void> measure_nv_floor() {
+        const std::string nv_series = "NV_Write (32 bytes)";
+        if (!ours.samples.count(nv_series)) return {};
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(theirs.server->state_dir() + "/" + kPermall, ec);
+        if (ec) return vtpm::make_error(vtpm::rc::kFail, "no permall to size the floor: " + ec.message());
+        const std::string path = work.path() + "/floor.bin";
+        vtpm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (!fd) return vtpm::make_error(vtpm::rc::kFail, "cannot create " + path);
+        std::vector<uint8_t> buf(size, 0x5a);
+        auto write_sync = [&]() -> bool {
+            return ::pwrite(fd.get(), buf.data(), buf.size(), 0) == static_cast<ssize_t>(buf.size()) &&
+                   ::fdatasync(fd.get()) == 0;
+        };
+        if (!write_sync() || ::fsync(fd.get()) != 0) return vtpm::make_error(vtpm::rc::kFail, "cannot write " + path);
+        std::fprintf(stderr, "  %-20s ", "NV_Write floor");
+        const auto t0 = Clock::now();
+        Rounds floor;
+        const size_t per_round = ours.samples[nv_series].empty() ? 5 : ours.samples[nv_series].front().size();
+        for (size_t r = 0; r < ours.samples[nv_series].size(); ++r) {
+            std::vector<double> samples;
+            for (size_t i = 0; i < per_round; ++i) {
+                buf[i % buf.size()] ^= 1;
+                const auto a = Clock::now();
+                if (!write_sync()) return vtpm::make_error(vtpm::rc::kFail, "writing " + path + " failed");
+                samples.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count());
+            }
+            floor.push_back(std::move(samples));
+        }
+        std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+        char name[96];
+        std::snprintf(name, sizeof name, "NV_Write vs floor (write+fdatasync %zu B)*", static_cast<size_t>(size));
+        auto at = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.op == nv_series; });
+        if (at != rows.end()) ++at;
+        rows.insert(at, latency_row(name, kNvFloorTarget, ours.samples[nv_series], floor));
+        return {};
+    }
+
     Result<void> measure_cold_start() {
         if (std::string("cold start").find(o.only) == std::string::npos) return {};
         std::fprintf(stderr, "  %-20s ", "cold start");
@@ -215,6 +258,9 @@ struct Run {
     Result<void> report(const RunInfo& info) {
         std::printf("\n");
         print_table(stdout, rows);
+        if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.op.starts_with("NV_Write vs floor"); }))
+            std::printf("* its swtpm columns are the floor: a bare pwrite of the state's size and fdatasync, "
+                        "on the same disk\n");
         std::printf("\nours = %s, swtpm = %s\n", o.ours.c_str(), o.theirs.c_str());
         if (info.server_cpu < 0) std::printf("unpinned (servers and client where the scheduler puts them)");
         else std::printf("pinned: servers on CPU %d, client on CPU %d", info.server_cpu, info.client_cpu);
@@ -256,7 +302,7 @@ Result<void> run(const Options& o, int client_cpu) {
     run.theirs.server =
         std::make_unique<Server>(ServerConfig{"swtpm", o.theirs, run.theirs_state.path(), w + "/swtpm.log", o.cpu});
 
-    for (auto phase : {&Run::start_servers, &Run::measure_latencies, &Run::measure_cold_start,
+    for (auto phase : {&Run::start_servers, &Run::measure_latencies, &Run::measure_nv_floor, &Run::measure_cold_start,
                         &Run::measure_manufacture}) {
         if (auto r = (run.*phase)(); !r) {
             run.report_dead_servers();

@@ -281,6 +281,40 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def journal_records(path):
+    """The state files a permanent-state journal (tpm2-00.permall.journal)
+    holds, in any epoch, intact or not: {"<journal>#<slot>": bytes}."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out = {}
+    if data[:8] != b"VTPMJNL1" or len(data) < 16:
+        return out
+    slot_size = int.from_bytes(data[12:16], "big")
+    for i in range(2):
+        off = 4096 + i * slot_size
+        rec = data[off:off + slot_size]
+        if rec[:8] == b"VTPMREC1":
+            n = int.from_bytes(rec[24:28], "big")
+            out[f"{os.path.basename(path)}#{i}"] = rec[60:60 + n]
+    return out
+
+
+def state_file_images(state_dir, prefix="tpm2-00."):
+    """Every state file image in a state directory: the files themselves and
+    the ones inside the journal."""
+    out = {}
+    for f in sorted(os.listdir(state_dir)):
+        if not f.startswith(prefix):
+            continue
+        path = os.path.join(state_dir, f)
+        if f.endswith(".journal"):
+            out.update(journal_records(path))
+        else:
+            with open(path, "rb") as fh:
+                out[f] = fh.read()
+    return out
+
+
 def dir_digest(path):
     """Hashes of the state files in a directory (sockets and the lock excluded)."""
     out = {}

@@ -62,11 +62,10 @@ def test(work, stack):
     state = d.swtpm_state(dom)
 
     def encrypted_at_rest(what):
-        files = [f for f in os.listdir(state) if f.startswith("tpm2-00.")]
-        flags = {}
-        for f in files:
-            with open(os.path.join(state, f), "rb") as fh:
-                flags[f] = int.from_bytes(fh.read(6)[4:6], "big")
+        # The state files and those the journal holds.
+        images = h.state_file_images(state)
+        files = list(images)
+        flags = {f: int.from_bytes(b[4:6], "big") for f, b in images.items()}
         h.check(files and all(v & 1 for v in flags.values()), f"{what}: every state file is encrypted ({flags})")
     h.check(f"VM {dom}'s new sealed key from vtpm-hostd" in bridge_log() and "adopted" in bridge_log(),
             "state_key = sealed, no <encryption>: the first start adopted the state made by swtpm_setup")
