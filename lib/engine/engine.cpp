@@ -108,7 +108,8 @@ Result<std::unique_ptr<Engine>> Engine::create(EngineConfig cfg, std::unique_ptr
 }
 
 Engine::~Engine() {
-    stop();
+    finish_power_off();
+    power_off();
     if (auto r = flush_deferred(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
     std::free(respbuf_);
     if (g_engine == this) g_engine = nullptr;
@@ -181,10 +182,8 @@ Bytes Engine::command(ByteView command) {
 }
 
 void Engine::auto_shutdown() {
-    if (!running_ || !tpm2() || !cfg_.auto_shutdown || forgo_auto_shutdown_ || last_cc_ == tpm::kTpm2CcShutdown)
-        return;
     // Without the lock the state may belong to a migration destination now.
-    if (!store_->locked()) return;
+    if (!will_auto_shutdown()) return;
     for (uint16_t su : {uint16_t{1} /*SU_STATE*/, uint16_t{0} /*SU_CLEAR*/}) {
         uint32_t r = tpm::response_code(execute(tpm::shutdown(su)));
         if (r == 0) {
@@ -196,6 +195,7 @@ void Engine::auto_shutdown() {
 }
 
 Result<void> Engine::init(bool delete_volatile) {
+    finish_power_off();
     if (auto r = flush_deferred(); !r) return r;
     auto_shutdown();
     TPMLIB_Terminate();
@@ -222,6 +222,19 @@ Result<void> Engine::init(bool delete_volatile) {
 }
 
 void Engine::stop() {
+    if (running_ && !held_ && will_auto_shutdown()) {
+        // The orderly shutdown and the power-off happen when next needed
+        // (finish_power_off): when QEMU's restore follows, SET_STATEBLOB
+        // replaces what they would write, and CMD_STOP costs what swtpm's does.
+        running_ = false;
+        power_off_pending_ = true;
+        return;
+    }
+    finish_power_off();
+    power_off();
+}
+
+void Engine::power_off() {
     deferring_ = true;
     auto_shutdown();
     deferring_ = false;
@@ -229,6 +242,18 @@ void Engine::stop() {
     running_ = false;
     // Powered off without a refusal: what a restore wrote is the state now.
     if (auto r = release_writes(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
+}
+
+void Engine::finish_power_off() {
+    if (!power_off_pending_) return;
+    power_off_pending_ = false;
+    running_ = true;  // libtpms still runs the TPM that CMD_STOP stopped
+    power_off();
+}
+
+bool Engine::will_auto_shutdown() const {
+    return running_ && tpm2() && cfg_.auto_shutdown && !forgo_auto_shutdown_ && last_cc_ != tpm::kTpm2CcShutdown &&
+           store_->locked();
 }
 
 
@@ -248,6 +273,7 @@ Result<bool> Engine::tpm_established() const {
 
 Result<void> Engine::reset_tpm_established(uint8_t loc) {
     if (loc > 4) return make_error(rc::kBadLocality, "locality " + std::to_string(loc) + " is out of range");
+    finish_power_off();
     uint8_t saved = locality_;
     locality_ = loc;
     TPM_RESULT r = TPM_IO_TpmEstablished_Reset();
@@ -257,6 +283,7 @@ Result<void> Engine::reset_tpm_established(uint8_t loc) {
 }
 
 Result<void> Engine::hash_start() {
+    finish_power_off();
     TPM_RESULT r = TPM_IO_Hash_Start();
     if (r != TPM_SUCCESS) return make_error(r, "TPM_Hash_Start failed");
     return {};
@@ -281,6 +308,7 @@ Result<void> Engine::cancel() {
 }
 
 Result<void> Engine::store_volatile() {
+    finish_power_off();
     unsigned char* raw = nullptr;
     uint32_t len = 0;
     TPM_RESULT r = TPMLIB_VolatileAll_Store(&raw, &len);
@@ -309,6 +337,7 @@ Result<void> Engine::release_writes() {
 void Engine::discard_writes() { held_.reset(); }
 
 Result<void> Engine::flush_deferred() {
+    finish_power_off();
     Writes pending = std::move(deferred_);
     deferred_.clear();
     for (auto& [name, data] : pending) {
@@ -347,6 +376,7 @@ Result<void> Engine::remove_state(const std::string& name, bool must_exist) {
 Result<Engine::BufferSize> Engine::buffer_size(uint32_t wanted) {
     if (wanted != 0 && running_)
         return make_error(rc::kBadOrdinal, "the buffer size can only be changed while the TPM is stopped");
+    finish_power_off();
     BufferSize b{};
     b.size = TPMLIB_SetBufferSize(wanted, &b.min, &b.max);
     return b;
@@ -383,6 +413,7 @@ Result<PlainBlob> Engine::get_state(BlobType type) {
 
 Result<void> Engine::set_state(BlobType type, ByteView plain) {
     if (running_) return make_error(rc::kInvalidPostInit, "state can only be set while the TPM is stopped");
+    finish_power_off();
     // libtpms (0.9) validates a volatile blob against the cached permanent
     // one and crashes (NULL dereference) when that was set empty.
     if (type == BlobType::Volatile && !plain.empty() && permanent_cleared_)

@@ -62,6 +62,9 @@ public:
     /// files; with delete_volatile remove the volatile-state file afterwards.
     Result<void> init(bool delete_volatile);
     /// CMD_STOP / CMD_SHUTDOWN: (auto-shutdown,) power off. Idempotent.
+    /// When an automatic TPM2_Shutdown is due, the TPM stops answering at
+    /// once and the shutdown and power-off run at the next operation that
+    /// needs libtpms (init, set_state, ...) or at destruction.
     void stop();
     /// Keep the TPM's state writes (libtpms' NVRAM stores and deletes,
     /// CMD_STORE_VOLATILE) in memory instead of the store, served back to
@@ -145,6 +148,12 @@ public:
 
 private:
     void auto_shutdown();
+    bool will_auto_shutdown() const;
+    /// Orderly shutdown (deferred writes), TPMLIB_Terminate, held writes out.
+    void power_off();
+    /// The power-off a CMD_STOP left pending, before anything else touches
+    /// libtpms.
+    void finish_power_off();
     Bytes execute(ByteView command);
 
     EngineConfig cfg_;
@@ -164,6 +173,9 @@ private:
     // (which sends no TPM2_Shutdown at all) always does.
     Writes deferred_;
     bool deferring_ = false;
+    // CMD_STOP stopped the TPM (running_ is false) but libtpms still holds
+    // it: the orderly shutdown and TPMLIB_Terminate wait for finish_power_off().
+    bool power_off_pending_ = false;
     // set_state(Permanent, {}) left libtpms an *empty* permanent blob (not
     // "none": the next init manufactures a new TPM), which it dereferences
     // when it checks a volatile blob against it.

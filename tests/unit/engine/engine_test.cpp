@@ -239,11 +239,37 @@ TEST_CASE("engine: auto-shutdown records an orderly shutdown") {
     REQUIRE(e->startup(0).ok());
     REQUIRE(tpm::response_code(e->command(get_random(4))) == 0);
     e->stop();
+    CHECK_FALSE(e->running());
+    CHECK(tpm::response_code(e->command(get_random(4))) != 0);  // stopped at once
+    // The shutdown itself runs when next needed (here: asked for).
+    REQUIRE(e->flush_deferred().ok());
     CHECK(e->last_command() == tpm::kTpm2CcShutdown);
     // After Shutdown(SU_STATE) a Startup(SU_STATE) resumes.
     REQUIRE(e->init(false).ok());
     REQUIRE(e->startup(1).ok());
     CHECK(tpm::response_code(e->command(get_random(4))) == 0);
+}
+
+TEST_CASE("engine: STOP then INIT runs the orderly shutdown at INIT; a SET_STATEBLOB in between replaces it") {
+    TempDir d;
+    auto e = make_engine(d.path);
+    REQUIRE(e->init(false).ok());
+    REQUIRE(e->startup(0).ok());
+    REQUIRE(tpm::response_code(e->command(get_random(4))) == 0);
+    e->stop();
+    REQUIRE(e->init(false).ok());
+    CHECK(tpm::response_code(e->command(tpm::startup(1))) == 0);  // SU_STATE: the shutdown was recorded
+
+    // A restore: the permanent state taken while running, STOP, SET, INIT.
+    auto perm = e->get_state(engine::BlobType::Permanent);
+    REQUIRE(perm.ok());
+    e->stop();
+    REQUIRE(e->set_state(engine::BlobType::Permanent, perm->data.view()).ok());
+    REQUIRE(e->init(false).ok());
+    // The set state (taken before any shutdown) is what runs: no orderly
+    // shutdown recorded in it, so Startup(SU_STATE) is refused.
+    CHECK(tpm::response_code(e->command(tpm::startup(1))) != 0);
+    CHECK(tpm::response_code(e->command(tpm::startup(0))) == 0);
 }
 
 TEST_CASE("engine: encrypted state at rest opens only with the key") {
