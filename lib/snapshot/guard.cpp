@@ -120,6 +120,7 @@ Result<SnapshotGuard::MemoryDigest> SnapshotGuard::digest_memory(DigestSource wa
     if (!mem) return mem.error();
     const auto views = (*mem)->views();
     out.pages = hash_regions(views, cfg_.threads);
+    (*mem)->mark_hashed();
     out.page_count = out.pages.leaves.size();
     out.where = (*mem)->describe();
     return out;

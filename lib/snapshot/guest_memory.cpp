@@ -226,7 +226,8 @@ Result<GuestMemory> GuestMemory::open_process(pid_t pid, size_t min_bytes) {
 
 std::vector<MemoryView> GuestMemory::views() const {
     std::vector<MemoryView> v;
-    for (const auto& r : regions) v.push_back({r.map.bytes(), data_extents(r.fd.get(), r.map.bytes().size())});
+    for (const auto& r : regions)
+        v.push_back({r.map.bytes(), data_extents(r.fd.get(), r.map.bytes().size()), !hashed_});
     return v;
 }
 

@@ -39,6 +39,9 @@ public:
 
     /// The regions with their current data extents, for hashing.
     std::vector<MemoryView> views() const;
+    /// After a hash over views(): the page tables are filled, later views
+    /// do not populate them again.
+    void mark_hashed() { hashed_ = true; }
     uint64_t page_count() const;
     /// "/dev/shm/vm1.ram (256 MiB)" / "2 regions of QEMU pid 123 (…)".
     std::string describe() const;
@@ -58,6 +61,9 @@ public:
 
     std::vector<MemoryRegion> regions;
     std::string source;
+
+private:
+    bool hashed_ = false;
 };
 
 /// One line of /proc/PID/maps, the fields we use.

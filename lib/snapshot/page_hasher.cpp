@@ -101,7 +101,7 @@ void hash_range(const MemoryView& view, size_t first, size_t last, Digest* out, 
     for (size_t i = first; i < last; ++i) {
         const size_t off = i * kPageSize;
         const size_t len = std::min(kPageSize, mem.size() - off);
-        if ((i - first) % kPopulateChunk == 0)
+        if (view.populate && (i - first) % kPopulateChunk == 0)
             data.populate_data(mem, off, std::min(last - i, kPopulateChunk) * kPageSize);
         if (len == kPageSize && !data.any(off, len)) {
             out[i] = zero_leaf;  // a hole reads as zeros
