@@ -1,6 +1,7 @@
 #include "cold_start.hpp"
 
 #include <chrono>
+#include <filesystem>
 
 #include "net.hpp"
 #include "ops.hpp"
@@ -9,10 +10,46 @@
 
 namespace bench {
 
+namespace {
+
+// Every regular file of `from` (not the lock) into `to`.
+vtpm::Result<void> copy_state(const std::string& from, const std::string& to) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(from, ec))
+        if (e.is_regular_file() && e.path().filename() != ".lock")
+            if (auto r = copy_into(e.path().string(), to); !r) return r;
+    if (ec) return vtpm::make_error(vtpm::rc::kFail, "cannot list " + from + ": " + ec.message());
+    return {};
+}
+
+}  // namespace
+
+vtpm::Result<std::string> prepare_existing_state(const ColdStartConfig& config) {
+    const std::string dir = config.work_dir + "/existing-" + config.name;
+    std::error_code ec;
+    std::filesystem::create_directory(dir, ec);
+    if (ec) return vtpm::make_error(vtpm::rc::kFail, "mkdir " + dir + ": " + ec.message());
+    if (auto r = copy_into(config.permall, dir); !r) return r.error();
+    Server server({config.name, config.exe, dir, config.work_dir + "/existing-" + config.name + ".log", config.cpu});
+    if (auto t = server.start(); !t) return t.error();
+    auto fd = server.connect_data();
+    if (!fd) return fd.error();
+    auto cmd = cmd_get_random(32);
+    if (!cmd) return cmd.error();
+    Bytes rsp;
+    if (auto r = tpm_transact(fd->get(), *cmd, rsp); !r) return r.error();
+    server.stop();  // SIGTERM: what the server leaves behind after a clean run
+    return dir;
+}
+
 vtpm::Result<double> cold_start_once(const ColdStartConfig& config) {
     auto dir = TempDir::create(config.work_dir, "cold-" + config.name + "-");
     if (!dir) return dir.error();
-    if (auto r = copy_into(config.permall, dir->path()); !r) return r.error();
+    if (config.existing_state.empty()) {
+        if (auto r = copy_into(config.permall, dir->path()); !r) return r.error();
+    } else if (auto r = copy_state(config.existing_state, dir->path()); !r) {
+        return r.error();
+    }
     auto cmd = cmd_get_random(32);
     if (!cmd) return cmd.error();
     Server server(

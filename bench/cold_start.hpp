@@ -12,9 +12,16 @@ namespace bench {
 struct ColdStartConfig {
     std::string name, exe;
     std::string permall;   // copied into the fresh state directory
+    /// When set: a state directory whose files are copied instead (what the
+    /// server left after a clean run: its second boot).
+    std::string existing_state;
     std::string work_dir;  // where the state directory and the log go
     int cpu = 1;
 };
+
+/// Start the server once on a copy of `config.permall`, answer one command,
+/// stop it: the directory (returned) then holds what a clean run leaves.
+vtpm::Result<std::string> prepare_existing_state(const ColdStartConfig& config);
 
 /// One sample in µs: time from just before fork() to the complete GetRandom
 /// response on a data connection opened with connect-retry. The server is
