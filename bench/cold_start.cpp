@@ -30,16 +30,25 @@ vtpm::Result<std::string> prepare_existing_state(const ColdStartConfig& config) 
     std::filesystem::create_directory(dir, ec);
     if (ec) return vtpm::make_error(vtpm::rc::kFail, "mkdir " + dir + ": " + ec.message());
     if (auto r = copy_into(config.permall, dir); !r) return r.error();
-    Server server({config.name, config.exe, dir, config.work_dir + "/existing-" + config.name + ".log", config.cpu});
+    // Stopped with SIGTERM: what the server leaves behind after a clean run.
+    auto r = run_one_command({config.name, config.exe, dir, config.work_dir + "/existing-" + config.name + ".log",
+                              config.cpu});
+    if (!r) return r.error();
+    return dir;
+}
+
+vtpm::Result<void> run_one_command(const ServerConfig& config) {
+    Server server(config);
     if (auto t = server.start(); !t) return t.error();
     auto fd = server.connect_data();
     if (!fd) return fd.error();
-    auto cmd = cmd_get_random(32);
+    auto cmd = cmd_get_random(8);
     if (!cmd) return cmd.error();
     Bytes rsp;
     if (auto r = tpm_transact(fd->get(), *cmd, rsp); !r) return r.error();
-    server.stop();  // SIGTERM: what the server leaves behind after a clean run
-    return dir;
+    if (auto r = expect_success(rsp, ("TPM2_GetRandom on " + config.name).c_str()); !r) return r.error();
+    server.stop();
+    return {};
 }
 
 vtpm::Result<double> cold_start_once(const ColdStartConfig& config) {

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "server.hpp"
 #include "stats.hpp"
 #include "vtpm/result.hpp"
 
@@ -18,6 +19,9 @@ struct ColdStartConfig {
     std::string work_dir;  // where the state directory and the log go
     int cpu = 1;
 };
+
+/// Start a server, answer one TPM2_GetRandom, stop it with SIGTERM.
+vtpm::Result<void> run_one_command(const ServerConfig& config);
 
 /// Start the server once on a copy of `config.permall`, answer one command,
 /// stop it: the directory (returned) then holds what a clean run leaves.

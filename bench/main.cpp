@@ -61,16 +61,7 @@ int pin_client(const cpu_set_t& allowed, int avoid) {
 // permall both servers then start from.
 Result<std::string> manufacture(const std::string& name, const std::string& exe, const std::string& dir,
                                 const std::string& work, int cpu) {
-    Server server({name, exe, dir, work + "/manufacture.log", cpu});
-    if (auto r = server.start(); !r) return r.error();
-    auto fd = server.connect_data();
-    if (!fd) return fd.error();
-    auto cmd = cmd_get_random(8);
-    if (!cmd) return cmd.error();
-    Bytes rsp;
-    if (auto r = tpm_transact(fd->get(), *cmd, rsp); !r) return r.error();
-    if (auto r = expect_success(rsp, "TPM2_GetRandom (manufacturing)"); !r) return r.error();
-    server.stop();
+    if (auto r = run_one_command({name, exe, dir, work + "/manufacture.log", cpu}); !r) return r.error();
     const std::string permall = dir + "/" + kPermall;
     if (!std::filesystem::exists(permall)) return vtpm::make_error(vtpm::rc::kFail, name + " wrote no " + permall);
     return permall;
