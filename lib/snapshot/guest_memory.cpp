@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
-#include <sstream>
 
 
 namespace vtpm::snapshot {
@@ -91,9 +90,12 @@ Result<UniqueFd> open_mapped_file(pid_t pid, const MapsEntry& e, std::string& na
 
 std::vector<MapsEntry> parse_maps(std::string_view text) {
     std::vector<MapsEntry> out;
-    std::istringstream in{std::string(text)};
-    std::string line;
-    while (std::getline(in, line)) {
+    // Line by line without iostreams: a stream would link libstdc++'s
+    // locale machinery into every bridge (and initialise it at each start).
+    while (!text.empty()) {
+        const size_t nl = text.find('\n');
+        const std::string line(text.substr(0, nl));
+        text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
         MapsEntry e;
         unsigned long long start = 0, end = 0, off = 0, ino = 0;
         char perms[8] = {};
