@@ -109,13 +109,14 @@ public:
         if (auto l = require_lock(name); !l) return l;
         if (Digest* known = known_digest(name)) *known = Digest{};
         if (name == kPermall) {
-            const bool had = journaled_.has_value();
-            // Records must not bring the state back: end their epoch first.
+            // A crash half-way must leave the newest state or none, never
+            // an older one: make the file current, end the records' epoch,
+            // then delete the file.
+            if (auto c = checkpoint(); !c) return c;
             if (journal_) {
                 if (auto r = journal_->reset(file_digest_); !r) return r;
             }
-            journaled_.reset();
-            auto r = remove_file_durably(file_path("tpm", name), must_exist && !had);
+            auto r = remove_file_durably(file_path("tpm", name), must_exist);
             if (!r) return r;
             file_digest_.reset();
             restart_journal(std::nullopt);

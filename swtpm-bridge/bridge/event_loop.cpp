@@ -73,7 +73,7 @@ void EventLoop::run_due_timers() {
 }
 
 void EventLoop::run() {
-    quit_ = false;
+    // quit() before run() (a channel that failed while being set up) holds.
     epoll_event events[8];
     while (!quit_) {
         const int n = ::epoll_wait(epfd_.get(), events, 8, next_timeout_ms());

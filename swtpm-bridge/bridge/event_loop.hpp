@@ -39,7 +39,7 @@ public:
     Id add_timer(std::chrono::milliseconds after, TimerHandler handler);
     void cancel_timer(Id id);
 
-    /// Dispatch until quit().
+    /// Dispatch until quit() (at once if quit() came first).
     void run();
     void quit() { quit_ = true; }
 

@@ -153,6 +153,11 @@ void Server::adopt_ctrl_client(UniqueFd fd) {
     ctrl_.spin_us = 0;
     ctrl_.last_reply = {};
     ctrl_.watch = loop_.watch(ctrl_.fd.get(), kReadable, [this](int fd, uint32_t) { return on_ctrl_client(fd); });
+    if (!ctrl_.watch) {
+        // A descriptor epoll cannot wait on (a regular file) would never be served.
+        VTPM_LOG_ERROR("the control channel's descriptor cannot be waited on: terminating");
+        quit();
+    }
 }
 
 void Server::close_ctrl_client() {
@@ -284,6 +289,10 @@ void Server::adopt_data_client(UniqueFd fd) {
     data_.spin_us = 0;
     data_.last_reply = {};
     data_.watch = loop_.watch(data_.fd.get(), kReadable, [this](int fd, uint32_t) { return on_data_client(fd); });
+    if (!data_.watch) {
+        VTPM_LOG_ERROR("the data channel's descriptor cannot be waited on: terminating");
+        quit();
+    }
 }
 
 void Server::close_data_client() {
