@@ -95,7 +95,7 @@ public:
         // hold the lock, so the file is what we last loaded or wrote.
         Digest d = digest(plain);
         Digest* known = known_digest(name);
-        if (known && *known == d && (name == kPermall && journaled_ ? true : exists(name))) return {};
+        if (known && *known == d && ((name == kPermall && journaled_) || exists(name))) return {};
         auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
         if (!file) return file.error();
         Result<void> r = name == kPermall ? store_permall(*file)

@@ -45,7 +45,6 @@ AdminSocket::~AdminSocket() {
 }
 
 bool AdminSocket::on_listen(int fd) {
-    AdminSocket* s = this;
     UniqueFd c(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!c) return true;
     ucred cred{};
@@ -58,10 +57,10 @@ bool AdminSocket::on_listen(int fd) {
         return true;
     }
     // One client at a time, as on the control socket.
-    s->close_client();
-    s->client_ = std::move(c);
-    s->buf_.clear();
-    s->client_watch_ = loop_.watch(s->client_.get(), EPOLLIN, [this](int cfd, uint32_t) { return on_client(cfd); });
+    close_client();
+    client_ = std::move(c);
+    buf_.clear();
+    client_watch_ = loop_.watch(client_.get(), EPOLLIN, [this](int cfd, uint32_t) { return on_client(cfd); });
     return true;
 }
 

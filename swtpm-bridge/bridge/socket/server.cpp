@@ -177,23 +177,22 @@ void Server::close_ctrl_client() {
 }
 
 bool Server::on_ctrl_client(int fd) {
-    Server* s = this;
     UniqueFd passed;
     // At most what swtpm's read of one message would take (ctrl/framer.hpp).
-    ssize_t n = recv_some(fd, s->ctrl_.buf, &passed, s->dispatcher_.framer().read_limit(s->ctrl_.buf));
-    if (passed) s->ctrl_passed_fd_ = std::move(passed);
+    ssize_t n = recv_some(fd, ctrl_.buf, &passed, dispatcher_.framer().read_limit(ctrl_.buf));
+    if (passed) ctrl_passed_fd_ = std::move(passed);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) {
-        s->close_ctrl_client();
+        close_ctrl_client();
         return false;
     }
     do {
-        s->note_input(s->ctrl_);
-        s->process_ctrl(false);
-    } while (s->ctrl_.fd && s->ctrl_.buf.empty() && s->spin_for_input(s->ctrl_, ctrl::kReadWindow));
-    s->note_state_activity();
+        note_input(ctrl_);
+        process_ctrl(false);
+    } while (ctrl_.fd && ctrl_.buf.empty() && spin_for_input(ctrl_, ctrl::kReadWindow));
+    note_state_activity();
     // process_ctrl may have closed the connection (and removed this watch).
-    return s->ctrl_.fd && s->ctrl_.watch;
+    return ctrl_.fd && ctrl_.watch;
 }
 
 void Server::on_ctrl_timeout() {
@@ -303,30 +302,29 @@ void Server::close_data_client() {
 }
 
 bool Server::on_data_client(int fd) {
-    Server* s = this;
-    ssize_t n = recv_some(fd, s->data_.buf, nullptr);
+    ssize_t n = recv_some(fd, data_.buf, nullptr);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-    if (n == 0 && s->data_.buf.size() >= 10) {
+    if (n == 0 && data_.buf.size() >= 10) {
         // The client ended its writes inside a command: swtpm hands what came
         // to the TPM, which answers with its command-size error. So do we.
-        (void)write_all(fd, s->dispatcher_.tpm_command(s->data_.buf));
+        (void)write_all(fd, dispatcher_.tpm_command(data_.buf));
     }
     if (n <= 0) {
-        s->close_data_client();
-        if (s->cfg_.terminate) {
+        close_data_client();
+        if (cfg_.terminate) {
             VTPM_LOG_INFO("data connection lost: terminating");
-            s->quit();
+            quit();
         } else {
-            s->watch_data_listen();
+            watch_data_listen();
         }
         return false;
     }
     do {
-        s->note_input(s->data_);
-        s->process_data();
-    } while (s->data_.fd && s->data_.buf.empty() && s->spin_for_input(s->data_));
-    s->note_state_activity();
-    return s->data_.fd && s->data_.watch;
+        note_input(data_);
+        process_data();
+    } while (data_.fd && data_.buf.empty() && spin_for_input(data_));
+    note_state_activity();
+    return data_.fd && data_.watch;
 }
 
 void Server::process_data() {
