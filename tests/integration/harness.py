@@ -460,7 +460,13 @@ def tcp_server(stack, state, extra=(), cmd=None, flags="not-need-init,startup-cl
         srv = Server(stack, args + list(extra), cmd=cmd, wait_port=port + 1)
         wait_for(lambda: _port_open(port) or not srv.alive(), 5 * timeout_scale(), "data port")
         if not srv.alive():
-            raise RuntimeError(f"server exited ({srv.proc.returncode}): {srv.output()}")
+            out = srv.output()
+            # Another process took a port between free_port() and bind (the
+            # control port answered because that process listens on it).
+            if "Address already in use" in out:
+                srv.expected_exit = True
+                raise PortInUse(f"server could not bind: {out.strip()[-200:]}")
+            raise RuntimeError(f"server exited ({srv.proc.returncode}): {out}")
         return srv, port
     return with_ports(2, start)
 
