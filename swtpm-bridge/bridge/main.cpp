@@ -26,6 +26,7 @@
 #include "snapshot/commands.hpp"
 #include "store/key.hpp"
 #include "store/state_store.hpp"
+#include "util/kernel_random.hpp"
 #include "util/log.hpp"
 #include "vtpm_config.h"
 
@@ -98,6 +99,7 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
     if (o.iface == Iface::Cuse && !o.print_capabilities && !o.print_states && o.cuse_name.empty())
         return fail("cuse needs the device's name: -n <name>");
     if (auto r = harden_process(); !r) return fail(r.error().message);
+    if (auto r = use_kernel_random_for_openssl(); !r) return fail(r.error().message);
     auto snap = read_snapshot_settings(o, getenv_str("VTPM_BRIDGE_CONFIG"));
     if (!snap) {
         std::fprintf(stderr, "%s\n", snap.error().message.c_str());
