@@ -32,7 +32,9 @@ namespace vtpm::store::journal {
 inline constexpr size_t kHeaderSize = 512;    // one sector: written whole
 inline constexpr size_t kSlotsOffset = 4096;  // slots start on their own page
 inline constexpr size_t kRecordHeader = 8 + 8 + 8 + 4 + 32;
-inline constexpr size_t kMinSlotSize = 64 * 1024;
+// A fresh TPM 2 state is 1–2 KB and grows with NV indices and persistent
+// objects; a larger state rebuilds the journal once per doubling.
+inline constexpr size_t kMinSlotSize = 16 * 1024;
 inline constexpr size_t kMaxSlotSize = 16 * 1024 * 1024;
 
 struct Header {
