@@ -2,7 +2,7 @@
 
 #include <openssl/crypto.h>
 
-#include <tss2/tss2_mu.h>
+#include "tpm/mu.hpp"
 
 #include <cstring>
 
@@ -190,7 +190,7 @@ TPMT_PUBLIC spk_template(bool ecc, unsigned rsa_bits) {
 Bytes marshal_tpmt_public(const TPMT_PUBLIC& pub) {
     uint8_t buf[sizeof(TPMT_PUBLIC)];
     size_t off = 0;
-    if (Tss2_MU_TPMT_PUBLIC_Marshal(&pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) return {};
+    if (mu::TPMT_PUBLIC_Marshal(&pub, buf, sizeof(buf), &off) != TSS2_RC_SUCCESS) return {};
     return Bytes(buf, buf + off);
 }
 
@@ -200,7 +200,7 @@ Bytes create_primary(uint32_t hierarchy, const TPMT_PUBLIC& tmpl) {
         .handle(hierarchy)
         .password_session()
         .raw(empty_sensitive)
-        .mu(wrap(tmpl), Tss2_MU_TPM2B_PUBLIC_Marshal)
+        .mu(wrap(tmpl), mu::TPM2B_PUBLIC_Marshal)
         .u16(0)   // outsideInfo
         .u32(0)   // creationPCR: no selection
         .done();
@@ -262,7 +262,7 @@ Bytes nv_define_space(uint32_t index, uint32_t attributes, uint16_t size, uint32
         .handle(auth)
         .password_session()
         .u16(0)  // empty auth value
-        .mu(pub, Tss2_MU_TPM2B_NV_PUBLIC_Marshal)
+        .mu(pub, mu::TPM2B_NV_PUBLIC_Marshal)
         .done();
 }
 
@@ -303,7 +303,7 @@ Bytes pcr_allocate(const TPML_PCR_SELECTION& sel) {
     return Cmd(TPM2_CC_PCR_Allocate, true)
         .handle(TPM2_RH_PLATFORM)
         .password_session()
-        .mu(sel, Tss2_MU_TPML_PCR_SELECTION_Marshal)
+        .mu(sel, mu::TPML_PCR_SELECTION_Marshal)
         .done();
 }
 
@@ -321,12 +321,12 @@ Bytes tpm12_startup(uint16_t type) {
 }
 
 Bytes pcr_read(const TPML_PCR_SELECTION& sel) {
-    return Cmd(TPM2_CC_PCR_Read, false).mu(sel, Tss2_MU_TPML_PCR_SELECTION_Marshal).done();
+    return Cmd(TPM2_CC_PCR_Read, false).mu(sel, mu::TPML_PCR_SELECTION_Marshal).done();
 }
 
 Bytes pcr_extend(uint32_t pcr, const TPML_DIGEST_VALUES& digests) {
     return Cmd(TPM2_CC_PCR_Extend, true).handle(pcr).password_session()
-        .mu(digests, Tss2_MU_TPML_DIGEST_VALUES_Marshal).done();
+        .mu(digests, mu::TPML_DIGEST_VALUES_Marshal).done();
 }
 
 Bytes quote(uint32_t key, ByteView qualifying, const TPML_PCR_SELECTION& sel) {
@@ -334,8 +334,8 @@ Bytes quote(uint32_t key, ByteView qualifying, const TPML_PCR_SELECTION& sel) {
     scheme.scheme = TPM2_ALG_NULL;
     return Cmd(TPM2_CC_Quote, true).handle(key).password_session()
         .u16(static_cast<uint16_t>(qualifying.size())).raw(qualifying)
-        .mu(scheme, Tss2_MU_TPMT_SIG_SCHEME_Marshal)
-        .mu(sel, Tss2_MU_TPML_PCR_SELECTION_Marshal).done();
+        .mu(scheme, mu::TPMT_SIG_SCHEME_Marshal)
+        .mu(sel, mu::TPML_PCR_SELECTION_Marshal).done();
 }
 
 uint32_t response_code(ByteView rsp) { return rsp.size() < 10 ? 0xffffffffu : load_be32(rsp.data() + 6); }
@@ -377,7 +377,7 @@ Result<CreatedPrimary> parse_create_primary(ByteView rsp) {
     out.handle = load_be32(rsp.data() + 10);
     TPM2B_PUBLIC pub{};
     size_t o = *off;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(rsp.data(), rsp.size(), &o, &pub) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_PUBLIC_Unmarshal(rsp.data(), rsp.size(), &o, &pub) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed CreatePrimary response");
     out.pub = pub.publicArea;
     return out;
@@ -388,7 +388,7 @@ Result<TPMT_PUBLIC> parse_read_public(ByteView rsp) {
     if (!off) return off.error();
     TPM2B_PUBLIC pub{};
     size_t o = *off;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(rsp.data(), rsp.size(), &o, &pub) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_PUBLIC_Unmarshal(rsp.data(), rsp.size(), &o, &pub) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed ReadPublic response");
     return pub.publicArea;
 }
@@ -398,7 +398,7 @@ Result<TPMS_NV_PUBLIC> parse_nv_read_public(ByteView rsp) {
     if (!off) return off.error();
     TPM2B_NV_PUBLIC pub{};
     size_t o = *off;
-    if (Tss2_MU_TPM2B_NV_PUBLIC_Unmarshal(rsp.data(), rsp.size(), &o, &pub) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_NV_PUBLIC_Unmarshal(rsp.data(), rsp.size(), &o, &pub) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed NV_ReadPublic response");
     return pub.nvPublic;
 }
@@ -408,7 +408,7 @@ Result<Bytes> parse_nv_read(ByteView rsp) {
     if (!off) return off.error();
     TPM2B_MAX_NV_BUFFER data{};
     size_t o = *off;
-    if (Tss2_MU_TPM2B_MAX_NV_BUFFER_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_MAX_NV_BUFFER_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed NV_Read response");
     return Bytes(data.buffer, data.buffer + data.size);
 }
@@ -418,7 +418,7 @@ Result<Bytes> parse_get_random(ByteView rsp) {
     if (!off) return off.error();
     TPM2B_DIGEST data{};
     size_t o = *off;
-    if (Tss2_MU_TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed GetRandom response");
     return Bytes(data.buffer, data.buffer + data.size);
 }
@@ -434,7 +434,7 @@ Result<Bytes> parse_activate_credential(ByteView rsp) {
     if (!off) return off.error();
     TPM2B_DIGEST data{};
     size_t o = *off;
-    if (Tss2_MU_TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed ActivateCredential response");
     Bytes out(data.buffer, data.buffer + data.size);
     OPENSSL_cleanse(data.buffer, data.size);
@@ -447,8 +447,8 @@ Result<PcrReadResult> parse_pcr_read(ByteView rsp) {
     PcrReadResult out;
     size_t o = *off + 4;  // pcrUpdateCounter
     if (o > rsp.size() ||
-        Tss2_MU_TPML_PCR_SELECTION_Unmarshal(rsp.data(), rsp.size(), &o, &out.selected) != TSS2_RC_SUCCESS ||
-        Tss2_MU_TPML_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &out.values) != TSS2_RC_SUCCESS)
+        mu::TPML_PCR_SELECTION_Unmarshal(rsp.data(), rsp.size(), &o, &out.selected) != TSS2_RC_SUCCESS ||
+        mu::TPML_DIGEST_Unmarshal(rsp.data(), rsp.size(), &o, &out.values) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed PCR_Read response");
     return out;
 }
@@ -459,8 +459,8 @@ Result<QuoteResult> parse_quote(ByteView rsp) {
     TPM2B_ATTEST att{};
     QuoteResult out;
     size_t o = *off;
-    if (Tss2_MU_TPM2B_ATTEST_Unmarshal(rsp.data(), rsp.size(), &o, &att) != TSS2_RC_SUCCESS ||
-        Tss2_MU_TPMT_SIGNATURE_Unmarshal(rsp.data(), rsp.size(), &o, &out.signature) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_ATTEST_Unmarshal(rsp.data(), rsp.size(), &o, &att) != TSS2_RC_SUCCESS ||
+        mu::TPMT_SIGNATURE_Unmarshal(rsp.data(), rsp.size(), &o, &out.signature) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed Quote response");
     out.attest.assign(att.attestationData, att.attestationData + att.size);
     return out;
@@ -473,7 +473,7 @@ Result<TPMS_CAPABILITY_DATA> parse_capability(ByteView rsp) {
     if (!off) return off.error();
     size_t o = *off + 1;  // moreData
     TPMS_CAPABILITY_DATA data{};
-    if (o > rsp.size() || Tss2_MU_TPMS_CAPABILITY_DATA_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
+    if (o > rsp.size() || mu::TPMS_CAPABILITY_DATA_Unmarshal(rsp.data(), rsp.size(), &o, &data) != TSS2_RC_SUCCESS)
         return make_error(rc::kFail, "malformed GetCapability response");
     return data;
 }

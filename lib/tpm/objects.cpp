@@ -2,7 +2,7 @@
 
 #include <openssl/ecdsa.h>
 #include <openssl/rsa.h>
-#include <tss2/tss2_mu.h>
+#include "tpm/mu.hpp"
 
 #include <cstring>
 
@@ -68,18 +68,18 @@ const EVP_MD* hash_md(TPMI_ALG_HASH alg) {
 Result<Bytes> marshal_public(const TPMT_PUBLIC& pub) {
     TPM2B_PUBLIC b{};
     b.publicArea = pub;
-    return marshal(b, Tss2_MU_TPM2B_PUBLIC_Marshal, "a public area");
+    return marshal(b, mu::TPM2B_PUBLIC_Marshal, "a public area");
 }
 
 Result<TPMT_PUBLIC> unmarshal_public(ByteView data, size_t* consumed) {
     if (!consumed) {
-        auto b = unmarshal_all<TPM2B_PUBLIC>(data, Tss2_MU_TPM2B_PUBLIC_Unmarshal, "TPM2B_PUBLIC");
+        auto b = unmarshal_all<TPM2B_PUBLIC>(data, mu::TPM2B_PUBLIC_Unmarshal, "TPM2B_PUBLIC");
         if (!b) return b.error();
         return b->publicArea;
     }
     TPM2B_PUBLIC pub{};
     size_t off = 0;
-    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(data.data(), data.size(), &off, &pub) != TSS2_RC_SUCCESS)
+    if (mu::TPM2B_PUBLIC_Unmarshal(data.data(), data.size(), &off, &pub) != TSS2_RC_SUCCESS)
         return make_error(rc::kBadParameter, "malformed TPM2B_PUBLIC");
     *consumed = off;
     return pub.publicArea;
@@ -88,7 +88,7 @@ Result<TPMT_PUBLIC> unmarshal_public(ByteView data, size_t* consumed) {
 Result<Bytes> object_name(const TPMT_PUBLIC& pub) {
     const EVP_MD* md = hash_md(pub.nameAlg);
     if (!md) return make_error(rc::kBadParameter, "public area with an unsupported nameAlg " + hex32(pub.nameAlg));
-    auto area = marshal(pub, Tss2_MU_TPMT_PUBLIC_Marshal, "a public area");
+    auto area = marshal(pub, mu::TPMT_PUBLIC_Marshal, "a public area");
     if (!area) return area.error();
     auto h = digest(md, {*area});
     if (!h) return h.error();
@@ -99,11 +99,11 @@ Result<Bytes> object_name(const TPMT_PUBLIC& pub) {
 }
 
 Result<Bytes> marshal_pcr_selection(const TPML_PCR_SELECTION& sel) {
-    return marshal(sel, Tss2_MU_TPML_PCR_SELECTION_Marshal, "a PCR selection");
+    return marshal(sel, mu::TPML_PCR_SELECTION_Marshal, "a PCR selection");
 }
 
 Result<TPML_PCR_SELECTION> unmarshal_pcr_selection(ByteView data) {
-    return unmarshal_all<TPML_PCR_SELECTION>(data, Tss2_MU_TPML_PCR_SELECTION_Unmarshal, "TPML_PCR_SELECTION");
+    return unmarshal_all<TPML_PCR_SELECTION>(data, mu::TPML_PCR_SELECTION_Unmarshal, "TPML_PCR_SELECTION");
 }
 
 TPML_PCR_SELECTION pcr_selection(TPMI_ALG_HASH bank, const std::vector<unsigned>& pcrs) {
@@ -210,15 +210,15 @@ Bytes user_binding(ByteView user_cert_der, ByteView nonce) {
 }
 
 Result<TPMS_ATTEST> parse_attest(ByteView attest) {
-    return unmarshal_all<TPMS_ATTEST>(attest, Tss2_MU_TPMS_ATTEST_Unmarshal, "TPMS_ATTEST");
+    return unmarshal_all<TPMS_ATTEST>(attest, mu::TPMS_ATTEST_Unmarshal, "TPMS_ATTEST");
 }
 
 Result<TPMT_SIGNATURE> unmarshal_signature(ByteView data) {
-    return unmarshal_all<TPMT_SIGNATURE>(data, Tss2_MU_TPMT_SIGNATURE_Unmarshal, "TPMT_SIGNATURE");
+    return unmarshal_all<TPMT_SIGNATURE>(data, mu::TPMT_SIGNATURE_Unmarshal, "TPMT_SIGNATURE");
 }
 
 Result<Bytes> marshal_signature(const TPMT_SIGNATURE& sig) {
-    return marshal(sig, Tss2_MU_TPMT_SIGNATURE_Marshal, "a signature");
+    return marshal(sig, mu::TPMT_SIGNATURE_Marshal, "a signature");
 }
 
 Result<Bytes> ecdsa_der(const TPMS_SIGNATURE_ECC& sig) {

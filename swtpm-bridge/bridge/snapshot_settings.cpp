@@ -5,6 +5,7 @@
 #include <map>
 
 #include "snapshot/record_signer.hpp"
+#include "tpm/mu.hpp"
 #include "util/durable_file.hpp"
 #include "util/key_value.hpp"
 #include "util/log.hpp"
@@ -238,6 +239,9 @@ Result<SnapshotSettings> read_snapshot_settings(const BridgeOptions& o, const st
 Result<std::unique_ptr<snapshot::SnapshotGuard>> make_guard(const SnapshotSettings& settings) {
     const SnapshotSettings* s = &settings;
     if (!s->enabled) return std::unique_ptr<snapshot::SnapshotGuard>{};
+    // Records and vAIK quotes marshal TPM structures: the library now, so a
+    // host without it stops here rather than at the first snapshot.
+    if (auto r = tpm::mu::load(); !r) return make_error(r.code(), "snapshot verification: " + r.error().message);
     std::unique_ptr<snapshot::RecordSigner> signer;
     std::unique_ptr<snapshot::SnapshotLedger> ledger;
     if (!s->host_socket.empty()) {
