@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Many vTPMs on one host: N of our bridges and N of Debian's swtpm side by
+side, each serving a slow trickle of TPM commands for a while, as the
+vTPMs of running VMs do. Reports, per server kind, the server CPU time per
+command (user + system of every thread, /proc/PID/task/*/schedstat, summed
+over all instances), the client-side round trip, and the memory a host pays
+per instance: RSS, and PSS (file pages shared between instances of the
+same program counted once across them), from /proc/PID/smaps_rollup.
+
+  bench/soak.py [--instances N] [--seconds S] [--rate R] [--ours PATH] [--theirs PATH]
+
+N defaults to 20, S to 30, R (commands per second per instance) to 20;
+`--instances 100 --seconds 180` is the issue's setting. The client visits
+the instances round robin, ours and swtpm alternating, and sends
+GetRandom(32), PCR_Extend and PCR_Read in turn; every response code is
+checked. Both kinds start from the same state (a copy of one made by
+swtpm). No process is pinned."""
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse():
+    build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--instances", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--rate", type=float, default=20, help="commands per second per instance")
+    ap.add_argument("--ours", default=os.path.join(build, "swtpm-bridge", "vtpm-bridge"))
+    ap.add_argument("--theirs", default="/usr/bin/swtpm")
+    return ap.parse_args()
+
+
+def get_random(n):
+    return struct.pack(">HIIH", 0x8001, 12, 0x17B, n)
+
+
+def pcr_extend(pcr, digest):
+    auth = struct.pack(">IHBH", 0x40000009, 0, 0, 0)  # password session, empty
+    body = struct.pack(">I", pcr) + struct.pack(">I", len(auth)) + auth
+    body += struct.pack(">IH", 1, 0x000B) + digest
+    return struct.pack(">HII", 0x8002, 10 + len(body), 0x182) + body
+
+
+def pcr_read(pcr):
+    sel = bytearray(3)
+    sel[pcr // 8] |= 1 << (pcr % 8)
+    body = struct.pack(">IHB", 1, 0x000B, 3) + bytes(sel)
+    return struct.pack(">HII", 0x8001, 10 + len(body), 0x17E) + body
+
+
+COMMANDS = [get_random(32), pcr_extend(16, bytes(range(32))), pcr_read(16)]
+
+
+def recv_response(s):
+    head = b""
+    while len(head) < 10:
+        chunk = s.recv(10 - len(head))
+        if not chunk:
+            raise RuntimeError("server closed the connection")
+        head += chunk
+    size = struct.unpack(">I", head[2:6])[0]
+    body = head
+    while len(body) < size:
+        chunk = s.recv(size - len(body))
+        if not chunk:
+            raise RuntimeError("server closed the connection")
+        body += chunk
+    return body
+
+
+class Instance:
+    def __init__(self, kind, exe, work, n, permall):
+        self.kind = kind
+        self.dir = os.path.join(work, f"{kind}-{n}")
+        os.mkdir(self.dir)
+        if permall:
+            shutil.copy(permall, self.dir)
+        self.data = os.path.join(self.dir, "data.sock")
+        ctrl = os.path.join(self.dir, "ctrl.sock")
+        self.log = open(os.path.join(self.dir, "log"), "w")
+        self.proc = subprocess.Popen(
+            [exe, "socket", "--tpm2", "--tpmstate", f"dir={self.dir}", "--server", f"type=unixio,path={self.data}",
+             "--ctrl", f"type=unixio,path={ctrl}", "--flags", "not-need-init,startup-clear"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.sock = None
+        self.commands = 0
+        self.rtt = []
+
+    def connect(self, deadline):
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: {open(os.path.join(self.dir, 'log')).read()[-500:]}")
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.data)
+                self.sock = s
+                return
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.kind} at {self.data} did not answer")
+                time.sleep(0.005)
+
+    def transact(self, cmd):
+        t0 = time.perf_counter()
+        self.sock.sendall(cmd)
+        rsp = recv_response(self.sock)
+        self.rtt.append(time.perf_counter() - t0)
+        rc = struct.unpack(">I", rsp[6:10])[0]
+        if rc != 0:
+            raise RuntimeError(f"{self.kind}: TPM command {cmd[6:10].hex()} answered {rc:#x}")
+        self.commands += 1
+
+    def cpu_ns(self):
+        total = 0
+        task = f"/proc/{self.proc.pid}/task"
+        for t in os.listdir(task):
+            with open(f"{task}/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total
+
+    def memory_kib(self):
+        out = {}
+        with open(f"/proc/{self.proc.pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] in ("Rss:", "Pss:"):
+                    out[parts[0][:-1]] = int(parts[1])
+        return out
+
+    def stop(self):
+        if self.sock:
+            self.sock.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def make_permall(theirs, work):
+    """A state made by Debian's swtpm: started on an empty directory with
+    startup-clear, asked for one GetRandom, stopped."""
+    inst = Instance("init", theirs, work, 0, None)
+    inst.connect(time.monotonic() + 10)
+    inst.transact(get_random(8))
+    inst.stop()
+    path = os.path.join(work, "tpm2-00.permall")
+    shutil.copy(os.path.join(inst.dir, "tpm2-00.permall"), path)
+    return path
+
+
+def run(args, work):
+    permall = make_permall(args.theirs, work)
+    pairs = []
+    for n in range(args.instances):
+        pairs.append((Instance("ours", args.ours, work, n, permall), Instance("swtpm", args.theirs, work, n, permall)))
+    everyone = [i for p in pairs for i in p]
+    try:
+        deadline = time.monotonic() + 30
+        for inst in everyone:
+            inst.connect(deadline)
+        # One command each before the clock starts (first-use work is not the soak's).
+        for inst in everyone:
+            inst.transact(get_random(8))
+            inst.commands, inst.rtt = 0, []
+        cpu0 = {id(i): i.cpu_ns() for i in everyone}
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        rounds = 0
+        while time.monotonic() - start < args.seconds:
+            round_start = time.monotonic()
+            cmd = COMMANDS[rounds % len(COMMANDS)]
+            for k, (a, b) in enumerate(pairs):
+                first, second = (a, b) if (rounds + k) % 2 == 0 else (b, a)
+                first.transact(cmd)
+                second.transact(cmd)
+            rounds += 1
+            idle = period - (time.monotonic() - round_start)
+            if idle > 0:
+                time.sleep(idle)
+        elapsed = time.monotonic() - start
+        cpu1 = {id(i): i.cpu_ns() for i in everyone}
+        mem = {id(i): i.memory_kib() for i in everyone}
+    finally:
+        for inst in everyone:
+            inst.stop()
+
+    def summary(kind):
+        insts = [i for i in everyone if i.kind == kind]
+        cmds = sum(i.commands for i in insts)
+        cpu = sum(cpu1[id(i)] - cpu0[id(i)] for i in insts)
+        rtt = [t for i in insts for t in i.rtt]
+        return {
+            "commands": cmds,
+            "cpu_us": cpu / 1000 / cmds,
+            "rtt_med": statistics.median(rtt) * 1e6,
+            "rtt_p99": statistics.quantiles(rtt, n=100)[98] * 1e6,
+            "rss": statistics.mean(mem[id(i)]["Rss"] for i in insts),
+            "pss": statistics.mean(mem[id(i)]["Pss"] for i in insts),
+        }
+
+    o, t = summary("ours"), summary("swtpm")
+    achieved = o["commands"] / elapsed / args.instances
+    print(f"{args.instances} instances of each, {elapsed:.0f} s, {achieved:.1f} commands/s per instance "
+          f"({o['commands']} + {t['commands']} commands)")
+    print(f"{'':34} {'ours':>10} {'swtpm':>10} {'ratio':>7}")
+    for key, label in (("cpu_us", "server CPU per command (us)"), ("rtt_med", "round trip, median (us)"),
+                       ("rtt_p99", "round trip, p99 (us)"), ("rss", "RSS per instance (KiB)"),
+                       ("pss", "PSS per instance (KiB)")):
+        print(f"{label:34} {o[key]:10.1f} {t[key]:10.1f} {o[key] / t[key]:7.2f}")
+    print(f"ours = {args.ours}, swtpm = {args.theirs}")
+
+
+def main():
+    args = parse()
+    for exe in (args.ours, args.theirs):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"soak.py: {exe} is not an executable")
+    work = tempfile.mkdtemp(prefix="vtpm-soak-")
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
