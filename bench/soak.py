@@ -20,13 +20,15 @@ import os
 import shutil
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import harness as h  # noqa: E402
 
 
 def parse():
@@ -40,42 +42,7 @@ def parse():
     return ap.parse_args()
 
 
-def get_random(n):
-    return struct.pack(">HIIH", 0x8001, 12, 0x17B, n)
-
-
-def pcr_extend(pcr, digest):
-    auth = struct.pack(">IHBH", 0x40000009, 0, 0, 0)  # password session, empty
-    body = struct.pack(">I", pcr) + struct.pack(">I", len(auth)) + auth
-    body += struct.pack(">IH", 1, 0x000B) + digest
-    return struct.pack(">HII", 0x8002, 10 + len(body), 0x182) + body
-
-
-def pcr_read(pcr):
-    sel = bytearray(3)
-    sel[pcr // 8] |= 1 << (pcr % 8)
-    body = struct.pack(">IHB", 1, 0x000B, 3) + bytes(sel)
-    return struct.pack(">HII", 0x8001, 10 + len(body), 0x17E) + body
-
-
-COMMANDS = [get_random(32), pcr_extend(16, bytes(range(32))), pcr_read(16)]
-
-
-def recv_response(s):
-    head = b""
-    while len(head) < 10:
-        chunk = s.recv(10 - len(head))
-        if not chunk:
-            raise RuntimeError("server closed the connection")
-        head += chunk
-    size = struct.unpack(">I", head[2:6])[0]
-    body = head
-    while len(body) < size:
-        chunk = s.recv(size - len(body))
-        if not chunk:
-            raise RuntimeError("server closed the connection")
-        body += chunk
-    return body
+COMMANDS = [h.tpm2_getrandom(32), h.tpm2_pcr_extend(16, bytes(range(32))), h.tpm2_pcr_read(16)]
 
 
 class Instance:
@@ -113,10 +80,9 @@ class Instance:
 
     def transact(self, cmd):
         t0 = time.perf_counter()
-        self.sock.sendall(cmd)
-        rsp = recv_response(self.sock)
+        rsp = h.transact(self.sock, cmd)
         self.rtt.append(time.perf_counter() - t0)
-        rc = struct.unpack(">I", rsp[6:10])[0]
+        rc = h.tpm_rc(rsp)
         if rc != 0:
             raise RuntimeError(f"{self.kind}: TPM command {cmd[6:10].hex()} answered {rc:#x}")
         self.commands += 1
@@ -155,7 +121,7 @@ def make_permall(theirs, work):
     startup-clear, asked for one GetRandom, stopped."""
     inst = Instance("init", theirs, work, 0, None)
     inst.connect(time.monotonic() + 10)
-    inst.transact(get_random(8))
+    inst.transact(h.tpm2_getrandom(8))
     inst.stop()
     path = os.path.join(work, "tpm2-00.permall")
     shutil.copy(os.path.join(inst.dir, "tpm2-00.permall"), path)
@@ -174,7 +140,7 @@ def run(args, work):
             inst.connect(deadline)
         # One command each before the clock starts (first-use work is not the soak's).
         for inst in everyone:
-            inst.transact(get_random(8))
+            inst.transact(h.tpm2_getrandom(8))
             inst.commands, inst.rtt = 0, []
         cpu0 = {id(i): i.cpu_ns() for i in everyone}
         period = 1.0 / args.rate

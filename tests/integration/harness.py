@@ -549,6 +549,21 @@ def tpm2_getrandom(n):
     return struct.pack(">HIIH", 0x8001, 12, 0x17B, n)
 
 
+def tpm2_pcr_extend(pcr, sha256_digest):
+    """PCR_Extend of one SHA-256 digest, with an empty password session."""
+    auth = struct.pack(">IHBH", 0x40000009, 0, 0, 0)
+    body = struct.pack(">II", pcr, len(auth)) + auth + struct.pack(">IH", 1, 0x000B) + sha256_digest
+    return struct.pack(">HII", 0x8002, 10 + len(body), 0x182) + body
+
+
+def tpm2_pcr_read(pcr):
+    """PCR_Read of one SHA-256 PCR."""
+    sel = bytearray(3)
+    sel[pcr // 8] |= 1 << (pcr % 8)
+    body = struct.pack(">IHB", 1, 0x000B, 3) + bytes(sel)
+    return struct.pack(">HII", 0x8001, 10 + len(body), 0x17E) + body
+
+
 def tpm_rc(rsp):
     return u32(rsp, 6)
 
