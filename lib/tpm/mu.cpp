@@ -1,9 +1,9 @@
 #include "tpm/mu.hpp"
 
-#include <dlfcn.h>
-
 #include <optional>
 #include <string>
+
+#include "util/dynlib.hpp"
 
 namespace vtpm::tpm::mu {
 namespace {
@@ -21,24 +21,18 @@ struct Loaded {
     std::optional<Error> error;  // set when loading failed
 };
 
-template <typename F>
-bool resolve(void* lib, const char* name, F& out) {
-    out = reinterpret_cast<F>(::dlsym(lib, name));
-    return out != nullptr;
-}
-
 Loaded load_once() {
     Loaded l;
-    // Kept for the life of the process, as a linked library would be.
-    void* lib = ::dlopen("libtss2-mu.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        l.error = make_error(rc::kFail, std::string("cannot load tpm2-tss's libtss2-mu: ") + ::dlerror());
+    auto opened = open_library("libtss2-mu.so.0", "cannot load tpm2-tss's libtss2-mu: ");
+    if (!opened) {
+        l.error = opened.error();
         return l;
     }
+    void* lib = *opened;
     bool ok = true;
-#define VTPM_MU_RESOLVE(T)                                                  \
-    ok = ok && resolve(lib, "Tss2_MU_" #T "_Marshal", l.api.T##_Marshal) && \
-         resolve(lib, "Tss2_MU_" #T "_Unmarshal", l.api.T##_Unmarshal);
+#define VTPM_MU_RESOLVE(T)                                                         \
+    ok = ok && resolve_symbol(lib, "Tss2_MU_" #T "_Marshal", l.api.T##_Marshal) && \
+         resolve_symbol(lib, "Tss2_MU_" #T "_Unmarshal", l.api.T##_Unmarshal);
     VTPM_MU_TYPES(VTPM_MU_RESOLVE)
 #undef VTPM_MU_RESOLVE
     if (!ok) l.error = make_error(rc::kFail, std::string("libtss2-mu lacks a function lib/tpm uses: ") + ::dlerror());

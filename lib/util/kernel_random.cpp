@@ -7,8 +7,8 @@
 #include <sys/random.h>
 
 #include <cerrno>
-#include <climits>
 #include <cstring>
+#include <string>
 
 namespace vtpm {
 

@@ -10,8 +10,9 @@
 #ifdef VTPM_HAVE_CUSE
 #define FUSE_USE_VERSION 31
 #include <cuse_lowlevel.h>
-#include <dlfcn.h>
 #include <fuse_lowlevel.h>
+
+#include "util/dynlib.hpp"
 #endif
 
 namespace vtpm::bridge {
@@ -44,27 +45,23 @@ struct FuseApi {
 };
 FuseApi g_fuse{};
 
-template <typename F>
-bool resolve(void* lib, const char* name, F& out) {
-    out = reinterpret_cast<F>(::dlsym(lib, name));
-    return out != nullptr;
-}
-
 Result<void> load_fuse() {
     if (g_fuse.setup) return {};
     // Kept for the life of the process: the session runs until exit.
-    void* lib = ::dlopen("libfuse3.so.3", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return make_error(rc::kFail, std::string("the cuse interface needs libfuse3: ") + ::dlerror());
+    auto opened = open_library("libfuse3.so.3", "the cuse interface needs libfuse3: ");
+    if (!opened) return opened.error();
+    void* lib = *opened;
     FuseApi api{};
-    const bool ok = resolve(lib, "fuse_req_userdata", api.req_userdata) &&
-                    resolve(lib, "fuse_session_exit", api.session_exit) &&
-                    resolve(lib, "fuse_session_loop", api.session_loop) &&
-                    resolve(lib, "fuse_reply_open", api.reply_open) && resolve(lib, "fuse_reply_buf", api.reply_buf) &&
-                    resolve(lib, "fuse_reply_err", api.reply_err) &&
-                    resolve(lib, "fuse_reply_write", api.reply_write) &&
-                    resolve(lib, "fuse_reply_ioctl", api.reply_ioctl) &&
-                    resolve(lib, "cuse_lowlevel_setup", api.setup) &&
-                    resolve(lib, "cuse_lowlevel_teardown", api.teardown);
+    const bool ok = resolve_symbol(lib, "fuse_req_userdata", api.req_userdata) &&
+                    resolve_symbol(lib, "fuse_session_exit", api.session_exit) &&
+                    resolve_symbol(lib, "fuse_session_loop", api.session_loop) &&
+                    resolve_symbol(lib, "fuse_reply_open", api.reply_open) &&
+                    resolve_symbol(lib, "fuse_reply_buf", api.reply_buf) &&
+                    resolve_symbol(lib, "fuse_reply_err", api.reply_err) &&
+                    resolve_symbol(lib, "fuse_reply_write", api.reply_write) &&
+                    resolve_symbol(lib, "fuse_reply_ioctl", api.reply_ioctl) &&
+                    resolve_symbol(lib, "cuse_lowlevel_setup", api.setup) &&
+                    resolve_symbol(lib, "cuse_lowlevel_teardown", api.teardown);
     if (!ok) return make_error(rc::kFail, std::string("libfuse3 lacks a function the cuse interface uses: ") + ::dlerror());
     g_fuse = api;
     return {};
