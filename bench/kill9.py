@@ -25,10 +25,9 @@ import nv_client as nv  # noqa: E402
 
 
 def parse():
-    build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=1000)
-    ap.add_argument("--server", default=os.path.join(build, "swtpm-bridge", "vtpm-bridge"))
+    ap.add_argument("--server", default=h.built_bridge())
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-delay-ms", type=float, default=15.0)
     return ap.parse_args()

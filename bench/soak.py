@@ -32,12 +32,11 @@ import harness as h  # noqa: E402
 
 
 def parse():
-    build = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--instances", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--rate", type=float, default=20, help="commands per second per instance")
-    ap.add_argument("--ours", default=os.path.join(build, "swtpm-bridge", "vtpm-bridge"))
+    ap.add_argument("--ours", default=h.built_bridge())
     ap.add_argument("--theirs", default="/usr/bin/swtpm")
     return ap.parse_args()
 

@@ -50,6 +50,14 @@ def is_ours():
     return os.path.realpath(server_cmd()[0]) != os.path.realpath(SWTPM)
 
 
+def built_bridge():
+    """Our bridge as the build left it: $BUILD_DIR/swtpm-bridge/vtpm-bridge,
+    BUILD_DIR defaulting to the checkout's build/ (the bench scripts' default
+    server)."""
+    build = os.environ.get("BUILD_DIR", os.path.join(os.path.dirname(os.path.dirname(HERE)), "build"))
+    return os.path.join(build, "swtpm-bridge", "vtpm-bridge")
+
+
 def build_dir():
     return os.environ.get("VTPM_BUILD_DIR", tempfile.gettempdir())
 

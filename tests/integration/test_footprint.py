@@ -4,9 +4,8 @@ OpenSSL, libseccomp and the C library. tpm2-tss's marshalling (used by the
 snapshot and identity features), tpm2-tss's ESYS stack (the host daemon's),
 libfuse3 (cuse), GLib (vtpm-setup) and a shared libstdc++ stay out of the
 process, checked in /proc/PID/maps after TPM commands, control messages and
-an NV write have run. Its random numbers come from the kernel (OpenSSL's
-RAND routed to getrandom(2)): two GetRandom answers differ and a key made
-from them works."""
+an NV write have run. With OpenSSL's RAND routed to getrandom(2), two
+GetRandom answers differ and libtpms makes an ECC key."""
 import os
 import socket
 
