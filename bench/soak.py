@@ -94,6 +94,14 @@ class Instance:
                 total += int(f.read().split()[0])
         return total
 
+    def user_system_ticks(self):
+        """utime and stime of the whole process (fields 14 and 15 of
+        /proc/PID/stat, in clock ticks): which side of the system-call
+        boundary the CPU time is spent on."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]), int(fields[12])
+
     def memory_kib(self):
         out = {}
         with open(f"/proc/{self.proc.pid}/smaps_rollup") as f:
@@ -142,6 +150,7 @@ def run(args, work):
             inst.transact(h.tpm2_getrandom(8))
             inst.commands, inst.rtt = 0, []
         cpu0 = {id(i): i.cpu_ns() for i in everyone}
+        ticks0 = {id(i): i.user_system_ticks() for i in everyone}
         period = 1.0 / args.rate
         start = time.monotonic()
         rounds = 0
@@ -158,6 +167,7 @@ def run(args, work):
                 time.sleep(idle)
         elapsed = time.monotonic() - start
         cpu1 = {id(i): i.cpu_ns() for i in everyone}
+        ticks1 = {id(i): i.user_system_ticks() for i in everyone}
         mem = {id(i): i.memory_kib() for i in everyone}
     finally:
         for inst in everyone:
@@ -168,7 +178,12 @@ def run(args, work):
         cmds = sum(i.commands for i in insts)
         cpu = sum(cpu1[id(i)] - cpu0[id(i)] for i in insts)
         rtt = [t for i in insts for t in i.rtt]
+        user = sum(ticks1[id(i)][0] - ticks0[id(i)][0] for i in insts)
+        system = sum(ticks1[id(i)][1] - ticks0[id(i)][1] for i in insts)
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
         return {
+            "user_us": user * tick_us / cmds,
+            "system_us": system * tick_us / cmds,
             "commands": cmds,
             "cpu_us": cpu / 1000 / cmds,
             "rtt_med": statistics.median(rtt) * 1e6,
@@ -182,7 +197,8 @@ def run(args, work):
     print(f"{args.instances} instances of each, {elapsed:.0f} s, {achieved:.1f} commands/s per instance "
           f"({o['commands']} + {t['commands']} commands)")
     print(f"{'':34} {'ours':>10} {'swtpm':>10} {'ratio':>7}")
-    for key, label in (("cpu_us", "server CPU per command (us)"), ("rtt_med", "round trip, median (us)"),
+    for key, label in (("cpu_us", "server CPU per command (us)"), ("user_us", "  of it in user space (us)"),
+                       ("system_us", "  of it in the kernel (us)"), ("rtt_med", "round trip, median (us)"),
                        ("rtt_p99", "round trip, p99 (us)"), ("rss", "RSS per instance (KiB)"),
                        ("pss", "PSS per instance (KiB)")):
         print(f"{label:34} {o[key]:10.1f} {t[key]:10.1f} {o[key] / t[key]:7.2f}")

@@ -108,14 +108,24 @@ Reply Dispatcher::handle(uint32_t code, const ctrl::Request& req, const Transpor
 }
 
 Bytes Dispatcher::tpm_command(ByteView command) {
+    Bytes rsp;
+    tpm_command(command, rsp);
+    return rsp;
+}
+
+void Dispatcher::tpm_command(ByteView command, Bytes& rsp) {
     if (lock_released_ && !relock(0)) {
         // After handing the state to a migration destination this process
         // must not touch it again unless it gets the lock back.
         VTPM_LOG_ERROR("TPM command refused: the state lock was released for an outgoing migration");
-        return engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+        rsp = engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+        return;
     }
-    if (!tpm_commands_admitted()) return engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
-    return engine_.command(command);
+    if (!tpm_commands_admitted()) {
+        rsp = engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+        return;
+    }
+    engine_.command(command, rsp);
 }
 
 bool Dispatcher::tpm_commands_admitted() {
@@ -124,12 +134,12 @@ bool Dispatcher::tpm_commands_admitted() {
     return true;
 }
 
-std::optional<Bytes> Dispatcher::take_tpm_command(Bytes& buffered) {
+bool Dispatcher::take_tpm_command(Bytes& buffered, Bytes& rsp) {
     const auto total = tpm::command_frame_size(buffered, engine_.tpm2(), kMaxTpmCommand);
-    if (!total) return std::nullopt;
-    Bytes rsp = tpm_command(ByteView(buffered).first(*total));
+    if (!total) return false;
+    tpm_command(ByteView(buffered).first(*total), rsp);
     buffered.erase(buffered.begin(), buffered.begin() + static_cast<long>(*total));
-    return rsp;
+    return true;
 }
 
 void Dispatcher::set_peer_pid(pid_t pid) {

@@ -96,12 +96,14 @@ public:
     /// complete response. After the state lock went to a migration
     /// destination, a command first takes it back or is refused.
     Bytes tpm_command(ByteView command);
+    /// The same, with the response written over `rsp` (capacity reused).
+    void tpm_command(ByteView command, Bytes& rsp);
     /// The data channel's framing of a byte stream: when `buffered` starts
     /// with a complete command (tpm::command_frame_size), run it, drop it from
-    /// the front of the buffer and return the response; nullopt while more
-    /// bytes are needed. The socket front end frames with this, and so does
-    /// the data-channel fuzz target.
-    std::optional<Bytes> take_tpm_command(Bytes& buffered);
+    /// the front of the buffer, write the response over `rsp` and return
+    /// true; false while more bytes are needed. The socket front end frames
+    /// with this, and so does the data-channel fuzz target.
+    bool take_tpm_command(Bytes& buffered, Bytes& rsp);
 
     /// Whether the filters let a TPM command run now (BlobFilter::admit_tpm_command).
     bool tpm_commands_admitted();

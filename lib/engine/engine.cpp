@@ -116,16 +116,24 @@ Engine::~Engine() {
 }
 
 Bytes Engine::execute(ByteView command) {
-    // TPMLIB_Process takes a mutable buffer; libtpms does not keep it.
-    Bytes cmd(command.begin(), command.end());
+    Bytes rsp;
+    execute(command, rsp);
+    return rsp;
+}
+
+void Engine::execute(ByteView command, Bytes& rsp) {
+    cmdbuf_.append(command);
     uint32_t rsp_len = 0;
-    TPM_RESULT r = TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, cmd.data(), static_cast<uint32_t>(cmd.size()));
+    TPM_RESULT r =
+        TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, cmdbuf_.data(), static_cast<uint32_t>(cmdbuf_.size()));
+    cmdbuf_.clear();
     last_cc_ = tpm::command_code(command);
     if (r != TPM_SUCCESS || !respbuf_ || rsp_len < 10) {
         VTPM_LOG_ERROR("libtpms failed to process command 0x%x: 0x%x", last_cc_, r);
-        return fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+        rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+        return;
     }
-    return Bytes(respbuf_, respbuf_ + rsp_len);
+    rsp.assign(respbuf_, respbuf_ + rsp_len);
 }
 
 Bytes Engine::fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const {
@@ -142,6 +150,12 @@ Bytes Engine::host_command(ByteView command) {
 }
 
 Bytes Engine::command(ByteView command) {
+    Bytes rsp;
+    this->command(command, rsp);
+    return rsp;
+}
+
+void Engine::command(ByteView command, Bytes& rsp) {
     // TCG/mssim "send command" prefix (TPM 2 only): u32 8, locality, u32 length, command.
     bool framed = false;
     ByteView cmd = command;
@@ -155,7 +169,6 @@ Bytes Engine::command(ByteView command) {
             locality_ = loc;
         }
     }
-    Bytes rsp;
     if (cmd.size() < 10) {
         rsp = fatal_response(tpm::kTpm2RcInsufficient, tpm::kTpm12BadParamSize);
     } else if (!running_) {
@@ -170,15 +183,14 @@ Bytes Engine::command(ByteView command) {
             rsp = fatal_response(0, 0);
         }
     } else {
-        rsp = execute(cmd);
+        execute(cmd, rsp);
     }
-    if (!framed) return rsp;
-    Bytes out;
-    out.reserve(rsp.size() + 8);
-    put_be32(out, static_cast<uint32_t>(rsp.size()));
-    out.insert(out.end(), rsp.begin(), rsp.end());
-    put_be32(out, 0);
-    return out;
+    if (!framed) return;
+    // u32 length, the response, u32 0.
+    const auto len = static_cast<uint32_t>(rsp.size());
+    rsp.insert(rsp.begin(), 4, 0);
+    store_be32(rsp.data(), len);
+    put_be32(rsp, 0);
 }
 
 void Engine::auto_shutdown() {

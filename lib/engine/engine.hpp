@@ -96,6 +96,9 @@ public:
     /// TPM is not running the answer is the version's 10-byte fatal error.
     /// Its code is what auto-shutdown looks at.
     Bytes command(ByteView command);
+    /// The same, with the response written over `rsp`, whose capacity is
+    /// reused: the data channel's hot path allocates nothing per command.
+    void command(ByteView command, Bytes& rsp);
 
     /// The current locality and CMD_SET_LOCALITY semantics.
     uint8_t locality() const { return locality_; }
@@ -155,6 +158,7 @@ private:
     /// libtpms.
     void finish_power_off();
     Bytes execute(ByteView command);
+    void execute(ByteView command, Bytes& rsp);
 
     EngineConfig cfg_;
     std::unique_ptr<store::StateStore> store_;
@@ -180,6 +184,9 @@ private:
     // "none": the next init manufactures a new TPM), which it dereferences
     // when it checks a volatile blob against it.
     bool permanent_cleared_ = false;
+    // libtpms takes the command in a mutable buffer: this copy of it, kept
+    // for its capacity and wiped after every command.
+    SecureBytes cmdbuf_;
     unsigned char* respbuf_ = nullptr;  // libtpms-owned (malloc'ed) response buffer
     uint32_t respbuf_size_ = 0;
 };

@@ -25,15 +25,22 @@ EventLoop::Id EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
         VTPM_LOG_ERROR("cannot watch descriptor %d: %s", fd, std::strerror(errno));
         return 0;
     }
-    watches_.emplace(id, std::make_shared<Watch>(Watch{fd, std::move(handler)}));
+    watches_.push_back(Slot{id, std::make_unique<Watch>(Watch{fd, std::move(handler)})});
     return id;
 }
 
+EventLoop::Watch* EventLoop::find(Id id) const {
+    for (const Slot& s : watches_)
+        if (s.id == id) return s.watch.get();
+    return nullptr;
+}
+
 void EventLoop::unwatch(Id id) {
-    auto it = watches_.find(id);
+    auto it = std::find_if(watches_.begin(), watches_.end(), [id](const Slot& s) { return s.id == id; });
     if (it == watches_.end()) return;
     // The descriptor may be closed already (the kernel then dropped it).
-    (void)::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->second->fd, nullptr);
+    (void)::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->watch->fd, nullptr);
+    retired_.push_back(std::move(it->watch));
     watches_.erase(it);
 }
 
@@ -83,12 +90,12 @@ void EventLoop::run() {
             return;
         }
         for (int i = 0; i < n && !quit_; ++i) {
-            auto it = watches_.find(events[i].data.u64);
-            if (it == watches_.end()) continue;  // removed by an earlier handler
-            // Held while it runs: the handler may remove its own watch.
-            std::shared_ptr<Watch> w = it->second;
+            Watch* w = find(events[i].data.u64);
+            if (!w) continue;  // removed by an earlier handler
+            // A handler that removes its own watch runs on: retired_ holds it.
             if (!w->handler(w->fd, events[i].events)) unwatch(events[i].data.u64);
         }
+        retired_.clear();
         run_due_timers();
     }
 }

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "util/fd.hpp"
 #include "vtpm/result.hpp"
@@ -52,13 +53,24 @@ private:
         int fd;
         FdHandler handler;
     };
+    // A handful of watches: a flat vector searched from the front is a
+    // cache line or two where a tree is a pointer chase (the lookup runs for
+    // every TPM command).
+    struct Slot {
+        Id id;
+        std::unique_ptr<Watch> watch;
+    };
+    Watch* find(Id id) const;
     struct Timer {
         std::chrono::steady_clock::time_point due;
         TimerHandler handler;
     };
     UniqueFd epfd_;
     Id next_id_ = 1;
-    std::map<Id, std::shared_ptr<Watch>> watches_;
+    std::vector<Slot> watches_;
+    // Watches removed since the last wake-up: kept alive until its events
+    // are dispatched, as a handler may remove its own (or a later) watch.
+    std::vector<std::unique_ptr<Watch>> retired_;
     std::map<Id, Timer> timers_;
     bool quit_ = false;
 };

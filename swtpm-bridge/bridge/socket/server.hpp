@@ -95,6 +95,8 @@ private:
     UniqueFd ctrl_passed_fd_;
     UniqueFd sigfd_;  // fd received with the current control message
     Conn data_;
+    // The data channel's response, kept for its capacity (no allocation per command).
+    Bytes rsp_;
     bool data_from_datafd_ = false;
     int64_t max_spin_us_ = 0;
 };

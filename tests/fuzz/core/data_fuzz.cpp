@@ -194,10 +194,11 @@ public:
             const bool prefixed = tpm::has_send_command_prefix(buf_);
             const uint8_t loc = buf_.size() > 4 ? buf_[4] : 0;
             const size_t before = buf_.size();
-            auto rsp = d_.take_tpm_command(buf_);
-            if (!rsp) break;
+            // rsp_ keeps the last response's bytes and capacity, as the
+            // socket front end's buffer does.
+            if (!d_.take_tpm_command(buf_, rsp_)) break;
             check(buf_.size() < before);
-            check_response(*rsp, prefixed);
+            check_response(rsp_, prefixed);
             if (prefixed && loc <= 4) check(e_.locality() == loc);
         }
         // A stream never makes the core buffer more than one command.
@@ -224,6 +225,7 @@ private:
     core::Dispatcher d_;
     core::TransportState ts_{-1, true};
     Bytes buf_;
+    Bytes rsp_;
     // State blobs handed out by GET_STATEBLOB, for a later SET_STATEBLOB.
     struct Blob {
         uint32_t flags = 0;
