@@ -6,6 +6,7 @@
 #include "store/blob.hpp"
 #include "store/state_store.hpp"
 #include "tpm/commands.hpp"
+#include "util/hot.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::core {
@@ -113,7 +114,7 @@ Bytes Dispatcher::tpm_command(ByteView command) {
     return rsp;
 }
 
-void Dispatcher::tpm_command(ByteView command, Bytes& rsp) {
+VTPM_HOT void Dispatcher::tpm_command(ByteView command, Bytes& rsp) {
     if (lock_released_ && !relock(0)) {
         // After handing the state to a migration destination this process
         // must not touch it again unless it gets the lock back.
@@ -128,13 +129,13 @@ void Dispatcher::tpm_command(ByteView command, Bytes& rsp) {
     engine_.command(command, rsp);
 }
 
-bool Dispatcher::tpm_commands_admitted() {
+VTPM_HOT bool Dispatcher::tpm_commands_admitted() {
     for (BlobFilter* f : filters_)
         if (!f->admit_tpm_command(engine_)) return false;  // the filter logged why
     return true;
 }
 
-bool Dispatcher::take_tpm_command(Bytes& buffered, Bytes& rsp) {
+VTPM_HOT bool Dispatcher::take_tpm_command(Bytes& buffered, Bytes& rsp) {
     const auto total = tpm::command_frame_size(buffered, engine_.tpm2(), kMaxTpmCommand);
     if (!total) return false;
     tpm_command(ByteView(buffered).first(*total), rsp);

@@ -10,6 +10,7 @@ extern "C" {
 #include <cstring>
 
 #include "tpm/commands.hpp"
+#include "util/hot.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::engine {
@@ -56,7 +57,7 @@ TPM_RESULT cb_delete(uint32_t /*tpm_number*/, const char* name, TPM_BOOL must_ex
 
 TPM_RESULT cb_io_init() { return TPM_SUCCESS; }
 
-TPM_RESULT cb_get_locality(TPM_MODIFIER_INDICATOR* loc, uint32_t /*tpm_number*/) {
+VTPM_HOT TPM_RESULT cb_get_locality(TPM_MODIFIER_INDICATOR* loc, uint32_t /*tpm_number*/) {
     *loc = g_engine->locality();
     return TPM_SUCCESS;
 }
@@ -121,7 +122,7 @@ Bytes Engine::execute(ByteView command) {
     return rsp;
 }
 
-void Engine::execute(ByteView command, Bytes& rsp) {
+VTPM_HOT void Engine::execute(ByteView command, Bytes& rsp) {
     cmdbuf_.append(command);
     uint32_t rsp_len = 0;
     TPM_RESULT r =
@@ -155,7 +156,7 @@ Bytes Engine::command(ByteView command) {
     return rsp;
 }
 
-void Engine::command(ByteView command, Bytes& rsp) {
+VTPM_HOT void Engine::command(ByteView command, Bytes& rsp) {
     // TCG/mssim "send command" prefix (TPM 2 only): u32 8, locality, u32 length, command.
     bool framed = false;
     ByteView cmd = command;

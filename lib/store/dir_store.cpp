@@ -21,6 +21,7 @@
 #include "util/fd.hpp"
 #include "util/log.hpp"
 #include "store/journal.hpp"
+#include "util/hot.hpp"
 
 namespace vtpm::store {
 namespace {
@@ -147,7 +148,7 @@ public:
 
     const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
 
-    bool needs_checkpoint() const override { return journaled_.has_value(); }
+    VTPM_HOT bool needs_checkpoint() const override { return journaled_.has_value(); }
 
     Result<void> checkpoint() override {
         if (!journaled_) return {};

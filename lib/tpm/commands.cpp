@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include "tpm/mu.hpp"
+#include "util/hot.hpp"
 
 #include <cstring>
 
@@ -340,12 +341,12 @@ Bytes quote(uint32_t key, ByteView qualifying, const TPML_PCR_SELECTION& sel) {
 
 uint32_t response_code(ByteView rsp) { return rsp.size() < 10 ? 0xffffffffu : load_be32(rsp.data() + 6); }
 
-bool has_send_command_prefix(ByteView b) {
+VTPM_HOT bool has_send_command_prefix(ByteView b) {
     return b.size() >= 4 && load_be16(b.data()) != TPM2_ST_NO_SESSIONS && load_be16(b.data()) != TPM2_ST_SESSIONS &&
            load_be32(b.data()) == 8;
 }
 
-std::optional<size_t> command_frame_size(ByteView b, bool tpm2, size_t max) {
+VTPM_HOT std::optional<size_t> command_frame_size(ByteView b, bool tpm2, size_t max) {
     if (b.size() < 10) return std::nullopt;
     size_t total = 0;
     if (tpm2 && has_send_command_prefix(b)) {
@@ -359,7 +360,7 @@ std::optional<size_t> command_frame_size(ByteView b, bool tpm2, size_t max) {
     return total;
 }
 
-uint32_t command_code(ByteView cmd) { return cmd.size() < 10 ? 0 : load_be32(cmd.data() + 6); }
+VTPM_HOT uint32_t command_code(ByteView cmd) { return cmd.size() < 10 ? 0 : load_be32(cmd.data() + 6); }
 
 Bytes response_header(uint16_t tag, uint32_t rc) {
     Bytes out;

@@ -4,9 +4,11 @@
 
 #include <cstdio>
 
+#include "util/hot.hpp"
+
 namespace vtpm {
 
-void SecureBytes::wipe() noexcept {
+VTPM_HOT void SecureBytes::wipe() noexcept {
     if (!b_.empty()) OPENSSL_cleanse(b_.data(), b_.size());
 }
 

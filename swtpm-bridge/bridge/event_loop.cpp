@@ -1,19 +1,36 @@
 #include "bridge/event_loop.hpp"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "util/hot.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::bridge {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+// epoll's data for the timerfd; watch ids start at 1.
+constexpr EventLoop::Id kTimerfdId = 0;
+}  // namespace
+
 Result<std::unique_ptr<EventLoop>> EventLoop::create() {
     UniqueFd fd(::epoll_create1(EPOLL_CLOEXEC));
     if (!fd) return make_error(rc::kFail, std::string("epoll_create1: ") + std::strerror(errno));
-    return std::unique_ptr<EventLoop>(new EventLoop(std::move(fd)));
+    // steady_clock is CLOCK_MONOTONIC: a timer's due time is the timerfd's.
+    UniqueFd tfd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!tfd) return make_error(rc::kFail, std::string("timerfd_create: ") + std::strerror(errno));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kTimerfdId;
+    if (::epoll_ctl(fd.get(), EPOLL_CTL_ADD, tfd.get(), &ev) != 0)
+        return make_error(rc::kFail, std::string("epoll_ctl(timerfd): ") + std::strerror(errno));
+    return std::unique_ptr<EventLoop>(new EventLoop(std::move(fd), std::move(tfd)));
 }
 
 EventLoop::Id EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
@@ -29,7 +46,7 @@ EventLoop::Id EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
     return id;
 }
 
-EventLoop::Watch* EventLoop::find(Id id) const {
+VTPM_HOT EventLoop::Watch* EventLoop::find(Id id) const {
     for (const Slot& s : watches_)
         if (s.id == id) return s.watch.get();
     return nullptr;
@@ -46,30 +63,44 @@ void EventLoop::unwatch(Id id) {
 
 EventLoop::Id EventLoop::add_timer(std::chrono::milliseconds after, TimerHandler handler) {
     const Id id = next_id_++;
-    timers_.emplace(id, Timer{Clock::now() + after, std::move(handler)});
+    const auto due = Clock::now() + after;
+    timers_.emplace(id, Timer{due, std::move(handler)});
+    if (due < armed_for_) arm_timerfd();
     return id;
 }
 
+// A cancelled timer may leave the timerfd set for it: the wake-up then finds
+// nothing due and sets it for the next one.
 void EventLoop::cancel_timer(Id id) { timers_.erase(id); }
 
-int EventLoop::next_timeout_ms() const {
-    if (timers_.empty()) return -1;
-    auto due = std::min_element(timers_.begin(), timers_.end(),
-                                [](const auto& a, const auto& b) { return a.second.due < b.second.due; })
-                   ->second.due;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now()).count();
-    return static_cast<int>(std::clamp<long long>(left, 0, 60 * 60 * 1000));
+void EventLoop::arm_timerfd() {
+    itimerspec its{};
+    armed_for_ = Clock::time_point::max();
+    if (!timers_.empty()) {
+        armed_for_ = std::min_element(timers_.begin(), timers_.end(), [](const auto& a, const auto& b) {
+                         return a.second.due < b.second.due;
+                     })->second.due;
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(armed_for_.time_since_epoch()).count();
+        its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+        its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;  // 0 would disarm
+    }
+    if (::timerfd_settime(timerfd_.get(), TFD_TIMER_ABSTIME, &its, nullptr) != 0)
+        VTPM_LOG_ERROR("timerfd_settime: %s", std::strerror(errno));
 }
 
 void EventLoop::run_due_timers() {
-    if (timers_.empty()) return;
+    uint64_t expirations;
+    while (::read(timerfd_.get(), &expirations, sizeof expirations) > 0) {
+    }
     const auto now = Clock::now();
-    // A handler may add or cancel timers: collect first, then run each one
-    // still present.
-    std::vector<Id> due;
+    // A handler may add or cancel timers: collect first (earliest first),
+    // then run each one still present.
+    std::vector<std::pair<Clock::time_point, Id>> due;
     for (const auto& [id, t] : timers_)
-        if (t.due <= now) due.push_back(id);
-    for (Id id : due) {
+        if (t.due <= now) due.emplace_back(t.due, id);
+    std::sort(due.begin(), due.end());
+    for (const auto& [when, id] : due) {
         auto it = timers_.find(id);
         if (it == timers_.end()) continue;
         TimerHandler h = std::move(it->second.handler);
@@ -77,26 +108,32 @@ void EventLoop::run_due_timers() {
         h();
         if (quit_) return;
     }
+    arm_timerfd();
 }
 
-void EventLoop::run() {
+VTPM_HOT void EventLoop::run() {
     // quit() before run() (a channel that failed while being set up) holds.
     epoll_event events[8];
     while (!quit_) {
-        const int n = ::epoll_wait(epfd_.get(), events, 8, next_timeout_ms());
+        const int n = ::epoll_wait(epfd_.get(), events, 8, -1);
         if (n < 0) {
             if (errno == EINTR) continue;
             VTPM_LOG_ERROR("epoll_wait: %s", std::strerror(errno));
             return;
         }
+        bool timers_due = false;
         for (int i = 0; i < n && !quit_; ++i) {
+            if (events[i].data.u64 == kTimerfdId) {
+                timers_due = true;
+                continue;
+            }
             Watch* w = find(events[i].data.u64);
             if (!w) continue;  // removed by an earlier handler
             // A handler that removes its own watch runs on: retired_ holds it.
             if (!w->handler(w->fd, events[i].events)) unwatch(events[i].data.u64);
         }
         retired_.clear();
-        run_due_timers();
+        if (timers_due && !quit_) run_due_timers();
     }
 }
 

@@ -1,8 +1,9 @@
 // The bridge's event loop: epoll over the few descriptors a bridge serves
 // (listening and connected control/data sockets, the admin socket, the
-// SIGTERM signalfd) and a handful of millisecond timers. One epoll_wait per
-// wake-up, registrations only when a connection comes or goes: what a TPM
-// command costs is its recv and send, not the loop's bookkeeping.
+// SIGTERM signalfd) and a handful of millisecond timers behind one timerfd.
+// One epoll_wait per wake-up, registrations only when a connection comes or
+// goes, no clock read unless a timer is due: what a TPM command costs is its
+// recv and send, not the loop's bookkeeping.
 #pragma once
 
 #include <sys/epoll.h>
@@ -45,9 +46,10 @@ public:
     void quit() { quit_ = true; }
 
 private:
-    explicit EventLoop(UniqueFd epfd) : epfd_(std::move(epfd)) {}
-    int next_timeout_ms() const;
+    EventLoop(UniqueFd epfd, UniqueFd timerfd) : epfd_(std::move(epfd)), timerfd_(std::move(timerfd)) {}
     void run_due_timers();
+    // Set the timerfd to the earliest timer (or disarm it when none is left).
+    void arm_timerfd();
 
     struct Watch {
         int fd;
@@ -66,6 +68,9 @@ private:
         TimerHandler handler;
     };
     UniqueFd epfd_;
+    UniqueFd timerfd_;  // CLOCK_MONOTONIC (steady_clock), absolute
+    // What timerfd_ is set to; max() while disarmed.
+    std::chrono::steady_clock::time_point armed_for_ = std::chrono::steady_clock::time_point::max();
     Id next_id_ = 1;
     std::vector<Slot> watches_;
     // Watches removed since the last wake-up: kept alive until its events

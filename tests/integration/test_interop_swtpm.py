@@ -67,6 +67,29 @@ def round_trip(work, stack, label, keyopts, setup_opts):
     return state
 
 
+def idle_checkpoint(work, stack):
+    """A bridge left idle copies what it journaled into the state file: an
+    NV write is in tpm2-00.permall a moment later, and after a SIGKILL the
+    directory opens in Debian's swtpm (which reads no journal) with it."""
+    state = os.path.join(work, "state-idle")
+    os.mkdir(state)
+    permall = os.path.join(state, "tpm2-00.permall")
+    srv, port = h.tcp_server(stack, state)
+    h.tpm2(port, "nvdefine", "0x1500022", "-C", "o", "-s", "16", "-a", "ownerread|ownerwrite")
+    h.tpm2(port, "nvwrite", "0x1500022", "-C", "o", "-i", "-", input_data=b"kept while idle!")
+
+    def checkpointed():
+        with open(permall, "rb") as f:
+            return b"kept while idle!" in f.read()
+    h.wait_for(lambda: os.path.exists(permall) and checkpointed(), 10 * h.timeout_scale(), "the idle checkpoint")
+    h.check(srv.alive(), "idle checkpoint: the NV write reached tpm2-00.permall while the bridge ran")
+    srv.expected_exit = True
+    srv.proc.kill()
+    srv.proc.wait()
+    use(stack, state, SWTPM, [], "not-need-init,startup-clear", lambda port: h.check_eq(
+        nv_read(port, "0x1500022", 16), "kept while idle!", "idle checkpoint: swtpm reads it after a SIGKILL"))
+
+
 def blob_transfer(work, stack, state, keyopts, migkey, src_cmd, dst_cmd, label):
     """--save permanent from one server, --load into the other on a fresh dir."""
     port = h.free_port(2)
@@ -133,6 +156,7 @@ def linear_round_trip(work, stack):
 
 def test(work, stack):
     linear_round_trip(work, stack)
+    idle_checkpoint(work, stack)
     plain = round_trip(work, stack, "plain", [], [])
     pw = os.path.join(work, "pass")
     with open(pw, "wb") as f:
@@ -153,4 +177,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=27)
+    h.main(test, min_checks=29)

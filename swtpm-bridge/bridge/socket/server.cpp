@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "bridge/socket/sockets.hpp"
+#include "util/hot.hpp"
 #include "util/log.hpp"
 
 namespace vtpm::bridge {
@@ -36,12 +37,12 @@ Server::Server(core::Dispatcher& dispatcher, ServerConfig cfg, EventLoop& loop)
     if (const char* e = std::getenv("VTPM_BUSY_POLL_US")) max_spin_us_ = std::max(0L, std::strtol(e, nullptr, 10));
 }
 
-void Server::note_reply(Conn& c) {
+VTPM_HOT void Server::note_reply(Conn& c) {
     // Only busy-polling needs the time (one clock read less per command).
     if (max_spin_us_ > 0) c.last_reply = std::chrono::steady_clock::now();
 }
 
-void Server::note_input(Conn& c) {
+VTPM_HOT void Server::note_input(Conn& c) {
     if (max_spin_us_ <= 0 || !c.is_socket || c.last_reply.time_since_epoch().count() == 0) return;
     auto gap = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - c.last_reply)
                    .count();
@@ -49,7 +50,7 @@ void Server::note_input(Conn& c) {
     c.spin_us = gap < max_spin_us_ ? std::min<int64_t>(max_spin_us_, 2 * gap + 20) : 0;
 }
 
-bool Server::spin_for_input(Conn& c, size_t max) {
+VTPM_HOT bool Server::spin_for_input(Conn& c, size_t max) {
     if (c.spin_us <= 0 || !c.fd) return false;
     const auto end = c.last_reply + std::chrono::microseconds(c.spin_us);
     uint8_t tmp[8192];
@@ -67,26 +68,32 @@ bool Server::spin_for_input(Conn& c, size_t max) {
     return false;
 }
 
-void Server::note_state_activity() {
+VTPM_HOT void Server::note_state_activity() {
     if (!dispatcher_.engine().store().needs_checkpoint()) return;
-    last_state_activity_ = std::chrono::steady_clock::now();
-    if (!checkpoint_timer_) checkpoint_timer_ = loop_.add_timer(kCheckpointIdle, [this] { on_checkpoint_timer(); });
+    // Counted, not timed: a clock read per command is what the timer spares.
+    ++state_activity_;
+    if (!checkpoint_timer_) arm_checkpoint_timer(kCheckpointIdle);
+}
+
+void Server::arm_checkpoint_timer(std::chrono::milliseconds after) {
+    activity_at_arming_ = state_activity_;
+    checkpoint_timer_ = loop_.add_timer(after, [this] { on_checkpoint_timer(); });
 }
 
 void Server::on_checkpoint_timer() {
     checkpoint_timer_ = 0;
     auto& store = dispatcher_.engine().store();
     if (!store.needs_checkpoint()) return;
-    const auto idle = std::chrono::steady_clock::now() - last_state_activity_;
-    if (idle < kCheckpointIdle) {
-        const auto rest = std::chrono::ceil<std::chrono::milliseconds>(kCheckpointIdle - idle);
-        checkpoint_timer_ = loop_.add_timer(rest, [this] { on_checkpoint_timer(); });
+    // Commands came while it ran: wait for an idle period (500 to 1000 ms
+    // after the last one).
+    if (state_activity_ != activity_at_arming_) {
+        arm_checkpoint_timer(kCheckpointIdle);
         return;
     }
     if (auto r = store.checkpoint(); !r) {
         // The journal still holds the state: try again later.
         VTPM_LOG_ERROR("%s", r.error().message.c_str());
-        checkpoint_timer_ = loop_.add_timer(kCheckpointIdle * 10, [this] { on_checkpoint_timer(); });
+        arm_checkpoint_timer(kCheckpointIdle * 10);
     }
 }
 
@@ -304,7 +311,7 @@ void Server::close_data_client() {
     data_.buf.clear();
 }
 
-bool Server::on_data_client(int fd) {
+VTPM_HOT bool Server::on_data_client(int fd) {
     ssize_t n = recv_some(fd, data_.buf, nullptr);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n == 0 && data_.buf.size() >= 10) {
@@ -330,7 +337,7 @@ bool Server::on_data_client(int fd) {
     return data_.fd && data_.watch;
 }
 
-void Server::process_data() {
+VTPM_HOT void Server::process_data() {
     while (data_.fd) {
         if (!dispatcher_.take_tpm_command(data_.buf, rsp_)) return;
         // One write: several clients do a single read() for the whole response.

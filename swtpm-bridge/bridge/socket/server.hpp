@@ -75,6 +75,7 @@ private:
     /// command path; one timer, not one per command).
     void note_state_activity();
     void on_checkpoint_timer();
+    void arm_checkpoint_timer(std::chrono::milliseconds after);
     /// After a reply: note when it went out. Before handling input: adapt
     /// the spin window to the gap since the last reply.
     void note_reply(Conn& c);
@@ -90,7 +91,10 @@ private:
     EventLoop::Id ctrl_timer_ = 0;
     EventLoop::Id sigterm_ = 0;
     EventLoop::Id checkpoint_timer_ = 0;
-    std::chrono::steady_clock::time_point last_state_activity_{};
+    // Commands that found journaled state, and their count when the
+    // checkpoint timer was set: the timer checkpoints only after a quiet period.
+    uint64_t state_activity_ = 0;
+    uint64_t activity_at_arming_ = 0;
     Conn ctrl_;
     UniqueFd ctrl_passed_fd_;
     UniqueFd sigfd_;  // fd received with the current control message

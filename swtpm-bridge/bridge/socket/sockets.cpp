@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/hot.hpp"
+
 namespace vtpm::bridge {
 namespace {
 std::string errstr() { return std::strerror(errno); }
@@ -85,7 +87,7 @@ bool is_listening(int fd) {
     return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v != 0;
 }
 
-ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
+VTPM_HOT ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
     uint8_t tmp[8192];
     if (!fd_out) {
         // No descriptor is taken here (the data channel): a plain receive;
@@ -131,7 +133,7 @@ ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
     return n;
 }
 
-bool write_all(int fd, ByteView data) {
+VTPM_HOT bool write_all(int fd, ByteView data) {
     size_t off = 0;
     while (off < data.size()) {
         ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
