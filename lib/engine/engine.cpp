@@ -129,12 +129,17 @@ VTPM_HOT void Engine::execute(ByteView command, Bytes& rsp) {
         TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, cmdbuf_.data(), static_cast<uint32_t>(cmdbuf_.size()));
     cmdbuf_.clear();
     last_cc_ = tpm::command_code(command);
-    if (r != TPM_SUCCESS || !respbuf_ || rsp_len < 10) {
-        VTPM_LOG_ERROR("libtpms failed to process command 0x%x: 0x%x", last_cc_, r);
-        rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
+    if (r != TPM_SUCCESS || !respbuf_ || rsp_len < 10) [[unlikely]] {
+        process_failed(r, rsp);
         return;
     }
     rsp.assign(respbuf_, respbuf_ + rsp_len);
+}
+
+// Out of line: the command path's code stays a few cache lines long.
+[[gnu::cold]] void Engine::process_failed(uint32_t result, Bytes& rsp) {
+    VTPM_LOG_ERROR("libtpms failed to process command 0x%x: 0x%x", last_cc_, result);
+    rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
 }
 
 Bytes Engine::fatal_response(uint32_t rc_tpm2, uint32_t rc_tpm12) const {
@@ -157,6 +162,16 @@ Bytes Engine::command(ByteView command) {
 }
 
 VTPM_HOT void Engine::command(ByteView command, Bytes& rsp) {
+    // What a guest sends: a plain command for the running TPM.
+    if (running_ && command.size() >= 10 && !(tpm2() && tpm::has_send_command_prefix(command)) &&
+        tpm::command_code(command) != tpm::kCcSetLocality) {
+        execute(command, rsp);
+        return;
+    }
+    command_other(command, rsp);
+}
+
+void Engine::command_other(ByteView command, Bytes& rsp) {
     // TCG/mssim "send command" prefix (TPM 2 only): u32 8, locality, u32 length, command.
     bool framed = false;
     ByteView cmd = command;

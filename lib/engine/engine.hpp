@@ -159,6 +159,9 @@ private:
     void finish_power_off();
     Bytes execute(ByteView command);
     void execute(ByteView command, Bytes& rsp);
+    void process_failed(uint32_t result, Bytes& rsp);
+    // command() for the TCG-prefixed form, SetLocality and the refusals.
+    void command_other(ByteView command, Bytes& rsp);
 
     EngineConfig cfg_;
     std::unique_ptr<store::StateStore> store_;

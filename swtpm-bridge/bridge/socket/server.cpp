@@ -314,19 +314,8 @@ void Server::close_data_client() {
 VTPM_HOT bool Server::on_data_client(int fd) {
     ssize_t n = recv_some(fd, data_.buf, nullptr);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-    if (n == 0 && data_.buf.size() >= 10) {
-        // The client ended its writes inside a command: swtpm hands what came
-        // to the TPM, which answers with its command-size error. So do we.
-        (void)write_all(fd, dispatcher_.tpm_command(data_.buf));
-    }
-    if (n <= 0) {
-        close_data_client();
-        if (cfg_.terminate) {
-            VTPM_LOG_INFO("data connection lost: terminating");
-            quit();
-        } else {
-            watch_data_listen();
-        }
+    if (n <= 0) [[unlikely]] {
+        on_data_closed(fd, n == 0);
         return false;
     }
     do {
@@ -335,6 +324,21 @@ VTPM_HOT bool Server::on_data_client(int fd) {
     } while (data_.fd && data_.buf.empty() && spin_for_input(data_));
     note_state_activity();
     return data_.fd && data_.watch;
+}
+
+void Server::on_data_closed(int fd, bool eof) {
+    if (eof && data_.buf.size() >= 10) {
+        // The client ended its writes inside a command: swtpm hands what came
+        // to the TPM, which answers with its command-size error. So do we.
+        (void)write_all(fd, dispatcher_.tpm_command(data_.buf));
+    }
+    close_data_client();
+    if (cfg_.terminate) {
+        VTPM_LOG_INFO("data connection lost: terminating");
+        quit();
+    } else {
+        watch_data_listen();
+    }
 }
 
 VTPM_HOT void Server::process_data() {

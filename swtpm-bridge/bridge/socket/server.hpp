@@ -68,6 +68,9 @@ private:
     void adopt_data_client(UniqueFd fd);
     void close_data_client();
     void process_data();
+    // The data client hung up (eof) or its socket failed: answer a partial
+    // command as swtpm does, then close it.
+    void on_data_closed(int fd, bool eof);
 
     void quit();
     /// After commands: when the store has journaled writes, copy them into

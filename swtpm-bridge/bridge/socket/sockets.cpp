@@ -87,21 +87,12 @@ bool is_listening(int fd) {
     return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v != 0;
 }
 
-VTPM_HOT ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
+namespace {
+
+// recv_some with a descriptor passed along (the control channel); not
+// inlined, so the data channel's receive stays short.
+[[gnu::noinline]] ssize_t recv_with_fd(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
     uint8_t tmp[8192];
-    if (!fd_out) {
-        // No descriptor is taken here (the data channel): a plain receive;
-        // the kernel drops any passed descriptor.
-        const size_t want = std::min(sizeof tmp, std::max<size_t>(max, 1));
-        ssize_t n;
-        do {
-            n = ::recv(fd, tmp, want, MSG_DONTWAIT);
-            // A character device (chardev, the vTPM proxy) is read, not received from.
-            if (n < 0 && errno == ENOTSOCK) n = ::read(fd, tmp, want);
-        } while (n < 0 && errno == EINTR);
-        if (n > 0) buf.insert(buf.end(), tmp, tmp + n);
-        return n;
-    }
     iovec iov{tmp, std::min(sizeof tmp, std::max<size_t>(max, 1))};
     alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
     msghdr msg{};
@@ -130,6 +121,24 @@ VTPM_HOT ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
         }
     }
     buf.insert(buf.end(), tmp, tmp + n);
+    return n;
+}
+
+}  // namespace
+
+VTPM_HOT ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
+    if (fd_out) return recv_with_fd(fd, buf, fd_out, max);
+    // No descriptor is taken here (the data channel): a plain receive; the
+    // kernel drops any passed descriptor.
+    uint8_t tmp[8192];
+    const size_t want = std::min(sizeof tmp, std::max<size_t>(max, 1));
+    ssize_t n;
+    do {
+        n = ::recv(fd, tmp, want, MSG_DONTWAIT);
+        // A character device (chardev, the vTPM proxy) is read, not received from.
+        if (n < 0 && errno == ENOTSOCK) n = ::read(fd, tmp, want);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) buf.insert(buf.end(), tmp, tmp + n);
     return n;
 }
 
