@@ -3,7 +3,8 @@
 side, each serving a slow trickle of TPM commands for a while, as the
 vTPMs of running VMs do. Reports, per server kind, the server CPU time per
 command (user + system of every thread, /proc/PID/task/*/schedstat, summed
-over all instances), the client-side round trip, and the memory a host pays
+over all instances; split into user space and kernel by utime/stime, in
+clock ticks, so only long runs resolve the split), the client-side round trip, and the memory a host pays
 per instance: RSS, and PSS (file pages shared between instances of the
 same program counted once across them), from /proc/PID/smaps_rollup.
 
