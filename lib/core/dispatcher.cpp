@@ -114,19 +114,24 @@ Bytes Dispatcher::tpm_command(ByteView command) {
     return rsp;
 }
 
-VTPM_HOT void Dispatcher::tpm_command(ByteView command, Bytes& rsp) {
-    if (lock_released_ && !relock(0)) {
+void Dispatcher::tpm_command(ByteView command, Bytes& rsp) {
+    if (!may_run_tpm_command(rsp)) return;
+    engine_.command(command, rsp);
+}
+
+VTPM_HOT bool Dispatcher::may_run_tpm_command(Bytes& rsp) {
+    if (lock_released_ && !relock(0)) [[unlikely]] {
         // After handing the state to a migration destination this process
         // must not touch it again unless it gets the lock back.
         VTPM_LOG_ERROR("TPM command refused: the state lock was released for an outgoing migration");
         rsp = engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
-        return;
+        return false;
     }
-    if (!tpm_commands_admitted()) {
+    if (!tpm_commands_admitted()) [[unlikely]] {
         rsp = engine_.fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
-        return;
+        return false;
     }
-    engine_.command(command, rsp);
+    return true;
 }
 
 VTPM_HOT bool Dispatcher::tpm_commands_admitted() {
@@ -135,12 +140,11 @@ VTPM_HOT bool Dispatcher::tpm_commands_admitted() {
     return true;
 }
 
-VTPM_HOT bool Dispatcher::take_tpm_command(Bytes& buffered, Bytes& rsp) {
+VTPM_HOT size_t Dispatcher::take_tpm_command(std::span<uint8_t> buffered, Bytes& rsp) {
     const auto total = tpm::command_frame_size(buffered, engine_.tpm2(), kMaxTpmCommand);
-    if (!total) return false;
-    tpm_command(ByteView(buffered).first(*total), rsp);
-    buffered.erase(buffered.begin(), buffered.begin() + static_cast<long>(*total));
-    return true;
+    if (!total) return 0;
+    if (may_run_tpm_command(rsp)) engine_.command_in_place(buffered.first(*total), rsp);
+    return *total;
 }
 
 void Dispatcher::set_peer_pid(pid_t pid) {

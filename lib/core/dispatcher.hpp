@@ -99,11 +99,12 @@ public:
     /// The same, with the response written over `rsp` (capacity reused).
     void tpm_command(ByteView command, Bytes& rsp);
     /// The data channel's framing of a byte stream: when `buffered` starts
-    /// with a complete command (tpm::command_frame_size), run it, drop it from
-    /// the front of the buffer, write the response over `rsp` and return
-    /// true; false while more bytes are needed. The socket front end frames
-    /// with this, and so does the data-channel fuzz target.
-    bool take_tpm_command(Bytes& buffered, Bytes& rsp);
+    /// with a complete command (tpm::command_frame_size), run it where it
+    /// lies (libtpms may change those bytes), write the response over `rsp`
+    /// and return the command's size, which the caller drops from the front
+    /// of its buffer (and wipes); 0 while more bytes are needed. The socket
+    /// front end frames with this, and so does the data-channel fuzz target.
+    size_t take_tpm_command(std::span<uint8_t> buffered, Bytes& rsp);
 
     /// Whether the filters let a TPM command run now (BlobFilter::admit_tpm_command).
     bool tpm_commands_admitted();
@@ -141,6 +142,9 @@ public:
     Reply get_state_blob(const ctrl::GetStateBlobReq& req);
 
 private:
+    // The state lock and the filters allow a TPM command; if not, `rsp` is
+    // the fatal answer.
+    bool may_run_tpm_command(Bytes& rsp);
     engine::Engine& engine_;
     DispatcherConfig cfg_;
     ctrl::Framer framer_;

@@ -122,12 +122,16 @@ Bytes Engine::execute(ByteView command) {
     return rsp;
 }
 
-VTPM_HOT void Engine::execute(ByteView command, Bytes& rsp) {
+void Engine::execute(ByteView command, Bytes& rsp) {
     cmdbuf_.append(command);
+    process({cmdbuf_.data(), cmdbuf_.size()}, rsp);
+    cmdbuf_.clear();
+}
+
+VTPM_HOT void Engine::process(std::span<uint8_t> command, Bytes& rsp) {
     uint32_t rsp_len = 0;
     TPM_RESULT r =
-        TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, cmdbuf_.data(), static_cast<uint32_t>(cmdbuf_.size()));
-    cmdbuf_.clear();
+        TPMLIB_Process(&respbuf_, &rsp_len, &respbuf_size_, command.data(), static_cast<uint32_t>(command.size()));
     last_cc_ = tpm::command_code(command);
     if (r != TPM_SUCCESS || !respbuf_ || rsp_len < 10) [[unlikely]] {
         process_failed(r, rsp);
@@ -161,11 +165,25 @@ Bytes Engine::command(ByteView command) {
     return rsp;
 }
 
-VTPM_HOT void Engine::command(ByteView command, Bytes& rsp) {
-    // What a guest sends: a plain command for the running TPM.
-    if (running_ && command.size() >= 10 && !(tpm2() && tpm::has_send_command_prefix(command)) &&
-        tpm::command_code(command) != tpm::kCcSetLocality) {
+namespace {
+// What a guest sends: a plain command (no TCG prefix) that is not SetLocality.
+VTPM_HOT bool plain_command(ByteView command, bool tpm2) {
+    return command.size() >= 10 && !(tpm2 && tpm::has_send_command_prefix(command)) &&
+           tpm::command_code(command) != tpm::kCcSetLocality;
+}
+}  // namespace
+
+void Engine::command(ByteView command, Bytes& rsp) {
+    if (running_ && plain_command(command, tpm2())) {
         execute(command, rsp);
+        return;
+    }
+    command_other(command, rsp);
+}
+
+VTPM_HOT void Engine::command_in_place(std::span<uint8_t> command, Bytes& rsp) {
+    if (running_ && plain_command(command, tpm2())) [[likely]] {
+        process(command, rsp);
         return;
     }
     command_other(command, rsp);
@@ -388,6 +406,7 @@ Result<SecureBytes> Engine::load_state(const std::string& name) {
 }
 
 Result<void> Engine::store_state(const std::string& name, ByteView plain) {
+    ++tpm_writes_;
     if (held_) held_->emplace_back(name, SecureBytes(plain));
     else if (deferring_) deferred_.emplace_back(name, SecureBytes(plain));
     else return store_->store(name, plain);
@@ -395,6 +414,7 @@ Result<void> Engine::store_state(const std::string& name, ByteView plain) {
 }
 
 Result<void> Engine::remove_state(const std::string& name, bool must_exist) {
+    ++tpm_writes_;
     if (held_) held_->emplace_back(name, std::nullopt);
     else if (deferring_) deferred_.emplace_back(name, std::nullopt);
     else return store_->remove(name, must_exist);

@@ -84,6 +84,9 @@ public:
     Result<SecureBytes> load_state(const std::string& name);
     Result<void> store_state(const std::string& name, ByteView plain);
     Result<void> remove_state(const std::string& name, bool must_exist);
+    /// How many stores and deletes libtpms has made so far: the bridge
+    /// checkpoints a journal once this stops moving.
+    uint64_t tpm_writes() const { return tpm_writes_; }
 
     /// Until the next init(), power-off sends no automatic TPM2_Shutdown, so
     /// the state on disk stays as it is (a restore refused after CMD_INIT,
@@ -99,6 +102,10 @@ public:
     /// The same, with the response written over `rsp`, whose capacity is
     /// reused: the data channel's hot path allocates nothing per command.
     void command(ByteView command, Bytes& rsp);
+    /// The same for a command in the caller's buffer, which libtpms may
+    /// change (it decrypts session-encrypted parameters in place): no copy.
+    /// The caller wipes those bytes when it is done with them.
+    void command_in_place(std::span<uint8_t> command, Bytes& rsp);
 
     /// The current locality and CMD_SET_LOCALITY semantics.
     uint8_t locality() const { return locality_; }
@@ -159,6 +166,8 @@ private:
     void finish_power_off();
     Bytes execute(ByteView command);
     void execute(ByteView command, Bytes& rsp);
+    // TPMLIB_Process on a mutable command; the response over `rsp`.
+    void process(std::span<uint8_t> command, Bytes& rsp);
     void process_failed(uint32_t result, Bytes& rsp);
     // command() for the TCG-prefixed form, SetLocality and the refusals.
     void command_other(ByteView command, Bytes& rsp);
@@ -168,6 +177,7 @@ private:
     bool running_ = false;
     uint8_t locality_ = 0;
     uint32_t last_cc_ = 0;
+    uint64_t tpm_writes_ = 0;
     bool forgo_auto_shutdown_ = false;
     using Writes = std::vector<std::pair<std::string, std::optional<SecureBytes>>>;
     // Held state writes, in the order made (nullopt: a delete).

@@ -8,6 +8,10 @@
 
 namespace vtpm {
 
+VTPM_HOT void wipe(std::span<uint8_t> bytes) noexcept {
+    if (!bytes.empty()) OPENSSL_cleanse(bytes.data(), bytes.size());
+}
+
 VTPM_HOT void SecureBytes::wipe() noexcept {
     if (!b_.empty()) OPENSSL_cleanse(b_.data(), b_.size());
 }

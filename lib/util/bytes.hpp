@@ -50,6 +50,9 @@ private:
     std::vector<uint8_t> b_;
 };
 
+/// Overwrite `bytes` with zeros in a way the compiler keeps (OPENSSL_cleanse).
+void wipe(std::span<uint8_t> bytes) noexcept;
+
 inline uint16_t load_be16(const uint8_t* p) {
     return static_cast<uint16_t>((p[0] << 8) | p[1]);
 }

@@ -68,9 +68,11 @@ def round_trip(work, stack, label, keyopts, setup_opts):
 
 
 def idle_checkpoint(work, stack):
-    """A bridge left idle copies what it journaled into the state file: an
-    NV write is in tpm2-00.permall a moment later, and after a SIGKILL the
-    directory opens in Debian's swtpm (which reads no journal) with it."""
+    """A bridge copies what it journaled into the state file once the TPM
+    stops writing: an NV write is in tpm2-00.permall a moment later, even
+    while commands that write nothing keep coming (a guest reading PCRs),
+    and after a SIGKILL the directory opens in Debian's swtpm (which reads
+    no journal) with it."""
     state = os.path.join(work, "state-idle")
     os.mkdir(state)
     permall = os.path.join(state, "tpm2-00.permall")
@@ -79,15 +81,16 @@ def idle_checkpoint(work, stack):
     h.tpm2(port, "nvwrite", "0x1500022", "-C", "o", "-i", "-", input_data=b"kept while idle!")
 
     def checkpointed():
+        h.tpm2(port, "pcrread", "sha256:0")  # keeps the TPM busy, writes nothing
         with open(permall, "rb") as f:
             return b"kept while idle!" in f.read()
-    h.wait_for(lambda: os.path.exists(permall) and checkpointed(), 10 * h.timeout_scale(), "the idle checkpoint")
-    h.check(srv.alive(), "idle checkpoint: the NV write reached tpm2-00.permall while the bridge ran")
+    h.wait_for(lambda: os.path.exists(permall) and checkpointed(), 10 * h.timeout_scale(), "the checkpoint")
+    h.check(srv.alive(), "checkpoint: the NV write reached tpm2-00.permall while PCR reads went on")
     srv.expected_exit = True
     srv.proc.kill()
     srv.proc.wait()
     use(stack, state, SWTPM, [], "not-need-init,startup-clear", lambda port: h.check_eq(
-        nv_read(port, "0x1500022", 16), "kept while idle!", "idle checkpoint: swtpm reads it after a SIGKILL"))
+        nv_read(port, "0x1500022", 16), "kept while idle!", "checkpoint: swtpm reads it after a SIGKILL"))
 
 
 def blob_transfer(work, stack, state, keyopts, migkey, src_cmd, dst_cmd, label):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """tpm2-tools through tpm2-tss's swtpm TCTI against the server under test:
 getrandom, pcrextend/pcrread, createprimary (ECC, RSA), create + load, quote
-+ checkquote, NV define/write/read surviving a restart of the server."""
++ checkquote, NV written and read through an encrypting (salted) session,
+NV define/write/read surviving a restart of the server."""
 import os
 
 import harness as h
@@ -52,6 +53,21 @@ def test(work, stack):
             check_rc=False)
     h.check(bad.returncode != 0, "checkquote rejects a wrong nonce")
 
+    # Parameter encryption: through a session salted with the RSA primary,
+    # with decrypt and encrypt set, the NV data travels encrypted both ways
+    # (the server decrypts it inside the received command).
+    ses = os.path.join(work, "enc.ctx")
+    t("startauthsession", "-S", ses, "--hmac-session", "-c", rsa)
+    t("flushcontext", "-t")
+    t("sessionconfig", ses, "--enable-decrypt", "--enable-encrypt")
+    t("nvdefine", "0x1500017", "-C", "o", "-s", "16", "-a", "ownerread|ownerwrite")
+    t("nvwrite", "0x1500017", "-C", "o", "-i", "-", "-P", f"session:{ses}", input_data=b"through a secret")
+    h.check_eq(t("nvread", "0x1500017", "-C", "o", "-s", "16").stdout, "through a secret",
+               "NV data written through an encrypting session reads back in clear")
+    h.check_eq(t("nvread", "0x1500017", "-C", "o", "-s", "16", "-P", f"session:{ses}").stdout, "through a secret",
+               "and through the session, encrypted on the way back")
+    t("flushcontext", ses)
+
     t("nvdefine", "0x1500016", "-C", "o", "-s", "32", "-a", "ownerread|ownerwrite")
     data = os.path.join(work, "nv.in")
     with open(data, "wb") as f:
@@ -73,4 +89,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=11)
+    h.main(test, min_checks=13)

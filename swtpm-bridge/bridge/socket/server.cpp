@@ -50,33 +50,33 @@ VTPM_HOT void Server::note_input(Conn& c) {
     c.spin_us = gap < max_spin_us_ ? std::min<int64_t>(max_spin_us_, 2 * gap + 20) : 0;
 }
 
-VTPM_HOT bool Server::spin_for_input(Conn& c, size_t max) {
-    if (c.spin_us <= 0 || !c.fd) return false;
+VTPM_HOT ssize_t Server::spin_for_input(Conn& c, std::span<uint8_t> into) {
+    if (c.spin_us <= 0 || !c.fd) return 0;
     const auto end = c.last_reply + std::chrono::microseconds(c.spin_us);
-    uint8_t tmp[8192];
-    const size_t want = std::min(sizeof tmp, std::max<size_t>(max, 1));
     while (std::chrono::steady_clock::now() < end) {
-        ssize_t n = ::recv(c.fd.get(), tmp, want, MSG_DONTWAIT);
-        if (n > 0) {
-            c.buf.insert(c.buf.end(), tmp, tmp + n);
-            return true;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;  // poll sees EOF
+        ssize_t n = ::recv(c.fd.get(), into.data(), into.size(), MSG_DONTWAIT);
+        if (n > 0) return n;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return 0;  // poll sees EOF
         __builtin_ia32_pause();
     }
     c.spin_us = 0;  // nothing came: sleep in poll() until the peer is busy again
-    return false;
+    return 0;
+}
+
+bool Server::spin_for_ctrl_input() {
+    uint8_t tmp[ctrl::kReadWindow];
+    const ssize_t n = spin_for_input(ctrl_, tmp);
+    if (n > 0) ctrl_.buf.insert(ctrl_.buf.end(), tmp, tmp + n);
+    return n > 0;
 }
 
 VTPM_HOT void Server::note_state_activity() {
-    if (!dispatcher_.engine().store().needs_checkpoint()) return;
-    // Counted, not timed: a clock read per command is what the timer spares.
-    ++state_activity_;
-    if (!checkpoint_timer_) arm_checkpoint_timer(kCheckpointIdle);
+    if (!checkpoint_timer_ && dispatcher_.engine().store().needs_checkpoint()) [[unlikely]]
+        arm_checkpoint_timer(kCheckpointIdle);
 }
 
 void Server::arm_checkpoint_timer(std::chrono::milliseconds after) {
-    activity_at_arming_ = state_activity_;
+    writes_at_arming_ = dispatcher_.engine().tpm_writes();
     checkpoint_timer_ = loop_.add_timer(after, [this] { on_checkpoint_timer(); });
 }
 
@@ -84,9 +84,10 @@ void Server::on_checkpoint_timer() {
     checkpoint_timer_ = 0;
     auto& store = dispatcher_.engine().store();
     if (!store.needs_checkpoint()) return;
-    // Commands came while it ran: wait for an idle period (500 to 1000 ms
-    // after the last one).
-    if (state_activity_ != activity_at_arming_) {
+    // The TPM wrote its state again meanwhile: wait until it stops (500 to
+    // 1000 ms after the last write). Commands that write nothing (most of
+    // them) neither delay the checkpoint nor keep a timer running.
+    if (dispatcher_.engine().tpm_writes() != writes_at_arming_) {
         arm_checkpoint_timer(kCheckpointIdle);
         return;
     }
@@ -199,7 +200,7 @@ bool Server::on_ctrl_client(int fd) {
     do {
         note_input(ctrl_);
         process_ctrl(false);
-    } while (ctrl_.fd && ctrl_.buf.empty() && spin_for_input(ctrl_, ctrl::kReadWindow));
+    } while (ctrl_.fd && ctrl_.buf.empty() && spin_for_ctrl_input());
     note_state_activity();
     // process_ctrl may have closed the connection (and removed this watch).
     return ctrl_.fd && ctrl_.watch;
@@ -293,7 +294,7 @@ bool Server::on_data_listen(int fd) {
 void Server::adopt_data_client(UniqueFd fd) {
     if (data_.fd) close_data_client();
     data_.fd = std::move(fd);
-    data_.buf.clear();
+    drop_data(rx_len_);
     data_.is_socket = is_socket(data_.fd.get()) && !cfg_.data_disconnect;
     data_.spin_us = 0;
     data_.last_reply = {};
@@ -308,29 +309,34 @@ void Server::close_data_client() {
     loop_.unwatch(data_.watch);
     data_.watch = 0;
     data_.fd.reset();
-    data_.buf.clear();
+    drop_data(rx_len_);
 }
 
 VTPM_HOT bool Server::on_data_client(int fd) {
-    ssize_t n = recv_some(fd, data_.buf, nullptr);
+    ssize_t n = recv_into(fd, std::span(rx_).subspan(rx_len_, kDataRecv));
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) [[unlikely]] {
         on_data_closed(fd, n == 0);
         return false;
     }
-    do {
+    rx_len_ += static_cast<size_t>(n);
+    for (;;) {
         note_input(data_);
         process_data();
-    } while (data_.fd && data_.buf.empty() && spin_for_input(data_));
+        if (!data_.fd || rx_len_ != 0) break;
+        n = spin_for_input(data_, std::span(rx_).first(kDataRecv));
+        if (n <= 0) break;
+        rx_len_ = static_cast<size_t>(n);
+    }
     note_state_activity();
     return data_.fd && data_.watch;
 }
 
 void Server::on_data_closed(int fd, bool eof) {
-    if (eof && data_.buf.size() >= 10) {
+    if (eof && rx_len_ >= 10) {
         // The client ended its writes inside a command: swtpm hands what came
         // to the TPM, which answers with its command-size error. So do we.
-        (void)write_all(fd, dispatcher_.tpm_command(data_.buf));
+        (void)write_all(fd, dispatcher_.tpm_command(ByteView(rx_.data(), rx_len_)));
     }
     close_data_client();
     if (cfg_.terminate) {
@@ -341,9 +347,18 @@ void Server::on_data_closed(int fd, bool eof) {
     }
 }
 
+VTPM_HOT void Server::drop_data(size_t n) {
+    // libtpms decrypted the command's encrypted parameters where they lay.
+    wipe(std::span(rx_).first(n));
+    if (n < rx_len_) std::memmove(rx_.data(), rx_.data() + n, rx_len_ - n);
+    rx_len_ -= n;
+}
+
 VTPM_HOT void Server::process_data() {
     while (data_.fd) {
-        if (!dispatcher_.take_tpm_command(data_.buf, rsp_)) return;
+        const size_t used = dispatcher_.take_tpm_command(std::span(rx_).first(rx_len_), rsp_);
+        if (used == 0) return;
+        drop_data(used);
         // One write: several clients do a single read() for the whole response.
         bool sent = write_all(data_.fd.get(), rsp_);
         note_reply(data_);

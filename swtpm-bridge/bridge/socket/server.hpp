@@ -4,6 +4,7 @@
 // core::Dispatcher, TPM commands go to the core too.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -74,8 +75,8 @@ private:
 
     void quit();
     /// After commands: when the store has journaled writes, copy them into
-    /// the state files once the TPM has been idle for a while (off the
-    /// command path; one timer, not one per command).
+    /// the state files once the TPM has stopped writing for a while (off
+    /// the command path; one timer, not one per command).
     void note_state_activity();
     void on_checkpoint_timer();
     void arm_checkpoint_timer(std::chrono::milliseconds after);
@@ -83,8 +84,11 @@ private:
     /// the spin window to the gap since the last reply.
     void note_reply(Conn& c);
     void note_input(Conn& c);
-    /// Spin up to c.spin_us for more input on c; true if some arrived.
-    bool spin_for_input(Conn& c, size_t max = 8192);
+    /// Spin up to c.spin_us for more input on c, received into `into`:
+    /// the bytes that arrived, 0 if none did.
+    ssize_t spin_for_input(Conn& c, std::span<uint8_t> into);
+    /// spin_for_input for the control channel, appending to its buffer.
+    bool spin_for_ctrl_input();
 
     core::Dispatcher& dispatcher_;
     ServerConfig cfg_;
@@ -94,16 +98,23 @@ private:
     EventLoop::Id ctrl_timer_ = 0;
     EventLoop::Id sigterm_ = 0;
     EventLoop::Id checkpoint_timer_ = 0;
-    // Commands that found journaled state, and their count when the
-    // checkpoint timer was set: the timer checkpoints only after a quiet period.
-    uint64_t state_activity_ = 0;
-    uint64_t activity_at_arming_ = 0;
+    // Engine::tpm_writes() when the checkpoint timer was set: the timer
+    // checkpoints only once the TPM has stopped writing.
+    uint64_t writes_at_arming_ = 0;
     Conn ctrl_;
     UniqueFd ctrl_passed_fd_;
     UniqueFd sigfd_;  // fd received with the current control message
     Conn data_;
     // The data channel's response, kept for its capacity (no allocation per command).
     Bytes rsp_;
+    // The data channel's bytes, received, framed and run where they lie (no
+    // copy). What an incomplete command leaves is under kMaxTpmCommand, so
+    // one more receive of kDataRecv always fits.
+    static constexpr size_t kDataRecv = 8192;
+    std::array<uint8_t, 2 * kDataRecv> rx_{};
+    size_t rx_len_ = 0;
+    // Wipe the first n received bytes (a command just run) and drop them.
+    void drop_data(size_t n);
     bool data_from_datafd_ = false;
     int64_t max_spin_us_ = 0;
 };

@@ -126,19 +126,22 @@ namespace {
 
 }  // namespace
 
-VTPM_HOT ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
+ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max) {
     if (fd_out) return recv_with_fd(fd, buf, fd_out, max);
-    // No descriptor is taken here (the data channel): a plain receive; the
-    // kernel drops any passed descriptor.
+    // No descriptor is taken here: the kernel drops any passed one.
     uint8_t tmp[8192];
-    const size_t want = std::min(sizeof tmp, std::max<size_t>(max, 1));
+    const ssize_t n = recv_into(fd, {tmp, std::min(sizeof tmp, std::max<size_t>(max, 1))});
+    if (n > 0) buf.insert(buf.end(), tmp, tmp + n);
+    return n;
+}
+
+VTPM_HOT ssize_t recv_into(int fd, std::span<uint8_t> into) {
     ssize_t n;
     do {
-        n = ::recv(fd, tmp, want, MSG_DONTWAIT);
+        n = ::recv(fd, into.data(), into.size(), MSG_DONTWAIT);
         // A character device (chardev, the vTPM proxy) is read, not received from.
-        if (n < 0 && errno == ENOTSOCK) n = ::read(fd, tmp, want);
+        if (n < 0 && errno == ENOTSOCK) n = ::read(fd, into.data(), into.size());
     } while (n < 0 && errno == EINTR);
-    if (n > 0) buf.insert(buf.end(), tmp, tmp + n);
     return n;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <span>
 #include <string>
 
 #include "util/bytes.hpp"
@@ -31,6 +32,10 @@ bool is_listening(int fd);
 /// Returns bytes read, 0 on EOF, -1 on error (errno set; EAGAIN when
 /// nothing is there).
 ssize_t recv_some(int fd, Bytes& buf, UniqueFd* fd_out, size_t max = 8192);
+/// One receive (a read for a character device) straight into `into`, for
+/// the data channel: bytes read, 0 on EOF, -1 on error (errno set; EAGAIN
+/// when nothing is there).
+ssize_t recv_into(int fd, std::span<uint8_t> into);
 
 /// Write all of `data` (retrying on EINTR/partial writes). False on error.
 bool write_all(int fd, ByteView data);

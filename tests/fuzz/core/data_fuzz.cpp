@@ -196,7 +196,9 @@ public:
             const size_t before = buf_.size();
             // rsp_ keeps the last response's bytes and capacity, as the
             // socket front end's buffer does.
-            if (!d_.take_tpm_command(buf_, rsp_)) break;
+            const size_t used = d_.take_tpm_command(buf_, rsp_);
+            if (used == 0) break;
+            buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(used));
             check(buf_.size() < before);
             check_response(rsp_, prefixed);
             if (prefixed && loc <= 4) check(e_.locality() == loc);
