@@ -111,7 +111,9 @@ private:
     // copy). What an incomplete command leaves is under kMaxTpmCommand, so
     // one more receive of kDataRecv always fits.
     static constexpr size_t kDataRecv = 8192;
-    std::array<uint8_t, 2 * kDataRecv> rx_{};
+    // Not zeroed: only what was received is read, and pages never written
+    // are never resident.
+    std::array<uint8_t, 2 * kDataRecv> rx_;
     size_t rx_len_ = 0;
     // Wipe the first n received bytes (a command just run) and drop them.
     void drop_data(size_t n);
