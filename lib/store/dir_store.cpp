@@ -4,7 +4,6 @@
 // temp file, fsync, rename, fsync of the directory. A crash leaves the old
 // or the new state, never a torn one.
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -27,11 +26,6 @@ namespace vtpm::store {
 namespace {
 
 std::string errstr() { return std::strerror(errno); }
-
-// Encoded files may hold plain state: wipe them once written or decoded.
-void wipe(Bytes& b) {
-    if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
-}
 
 class DirStore final : public StateStore {
 public:

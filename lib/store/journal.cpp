@@ -1,7 +1,6 @@
 #include "store/journal.hpp"
 
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,10 +12,6 @@
 namespace vtpm::store {
 namespace {
 std::string errstr() { return std::strerror(errno); }
-// Records hold state file bytes, which are plain state without a key.
-void wipe(Bytes& b) {
-    if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
-}
 }  // namespace
 
 Result<JournalContents> read_journal(const std::string& path) {

@@ -1,18 +1,11 @@
 // State files and migration blobs (state-format.md §2.3, §3).
 #include "store/state_file.hpp"
 
-#include <openssl/crypto.h>
-
 #include "store/blob.hpp"
 #include "store/cipher.hpp"
 
 namespace vtpm::store {
 namespace {
-
-// The inner stream holds plain state: wipe it once it is wrapped.
-void wipe(Bytes& b) {
-    if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
-}
 
 Result<void> check_key_size(const Key& key, bool flag256, const char* which) {
     if (key.is256() != flag256)

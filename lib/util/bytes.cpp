@@ -12,9 +12,7 @@ VTPM_HOT void wipe(std::span<uint8_t> bytes) noexcept {
     if (!bytes.empty()) OPENSSL_cleanse(bytes.data(), bytes.size());
 }
 
-VTPM_HOT void SecureBytes::wipe() noexcept {
-    if (!b_.empty()) OPENSSL_cleanse(b_.data(), b_.size());
-}
+VTPM_HOT void SecureBytes::wipe() noexcept { vtpm::wipe(b_); }
 
 void SecureBytes::resize(size_t n) {
     if (n < b_.size()) {

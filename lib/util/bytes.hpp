@@ -50,7 +50,8 @@ private:
     std::vector<uint8_t> b_;
 };
 
-/// Overwrite `bytes` with zeros in a way the compiler keeps (OPENSSL_cleanse).
+/// Overwrite `bytes` with zeros in a way the compiler keeps (OPENSSL_cleanse):
+/// plain state, keys and decrypted commands once they are no longer needed.
 void wipe(std::span<uint8_t> bytes) noexcept;
 
 inline uint16_t load_be16(const uint8_t* p) {
