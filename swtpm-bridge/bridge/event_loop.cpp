@@ -46,14 +46,12 @@ EventLoop::Id EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
     return id;
 }
 
-VTPM_HOT EventLoop::Watch* EventLoop::find(Id id) const {
-    for (const Slot& s : watches_)
-        if (s.id == id) return s.watch.get();
-    return nullptr;
+VTPM_HOT std::vector<EventLoop::Slot>::iterator EventLoop::slot(Id id) {
+    return std::find_if(watches_.begin(), watches_.end(), [id](const Slot& s) { return s.id == id; });
 }
 
 void EventLoop::unwatch(Id id) {
-    auto it = std::find_if(watches_.begin(), watches_.end(), [id](const Slot& s) { return s.id == id; });
+    auto it = slot(id);
     if (it == watches_.end()) return;
     // The descriptor may be closed already (the kernel then dropped it).
     (void)::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->watch->fd, nullptr);
@@ -127,8 +125,9 @@ VTPM_HOT void EventLoop::run() {
                 timers_due = true;
                 continue;
             }
-            Watch* w = find(events[i].data.u64);
-            if (!w) continue;  // removed by an earlier handler
+            auto it = slot(events[i].data.u64);
+            if (it == watches_.end()) continue;  // removed by an earlier handler
+            Watch* w = it->watch.get();
             // A handler that removes its own watch runs on: retired_ holds it.
             if (!w->handler(w->fd, events[i].events)) unwatch(events[i].data.u64);
         }

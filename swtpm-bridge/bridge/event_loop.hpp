@@ -62,7 +62,7 @@ private:
         Id id;
         std::unique_ptr<Watch> watch;
     };
-    Watch* find(Id id) const;
+    std::vector<Slot>::iterator slot(Id id);
     struct Timer {
         std::chrono::steady_clock::time_point due;
         TimerHandler handler;
