@@ -4,9 +4,10 @@ side, each serving a slow trickle of TPM commands for a while, as the
 vTPMs of running VMs do. Reports, per server kind, the server CPU time per
 command (user + system of every thread, /proc/PID/task/*/schedstat, summed
 over all instances; split into user space and kernel by utime/stime, in
-clock ticks, so only long runs resolve the split), the client-side round trip, and the memory a host pays
-per instance: RSS, and PSS (file pages shared between instances of the
-same program counted once across them), from /proc/PID/smaps_rollup.
+clock ticks, so only long runs resolve the split), the client-side round
+trip, and the memory a host pays per instance: RSS, and PSS (file pages
+shared between instances of the same program counted once across them),
+from /proc/PID/smaps_rollup.
 
   bench/soak.py [--instances N] [--seconds S] [--rate R] [--ours PATH] [--theirs PATH]
 
