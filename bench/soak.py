@@ -203,7 +203,9 @@ def run(args, work):
                        ("system_us", "  of it in the kernel (us)"), ("rtt_med", "round trip, median (us)"),
                        ("rtt_p99", "round trip, p99 (us)"), ("rss", "RSS per instance (KiB)"),
                        ("pss", "PSS per instance (KiB)")):
-        print(f"{label:34} {o[key]:10.1f} {t[key]:10.1f} {o[key] / t[key]:7.2f}")
+        # A short run may see no clock tick on one side of the split.
+        ratio = f"{o[key] / t[key]:7.2f}" if t[key] else f"{'-':>7}"
+        print(f"{label:34} {o[key]:10.1f} {t[key]:10.1f} {ratio}")
     print(f"ours = {args.ours}, swtpm = {args.theirs}")
 
 
