@@ -31,3 +31,14 @@ TEST_CASE("SecureBytes keeps content across resize and copy") {
     s = std::move(c);
     CHECK(s[1] == 2);
 }
+
+TEST_CASE("wipe zeroes exactly the bytes it is given") {
+    Bytes b{1, 2, 3, 4, 5, 6};
+    wipe(std::span(b).subspan(1, 3));
+    CHECK(b == Bytes{1, 0, 0, 0, 5, 6});
+    wipe(b);
+    CHECK(b == Bytes(6, 0));
+    Bytes empty;
+    wipe(empty);  // nothing to touch
+    CHECK(empty.empty());
+}
