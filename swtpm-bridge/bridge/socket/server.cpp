@@ -66,7 +66,7 @@ VTPM_HOT ssize_t Server::spin_for_input(Conn& c, std::span<uint8_t> into) {
 bool Server::spin_for_ctrl_input() {
     uint8_t tmp[ctrl::kReadWindow];
     const ssize_t n = spin_for_input(ctrl_, tmp);
-    if (n > 0) ctrl_.buf.insert(ctrl_.buf.end(), tmp, tmp + n);
+    if (n > 0) ctrl_buf_.insert(ctrl_buf_.end(), tmp, tmp + n);
     return n > 0;
 }
 
@@ -158,7 +158,7 @@ void Server::adopt_ctrl_client(UniqueFd fd) {
         dispatcher_.set_peer_pid(cred.pid);
     else dispatcher_.set_peer_pid(0);
     ctrl_.fd = std::move(fd);
-    ctrl_.buf.clear();
+    ctrl_buf_.clear();
     dispatcher_.begin_connection();
     ctrl_.is_socket = is_socket(ctrl_.fd.get());
     ctrl_.spin_us = 0;
@@ -177,7 +177,7 @@ void Server::close_ctrl_client() {
     ctrl_.watch = ctrl_timer_ = 0;
     if (ctrl_.fd) dispatcher_.end_connection();
     ctrl_.fd.reset();
-    ctrl_.buf.clear();
+    ctrl_buf_.clear();
     ctrl_passed_fd_.reset();
     if (cfg_.ctrl_terminate) {
         VTPM_LOG_INFO("control connection closed: terminating");
@@ -190,7 +190,7 @@ void Server::close_ctrl_client() {
 bool Server::on_ctrl_client(int fd) {
     UniqueFd passed;
     // At most what swtpm's read of one message would take (ctrl/framer.hpp).
-    ssize_t n = recv_some(fd, ctrl_.buf, &passed, dispatcher_.framer().read_limit(ctrl_.buf));
+    ssize_t n = recv_some(fd, ctrl_buf_, &passed, dispatcher_.framer().read_limit(ctrl_buf_));
     if (passed) ctrl_passed_fd_ = std::move(passed);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     if (n <= 0) {
@@ -200,7 +200,7 @@ bool Server::on_ctrl_client(int fd) {
     do {
         note_input(ctrl_);
         process_ctrl(false);
-    } while (ctrl_.fd && ctrl_.buf.empty() && spin_for_ctrl_input());
+    } while (ctrl_.fd && ctrl_buf_.empty() && spin_for_ctrl_input());
     note_state_activity();
     // process_ctrl may have closed the connection (and removed this watch).
     return ctrl_.fd && ctrl_.watch;
@@ -221,21 +221,21 @@ void Server::send_ctrl(ByteView bytes, bool close_after) {
 
 void Server::process_ctrl(bool timed_out) {
     const ctrl::Framer& framer = dispatcher_.framer();
-    while (ctrl_.fd && !ctrl_.buf.empty()) {
-        const ctrl::Frame frame = framer.next(ctrl_.buf);
+    while (ctrl_.fd && !ctrl_buf_.empty()) {
+        const ctrl::Frame frame = framer.next(ctrl_buf_);
         if (frame.kind == ctrl::Frame::Kind::Incomplete) {
             if (timed_out) {
                 // swtpm gives a message 500 ms and then drops the connection
                 // without an answer; answering a half message would desync the peer.
                 VTPM_LOG_ERROR("control message %s incomplete after %lld ms (%zu bytes): closing the connection",
                                std::string(ctrl::cmd_name(frame.code)).c_str(),
-                               static_cast<long long>(kCtrlPartialTimeout.count()), ctrl_.buf.size());
+                               static_cast<long long>(kCtrlPartialTimeout.count()), ctrl_buf_.size());
                 close_ctrl_client();
                 return;
             }
             // The deadline covers the first kCtrlDeadlineBytes of a message;
             // a large state blob may take longer to arrive.
-            if (ctrl_.buf.size() < kCtrlDeadlineBytes) {
+            if (ctrl_buf_.size() < kCtrlDeadlineBytes) {
                 if (!ctrl_timer_) ctrl_timer_ = loop_.add_timer(kCtrlPartialTimeout, [this] { on_ctrl_timeout(); });
             } else if (ctrl_timer_) {
                 loop_.cancel_timer(ctrl_timer_);
@@ -258,7 +258,7 @@ void Server::process_ctrl(bool timed_out) {
         ts.data_channel_busy = data_.fd.valid() || cfg_.data_listen.valid();
         core::Reply reply = dispatcher_.handle(frame, ts);
         // The request views the buffer: drop the message only now.
-        ctrl_.buf.erase(ctrl_.buf.begin(), ctrl_.buf.begin() + static_cast<long>(frame.size));
+        ctrl_buf_.erase(ctrl_buf_.begin(), ctrl_buf_.begin() + static_cast<long>(frame.size));
         if (reply.action == core::Action::AdoptDataFd) {
             data_from_datafd_ = true;
             adopt_data_client(std::move(ctrl_passed_fd_));

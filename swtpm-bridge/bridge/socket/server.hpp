@@ -39,7 +39,6 @@ public:
 private:
     struct Conn {
         UniqueFd fd;
-        Bytes buf;
         EventLoop::Id watch = 0;
         bool is_socket = false;
         // Adaptive busy-poll: when the peer's next command followed the last
@@ -102,6 +101,8 @@ private:
     // checkpoints only once the TPM has stopped writing.
     uint64_t writes_at_arming_ = 0;
     Conn ctrl_;
+    // The control channel's received bytes, framed by ctrl::Framer.
+    Bytes ctrl_buf_;
     UniqueFd ctrl_passed_fd_;
     UniqueFd sigfd_;  // fd received with the current control message
     Conn data_;
