@@ -29,7 +29,8 @@ exe = os.path.join(build, "swtpm-bridge", "vtpm-bridge")
 bench = os.path.join(build, "bench", "vtpm-bench")
 
 # The section of a constructor or destructor is named after its base-object
-# variant (C2/D2); the complete-object symbols (C1/D1) are aliases of it.
+# variant (C2/D2); the complete-object symbols (C1/D1) are aliases of it, and
+# the deleting destructor (D0), which has a section of its own, runs it too.
 ALIASES = (("C1E", "C2E"), ("D1E", "D2E"), ("C1I", "C2I"), ("D0E", "D2E"))
 # Where GCC puts a function: plain, hot (VTPM_HOT), cold, start-up.
 PREFIXES = (".text.", ".text.hot.", ".text.unlikely.", ".text.startup.")
