@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cold_start.hpp"
@@ -38,6 +39,9 @@ constexpr double kColdStartTarget = 0.5;
 constexpr double kMemoryTarget = 1.0;
 constexpr double kManufactureTarget = 0.2;
 constexpr double kNvFloorTarget = 1.1;
+constexpr double kHotTarget = 0.9;
+constexpr const char* kFloorRandomRow = "[floor] GetRandom(32), no TPM";
+constexpr const char* kFloorColdRow = "[floor] cold start, no TPM";
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -241,6 +245,85 @@ struct Run {
         return {};
     }
 
+    // The floor server (vtpm-bench-floor) beside swtpm: its ratios are the
+    // lowest any libtpms-based server can reach on this machine, where the
+    // targets may lie below what the kernel and the loader allow.
+    Result<void> measure_floors() {
+        const bool transport = std::string("GetRandom floor").find(o.only) != std::string::npos;
+        const bool cold = std::string("cold start floor").find(o.only) != std::string::npos;
+        if ((!transport && !cold) || o.floor == "none") return {};
+        if (::access(o.floor.c_str(), X_OK) != 0) {
+            std::fprintf(stderr, "  floor server         skipped (%s missing)\n", o.floor.c_str());
+            return {};
+        }
+        if (transport) {
+            std::fprintf(stderr, "  %-20s ", "GetRandom floor");
+            const auto t0 = Clock::now();
+            Target floor;
+            floor.server = std::make_unique<Server>(
+                ServerConfig{"floor", o.floor, work.path(), work.path() + "/floor.log", o.cpu});
+            if (auto r = floor.server->start(); !r) return r.error();
+            auto data = floor.server->connect_data();
+            if (!data) return data.error();
+            floor.data = std::move(*data);
+            const Op op = get_random_op("GetRandom floor", kFloorRandomRow);
+            if (auto r = measure(op, floor, theirs, o.rounds, o.quick); !r) {
+                std::fprintf(stderr, "failed\n");
+                return r;
+            }
+            std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+            Row row = latency_row(kFloorRandomRow, 0, floor.samples[kFloorRandomRow], theirs.samples[kFloorRandomRow]);
+            row.cpu = {cpu_median(floor.cpu_us[op.name]), cpu_median(theirs.cpu_us[op.name])};
+            auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.op == "GetRandom(32)"; });
+            if (at != rows.end()) ++at;
+            else at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
+            rows.insert(at, std::move(row));
+        }
+        if (cold) {
+            std::fprintf(stderr, "  %-20s ", "cold start floor");
+            const auto t0 = Clock::now();
+            ColdStartConfig a{"floor", o.floor, cold_permall_theirs, "", work.path(), o.cpu};
+            ColdStartConfig b{"swtpm", o.theirs, cold_permall_theirs, "", work.path(), o.cpu};
+            auto s = measure_cold_starts(a, b, o.quick ? 3 : o.rounds);
+            if (!s) {
+                std::fprintf(stderr, "failed\n");
+                return s.error();
+            }
+            std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+            auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
+            rows.insert(at, latency_row(kFloorColdRow, 0, s->a, s->b));
+        }
+        return {};
+    }
+
+    // What the floor rows say about the targets: the lowest ratio any
+    // server reaches here against each target.
+    void print_floor_summary(bool pinned) const {
+        auto find = [&](std::string_view prefix) -> const Row* {
+            auto at = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.op.starts_with(prefix); });
+            return at == rows.end() ? nullptr : &*at;
+        };
+        const Row* random = find(kFloorRandomRow);
+        const Row* cold = find(kFloorColdRow);
+        if (!random && !cold) return;
+        std::printf("[floor] rows: ours is vtpm-bench-floor, linked to libtpms like any server, answering\n"
+                    "GetRandom with zeros in one poll/read/write and starting no TPM: the lowest ratio any\n"
+                    "server reaches on this machine. Against the targets:\n");
+        if (!pinned)
+            std::printf("  (unpinned: each server, the floor one too, keeps the core the scheduler gave it, next to\n"
+                        "  the client's or not, so these move between runs; the pinned run compares like with like)\n");
+        auto line = [](const char* what, double lowest, double target) {
+            std::printf("  %-44s lowest reachable %.2f, target %.2f: %s\n", what, lowest, target,
+                        lowest <= target ? "reachable" : "below the floor");
+        };
+        if (random) line("hot commands (GetRandom(32) back to back)", random->ratio(), kHotTarget);
+        if (cold) line("cold start", cold->ratio(), kColdStartTarget);
+        const Row* nv = find("NV_Write vs floor");
+        if (random && nv && nv->theirs.median > 0)
+            line("NV_Write vs write+fdatasync (+ a round trip)", (nv->theirs.median + random->ours.median) / nv->theirs.median,
+                 kNvFloorTarget);
+    }
+
     Result<void> measure_manufacture() {
         if (std::string("manufacturing").find(o.only) == std::string::npos) return {};
         if (::access(o.setup_ours.c_str(), X_OK) != 0 || ::access(o.setup_theirs.c_str(), X_OK) != 0) {
@@ -267,6 +350,7 @@ struct Run {
         if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.op.starts_with("NV_Write vs floor"); }))
             std::printf("* its swtpm columns are the floor: a bare pwrite of the state's size and fdatasync, "
                         "on the same disk\n");
+        print_floor_summary(info.server_cpu >= 0);
         std::printf("\nours = %s, swtpm = %s\n", o.ours.c_str(), o.theirs.c_str());
         if (info.server_cpu < 0) std::printf("unpinned (servers and client where the scheduler puts them)");
         else std::printf("pinned: servers on CPU %d, client on CPU %d", info.server_cpu, info.client_cpu);
@@ -309,7 +393,7 @@ Result<void> run(const Options& o, int client_cpu) {
         std::make_unique<Server>(ServerConfig{"swtpm", o.theirs, run.theirs_state.path(), w + "/swtpm.log", o.cpu});
 
     for (auto phase : {&Run::start_servers, &Run::measure_latencies, &Run::measure_nv_floor, &Run::measure_cold_start,
-                        &Run::measure_manufacture}) {
+                        &Run::measure_floors, &Run::measure_manufacture}) {
         if (auto r = (run.*phase)(); !r) {
             run.report_dead_servers();
             return r;

@@ -110,6 +110,11 @@ Result<void> setup_target(Target& t) {
     return {};
 }
 
+Op get_random_op(const std::string& name, const std::string& series) {
+    return {name, {{series, 0}}, 100, 1, nullptr,
+            [series](Target& t, Batch* b) { return timed_tpm(t, cmd_get_random(32), "TPM2_GetRandom", b, series); }};
+}
+
 std::vector<Op> latency_ops() {
     std::vector<Op> ops;
 

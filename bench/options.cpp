@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 namespace bench {
@@ -39,6 +41,9 @@ void print_usage(std::FILE* out) {
                  "  --json FILE     also write the results as JSON (pinned mode of --mode both: FILE.pinned)\n"
                  "  --setup-ours PATH    vtpm-setup (default: beside --ours)\n"
                  "  --setup-theirs PATH  reference setup tool (default /usr/bin/swtpm_setup)\n"
+                 "  --floor PATH    the floor server, a libtpms-linked server that answers GetRandom\n"
+                 "                  without a TPM: its rows are the lowest any server reaches here\n"
+                 "                  (default: vtpm-bench-floor beside vtpm-bench; \"none\": no floor rows)\n"
                  "Exit status: 0 when the run completed (whatever the targets say), 1 on errors.\n");
 }
 
@@ -64,6 +69,8 @@ ParseResult parse_options(int argc, char** argv, Options& o) {
             o.setup_ours = v;
         } else if (a == "--setup-theirs") {
             o.setup_theirs = v;
+        } else if (a == "--floor") {
+            o.floor = v;
         } else if (a == "--json") {
             o.json = v;
         } else if (a == "--only") {
@@ -92,6 +99,13 @@ ParseResult parse_options(int argc, char** argv, Options& o) {
     if (o.setup_ours.empty()) {
         const auto slash = o.ours.rfind('/');
         o.setup_ours = (slash == std::string::npos ? std::string() : o.ours.substr(0, slash + 1)) + "vtpm-setup";
+    }
+    if (o.floor.empty()) {
+        char self[4096];
+        const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+        const std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
+        const auto slash = exe.rfind('/');
+        o.floor = (slash == std::string::npos ? std::string() : exe.substr(0, slash + 1)) + "vtpm-bench-floor";
     }
     return ParseResult::kRun;
 }

@@ -11,6 +11,7 @@ struct Options {
     std::string theirs = "/usr/bin/swtpm"; // --theirs PATH
     std::string setup_ours;                // --setup-ours PATH (default: vtpm-setup beside --ours)
     std::string setup_theirs = "/usr/bin/swtpm_setup";  // --setup-theirs PATH
+    std::string floor;                     // --floor PATH (default: vtpm-bench-floor beside vtpm-bench)
     std::string json;                      // --json FILE
     std::string only;                      // --only TEXT: operations whose name contains it
     std::string state = "theirs";          // who manufactures the shared permall, or "separate"
