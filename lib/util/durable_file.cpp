@@ -70,11 +70,13 @@ Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set
         if (errno == ENOENT) return make_error(rc::kRetry, path + " does not exist");
         return make_error(rc::kFail, "could not open " + path + ": " + errstr());
     }
-    if (set_mode && ::fchmod(fd.get(), *set_mode) < 0 && errno != EPERM)
-        return make_error(rc::kFail, "could not chmod " + path + ": " + errstr());
     struct stat st{};
     if (::fstat(fd.get(), &st) < 0) return make_error(rc::kFail, "could not stat " + path + ": " + errstr());
     if (!S_ISREG(st.st_mode)) return make_error(rc::kFail, path + " is not a regular file");
+    // Only a mode that differs is set: an fchmod to the same mode would still
+    // update the ctime and dirty the inode on every read of the state.
+    if (set_mode && (st.st_mode & 07777) != *set_mode && ::fchmod(fd.get(), *set_mode) < 0 && errno != EPERM)
+        return make_error(rc::kFail, "could not chmod " + path + ": " + errstr());
     Bytes data(static_cast<size_t>(st.st_size));
     size_t off = 0;
     while (off < data.size()) {

@@ -31,8 +31,8 @@ Result<void> sync_dir_of(const std::string& path);
 Result<void> remove_file_durably(const std::string& path, bool must_exist);
 
 /// Read a whole regular file (never through a symlink). rc::kRetry when it
-/// does not exist. With `set_mode`, first fchmod it to that mode, as swtpm
-/// does with the state files it loads.
+/// does not exist. With `set_mode`, the file is given that mode if it has
+/// another one, as swtpm does with the state files it loads.
 Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set_mode = std::nullopt);
 
 /// Open `lock_path` and take a non-blocking fcntl write lock on it (the lock
