@@ -371,9 +371,13 @@ struct Run {
         std::printf("[floor] rows: ours is vtpm-bench-floor, linked to libtpms like any server, answering\n"
                     "GetRandom with zeros in one poll/read/write and starting no TPM: the lowest ratio any\n"
                     "server reaches on this machine. Against the targets:\n");
-        if (!pinned)
-            std::printf("  (unpinned: each server, the floor one too, keeps the core the scheduler gave it, next to\n"
-                        "  the client's or not, so these move between runs; the pinned run compares like with like)\n");
+        if (!pinned) {
+            // The floor server starts after swtpm and keeps the core it got,
+            // next to the client's or not: its ratio is that placement's.
+            std::printf("  none here: unpinned, the floor server keeps whatever core it got beside the running\n"
+                        "  swtpm, so its rows give that placement, not a floor; the pinned run gives the floor\n");
+            return;
+        }
         auto line = [](const char* what, double lowest, double target) {
             std::printf("  %-44s lowest reachable %.2f, target %.2f: %s\n", what, lowest, target,
                         lowest <= target ? "reachable" : "below the floor");
