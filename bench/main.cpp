@@ -274,12 +274,18 @@ struct Run {
         return {};
     }
 
+    // Cold starts of `exe` (named `name`, from `permall`) and of swtpm.
+    std::pair<ColdStartConfig, ColdStartConfig> cold_pair(const char* name, const std::string& exe,
+                                                          const std::string& permall) const {
+        return {{name, exe, permall, "", work.path(), o.cpu},
+                {"swtpm", o.theirs, cold_permall_theirs, "", work.path(), o.cpu}};
+    }
+
     Result<void> measure_cold_start() {
         if (std::string("cold start").find(o.only) == std::string::npos) return {};
         std::fprintf(stderr, "  %-20s ", "cold start");
         const auto t0 = Clock::now();
-        ColdStartConfig a{"ours", o.ours, cold_permall_ours, "", work.path(), o.cpu};
-        ColdStartConfig b{"swtpm", o.theirs, cold_permall_theirs, "", work.path(), o.cpu};
+        auto [a, b] = cold_pair("ours", o.ours, cold_permall_ours);
         auto first = measure_cold_starts(a, b, o.quick ? 3 : o.rounds);
         if (!first) {
             std::fprintf(stderr, "failed\n");
@@ -344,8 +350,7 @@ struct Run {
         if (cold) {
             std::fprintf(stderr, "  %-20s ", "cold start floor");
             const auto t0 = Clock::now();
-            ColdStartConfig a{"floor", o.floor, cold_permall_theirs, "", work.path(), o.cpu};
-            ColdStartConfig b{"swtpm", o.theirs, cold_permall_theirs, "", work.path(), o.cpu};
+            const auto [a, b] = cold_pair("floor", o.floor, cold_permall_theirs);
             auto s = measure_cold_starts(a, b, o.quick ? 3 : o.rounds);
             if (!s) {
                 std::fprintf(stderr, "failed\n");
