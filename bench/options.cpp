@@ -25,7 +25,7 @@ ParseResult bad(const char* option, const char* value) {
 void print_usage(std::FILE* out) {
     std::fprintf(out,
                  "usage: vtpm-bench --ours PATH [--theirs PATH] [--mode M] [--cpu N] [--rounds N] [--quick]\n"
-                 "                  [--state theirs|ours|separate] [--only TEXT] [--json FILE]\n"
+                 "                  [--state theirs|ours|separate] [--only TEXT] [--json FILE] [--floor PATH]\n"
                  "  --ours PATH     our server, run as `PATH socket --tpm2 ...` (required)\n"
                  "  --theirs PATH   the reference (default /usr/bin/swtpm)\n"
                  "  --mode M        unpinned: no process is pinned (what a host does); pinned: both servers\n"
