@@ -47,6 +47,18 @@ constexpr const char* kFloorColdRow = "[floor] cold start, no TPM";
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+/// One measuring step with its progress on stderr: the label, then its
+/// time (and `note`) or "failed". Returns what the step returned.
+template <class Step>
+auto timed_step(const std::string& label, Step&& step, const char* note = "") {
+    std::fprintf(stderr, "  %-20s ", label.c_str());
+    const auto t0 = Clock::now();
+    auto r = step();
+    if (r) std::fprintf(stderr, "%6.2f s%s\n", seconds_since(t0), note);
+    else std::fprintf(stderr, "failed\n");
+    return r;
+}
+
 /// Pin the calling thread to an allowed CPU other than `avoid`; returns it.
 int pin_client(const cpu_set_t& allowed, int avoid) {
     int chosen = avoid;
@@ -150,15 +162,21 @@ struct Run {
         return {};
     }
 
-    Result<void> measure_latencies() {
-        std::vector<Op> ops = latency_ops();
-        std::erase_if(ops, [&](const Op& op) { return op.name.find(o.only) == std::string::npos; });
-        // A warm-up pass over every operation (discarded), then the first RSS reading.
+    // A warm-up pass over every operation on both servers (discarded).
+    Result<void> warm_up(const std::vector<Op>& ops) {
         for (const Op& op : ops)
             for (Target* t : {&ours, &theirs}) {
                 if (auto r = prepare(op, *t); !r) return r;
                 if (auto r = run_batch(op, *t, batch_size(op, o.quick), true); !r) return r;
             }
+        return {};
+    }
+
+    Result<void> measure_latencies() {
+        std::vector<Op> ops = latency_ops();
+        std::erase_if(ops, [&](const Op& op) { return op.name.find(o.only) == std::string::npos; });
+        // Warm up, then the first RSS reading.
+        if (auto r = warm_up(ops); !r) return r;
         auto rss_warm = read_memory(ours, theirs, "VmRSS");
         if (!rss_warm) return rss_warm.error();
 
@@ -169,23 +187,12 @@ struct Run {
             const int rounds = both_orders ? (half == 0 ? (o.rounds + 1) / 2 : o.rounds / 2) : o.rounds;
             if (half == 1) {
                 if (auto r = start_pair(true); !r) return r;
-                for (const Op& op : ops)
-                    for (Target* t : {&theirs, &ours}) {
-                        if (auto r = prepare(op, *t); !r) return r;
-                        if (auto r = run_batch(op, *t, batch_size(op, o.quick), true); !r) return r;
-                    }
+                if (auto r = warm_up(ops); !r) return r;
             }
-            for (const Op& op : ops) {
-                std::fprintf(stderr, "  %-20s ", op.name.c_str());
-                const auto t0 = Clock::now();
-                auto r = measure(op, ours, theirs, rounds, o.quick);
-                if (!r) {
-                    std::fprintf(stderr, "failed\n");
+            const char* note = both_orders ? (half == 0 ? " (ours started first)" : " (swtpm started first)") : "";
+            for (const Op& op : ops)
+                if (auto r = timed_step(op.name, [&] { return measure(op, ours, theirs, rounds, o.quick); }, note); !r)
                     return r;
-                }
-                std::fprintf(stderr, "%6.2f s%s\n", seconds_since(t0),
-                             both_orders ? (half == 0 ? " (ours started first)" : " (swtpm started first)") : "");
-            }
         }
         for (const Op& op : ops) {
             for (const RowSpec& spec : op.rows) {
@@ -245,22 +252,18 @@ struct Run {
             floor.push_back(std::move(samples));
             return {};
         };
-        std::fprintf(stderr, "  %-20s ", "NV_Write floor");
-        const auto t0 = Clock::now();
         // The rounds of ours made here are the floor row's own; the
         // NV_Write row above keeps those measured beside swtpm.
         const size_t kept = ours.samples[nv_series].size(), kept_cpu = ours.cpu_us[op->name].size();
-        for (int r = 0; r < o.rounds * op->rounds_scale; ++r) {
-            for (int k = 0; k < 2; ++k) {
-                auto x = (r + k) % 2 == 0 ? run_batch(*op, ours, n, false) : floor_batch();
-                if (!x) {
-                    std::fprintf(stderr, "failed\n");
-                    return x;
+        auto alternate = [&]() -> Result<void> {
+            for (int r = 0; r < o.rounds * op->rounds_scale; ++r)
+                for (int k = 0; k < 2; ++k) {
+                    if (auto x = (r + k) % 2 == 0 ? run_batch(*op, ours, n, false) : floor_batch(); !x) return x;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(2));
                 }
-                std::this_thread::sleep_for(std::chrono::milliseconds(2));
-            }
-        }
-        std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+            return {};
+        };
+        if (auto r = timed_step("NV_Write floor", alternate); !r) return r;
         Rounds& all = ours.samples[nv_series];
         Rounds paired(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(kept)),
                       std::make_move_iterator(all.end()));
@@ -281,35 +284,33 @@ struct Run {
                 {"swtpm", o.theirs, cold_permall_theirs, "", work.path(), o.cpu}};
     }
 
+    int cold_rounds() const { return o.quick ? 3 : o.rounds; }
+
     Result<void> measure_cold_start() {
         if (std::string("cold start").find(o.only) == std::string::npos) return {};
-        std::fprintf(stderr, "  %-20s ", "cold start");
-        const auto t0 = Clock::now();
-        auto [a, b] = cold_pair("ours", o.ours, cold_permall_ours);
-        auto first = measure_cold_starts(a, b, o.quick ? 3 : o.rounds);
-        if (!first) {
-            std::fprintf(stderr, "failed\n");
-            return first.error();
-        }
-        // A second boot: the state directory as each server left it.
-        auto ea = prepare_existing_state(a);
-        auto eb = prepare_existing_state(b);
-        if (!ea || !eb) {
-            std::fprintf(stderr, "failed\n");
-            return (!ea ? ea : eb).error();
-        }
-        a.existing_state = *ea;
-        b.existing_state = *eb;
-        auto again = measure_cold_starts(a, b, o.quick ? 3 : o.rounds);
-        if (!again) {
-            std::fprintf(stderr, "failed\n");
-            return again.error();
-        }
-        std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+        ColdStartSamples first, again;
+        auto both_boots = [&]() -> Result<void> {
+            auto [a, b] = cold_pair("ours", o.ours, cold_permall_ours);
+            auto s = measure_cold_starts(a, b, cold_rounds());
+            if (!s) return s.error();
+            first = std::move(*s);
+            // A second boot: the state directory as each server left it.
+            auto ea = prepare_existing_state(a);
+            if (!ea) return ea.error();
+            auto eb = prepare_existing_state(b);
+            if (!eb) return eb.error();
+            a.existing_state = *ea;
+            b.existing_state = *eb;
+            s = measure_cold_starts(a, b, cold_rounds());
+            if (!s) return s.error();
+            again = std::move(*s);
+            return {};
+        };
+        if (auto r = timed_step("cold start", both_boots); !r) return r;
         // Before the memory rows, after the latency rows.
         auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
-        at = rows.insert(at, latency_row("cold start, existing state", kColdStartTarget, again->a, again->b));
-        rows.insert(at, latency_row("cold start, first boot (permall only)", kColdStartTarget, first->a, first->b));
+        at = rows.insert(at, latency_row("cold start, existing state", kColdStartTarget, again.a, again.b));
+        rows.insert(at, latency_row("cold start, first boot (permall only)", kColdStartTarget, first.a, first.b));
         return {};
     }
 
@@ -325,21 +326,18 @@ struct Run {
             return {};
         }
         if (transport) {
-            std::fprintf(stderr, "  %-20s ", "GetRandom floor");
-            const auto t0 = Clock::now();
             Target floor;
             floor.server = std::make_unique<Server>(
                 ServerConfig{"floor", o.floor, work.path(), work.path() + "/floor.log", o.cpu});
-            if (auto r = floor.server->start(); !r) return r.error();
-            auto data = floor.server->connect_data();
-            if (!data) return data.error();
-            floor.data = std::move(*data);
-            const Op op = get_random_op("GetRandom floor", kFloorRandomRow);
-            if (auto r = measure(op, floor, theirs, o.rounds, o.quick); !r) {
-                std::fprintf(stderr, "failed\n");
-                return r;
-            }
-            std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+            const Op op = get_random_op("GetRandom floor", kFloorRandomRow, 0);
+            auto start_and_measure = [&]() -> Result<void> {
+                if (auto r = floor.server->start(); !r) return r.error();
+                auto data = floor.server->connect_data();
+                if (!data) return data.error();
+                floor.data = std::move(*data);
+                return measure(op, floor, theirs, o.rounds, o.quick);
+            };
+            if (auto r = timed_step(op.name, start_and_measure); !r) return r;
             Row row = latency_row(kFloorRandomRow, 0, floor.samples[kFloorRandomRow], theirs.samples[kFloorRandomRow]);
             row.cpu = {cpu_median(floor.cpu_us[op.name]), cpu_median(theirs.cpu_us[op.name])};
             auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.op == "GetRandom(32)"; });
@@ -348,15 +346,10 @@ struct Run {
             rows.insert(at, std::move(row));
         }
         if (cold) {
-            std::fprintf(stderr, "  %-20s ", "cold start floor");
-            const auto t0 = Clock::now();
-            const auto [a, b] = cold_pair("floor", o.floor, cold_permall_theirs);
-            auto s = measure_cold_starts(a, b, o.quick ? 3 : o.rounds);
-            if (!s) {
-                std::fprintf(stderr, "failed\n");
-                return s.error();
-            }
-            std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+            const auto pair = cold_pair("floor", o.floor, cold_permall_theirs);
+            auto s = timed_step("cold start floor",
+                                [&] { return measure_cold_starts(pair.first, pair.second, cold_rounds()); });
+            if (!s) return s.error();
             auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
             rows.insert(at, latency_row(kFloorColdRow, 0, s->a, s->b));
         }
@@ -402,14 +395,10 @@ struct Run {
                          o.setup_theirs.c_str());
             return {};
         }
-        std::fprintf(stderr, "  %-20s ", "manufacturing");
-        const auto t0 = Clock::now();
-        auto s = measure_manufacturing({o.setup_ours, o.setup_theirs, work.path(), o.cpu}, o.quick ? 2 : 8);
-        if (!s) {
-            std::fprintf(stderr, "failed\n");
-            return s.error();
-        }
-        std::fprintf(stderr, "%6.2f s\n", seconds_since(t0));
+        auto s = timed_step("manufacturing", [&] {
+            return measure_manufacturing({o.setup_ours, o.setup_theirs, work.path(), o.cpu}, o.quick ? 2 : 8);
+        });
+        if (!s) return s.error();
         auto at = std::find_if(rows.begin(), rows.end(), [](const Row& r) { return r.memory; });
         rows.insert(at, latency_row("manufacture (libvirt's setup)", kManufactureTarget, s->a, s->b));
         return {};

@@ -115,17 +115,15 @@ Result<void> setup_target(Target& t) {
     return {};
 }
 
-Op get_random_op(const std::string& name, const std::string& series) {
-    return {name, {{series, 0}}, 100, 1, nullptr,
+Op get_random_op(const std::string& name, const std::string& series, double target) {
+    return {name, {{series, target}}, 100, 1, nullptr,
             [series](Target& t, Batch* b) { return timed_tpm(t, cmd_get_random(32), "TPM2_GetRandom", b, series); }};
 }
 
 std::vector<Op> latency_ops() {
     std::vector<Op> ops;
 
-    ops.push_back({"GetRandom(32)", {{"GetRandom(32)", 0.9}}, 100, 1, nullptr, [](Target& t, Batch* b) {
-                       return timed_tpm(t, cmd_get_random(32), "TPM2_GetRandom", b, "GetRandom(32)");
-                   }});
+    ops.push_back(get_random_op("GetRandom(32)", "GetRandom(32)", 0.9));
     // The same command with the client idle 300 µs between commands (a
     // guest's TPM driver, not a benchmark loop): every command wakes the
     // server from its sleep, the case busy-polling cannot help.

@@ -60,9 +60,10 @@ vtpm::Result<void> setup_target(Target& t);
 /// All latency operations, in the order they are run.
 std::vector<Op> latency_ops();
 
-/// GetRandom(32) back to back, recorded as `series`: the floor server's
-/// round trip beside swtpm's (vtpm-bench-floor answers nothing else).
-Op get_random_op(const std::string& name, const std::string& series);
+/// GetRandom(32) back to back, recorded as `series` and held to `target`:
+/// a latency row, and the floor server's round trip beside swtpm's
+/// (vtpm-bench-floor answers nothing else).
+Op get_random_op(const std::string& name, const std::string& series, double target);
 
 /// A TPM response code other than success is an error naming the command.
 vtpm::Result<void> expect_success(const Bytes& rsp, const char* command);

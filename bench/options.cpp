@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 
 namespace bench {
 namespace {
@@ -13,6 +14,12 @@ bool parse_int(const char* s, int min, int& out) {
     if (end == s || *end != '\0' || v < min || v > 100000) return false;
     out = static_cast<int>(v);
     return true;
+}
+
+// `name` in the directory of `path` (the current one if it has none).
+std::string beside(const std::string& path, const char* name) {
+    const auto slash = path.rfind('/');
+    return (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + name;
 }
 
 ParseResult bad(const char* option, const char* value) {
@@ -96,16 +103,11 @@ ParseResult parse_options(int argc, char** argv, Options& o) {
         std::fprintf(stderr, "vtpm-bench: --ours PATH is required\n");
         return ParseResult::kError;
     }
-    if (o.setup_ours.empty()) {
-        const auto slash = o.ours.rfind('/');
-        o.setup_ours = (slash == std::string::npos ? std::string() : o.ours.substr(0, slash + 1)) + "vtpm-setup";
-    }
+    if (o.setup_ours.empty()) o.setup_ours = beside(o.ours, "vtpm-setup");
     if (o.floor.empty()) {
         char self[4096];
         const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-        const std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
-        const auto slash = exe.rfind('/');
-        o.floor = (slash == std::string::npos ? std::string() : exe.substr(0, slash + 1)) + "vtpm-bench-floor";
+        o.floor = beside(n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]), "vtpm-bench-floor");
     }
     return ParseResult::kRun;
 }
