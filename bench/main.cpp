@@ -367,8 +367,9 @@ struct Run {
         const Row* cold = find(kFloorColdRow);
         if (!random && !cold) return;
         std::printf("[floor] rows: ours is vtpm-bench-floor, linked to libtpms like any server, answering\n"
-                    "GetRandom with zeros in one poll/read/write and starting no TPM: the lowest ratio any\n"
-                    "server reaches on this machine. Against the targets:\n");
+                    "GetRandom with zeros in one read and one write (its own thread blocked in read) and\n"
+                    "starting no TPM: the lowest ratio a server reaches on this machine without busy-polling.\n"
+                    "Against the targets:\n");
         if (!pinned) {
             // The floor server starts after swtpm and keeps the core it got,
             // next to the client's or not: its ratio is that placement's.
