@@ -390,22 +390,13 @@ VTPM_HOT void Server::drop_data(size_t n) {
     rx_len_ -= n;
 }
 
-VTPM_HOT Server::Ran Server::run_commands(int fd, bool on_worker) {
+VTPM_HOT Server::Ran Server::run_commands(int fd) {
     for (;;) {
         std::lock_guard lock(tpm_lock_);
         if (worker_.stop) [[unlikely]]
             return Ran::kStopped;
         const size_t used = dispatcher_.take_tpm_command(std::span(rx_).first(rx_len_), rsp_);
-        if (used == 0) {
-            // The checkpoint timer is the loop's: the thread asks for it
-            // once, when one is due (under the lock it already holds).
-            if (on_worker && !checkpoint_timer_ && !checkpoint_kicked_ &&
-                dispatcher_.engine().store().needs_checkpoint()) [[unlikely]] {
-                checkpoint_kicked_ = true;
-                kick_loop();
-            }
-            return Ran::kAll;
-        }
+        if (used == 0) return Ran::kAll;
         drop_data(used);
         // One write: several clients do a single read() for the whole response.
         const bool sent = write_all(fd, rsp_);
@@ -420,7 +411,7 @@ VTPM_HOT Server::Ran Server::run_commands(int fd, bool on_worker) {
 
 VTPM_HOT void Server::process_data() {
     if (!data_.fd) return;
-    switch (run_commands(data_.fd.get(), false)) {
+    switch (run_commands(data_.fd.get())) {
         case Ran::kAll:
         case Ran::kStopped:
             return;
@@ -513,7 +504,14 @@ VTPM_HOT void Server::serve_blocking() {
         }
         rx_len_ += static_cast<size_t>(n);
         note_input(data_);
-        if (run_commands(fd, true) != Ran::kAll) return;
+        if (run_commands(fd) != Ran::kAll) return;
+        // The checkpoint timer is the loop's: ask it once, when one is due.
+        std::lock_guard lock(tpm_lock_);
+        if (!checkpoint_timer_ && !checkpoint_kicked_ && dispatcher_.engine().store().needs_checkpoint())
+            [[unlikely]] {
+            checkpoint_kicked_ = true;
+            kick_loop();
+        }
     }
 }
 

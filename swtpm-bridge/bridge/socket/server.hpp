@@ -86,11 +86,10 @@ private:
     void on_data_closed(int fd, bool eof);
     enum class Ran { kAll, kOne, kFailed, kStopped };
     /// Run the complete commands in rx_, each answered on `fd` before the
-    /// TPM lock is let go; `on_worker`: called by the data thread, which
-    /// then asks the loop for a due checkpoint. kOne: stopped after one
-    /// (data_disconnect); kFailed: a response could not be sent; kStopped:
-    /// the data thread is told to stop.
-    Ran run_commands(int fd, bool on_worker);
+    /// TPM lock is let go. kOne: stopped after one (data_disconnect);
+    /// kFailed: a response could not be sent; kStopped: the data thread is
+    /// told to stop.
+    Ran run_commands(int fd);
     /// The partial command an ending client left is answered (eof).
     void answer_partial(int fd, bool eof);
 
