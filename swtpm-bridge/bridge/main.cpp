@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -199,15 +198,12 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
 
     auto loop = EventLoop::create();
     if (!loop) return fail(loop.error().message);
-    // Held by every thread that calls into the dispatcher (socket front end).
-    std::mutex tpm_lock;
     // The admin socket: CMD_VTPM_VERIFY_RAM from a paused-restore driver.
     std::unique_ptr<AdminSocket> admin;
     if (!snap->admin_socket.empty()) {
         if (!*guard)
             return fail("the admin socket " + snap->admin_socket + " needs snapshot verification (--vm-memory)");
-        auto a = AdminSocket::open(snap->admin_socket, [&guard, &dispatcher, &tpm_lock] {
-            std::lock_guard lock(tpm_lock);
+        auto a = AdminSocket::open(snap->admin_socket, [&guard, &dispatcher] {
             return snapshot::verify_reply(**guard, dispatcher.engine());
         }, **loop);
         if (!a) return fail(a.error().message);
@@ -232,7 +228,7 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
         if (auto r = serve_cuse(device, co, ready); !r) return fail(r.error().message);
         return EXIT_SUCCESS;
     }
-    Server server(dispatcher, tpm_lock, std::move(sc), **loop);
+    Server server(dispatcher, std::move(sc), **loop);
     if (auto r = install_seccomp(o.seccomp_action); !r) return fail("--seccomp: " + r.error().message);
     daemon_ready();
     VTPM_LOG_INFO("vtpm-bridge %s serving (%s)", VTPM_VERSION, o.tpm2 ? "TPM 2.0" : "TPM 1.2");

@@ -113,9 +113,8 @@ Result<void> load_seccomp_filter(std::string_view action) {
 
 Result<void> install_seccomp(std::string_view action) {
     if (action == "none") return {};
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    // LeakSanitizer stops the world with clone + ptrace at exit;
-    // ThreadSanitizer's runtime has a background thread of its own.
+#if defined(__SANITIZE_ADDRESS__)
+    // LeakSanitizer stops the world with clone + ptrace at exit.
     VTPM_LOG_WARN("seccomp filter not installed in a sanitizer build");
     return {};
 #else

@@ -115,7 +115,7 @@ def is_sanitizer_build():
             data = f.read()
     except OSError:
         return False
-    return b"__asan_init" in data or b"__ubsan_handle" in data or b"__tsan_init" in data
+    return b"__asan_init" in data or b"__ubsan_handle" in data
 
 
 def work_dir():

@@ -1,11 +1,7 @@
 #include "bridge/socket/server.hpp"
 
-#include <malloc.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -35,8 +31,8 @@ constexpr size_t kCtrlDeadlineBytes = 4096;
 
 }  // namespace
 
-Server::Server(core::Dispatcher& dispatcher, std::mutex& tpm_lock, ServerConfig cfg, EventLoop& loop)
-    : dispatcher_(dispatcher), tpm_lock_(tpm_lock), cfg_(std::move(cfg)), loop_(loop) {
+Server::Server(core::Dispatcher& dispatcher, ServerConfig cfg, EventLoop& loop)
+    : dispatcher_(dispatcher), cfg_(std::move(cfg)), loop_(loop) {
     max_spin_us_ = kDefaultMaxSpinUs;
     if (const char* e = std::getenv("VTPM_BUSY_POLL_US")) max_spin_us_ = std::max(0L, std::strtol(e, nullptr, 10));
 }
@@ -75,19 +71,16 @@ bool Server::spin_for_ctrl_input() {
 }
 
 VTPM_HOT void Server::note_state_activity() {
-    std::lock_guard lock(tpm_lock_);
     if (!checkpoint_timer_ && dispatcher_.engine().store().needs_checkpoint()) [[unlikely]]
         arm_checkpoint_timer(kCheckpointIdle);
 }
 
-// With the TPM lock held.
 void Server::arm_checkpoint_timer(std::chrono::milliseconds after) {
     writes_at_arming_ = dispatcher_.engine().tpm_writes();
     checkpoint_timer_ = loop_.add_timer(after, [this] { on_checkpoint_timer(); });
 }
 
 void Server::on_checkpoint_timer() {
-    std::lock_guard lock(tpm_lock_);
     checkpoint_timer_ = 0;
     auto& store = dispatcher_.engine().store();
     if (!store.needs_checkpoint()) return;
@@ -106,7 +99,6 @@ void Server::on_checkpoint_timer() {
 }
 
 Server::~Server() {
-    stop_worker();
     for (EventLoop::Id id : {ctrl_listen_watch_, data_listen_watch_, sigterm_, ctrl_.watch, data_.watch})
         loop_.unwatch(id);
     for (EventLoop::Id id : {ctrl_timer_, checkpoint_timer_}) loop_.cancel_timer(id);
@@ -127,7 +119,6 @@ void Server::run() {
     if (cfg_.data_client) adopt_data_client(std::move(cfg_.data_client));
     else if (cfg_.data_listen) watch_data_listen();
     loop_.run();
-    stop_worker();
 }
 
 void Server::quit() { loop_.quit(); }
@@ -163,14 +154,12 @@ void Server::adopt_ctrl_client(UniqueFd fd) {
     // guest RAM among its mappings.
     ucred cred{};
     socklen_t len = sizeof cred;
-    const bool peer = getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0;
-    {
-        std::lock_guard lock(tpm_lock_);
-        dispatcher_.set_peer_pid(peer ? cred.pid : 0);
-        dispatcher_.begin_connection();
-    }
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0)
+        dispatcher_.set_peer_pid(cred.pid);
+    else dispatcher_.set_peer_pid(0);
     ctrl_.fd = std::move(fd);
     ctrl_buf_.clear();
+    dispatcher_.begin_connection();
     ctrl_.is_socket = is_socket(ctrl_.fd.get());
     ctrl_.spin_us = 0;
     ctrl_.last_reply = {};
@@ -186,10 +175,7 @@ void Server::close_ctrl_client() {
     loop_.unwatch(ctrl_.watch);
     loop_.cancel_timer(ctrl_timer_);
     ctrl_.watch = ctrl_timer_ = 0;
-    if (ctrl_.fd) {
-        std::lock_guard lock(tpm_lock_);
-        dispatcher_.end_connection();
-    }
+    if (ctrl_.fd) dispatcher_.end_connection();
     ctrl_.fd.reset();
     ctrl_buf_.clear();
     ctrl_passed_fd_.reset();
@@ -269,13 +255,8 @@ void Server::process_ctrl(bool timed_out) {
         }
         core::TransportState ts;
         ts.received_fd = ctrl_passed_fd_.get();
-        // data_ is the data thread's while it is busy: not read then.
-        ts.data_channel_busy = worker_busy_ || data_.fd.valid() || cfg_.data_listen.valid();
-        core::Reply reply;
-        {
-            std::lock_guard lock(tpm_lock_);
-            reply = dispatcher_.handle(frame, ts);
-        }
+        ts.data_channel_busy = data_.fd.valid() || cfg_.data_listen.valid();
+        core::Reply reply = dispatcher_.handle(frame, ts);
         // The request views the buffer: drop the message only now.
         ctrl_buf_.erase(ctrl_buf_.begin(), ctrl_buf_.begin() + static_cast<long>(frame.size));
         if (reply.action == core::Action::AdoptDataFd) {
@@ -317,18 +298,6 @@ void Server::adopt_data_client(UniqueFd fd) {
     data_.is_socket = is_socket(data_.fd.get()) && !cfg_.data_disconnect;
     data_.spin_us = 0;
     data_.last_reply = {};
-    // A socket goes to the data thread (a character device stays here, as
-    // does a client closed after each response: a hand-over per command
-    // would cost more than the epoll_wait it saves).
-    if (data_.is_socket && start_worker()) {
-        {
-            std::lock_guard lock(worker_.mu);
-            worker_.handed = std::move(data_.fd);
-        }
-        worker_busy_ = true;
-        worker_.cv.notify_one();
-        return;
-    }
     data_.watch = loop_.watch(data_.fd.get(), kReadable, [this](int fd, uint32_t) { return on_data_client(fd); });
     if (!data_.watch) {
         VTPM_LOG_ERROR("the data channel's descriptor cannot be waited on: terminating");
@@ -363,17 +332,12 @@ VTPM_HOT bool Server::on_data_client(int fd) {
     return data_.fd && data_.watch;
 }
 
-void Server::answer_partial(int fd, bool eof) {
+void Server::on_data_closed(int fd, bool eof) {
     if (eof && rx_len_ >= 10) {
         // The client ended its writes inside a command: swtpm hands what came
         // to the TPM, which answers with its command-size error. So do we.
-        std::lock_guard lock(tpm_lock_);
-        if (!worker_.stop) (void)write_all(fd, dispatcher_.tpm_command(ByteView(rx_.data(), rx_len_)));
+        (void)write_all(fd, dispatcher_.tpm_command(ByteView(rx_.data(), rx_len_)));
     }
-}
-
-void Server::on_data_closed(int fd, bool eof) {
-    answer_partial(fd, eof);
     close_data_client();
     if (cfg_.terminate) {
         VTPM_LOG_INFO("data connection lost: terminating");
@@ -390,179 +354,27 @@ VTPM_HOT void Server::drop_data(size_t n) {
     rx_len_ -= n;
 }
 
-VTPM_HOT Server::Ran Server::run_commands(int fd) {
-    for (;;) {
-        std::lock_guard lock(tpm_lock_);
-        if (worker_.stop) [[unlikely]]
-            return Ran::kStopped;
+VTPM_HOT void Server::process_data() {
+    while (data_.fd) {
         const size_t used = dispatcher_.take_tpm_command(std::span(rx_).first(rx_len_), rsp_);
-        if (used == 0) return Ran::kAll;
+        if (used == 0) return;
         drop_data(used);
         // One write: several clients do a single read() for the whole response.
-        const bool sent = write_all(fd, rsp_);
+        bool sent = write_all(data_.fd.get(), rsp_);
         note_reply(data_);
         if (!sent) {
             VTPM_LOG_ERROR("could not send the TPM response: %s", std::strerror(errno));
-            return Ran::kFailed;
-        }
-        if (cfg_.data_disconnect) return Ran::kOne;
-    }
-}
-
-VTPM_HOT void Server::process_data() {
-    if (!data_.fd) return;
-    switch (run_commands(data_.fd.get())) {
-        case Ran::kAll:
-        case Ran::kStopped:
-            return;
-        case Ran::kFailed:
             close_data_client();
             if (cfg_.terminate) quit();
             else watch_data_listen();
             return;
-        case Ran::kOne:
+        }
+        if (cfg_.data_disconnect) {
             close_data_client();
             watch_data_listen();
             return;
-    }
-}
-
-// ---------------------------------------------------------------- data thread
-
-bool Server::start_worker() {
-    if (worker_.thread.joinable()) return true;
-    // The threads take turns under the TPM lock: an allocator arena of the
-    // data thread's own would only add its pages to the resident set.
-    mallopt(M_ARENA_MAX, 1);
-    worker_.kick.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (worker_.kick)
-        worker_.kick_watch = loop_.watch(worker_.kick.get(), EPOLLIN, [this](int fd, uint32_t) { return on_kick(fd); });
-    if (worker_.kick_watch) {
-        try {
-            worker_.thread = std::thread([this] { worker_main(); });
-            return true;
-        } catch (const std::system_error& e) {
-            VTPM_LOG_WARN("no data thread (%s): the event loop serves the data channel", e.what());
-        }
-    } else {
-        VTPM_LOG_WARN("no data thread (eventfd: %s): the event loop serves the data channel", std::strerror(errno));
-    }
-    loop_.unwatch(worker_.kick_watch);
-    worker_.kick_watch = 0;
-    worker_.kick.reset();
-    return false;
-}
-
-void Server::worker_main() {
-    for (;;) {
-        {
-            std::unique_lock lock(worker_.mu);
-            worker_.cv.wait(lock, [this] { return worker_.stop || worker_.handed; });
-            if (worker_.stop) return;
-            data_.fd = std::move(worker_.handed);
-            worker_.serving = data_.fd.get();
-        }
-        serve_blocking();
-        {
-            std::lock_guard lock(worker_.mu);
-            worker_.serving = -1;  // from here on, stop_worker() leaves the descriptor alone
-        }
-        data_.fd.reset();
-        drop_data(rx_len_);
-        {
-            std::lock_guard lock(worker_.mu);
-            worker_.ended = true;
-        }
-        kick_loop();
-    }
-}
-
-namespace {
-// recv() that waits: blocking, or by poll() on a descriptor someone made
-// non-blocking (a passed one shares that flag with its sender).
-VTPM_HOT ssize_t recv_wait(int fd, std::span<uint8_t> into) {
-    for (;;) {
-        const ssize_t n = ::recv(fd, into.data(), into.size(), 0);
-        if (n >= 0) [[likely]]
-            return n;
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) return n;
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
-    }
-}
-}  // namespace
-
-VTPM_HOT void Server::serve_blocking() {
-    const int fd = data_.fd.get();
-    for (;;) {
-        ssize_t n = rx_len_ == 0 ? spin_for_input(data_, std::span(rx_).first(kDataRecv)) : 0;
-        if (n == 0) n = recv_wait(fd, std::span(rx_).subspan(rx_len_, kDataRecv));
-        if (n <= 0) [[unlikely]] {
-            answer_partial(fd, n == 0);
-            return;
-        }
-        rx_len_ += static_cast<size_t>(n);
-        note_input(data_);
-        if (run_commands(fd) != Ran::kAll) return;
-        // The checkpoint timer is the loop's: ask it once, when one is due.
-        std::lock_guard lock(tpm_lock_);
-        if (!checkpoint_timer_ && !checkpoint_kicked_ && dispatcher_.engine().store().needs_checkpoint())
-            [[unlikely]] {
-            checkpoint_kicked_ = true;
-            kick_loop();
         }
     }
-}
-
-void Server::kick_loop() {
-    const uint64_t one = 1;
-    // EAGAIN: the counter is full, so the loop is woken anyway.
-    (void)!::write(worker_.kick.get(), &one, sizeof one);
-}
-
-bool Server::on_kick(int fd) {
-    uint64_t count;
-    (void)!::read(fd, &count, sizeof count);
-    bool ended = false;
-    {
-        std::lock_guard lock(worker_.mu);
-        std::swap(ended, worker_.ended);
-    }
-    {
-        std::lock_guard lock(tpm_lock_);
-        if (checkpoint_kicked_) {
-            checkpoint_kicked_ = false;
-            if (!checkpoint_timer_ && dispatcher_.engine().store().needs_checkpoint())
-                arm_checkpoint_timer(kCheckpointIdle);
-        }
-    }
-    if (ended) {
-        worker_busy_ = false;
-        if (cfg_.terminate) {
-            VTPM_LOG_INFO("data connection lost: terminating");
-            quit();
-        } else {
-            watch_data_listen();
-        }
-    }
-    return true;
-}
-
-void Server::stop_worker() {
-    if (!worker_.thread.joinable()) return;
-    {
-        // With the TPM lock: a command being run is answered first.
-        std::lock_guard tpm(tpm_lock_);
-        std::lock_guard lock(worker_.mu);
-        worker_.stop = true;
-        if (worker_.serving >= 0) ::shutdown(worker_.serving, SHUT_RDWR);
-    }
-    worker_.cv.notify_one();
-    worker_.thread.join();
-    loop_.unwatch(worker_.kick_watch);
-    worker_.kick_watch = 0;
-    worker_busy_ = false;
 }
 
 }  // namespace vtpm::bridge

@@ -2,22 +2,11 @@
 // data connection at a time, as swtpm serves them. It only moves bytes:
 // control messages are framed by the core's ctrl::Framer and handled by the
 // core::Dispatcher, TPM commands go to the core too.
-//
-// A data connection on a socket is served by a thread of its own that blocks
-// in recv(): a TPM command then costs one recv and one send, where waiting
-// in the loop adds an epoll_wait to each. The loop keeps everything else
-// (accepting, the control channel, timers, SIGTERM). The core is not
-// thread-safe: every call into it holds the TPM lock, and a command's lock is
-// held until its response is sent, so a control message never overtakes it.
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bridge/event_loop.hpp"
@@ -39,9 +28,7 @@ struct ServerConfig {
 
 class Server {
 public:
-    /// `tpm_lock` guards `dispatcher` (and what it reaches) for every thread
-    /// that calls into it, the admin socket's too.
-    Server(core::Dispatcher& dispatcher, std::mutex& tpm_lock, ServerConfig cfg, EventLoop& loop);
+    Server(core::Dispatcher& dispatcher, ServerConfig cfg, EventLoop& loop);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -84,25 +71,6 @@ private:
     // The data client hung up (eof) or its socket failed: answer a partial
     // command as swtpm does, then close it.
     void on_data_closed(int fd, bool eof);
-    enum class Ran { kAll, kOne, kFailed, kStopped };
-    /// Run the complete commands in rx_, each answered on `fd` before the
-    /// TPM lock is let go. kOne: stopped after one (data_disconnect);
-    /// kFailed: a response could not be sent; kStopped: the data thread is
-    /// told to stop.
-    Ran run_commands(int fd);
-    /// The partial command an ending client left is answered (eof).
-    void answer_partial(int fd, bool eof);
-
-    // The data thread.
-    /// Start it (once): false if it cannot be, and the loop serves the data.
-    bool start_worker();
-    void worker_main();
-    /// Serve data_ until its client leaves, a send fails or stop_worker().
-    void serve_blocking();
-    /// The thread's connection ended, or a checkpoint is due: the loop acts.
-    bool on_kick(int fd);
-    void kick_loop();
-    void stop_worker();
 
     void quit();
     /// After commands: when the store has journaled writes, copy them into
@@ -122,14 +90,12 @@ private:
     bool spin_for_ctrl_input();
 
     core::Dispatcher& dispatcher_;
-    std::mutex& tpm_lock_;
     ServerConfig cfg_;
     EventLoop& loop_;
     EventLoop::Id ctrl_listen_watch_ = 0;
     EventLoop::Id data_listen_watch_ = 0;
     EventLoop::Id ctrl_timer_ = 0;
     EventLoop::Id sigterm_ = 0;
-    // Under tpm_lock_ (the data thread reads it to know whether to ask for one).
     EventLoop::Id checkpoint_timer_ = 0;
     // Engine::tpm_writes() when the checkpoint timer was set: the timer
     // checkpoints only once the TPM has stopped writing.
@@ -154,24 +120,6 @@ private:
     void drop_data(size_t n);
     bool data_from_datafd_ = false;
     int64_t max_spin_us_ = 0;
-
-    // data_, rx_ and rsp_ belong to whoever serves the data connection: the
-    // data thread from hand-over until it reports the end (worker_busy_),
-    // the loop otherwise. The hand-overs go through worker_.mu.
-    struct Worker {
-        std::thread thread;
-        std::mutex mu;
-        std::condition_variable cv;
-        UniqueFd handed;          // loop -> thread: the next connection
-        int serving = -1;         // its descriptor while served (shut down by stop_worker)
-        bool ended = false;       // thread -> loop: that connection ended
-        std::atomic<bool> stop{false};
-        UniqueFd kick;            // eventfd the loop watches
-        EventLoop::Id kick_watch = 0;
-    };
-    Worker worker_;
-    bool worker_busy_ = false;        // the loop's view; only the loop reads or writes it
-    bool checkpoint_kicked_ = false;  // under tpm_lock_: the thread asked for the checkpoint timer
 };
 
 }  // namespace vtpm::bridge
