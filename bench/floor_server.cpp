@@ -6,9 +6,12 @@
 // TPM2_GetRandom(n) with n zero bytes in one read and one write per command
 // (the data connection has a thread that blocks in read(); another holds the
 // control channel), without starting a TPM: no state is read, nothing is
-// written, nothing is computed. Fewer system calls per command than two
-// (read, write) need busy-polling, which the targets exclude, or io_uring,
-// whose operations the bridge's seccomp filter could not inspect. It is a measuring instrument, never a TPM: its "random" bytes
+// written, nothing is computed. Over the bench's TCP connections, fewer
+// system calls per command than two (read, write) need busy-polling, which
+// the targets exclude, or io_uring, whose operations a seccomp filter cannot
+// inspect. (Over a unix socket a reader blocked in read() is woken again each
+// time the peer reads what it was sent, so there this design is not the
+// cheapest.) It is a measuring instrument, never a TPM: its "random" bytes
 // are zeros, and every other command gets TPM_RC_COMMAND_CODE.
 //
 // vtpm-bench runs it beside swtpm for two rows: the cold start (exec to

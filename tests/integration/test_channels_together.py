@@ -41,8 +41,8 @@ def ctrl_stateblob(ctrl, blob_type):
 
 
 def stream_extends(sock, digests, errors):
-    """PCR_Extend of each digest, then a PCR_Read, on the data channel; the
-    problems found go into `errors`."""
+    """PCR_Extend of each digest, each followed by a GetRandom, on the data
+    channel; the problems found go into `errors`."""
     try:
         for d in digests:
             rsp = h.transact(sock, h.tpm2_pcr_extend(PCR, d))
@@ -102,7 +102,7 @@ def concurrent_channels(work, stack):
         want = hashlib.sha256(want + d).digest()
     h.check_eq(pcr_value(ours_end).hex(), want.hex(), f"PCR {PCR} is the chain of all {ROUNDS} extends, in order")
 
-    # CMD_SHUTDOWN while the data thread waits in recv on an open connection.
+    # CMD_SHUTDOWN while the data connection is open and idle.
     h.check_eq(ctrl.cmd(CMD_SHUTDOWN).hex(), "00000000", "CMD_SHUTDOWN answered")
     h.check(srv.wait(10 * h.timeout_scale()) == 0, "the server exits 0 after CMD_SHUTDOWN with the data channel open")
     ours_end.settimeout(5)
@@ -166,7 +166,7 @@ def tcp_clients(work, stack):
 
 
 def idle_and_terminate(work, stack):
-    # SIGTERM while the data thread sits in recv on an idle connection.
+    # SIGTERM while a data client is connected and idle.
     state = os.path.join(work, "state-idle")
     os.makedirs(state)
     srv, port = h.tcp_server(stack, state)
