@@ -83,6 +83,9 @@ Reply Dispatcher::handle(const ctrl::Frame& frame, const TransportState& ts) {
         return Reply{ctrl::encode_result(frame.fatal_result), Action::Close};
     }
     if (!frame.request) {
+        // swtpm answers "not running" before it looks at the message's size.
+        if (auto it = commands_.find(frame.code); it != commands_.end() && !state_allows(it->second.needs))
+            return result_reply(rc::kBadOrdinal);
         if (may_log_refusal()) {
             const std::string_view name = ctrl::cmd_name(frame.code);
             VTPM_LOG_ERROR("control message %.*s rejected: %s", static_cast<int>(name.size()), name.data(),
@@ -104,8 +107,20 @@ Reply Dispatcher::handle_message(ByteView msg, const TransportState& ts) {
 
 Reply Dispatcher::handle(uint32_t code, const ctrl::Request& req, const TransportState& ts) {
     auto it = commands_.find(code);
-    if (it == commands_.end()) return result_reply(rc::kBadOrdinal);
+    if (it == commands_.end() || !state_allows(it->second.needs)) return result_reply(rc::kBadOrdinal);
     return it->second.handle(*this, req, ts);
+}
+
+bool Dispatcher::state_allows(Needs needs) const {
+    switch (needs) {
+    case Needs::Running:
+        return engine_.running();
+    case Needs::Stopped:
+        return !engine_.running();
+    case Needs::Any:
+        break;
+    }
+    return true;
 }
 
 Bytes Dispatcher::tpm_command(ByteView command) {
@@ -214,8 +229,10 @@ Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {
     using ctrl::encode_stateblob;
     const auto wire_type = engine::blob_type(req.type);
     if (!wire_type) {
+        // swtpm looks for a file of that type, finds none and answers
+        // TPM_RETRY ("no such blob"); so do we, byte for byte.
         if (may_log_refusal()) VTPM_LOG_ERROR("CMD_GET_STATEBLOB: unknown blob type %u", req.type);
-        return Reply{encode_stateblob(rc::kBadParameter, 0, {}, 0)};
+        return Reply{encode_stateblob(rc::kRetry, 0, {}, 0)};
     }
     const engine::BlobType type = *wire_type;
     const bool keep = type == engine::BlobType::Volatile && has_filters();

@@ -59,11 +59,17 @@ struct TransportState {
 
 class Dispatcher;
 
-/// One control command: its capability bit (0: none) and its handler. The
-/// handler gets the decoded request; swtpm's running/stopped rules are its own.
+/// The TPM state a control command needs. swtpm checks it before the
+/// message's size, so a malformed message to a stopped TPM gets the
+/// "not running" answer (TPM_BAD_ORDINAL), not TPM_BAD_PARAMETER.
+enum class Needs : uint8_t { Any, Running, Stopped };
+
+/// One control command: its capability bit (0: none), its handler and the
+/// TPM state it needs, which the dispatcher checks before the handler runs.
 struct Command {
     uint64_t capability = 0;
     std::function<Reply(Dispatcher&, const ctrl::Request&, const TransportState&)> handle;
+    Needs needs = Needs::Any;
 };
 
 class Dispatcher {
@@ -145,6 +151,8 @@ private:
     // The state lock and the filters allow a TPM command; if not, `rsp` is
     // the fatal answer.
     bool may_run_tpm_command(Bytes& rsp);
+    /// Whether the TPM is in the state a command needs.
+    bool state_allows(Needs needs) const;
     engine::Engine& engine_;
     DispatcherConfig cfg_;
     ctrl::Framer framer_;

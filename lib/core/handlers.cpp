@@ -23,19 +23,22 @@ Reply not_running() { return result_reply(rc::kBadOrdinal); }
 
 // A handler that needs only the decoded request of type Req.
 template <class Req>
-Command row(uint64_t capability, Reply (*fn)(Dispatcher&, const Req&)) {
-    return Command{capability, [fn](Dispatcher& d, const ctrl::Request& req, const TransportState&) {
+Command row(uint64_t capability, Reply (*fn)(Dispatcher&, const Req&), Needs needs = Needs::Any) {
+    return Command{capability,
+                   [fn](Dispatcher& d, const ctrl::Request& req, const TransportState&) {
                        return fn(d, std::get<Req>(req));
-                   }};
+                   },
+                   needs};
 }
 
 // A command that needs a running TPM and answers a bare status.
 template <class Req>
 Command running_status(uint64_t capability, const char* what, Result<void> (*fn)(E&, const Req&)) {
-    return Command{capability, [what, fn](Dispatcher& d, const ctrl::Request& req, const TransportState&) {
-                       if (!d.engine().running()) return not_running();
+    return Command{capability,
+                   [what, fn](Dispatcher& d, const ctrl::Request& req, const TransportState&) {
                        return status(fn(d.engine(), std::get<Req>(req)), what);
-                   }};
+                   },
+                   Needs::Running};
 }
 
 Reply get_capability(Dispatcher& d, const ctrl::GetCapabilityReq&) {
@@ -55,7 +58,6 @@ Reply shutdown(Dispatcher& d, const ctrl::ShutdownReq&) {
 }
 
 Reply get_tpm_established(Dispatcher& d, const ctrl::GetTpmEstablishedReq&) {
-    if (!d.engine().running()) return not_running();
     auto b = d.engine().tpm_established();
     if (!b) return error_reply(b.error(), "CMD_GET_TPMESTABLISHED");
     return Reply{ctrl::encode_tpm_established(rc::kSuccess, *b)};
@@ -74,13 +76,9 @@ Result<void> reset_established(E& e, const ctrl::ResetTpmEstablishedReq& r) {
     return e.reset_tpm_established(r.locality);
 }
 
-Reply get_state_blob(Dispatcher& d, const ctrl::GetStateBlobReq& r) {
-    if (!d.engine().running()) return not_running();
-    return d.get_state_blob(r);
-}
+Reply get_state_blob(Dispatcher& d, const ctrl::GetStateBlobReq& r) { return d.get_state_blob(r); }
 
 Reply set_state_blob(Dispatcher& d, const ctrl::SetStateBlobReq& req) {
-    if (d.engine().running()) return not_running();
     const auto type = engine::blob_type(req.type);
     if (!type) {
         if (may_log_refusal()) VTPM_LOG_ERROR("CMD_SET_STATEBLOB: unknown blob type %u", req.type);
@@ -130,7 +128,7 @@ Reply lock_storage(Dispatcher& d, const ctrl::LockStorageReq& r) {
 
 Reply vendor_tpm_command(Dispatcher& d, const ctrl::VendorTpmCommandReq& r) {
     E& e = d.engine();
-    if (!e.running() || !e.tpm2()) return not_running();
+    if (!e.tpm2()) return not_running();
     if (d.lock_released()) return result_reply(rc::kFail);  // the state belongs to the migration target now
     if (!d.tpm_commands_admitted()) return result_reply(rc::kFail);  // e.g. a restore not verified before run
     // One command between the guest's: logged by code only, never by content.
@@ -145,7 +143,7 @@ void add_swtpm_commands(Dispatcher& d) {
     d.add_command(Cmd::Init, row<ctrl::InitReq>(cap::kInit, init));
     d.add_command(Cmd::Shutdown, row<ctrl::ShutdownReq>(cap::kShutdown, shutdown));
     d.add_command(Cmd::GetTpmEstablished,
-                  row<ctrl::GetTpmEstablishedReq>(cap::kGetTpmEstablished, get_tpm_established));
+                  row<ctrl::GetTpmEstablishedReq>(cap::kGetTpmEstablished, get_tpm_established, Needs::Running));
     d.add_command(Cmd::SetLocality, row<ctrl::SetLocalityReq>(cap::kSetLocality, set_locality));
     d.add_command(Cmd::HashStart, running_status<ctrl::HashStartReq>(cap::kHashing, "CMD_HASH_START", hash_start));
     d.add_command(Cmd::HashData, running_status<ctrl::HashDataReq>(cap::kHashing, "CMD_HASH_DATA", hash_data));
@@ -157,8 +155,8 @@ void add_swtpm_commands(Dispatcher& d) {
     d.add_command(Cmd::ResetTpmEstablished,
                   running_status<ctrl::ResetTpmEstablishedReq>(cap::kResetTpmEstablished, "CMD_RESET_TPMESTABLISHED",
                                                                reset_established));
-    d.add_command(Cmd::GetStateBlob, row<ctrl::GetStateBlobReq>(cap::kGetStateBlob, get_state_blob));
-    d.add_command(Cmd::SetStateBlob, row<ctrl::SetStateBlobReq>(cap::kSetStateBlob, set_state_blob));
+    d.add_command(Cmd::GetStateBlob, row<ctrl::GetStateBlobReq>(cap::kGetStateBlob, get_state_blob, Needs::Running));
+    d.add_command(Cmd::SetStateBlob, row<ctrl::SetStateBlobReq>(cap::kSetStateBlob, set_state_blob, Needs::Stopped));
     d.add_command(Cmd::Stop, row<ctrl::StopReq>(cap::kStop, stop));
     d.add_command(Cmd::GetConfig, row<ctrl::GetConfigReq>(cap::kGetConfig, get_config));
     d.add_command(Cmd::SetDataFd, Command{cap::kSetDataFd, set_data_fd});
@@ -167,7 +165,7 @@ void add_swtpm_commands(Dispatcher& d) {
     if (d.config().lock_storage)
         d.add_command(Cmd::LockStorage, row<ctrl::LockStorageReq>(cap::kLockStorage, lock_storage));
     if (d.config().vendor_commands)
-        d.add_command(Cmd::VtpmTpmCommand, row<ctrl::VendorTpmCommandReq>(cap::kVtpmTpmCommand, vendor_tpm_command));
+        d.add_command(Cmd::VtpmTpmCommand, row<ctrl::VendorTpmCommandReq>(cap::kVtpmTpmCommand, vendor_tpm_command, Needs::Running));
 }
 
 }  // namespace vtpm::core

@@ -163,6 +163,30 @@ def framing_like_swtpm(ours, ref, logged):
         h.check(lines[ours] <= 20, f"300 refused control messages make at most 20 log lines ({lines[ours]})")
 
 
+def state_before_size(ours, ref):
+    """swtpm checks whether the TPM is running before it checks a message's
+    size: a malformed message to a stopped TPM gets TPM_BAD_ORDINAL. And a
+    GET_STATEBLOB of a type it has no file for gets TPM_RETRY."""
+    same(ours, ref, "GET_STATEBLOB of unknown type 9 -> TPM_RETRY header",
+         lambda t: t.x(cmd(0x0c, struct.pack(">III", 0, 9, 0)), 16), want="00000800000000000000000000000000")
+    same(ours, ref, "GET_TPMESTABLISHED with a byte after it, running -> TPM_BAD_PARAMETER",
+         one_write(cmd(0x04) + b"\x00"), want=b"\x00\x00\x00\x03|alive".hex())
+    # A length field of 4 and 8 bytes of data: complete for swtpm's reader, wrong in size.
+    long_blob = cmd(0x0d, struct.pack(">III", 0, 1, 4)) + b"\x00" * 8
+    same(ours, ref, "SET_STATEBLOB with more data than announced, running -> TPM_BAD_ORDINAL",
+         one_write(long_blob), want=b"\x00\x00\x00\x0a|alive".hex())
+    same(ours, ref, "CMD_STOP", lambda t: t.x(cmd(0x0e), 4), want="00000000")
+    for code, name in ((0x04, "GET_TPMESTABLISHED"), (0x06, "HASH_START"), (0x08, "HASH_END"),
+                       (0x09, "CANCEL_TPM_CMD"), (0x0a, "STORE_VOLATILE")):
+        same(ours, ref, f"{name} with bytes after it, TPM stopped -> TPM_BAD_ORDINAL",
+             one_write(cmd(code) + b"\x00\x01"), want=b"\x00\x00\x00\x0a|alive".hex())
+    same(ours, ref, "GET_STATEBLOB, TPM stopped -> TPM_BAD_ORDINAL",
+         lambda t: t.x(cmd(0x0c, struct.pack(">III", 0, 1, 0)), 4), want="0000000a")
+    same(ours, ref, "SET_STATEBLOB with more data than announced, TPM stopped -> TPM_BAD_PARAMETER",
+         one_write(long_blob), want=b"\x00\x00\x00\x03|alive".hex())
+    same(ours, ref, "INIT again", lambda t: t.x(cmd(0x02, struct.pack(">I", 0)), 4), want="00000000")
+
+
 def short_command_at_close(work, stack):
     """A data-channel client ends its writes inside a command: swtpm hands
     what came to the TPM, whose command-size error comes back."""
@@ -206,6 +230,8 @@ def test(work, stack):
     same(ours, ref, "GET_INFO flags 3", lambda t: t.x(cmd(0x12, struct.pack(">QII", 3, 0, 0)), 12 + 150), want=GET_INFO_3)
     same(ours, ref, "GET_INFO offset past the end -> TPM_BAD_PARAMETER",
          lambda t: t.x(cmd(0x12, struct.pack(">QII", 3, 1000, 0)), 4), want="00000003")
+
+    state_before_size(ours, ref)
 
     def partial(data):
         # The server waits 500 ms for the rest of a message, then drops the
@@ -316,4 +342,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=94, min_checks_swtpm=82)
+    h.main(test, min_checks=118, min_checks_swtpm=113)

@@ -74,6 +74,30 @@ TEST_CASE("C API: power on, run commands, move state through blobs") {
     CHECK(*ctrl == std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 2});  // migration key configured
 }
 
+TEST_CASE("C API: control messages checked as swtpm checks them: TPM state first, then size") {
+    TempDir d;
+    vtpm::Vtpm::Options o;
+    o.state_dir = d.path.string();
+    auto t = vtpm::Vtpm::open(o);
+    REQUIRE(t.ok());
+    using V = std::vector<uint8_t>;
+    const V bad_ordinal{0, 0, 0, 0x0a}, bad_parameter{0, 0, 0, 0x03};
+    const V established_plus_byte{0, 0, 0, 0x04, 0};  // GET_TPMESTABLISHED takes no body
+    // SET_STATEBLOB permanent announcing 4 bytes and bringing 8.
+    const V long_blob{0, 0, 0, 0x0d, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0};
+    // Stopped: a command that needs a running TPM is "not running", whatever its size.
+    CHECK(*t->ctrl(established_plus_byte) == bad_ordinal);
+    CHECK(*t->ctrl(V{0, 0, 0, 0x0a, 1, 2}) == bad_ordinal);  // STORE_VOLATILE
+    CHECK(*t->ctrl(long_blob) == bad_parameter);
+    REQUIRE(t->init().ok());
+    // Running: now the size counts, and SET_STATEBLOB is "running" whatever its size.
+    CHECK(*t->ctrl(established_plus_byte) == bad_parameter);
+    CHECK(*t->ctrl(long_blob) == bad_ordinal);
+    // GET_STATEBLOB of a type swtpm has no file for: TPM_RETRY and an empty blob.
+    CHECK(*t->ctrl(V{0, 0, 0, 0x0c, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0}) ==
+          V{0, 0, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+}
+
 TEST_CASE("C API: bad options are refused with a message") {
     vtpm_options o{};
     o.struct_size = sizeof o;
