@@ -22,8 +22,9 @@
 
 namespace vtpm::core {
 
-/// Largest TPM command the data channel frames: libtpms' buffer plus the
-/// TCG "send command" prefix.
+/// Largest TPM command the data channel frames: libtpms' largest buffer
+/// plus the TCG "send command" prefix. The current limit is the engine's
+/// max_command_size(), which CMD_SET_BUFFERSIZE may lower.
 inline constexpr size_t kMaxTpmCommand = 4096 + tpm::kSendCommandPrefix;
 
 struct DispatcherConfig {

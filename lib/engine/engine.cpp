@@ -105,6 +105,8 @@ Result<std::unique_ptr<Engine>> Engine::create(EngineConfig cfg, std::unique_ptr
         g_engine = nullptr;
         return make_error(rc::kFail, "libtpms refused the callbacks");
     }
+    uint32_t min = 0, max = 0;
+    e->max_command_ = TPMLIB_SetBufferSize(0, &min, &max);  // 0: only asks
     return e;
 }
 
@@ -427,6 +429,7 @@ Result<Engine::BufferSize> Engine::buffer_size(uint32_t wanted) {
     finish_power_off();
     BufferSize b{};
     b.size = TPMLIB_SetBufferSize(wanted, &b.min, &b.max);
+    max_command_ = b.size;
     return b;
 }
 

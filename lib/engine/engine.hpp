@@ -123,6 +123,10 @@ public:
     /// CMD_SET_BUFFERSIZE: 0 queries; otherwise only while stopped.
     struct BufferSize { uint32_t size, min, max; };
     Result<BufferSize> buffer_size(uint32_t wanted);
+    /// The largest TPM command the TPM takes now: libtpms' I/O buffer as
+    /// CMD_SET_BUFFERSIZE last set it (QEMU's CRB device sets 3968). A command
+    /// announcing more never arrives whole: QEMU sends at most this much.
+    size_t max_command_size() const { return max_command_; }
     /// TPMLIB_GetInfo JSON, rc::kSize if libtpms gives nothing.
     Result<std::string> info(uint32_t flags) const;
 
@@ -176,6 +180,7 @@ private:
     std::unique_ptr<store::StateStore> store_;
     bool running_ = false;
     uint8_t locality_ = 0;
+    size_t max_command_ = 4096;
     uint32_t last_cc_ = 0;
     uint64_t tpm_writes_ = 0;
     bool forgo_auto_shutdown_ = false;

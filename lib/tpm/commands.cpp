@@ -348,16 +348,15 @@ VTPM_HOT bool has_send_command_prefix(ByteView b) {
 
 VTPM_HOT std::optional<size_t> command_frame_size(ByteView b, bool tpm2, size_t max) {
     if (b.size() < 10) return std::nullopt;
-    size_t total = 0;
+    size_t prefix = 0;
     if (tpm2 && has_send_command_prefix(b)) {
         if (b.size() < kSendCommandPrefix + 6) return std::nullopt;
-        total = kSendCommandPrefix + size_t{load_be32(b.data() + kSendCommandPrefix + 2)};
-    } else {
-        total = load_be32(b.data() + 2);
+        prefix = kSendCommandPrefix;
     }
-    if (total < 10 || total > max) total = b.size();
-    if (b.size() < total) return std::nullopt;
-    return total;
+    const size_t size = load_be32(b.data() + prefix + 2);
+    if (size < 10 || size > max) return b.size();
+    if (b.size() < prefix + size) return std::nullopt;
+    return prefix + size;
 }
 
 VTPM_HOT uint32_t command_code(ByteView cmd) { return cmd.size() < 10 ? 0 : load_be32(cmd.data() + 6); }

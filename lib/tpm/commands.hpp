@@ -74,9 +74,11 @@ Bytes activate_credential(uint32_t activate, uint32_t key, uint32_t session, Byt
 inline constexpr size_t kSendCommandPrefix = 9;
 bool has_send_command_prefix(ByteView buffered);
 /// Data-channel framing: the size of the first command in `buffered`
-/// (prefix included), nullopt while too little has arrived to tell. A size
-/// that cannot be right (under 10 or over `max`) frames what has arrived, so
-/// that libtpms answers with its own size error instead of a wait forever.
+/// (prefix included), nullopt while too little has arrived to tell. A
+/// command size that cannot be right (under 10, or over `max`, the TPM's
+/// buffer size) frames what has arrived, so that libtpms answers with its
+/// own size error, as with swtpm, instead of a wait for bytes that QEMU,
+/// which sends at most `max`, will never send.
 std::optional<size_t> command_frame_size(ByteView buffered, bool tpm2, size_t max);
 
 /// Response code of a complete response (0xffffffff if shorter than a header).

@@ -218,6 +218,14 @@ def test(work, stack):
     h.check_eq(rsp[14:18].hex(), "00000000", "CMD_STOP ok")
     h.check_eq(ref.caps.hex(), "000000000000ffff", "swtpm 0.7.1's capability mask")
     h.check_eq(ours.caps.hex(), "000000000001ffff" if h.is_ours() else "000000000000ffff", "capability mask")
+    # QEMU's CRB device sends min(announced size, its 3968-byte buffer): a
+    # guest announcing more sends 3968 bytes and waits for an answer.
+    crb = bytearray(3968)
+    crb[0:10] = struct.pack(">HII", 0x8001, 4000, 0x17a)
+    same(ours, ref, "a command announcing 4000 bytes, of which QEMU's CRB buffer holds 3968 -> "
+         "TPM_RC_COMMAND_SIZE at once", lambda t: t.tpm(bytes(crb)), want="80010000000a00000142")
+    same(ours, ref, "and the next command is answered", lambda t: t.tpm(h.tpm2_pcr_read(16))[:10],
+         want=lambda a: a[6:10] == b"\0\0\0\0")
     same(ours, ref, "SET_DATAFD again while one is active -> TPM_IOERROR", lambda t: t.x(cmd(0x10), 4), want="0000001f")
     same(ours, ref, "GET_STATEBLOB savestate of a TPM 2 -> TPM_RETRY header",
          lambda t: t.x(cmd(0x0c, struct.pack(">III", 1, 3, 0)), 16), want="00000800000000000000000000000000")
@@ -342,4 +350,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=118, min_checks_swtpm=113)
+    h.main(test, min_checks=122, min_checks_swtpm=117)

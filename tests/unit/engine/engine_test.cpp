@@ -215,6 +215,28 @@ TEST_CASE("engine: TCG send-command prefix is unwrapped and the response framed"
     CHECK(e->locality() == 2);
 }
 
+TEST_CASE("data framing: a command announcing more than the TPM's buffer is framed as it came") {
+    const Bytes cmd = get_random(8);  // 12 bytes
+    CHECK_FALSE(tpm::command_frame_size(ByteView(cmd).first(9), true, 4096));   // no header yet
+    CHECK_FALSE(tpm::command_frame_size(ByteView(cmd).first(11), true, 4096));  // the rest may come
+    CHECK(tpm::command_frame_size(cmd, true, 4096) == 12u);
+    // QEMU's CRB device sends min(announced, buffer) bytes: 3968 of an
+    // announced 4000 are all that will ever come, and go to libtpms at once.
+    Bytes big(3968, 0);
+    big[0] = 0x80;
+    big[1] = 0x01;
+    big[4] = 4000 >> 8;
+    big[5] = 4000 & 0xff;
+    CHECK(tpm::command_frame_size(big, true, 3968) == 3968u);
+    CHECK_FALSE(tpm::command_frame_size(big, true, 4096));
+    // The TCG prefix does not count against the buffer.
+    Bytes framed{0, 0, 0, 8, 0};
+    put_be32(framed, static_cast<uint32_t>(cmd.size()));
+    framed.insert(framed.end(), cmd.begin(), cmd.end());
+    CHECK(tpm::command_frame_size(framed, true, 12) == framed.size());
+    CHECK_FALSE(tpm::command_frame_size(ByteView(framed).first(framed.size() - 1), true, 12));
+}
+
 TEST_CASE("engine: buffer size and info") {
     TempDir d;
     auto e = make_engine(d.path);
@@ -225,6 +247,7 @@ TEST_CASE("engine: buffer size and info") {
     auto s = e->buffer_size(3968);
     REQUIRE(s.ok());
     CHECK(s->size == 3968);
+    CHECK(e->max_command_size() == 3968);
     REQUIRE(e->init(false).ok());
     CHECK(e->buffer_size(4000).code() == rc::kBadOrdinal);
     auto info = e->info(3);
