@@ -157,8 +157,8 @@ VTPM_HOT bool Dispatcher::tpm_commands_admitted() {
 }
 
 VTPM_HOT size_t Dispatcher::take_tpm_command(std::span<uint8_t> buffered, Bytes& rsp) {
-    const auto total = tpm::command_frame_size(buffered, engine_.tpm2(),
-                                               std::min(engine_.max_command_size(), kMaxTpmCommand - tpm::kSendCommandPrefix));
+    const auto total = tpm::command_frame_size(
+        buffered, engine_.tpm2(), std::min(engine_.max_command_size(), kMaxTpmCommand - tpm::kSendCommandPrefix));
     if (!total) return 0;
     if (may_run_tpm_command(rsp)) engine_.command_in_place(buffered.first(*total), rsp);
     return *total;

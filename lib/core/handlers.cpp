@@ -165,7 +165,8 @@ void add_swtpm_commands(Dispatcher& d) {
     if (d.config().lock_storage)
         d.add_command(Cmd::LockStorage, row<ctrl::LockStorageReq>(cap::kLockStorage, lock_storage));
     if (d.config().vendor_commands)
-        d.add_command(Cmd::VtpmTpmCommand, row<ctrl::VendorTpmCommandReq>(cap::kVtpmTpmCommand, vendor_tpm_command, Needs::Running));
+        d.add_command(Cmd::VtpmTpmCommand,
+                      row<ctrl::VendorTpmCommandReq>(cap::kVtpmTpmCommand, vendor_tpm_command, Needs::Running));
 }
 
 }  // namespace vtpm::core
