@@ -33,13 +33,14 @@ void attach(core::Dispatcher& d, SnapshotGuard& guard) {
                   core::Command{ctrl::cap::kVtpmSnapshot,
                                 [&guard](core::Dispatcher& self, const ctrl::Request&, const core::TransportState&) {
                                     engine::Engine& e = self.engine();
-                                    if (!e.running() || !e.tpm2()) return core::result_reply(rc::kBadOrdinal);
+                                    if (!e.tpm2()) return core::result_reply(rc::kBadOrdinal);
                                     auto rec = guard.make_record_now(e);
                                     if (!rec) return core::error_reply(rec.error(), "CMD_VTPM_SNAPSHOT");
                                     if (!*rec)
                                         return core::result_reply(rc::kFail);  // verification off or impossible: logged
                                     return Reply{ctrl::encode_vendor_tpm_response(rc::kSuccess, **rec)};
-                                }});
+                                },
+                                core::Needs::Running});
     d.add_command(ctrl::Cmd::VtpmVerifyRam,
                   core::Command{ctrl::cap::kVtpmVerifyRam,
                                 [&guard](core::Dispatcher& self, const ctrl::Request&, const core::TransportState&) {

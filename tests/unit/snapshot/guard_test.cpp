@@ -448,6 +448,10 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     auto a = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 0}), ts).bytes;
     auto b = d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 100}), ts).bytes;
     CHECK(Bytes(b.begin() + 16, b.end()) == Bytes(a.begin() + 16 + 100, a.end()));
+    // A stopped TPM makes no record: "not running".
+    REQUIRE(load_be32(dven.handle_message(ctrl::encode_request(ctrl::StopReq{}), ts).bytes.data()) == 0);
+    CHECK(load_be32(dven.handle_message(ctrl::encode_request(ctrl::VendorSnapshotReq{}), ts).bytes.data()) ==
+          rc::kBadOrdinal);
 }
 
 TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blob of the restore") {
