@@ -44,6 +44,11 @@ Dispatcher::Dispatcher(engine::Engine& engine, DispatcherConfig cfg)
     add_swtpm_commands(*this);
 }
 
+Dispatcher::~Dispatcher() {
+    if (engine_.running())
+        for (BlobFilter* f : filters_) f->before_power_off(engine_);
+}
+
 void Dispatcher::add_command(ctrl::Cmd code, Command cmd) { commands_[static_cast<uint32_t>(code)] = std::move(cmd); }
 
 void Dispatcher::add_filter(BlobFilter& f) { filters_.push_back(&f); }
@@ -173,6 +178,12 @@ Result<void> Dispatcher::init(bool delete_volatile) {
         if (auto l = relock(0); !l) return l;
     }
     last_volatile_.reset();
+    for (BlobFilter* f : filters_) {
+        if (auto r = f->before_init(engine_); !r) {
+            if (!engine_.running()) abandon_restore();
+            return r;
+        }
+    }
     auto res = engine_.init(delete_volatile);
     for (BlobFilter* f : filters_) {
         if (res) {
@@ -188,6 +199,12 @@ Result<void> Dispatcher::init(bool delete_volatile) {
     return res;
 }
 
+void Dispatcher::stop() {
+    if (engine_.running())
+        for (BlobFilter* f : filters_) f->before_power_off(engine_);
+    engine_.stop();
+}
+
 Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool decrypted) {
     auto plain = engine_.get_state(type);
     if (!plain) return plain.error();
@@ -201,30 +218,48 @@ Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool
 
 Result<void> Dispatcher::import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob) {
     if (engine_.running()) return make_error(rc::kBadOrdinal, "the TPM is running: stop it first");
-    if (blob.empty()) return engine_.set_state(type, {});
-    auto plain = store::decode_migration_blob(blob, state_flags, engine_.store().state_key(),
+    // An empty blob ("no such state") passes the filters too: a restore
+    // that drops the volatile state is a restore they must judge.
+    SecureBytes plain;
+    if (!blob.empty()) {
+        auto p = store::decode_migration_blob(blob, state_flags, engine_.store().state_key(),
                                               cfg_.migration_key ? &*cfg_.migration_key : nullptr);
-    if (!plain) return plain.error();
+        if (!p) {
+            // A restore with a blob that cannot be read is over, as one
+            // with a refused blob.
+            if (has_filters()) abandon_restore();
+            return p.error();
+        }
+        plain = std::move(*p);
+    }
     for (BlobFilter* f : filters_) {
-        if (auto r = f->on_import(engine_, type, blob, plain->view()); !r) {
-            // Refused: forget every blob this restore set before, so the next
-            // CMD_INIT starts from the state on disk, which is untouched.
-            // libtpms takes an empty permanent blob for "no TPM yet" and would
-            // manufacture a new one over it: the permanent blob goes back to
-            // what the store holds.
-            for (auto t : {engine::BlobType::Volatile, engine::BlobType::Savestate})
-                (void)engine_.set_state(t, {});
-            if (auto disk = engine_.store().load(store::kPermall))
-                (void)engine_.set_state(engine::BlobType::Permanent, disk->view());
-            else
-                (void)engine_.set_state(engine::BlobType::Permanent, {});  // no state on disk: nothing to lose
-            for (BlobFilter* g : filters_) g->end_restore();
+        if (auto r = f->on_import(engine_, type, blob, plain.view()); !r) {
+            abandon_restore();
             return r.error();
         }
     }
-    auto r = engine_.set_state(type, plain->view());
-    if (r) lock_released_ = false;
+    auto r = engine_.set_state(type, plain.view());
+    if (!r) {
+        // libtpms refused what the filters took: nothing of this restore
+        // may go on to CMD_INIT (a checked volatile blob would otherwise be
+        // counted as restored over the state on disk).
+        if (has_filters()) abandon_restore();
+        return r;
+    }
+    if (!blob.empty()) lock_released_ = false;
     return r;
+}
+
+void Dispatcher::abandon_restore() {
+    // libtpms takes an empty permanent blob for "no TPM yet" and would
+    // manufacture a new one over the state on disk: the permanent blob goes
+    // back to what the store holds.
+    for (auto t : {engine::BlobType::Volatile, engine::BlobType::Savestate}) (void)engine_.set_state(t, {});
+    if (auto disk = engine_.store().load(store::kPermall))
+        (void)engine_.set_state(engine::BlobType::Permanent, disk->view());
+    else
+        (void)engine_.set_state(engine::BlobType::Permanent, {});  // no state on disk: nothing to lose
+    for (BlobFilter* g : filters_) g->end_restore();
 }
 
 Reply Dispatcher::get_state_blob(const ctrl::GetStateBlobReq& req) {

@@ -76,6 +76,11 @@ struct Command {
 class Dispatcher {
 public:
     Dispatcher(engine::Engine& engine, DispatcherConfig cfg);
+    /// The engine outlives the dispatcher and powers off when it goes: the
+    /// filters hear of it first (BlobFilter::before_power_off).
+    ~Dispatcher();
+    Dispatcher(const Dispatcher&) = delete;
+    Dispatcher& operator=(const Dispatcher&) = delete;
 
     engine::Engine& engine() { return engine_; }
     const DispatcherConfig& config() const { return cfg_; }
@@ -129,8 +134,11 @@ public:
     /// Take a blob as SET_STATEBLOB does (TPM stopped), after the filters
     /// accepted it; empty clears it.
     Result<void> import_blob(engine::BlobType type, uint32_t state_flags, ByteView blob);
-    /// CMD_INIT, then the filters' after_init.
+    /// CMD_INIT between the filters' before_init and after_init.
     Result<void> init(bool delete_volatile);
+    /// CMD_STOP / CMD_SHUTDOWN: the filters' before_power_off, then the
+    /// engine's stop.
+    void stop();
 
     /// The process on the other end of the control connection (0: unknown).
     void set_peer_pid(pid_t pid);
@@ -154,6 +162,9 @@ private:
     bool may_run_tpm_command(Bytes& rsp);
     /// Whether the TPM is in the state a command needs.
     bool state_allows(Needs needs) const;
+    /// A restore refused (by a filter or by libtpms): every blob it set is
+    /// dropped, so the next CMD_INIT starts from the state on disk.
+    void abandon_restore();
     engine::Engine& engine_;
     DispatcherConfig cfg_;
     ctrl::Framer framer_;

@@ -53,7 +53,7 @@ Reply init(Dispatcher& d, const ctrl::InitReq& r) {
 }
 
 Reply shutdown(Dispatcher& d, const ctrl::ShutdownReq&) {
-    d.engine().stop();
+    d.stop();
     return Reply{ctrl::encode_result(rc::kSuccess), Action::Shutdown};
 }
 
@@ -91,7 +91,7 @@ Reply set_state_blob(Dispatcher& d, const ctrl::SetStateBlobReq& req) {
 }
 
 Reply stop(Dispatcher& d, const ctrl::StopReq&) {
-    d.engine().stop();
+    d.stop();
     return result_reply(rc::kSuccess);
 }
 

@@ -282,9 +282,18 @@ void Engine::stop() {
     power_off();
 }
 
+void Engine::shutdown_clear() {
+    if (!running_ || !tpm2() || forgo_auto_shutdown_ || !store_->locked()) return;
+    if (tpm::response_code(execute(tpm::shutdown(0))) == 0)
+        VTPM_LOG_INFO("sent TPM2_Shutdown(SU_CLEAR) before power-off: no vPCRs resume from the disk");
+}
+
 void Engine::power_off() {
     deferring_ = true;
-    auto_shutdown();
+    if (cfg_.clear_at_power_off)
+        shutdown_clear();
+    else
+        auto_shutdown();
     deferring_ = false;
     TPMLIB_Terminate();
     running_ = false;

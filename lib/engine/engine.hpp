@@ -33,6 +33,13 @@ struct EngineConfig {
     /// TPM2_Shutdown, as swtpm >= 0.8 does: an abrupt reset otherwise counts
     /// towards dictionary-attack lockout.
     bool auto_shutdown = true;
+    /// At power-off (CMD_STOP, CMD_SHUTDOWN, the process ending; not at a
+    /// reset by CMD_INIT) record TPM2_Shutdown(SU_CLEAR), even after the
+    /// guest's own SU_STATE and with auto_shutdown off: a TPM2_Startup(SU_STATE)
+    /// in the next process then cannot bring the vPCRs back from the disk.
+    /// Snapshot verification sets it, where vPCRs come back only through a
+    /// checked restore.
+    bool clear_at_power_off = false;
     bool reject_locality_4 = false;
     bool allow_set_locality = false;
 };
@@ -162,6 +169,8 @@ public:
 
 private:
     void auto_shutdown();
+    // The power-off's TPM2_Shutdown(SU_CLEAR) of clear_at_power_off.
+    void shutdown_clear();
     bool will_auto_shutdown() const;
     /// Orderly shutdown (deferred writes), TPMLIB_Terminate, held writes out.
     void power_off();

@@ -239,18 +239,10 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
     const auto t0 = std::chrono::steady_clock::now();
     if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
     if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host socket=...)");
+    if (!record) return record_missing("the volatile state carries no snapshot record");
     const std::string uuid = format_uuid(*cfg_.vm_uuid);
-    // Fail closed: once this host has signed a snapshot of the VM, a state
-    // without a record is a stripped or foreign one, never a swtpm save.
     auto last = ledger_->latest(uuid);
     if (!last) return failed(last.error().message);
-    if (!record) {
-        if (*last)
-            return failed("the volatile state carries no snapshot record, but this host signed generation " +
-                          std::to_string((*last)->generation) + " of VM " + uuid +
-                          ": the record was stripped or the state is not the one saved");
-        return not_checked("the volatile state carries no snapshot record (saved by swtpm or without guest memory)");
-    }
     auto r = parse_record(*record);
     if (!r) return failed(r.error().message);
     const std::string theirs = format_uuid(r->vm_uuid);
@@ -301,6 +293,20 @@ Result<Verdict> SnapshotGuard::check_restore(std::optional<ByteView> record,
     return Verdict{};
 }
 
+Result<Verdict> SnapshotGuard::record_missing(const std::string& what) {
+    if (!cfg_.vm_uuid) return not_checked("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
+    if (!signer_ || !ledger_) return not_checked("no host key to check the record with (--vtpm-host socket=...)");
+    const std::string uuid = format_uuid(*cfg_.vm_uuid);
+    // Fail closed: once this host has signed a snapshot of the VM, a state
+    // without a record is a stripped or foreign one, never a swtpm save.
+    auto last = ledger_->latest(uuid);
+    if (!last) return failed(last.error().message);
+    if (*last)
+        return failed(what + ", but this host signed generation " + std::to_string((*last)->generation) + " of VM " +
+                      uuid + ": the record was stripped or the state is not the one saved");
+    return not_checked(what + " (saved by swtpm or without guest memory)");
+}
+
 Result<std::optional<Bytes>> SnapshotGuard::make_record_now(engine::Engine& e) {
     if (cfg_.policy == Policy::Skip) return std::optional<Bytes>{};  // no records: nothing to serialise
     if (refused_) return make_error(rc::kFail, "no snapshot record: the restored state failed its final verification");
@@ -326,21 +332,66 @@ Result<void> SnapshotGuard::on_export(engine::Engine& e, engine::BlobType type, 
 }
 
 Result<void> SnapshotGuard::on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) {
-    if (type == engine::BlobType::Permanent) restored_permanent_ = sha256(plain);
+    if (cfg_.policy == Policy::Skip) return {};
+    restore_blobs_ = true;
+    if (type == engine::BlobType::Permanent) {
+        const Digest d = sha256({plain});
+        // The volatile state was checked with the permanent state of its
+        // record: another one set after it (an older copy: NV rolled back)
+        // must not run under the checked vPCRs.
+        if (candidate_ && d != candidate_->permanent_digest) {
+            auto v = failed(
+                "a permanent state set after the checked volatile state is not the one the record was made with");
+            if (!v) return v.error();
+            taint_at_init_ = true;
+        }
+        restored_permanent_ = d;
+        return {};
+    }
     if (type != engine::BlobType::Volatile) return {};
     // Checked before libtpms sees the vPCRs. A volatile blob alone is
-    // checked against the permanent state on disk.
-    Digest perm{};
-    if (restored_permanent_) perm = *restored_permanent_;
-    else if (auto p = e.store().load(store::kPermall)) perm = sha256(p->view());
-    auto verdict = check_restore(store::find_blob_tlv(blob, kTagSnapshotRecord), perm, plain);
+    // checked against the permanent state the TPM would start from.
+    auto verdict = blob.empty()
+                       ? record_missing("the restore clears the volatile state (vPCRs)")
+                       : check_restore(store::find_blob_tlv(blob, kTagSnapshotRecord), starting_permanent(e), plain);
     if (!verdict) return verdict.error();
+    volatile_checked_ = true;
     // Checked at load: what the TPM writes from here on stays in memory
     // until the final verification (or the guest's first command).
     if (candidate_) e.hold_writes();
     // Sticky: a later blob of the same restore (without a record, say) never
     // clears a taint already decided.
     taint_at_init_ = taint_at_init_ || verdict->taint;
+    return {};
+}
+
+Digest SnapshotGuard::starting_permanent(engine::Engine& e) const {
+    if (restored_permanent_) return *restored_permanent_;
+    auto p = e.load_state(std::string(store::kPermall));  // as libtpms will load it: held writes first
+    return p ? sha256(p->view()) : Digest{};
+}
+
+Result<void> SnapshotGuard::before_init(engine::Engine& e) {
+    if (cfg_.policy == Policy::Skip) return {};
+    if (!restore_blobs_) return settle_awaiting(e, "a reset (CMD_INIT)");
+    Verdict v;
+    if (candidate_) {
+        // The last word on the permanent state: the one the TPM starts from
+        // must be the record's.
+        if (starting_permanent(e) != candidate_->permanent_digest) {
+            auto f = failed("the permanent state the TPM would start from is not the one the record was made with");
+            if (!f) return f.error();
+            v = *f;
+        }
+    } else if (!volatile_checked_) {
+        // Permanent state alone: the vPCRs would come from it (a
+        // TPM2_Shutdown(SU_STATE) recorded in it) or be reset, its NV from
+        // whatever copy was set. A restore all the same.
+        auto f = record_missing("the restore sets no volatile state (vPCRs)");
+        if (!f) return f.error();
+        v = *f;
+    }
+    taint_at_init_ = taint_at_init_ || v.taint;
     return {};
 }
 
@@ -357,10 +408,42 @@ Result<void> SnapshotGuard::after_init(engine::Engine& e) {
     return {};
 }
 
+void SnapshotGuard::before_power_off(engine::Engine& e) {
+    (void)settle_awaiting(e, "a power-off (CMD_STOP, CMD_SHUTDOWN or the end of the process)");
+}
+
+Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string& event) {
+    if (!awaiting_) return {};
+    if (awaiting_verified_) {  // consumed at its final verification
+        awaiting_.reset();
+        return {};
+    }
+    std::string why;
+    if (cfg_.verify_before_run) {
+        why = event + " came before the final verification (verify=before-run): the restored state is dropped";
+    } else if (auto c = consume(*awaiting_); !c) {
+        why = c.error().message;
+    } else {
+        awaiting_.reset();
+        return {};
+    }
+    // Refused as a failed final verification is: nothing of the restore
+    // reaches the disk, and the TPM answers no command until a restore
+    // passes.
+    VTPM_LOG_ERROR("snapshot restore refused at %s: %s", event.c_str(), why.c_str());
+    awaiting_.reset();
+    e.discard_writes();
+    e.forgo_auto_shutdown();
+    refused_ = true;
+    gate_logged_ = true;
+    return make_error(rc::kFail, "snapshot restore refused: " + why);
+}
+
 void SnapshotGuard::end_restore() {
     restored_permanent_.reset();
     candidate_.reset();
     taint_at_init_ = false;
+    restore_blobs_ = volatile_checked_ = false;
 }
 
 Result<void> SnapshotGuard::taint(engine::Engine& e) {

@@ -101,7 +101,9 @@ public:
     void set_peer_pid(pid_t pid) override { peer_pid_ = pid; }
     Result<void> on_export(engine::Engine& e, engine::BlobType type, ByteView plain, Bytes& blob) override;
     Result<void> on_import(engine::Engine& e, engine::BlobType type, ByteView blob, ByteView plain) override;
+    Result<void> before_init(engine::Engine& e) override;
     Result<void> after_init(engine::Engine& e) override;
+    void before_power_off(engine::Engine& e) override;
     void end_restore() override;
     Result<void> admit_tpm_command(engine::Engine& e) override;
 
@@ -123,6 +125,18 @@ private:
     std::string first_differences(const SnapshotRecord& r, const PageDigests& now);
     /// Tell the host ledger the restore of `r` is in use (it restores once).
     Result<void> consume(const SnapshotRecord& r);
+    /// The permanent state CMD_INIT would start from: the blob set in this
+    /// restore, else the one on disk.
+    Digest starting_permanent(engine::Engine& e) const;
+    /// A restore without a record to check (`what` says which part is
+    /// missing): refused (or tainted) once this host has signed a snapshot
+    /// of the VM, else skipped as swtpm would (refused when required).
+    Result<Verdict> record_missing(const std::string& what);
+    /// `event` (a reset, a power-off) ends the wait of the restore the TPM
+    /// runs on: from here its state is the TPM's, so it is consumed
+    /// (verify=load); with verify=before-run, before its final verification,
+    /// it is dropped and the TPM refused. An error means refused.
+    Result<void> settle_awaiting(engine::Engine& e, const std::string& event);
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;
@@ -131,6 +145,8 @@ private:
     // vPCRs must be tainted once CMD_INIT brings the TPM up.
     std::optional<Digest> restored_permanent_;
     bool taint_at_init_ = false;
+    bool restore_blobs_ = false;     // a blob was set since the last CMD_INIT
+    bool volatile_checked_ = false;  // ... and a volatile blob passed check_restore
     pid_t peer_pid_ = 0;
     std::optional<GuestMemory> mapped_;  // kept between uses while it is the same memory
     std::optional<QemuDigest> qemu_save_, qemu_restore_, qemu_final_;

@@ -174,6 +174,9 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
     engine::EngineConfig ec;
     ec.version = o.tpm2 ? engine::TpmVersion::V2 : engine::TpmVersion::V1_2;
     ec.auto_shutdown = !o.disable_auto_shutdown;
+    // With snapshot verification vPCRs come back only through a checked
+    // restore, never from a TPM2_Shutdown(SU_STATE) left on disk.
+    ec.clear_at_power_off = *guard && (*guard)->config().policy != snapshot::Policy::Skip;
     ec.reject_locality_4 = o.reject_locality_4;
     ec.allow_set_locality = o.allow_set_locality;
     auto eng = engine::Engine::create(ec, std::move(*st));

@@ -311,3 +311,27 @@ TEST_CASE("engine: encrypted state at rest opens only with the key") {
         CHECK(e->init(false).ok());
     }
 }
+
+TEST_CASE("engine: clear_at_power_off leaves no vPCRs to resume from the disk") {
+    TempDir d;
+    engine::EngineConfig c;
+    c.clear_at_power_off = true;
+    {
+        auto e = engine::Engine::create(c, store::make_dir_store(d.path, true, 0600, std::nullopt));
+        REQUIRE(e);
+        REQUIRE((*e)->init(false).ok());
+        REQUIRE((*e)->startup(0).ok());
+        // The guest's own TPM2_Shutdown(SU_STATE) (an S3 suspend), then the
+        // power-off: SU_CLEAR is recorded over it.
+        REQUIRE(tpm::response_code((*e)->command(tpm::shutdown(1))) == 0);
+        (*e)->stop();
+    }
+    auto e = engine::Engine::create(c, store::make_dir_store(d.path, true, 0600, std::nullopt));
+    REQUIRE(e);
+    REQUIRE((*e)->init(false).ok());
+    CHECK(tpm::response_code((*e)->command(tpm::startup(1))) != 0);
+    CHECK(tpm::response_code((*e)->command(tpm::startup(0))) == 0);
+    // A reset by CMD_INIT keeps the swtpm >= 0.8 behaviour: SU_STATE.
+    REQUIRE((*e)->init(false).ok());
+    CHECK(tpm::response_code((*e)->command(tpm::startup(1))) == 0);
+}

@@ -709,3 +709,104 @@ TEST_CASE("guard: a save restores once; the operator's revert lets it restore ag
     REQUIRE(l.load());
     CHECK(l.latest(kUuid)->restored);
 }
+
+// A restore is judged as a whole, not blob by blob: what QEMU would never
+// send, a control client can (swtpm_ioctl --load, an edited stream).
+TEST_CASE("guard: a restore without its checked volatile state, or with another permanent state, is refused") {
+    Lab lab;
+    constexpr uint32_t kMark = 0x01500001;  // in generation 2's NV only
+    auto g = lab.guard();
+    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
+    snapshot::attach(d, *g);
+    Qemu q{d};
+    const Bytes perm1 = q.fetch(1), vol1 = q.fetch(2);
+    REQUIRE(tpm::response_code(lab.engine->command(
+                tpm::nv_define_space(kMark, TPMA_NV_PPWRITE | TPMA_NV_PPREAD | TPMA_NV_PLATFORMCREATE, 8))) == 0);
+    const Bytes perm2 = q.fetch(1), vol2 = q.fetch(2);  // the latest save
+    auto set = [&](uint32_t type, const Bytes& b) { return q.send(ctrl::SetStateBlobReq{0, type, b}); };
+    auto init_from_disk = [&] {
+        REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+        REQUIRE(tpm::response_code(d.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
+        CHECK(tpm::response_code(d.tpm_command(tpm::nv_read_public(kMark))) == 0);  // generation 2's NV
+    };
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+
+    // The checked permanent state replaced after the check by an older one.
+    CHECK(set(1, perm2) == 0);
+    CHECK(set(2, vol2) == 0);
+    CHECK(set(1, perm1) == rc::kFail);
+    init_from_disk();
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+
+    // A permanent state alone: refused at CMD_INIT, the TPM stays stopped,
+    // and a plain CMD_INIT then starts from the disk.
+    CHECK(set(1, perm1) == 0);
+    CHECK(q.send(ctrl::InitReq{0}) == rc::kFail);
+    CHECK_FALSE(lab.engine->running());
+    init_from_disk();
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+
+    // An empty volatile blob is a volatile state without a record.
+    CHECK(set(1, perm2) == 0);
+    CHECK(set(2, Bytes{}) == rc::kFail);
+    init_from_disk();
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+
+    // A blob libtpms refuses after the checked one (a TPM 2 has no
+    // savestate), or one that cannot be read: the restore is over and
+    // consumed nothing, so the right image still restores.
+    for (const Bytes& bad : {perm2, Bytes(64, 0x5a)}) {
+        CHECK(set(1, perm2) == 0);
+        CHECK(set(2, vol2) == 0);
+        CHECK(set(3, bad) != 0);
+        init_from_disk();
+        REQUIRE(q.send(ctrl::StopReq{}) == 0);
+    }
+    restore_through(q, perm2, vol2);
+    CHECK(pcr_read_rc(d) == 0);
+}
+
+TEST_CASE("guard: a reset or power-off before the first command puts a restore to use: it restores once") {
+    Lab lab;
+    auto g = lab.guard();
+    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
+    snapshot::attach(d, *g);
+    Qemu q{d};
+    const Bytes perm = q.fetch(1), vol = q.fetch(2);
+    restore_through(q, perm, vol);
+    REQUIRE(q.send(ctrl::InitReq{0}) == 0);  // a reset, no TPM command yet
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+    REQUIRE(q.send(ctrl::SetStateBlobReq{0, 1, perm}) == 0);
+    CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol}) == rc::kFail);  // consumed by the reset
+
+    const Bytes perm2 = [&] {
+        REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+        REQUIRE(tpm::response_code(d.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
+        return q.fetch(1);
+    }();
+    const Bytes vol2 = q.fetch(2);
+    restore_through(q, perm2, vol2);
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);  // the power-off before any command
+    REQUIRE(q.send(ctrl::SetStateBlobReq{0, 1, perm2}) == 0);
+    CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol2}) == rc::kFail);
+
+    // verify=before-run: a reset before the final verification refuses the
+    // restore instead (it never ran), and the TPM answers nothing.
+    GuardConfig c = g->config();
+    c.verify_before_run = true;
+    SnapshotGuard gb(c, std::make_unique<SoftSigner>(lab.keys[1], 1),
+                     std::make_unique<FileLedger>((lab.dir.path / "host").string()));
+    gb.set_peer_pid(lab.qemu.pid);
+    core::DispatcherConfig dc;
+    dc.vendor_commands = true;
+    core::Dispatcher db(*lab.engine, dc);
+    snapshot::attach(db, gb);
+    Qemu qb{db};
+    REQUIRE(qb.send(ctrl::InitReq{0}) == 0);
+    REQUIRE(tpm::response_code(db.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
+    const Bytes perm3 = qb.fetch(1), vol3 = qb.fetch(2);
+    restore_through(qb, perm3, vol3);
+    CHECK(qb.send(ctrl::InitReq{0}) == rc::kFail);
+    CHECK(pcr_read_rc(db) == TPM2_RC_FAILURE);
+    CHECK(verify_ram(db).first == rc::kFail);  // nothing awaits a final verification now
+}
