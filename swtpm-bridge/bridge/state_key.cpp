@@ -43,6 +43,18 @@ Result<size_t> adopt_plain_state(const std::string& state_uri, bool tpm2, mode_t
     return blobs.size();
 }
 
+// Whether the state at `state_uri` opens without a key: absent or
+// plaintext. If not (encrypted, most likely with the VM's sealed key), no new
+// key may be made for it: it could never open that state.
+Result<void> opens_without_key(const std::string& state_uri, bool tpm2, mode_t file_mode) {
+    auto plain = store::open_store(state_uri, tpm2, file_mode, std::nullopt);
+    if (!plain) return plain.error();
+    if (auto l = (*plain)->lock(); !l) return l.error();
+    auto b = (*plain)->load(std::string(store::kPermall));
+    if (!b && b.code() != rc::kRetry) return b.error();  // kRetry: no permanent state yet
+    return {};
+}
+
 }  // namespace
 
 Result<store::Key> sealed_state_key(const SnapshotSettings& s, const std::string& state_uri, bool tpm2,
@@ -51,7 +63,15 @@ Result<store::Key> sealed_state_key(const SnapshotSettings& s, const std::string
     std::copy(s.guard.vm_uuid->begin(), s.guard.vm_uuid->end(), vm.begin());
     const std::string uuid = format_uuid(*s.guard.vm_uuid);
     bool created = false;
-    auto raw = hostapi::Client(s.host_socket).state_key(vm, true, &created);
+    // A state that needs a key gets the existing one or none: were the VM's
+    // key file lost, a fresh key would only make every later start fail.
+    const auto plain = opens_without_key(state_uri, tpm2, file_mode);
+    auto raw = hostapi::Client(s.host_socket).state_key(vm, plain.ok(), &created);
+    if (!raw && !plain)
+        return make_error(rc::kFail, "state_key = sealed: the state in " + state_uri +
+                                         " does not open without a key (" + plain.error().message +
+                                         "), and vtpm-hostd has no sealed key for VM " + uuid + " (HOSTDIR/vms/" +
+                                         uuid + ".statekey lost or another VM's state?): " + raw.error().message);
     if (!raw) return make_error(rc::kFail, "state_key = sealed: " + raw.error().message);
     store::Key key(std::move(*raw));
     key.authenticated_only = true;

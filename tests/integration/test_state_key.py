@@ -109,6 +109,18 @@ def test(work, stack):
     with open(os.path.join(state, "tpm2-00.permall"), "wb") as f:
         f.write(enc["tpm2-00.permall"])
 
+    # The VM's key file lost: refused naming it, and no new key is made (it
+    # could never open this state; the old file put back still does).
+    moved = key_file + ".moved"
+    os.rename(key_file, moved)
+    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}", "--server", "type=tcp,port=1",
+               "--flags", "not-need-init"] + sealed[:6], check_rc=False, timeout=30)
+    h.check(r.returncode != 0 and "no sealed key for VM " + UUID in r.stderr and ".statekey lost" in r.stderr,
+            f"a lost key file is named: {r.stderr.strip()[-200:]}")
+    h.check(not os.path.exists(key_file), "no new key was made for a state that needs the old one")
+    h.check_eq(files_of(state), enc, "the refused start changed no state file")
+    os.rename(moved, key_file)
+
     # export-key: root only, written to a new 0600 file.
     key_out = os.path.join(work, "vm.key")
     r = h.run([HOST, "export-key", "--vm", UUID, "--hostd", sock, "--out", key_out], check_rc=False)
@@ -145,4 +157,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=22)
+    h.main(test, min_checks=25)
