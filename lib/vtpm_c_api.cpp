@@ -11,15 +11,16 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "hoststate/identity_records.hpp"
 #include "attest/verify.hpp"
 #include "core/dispatcher.hpp"
-#include "util/ossl.hpp"
-#include "tpm/public_key.hpp"
-#include "x509/tcg_cert.hpp"
 #include "engine/engine.hpp"
+#include "hoststate/identity_records.hpp"
 #include "store/state_store.hpp"
+#include "tpm/public_key.hpp"
+#include "util/ossl.hpp"
+#include "util/uuid.hpp"
 #include "vtpm_config.h"
+#include "x509/tcg_cert.hpp"
 
 struct vtpm_instance {
     std::unique_ptr<vtpm::engine::Engine> engine;
@@ -194,7 +195,13 @@ uint32_t vtpm_verify_evidence(const vtpm_verify_params* p, char** report_json) {
     if (!der) return bad_param(report_json, "the user certificate does not encode");
     in.user_cert_der = *der;
     in.nonce.assign(p->nonce, p->nonce + p->nonce_len);
-    if (p->vm_uuid) in.vm_uuid = p->vm_uuid;
+    if (p->vm_uuid) {
+        auto u = vtpm::canonical_uuid(p->vm_uuid);  // as vtpm-attest verify takes it
+        if (!u) return bad_param(report_json, "vm_uuid: " + u.error().message);
+        in.vm_uuid = *u;
+    }
+    // A host has PCRs 0-23: a mask naming others would leave no PCR required.
+    if (p->required_host_pcrs >> 24) return bad_param(report_json, "required_host_pcrs names PCRs above 23");
     if (p->required_host_pcrs) {
         in.required_host_pcrs.clear();
         for (unsigned i = 0; i < 24; ++i)

@@ -113,10 +113,13 @@ typedef struct vtpm_verify_params {
     size_t nonce_len;
     const uint8_t *evidence;       /**< evidence file contents (vtpm-attest quote) */
     size_t evidence_len;
-    const char *vm_uuid;           /**< expected VM UUID (required: NULL fails at step "inputs") */
-    const char *reference;         /**< reference values ("sha256:9 HEX" lines), or NULL */
+    const char *vm_uuid;           /**< expected VM UUID, any case (required: NULL fails at step "inputs";
+                                        not a UUID: a parameter error) */
+    const char *reference;         /**< reference values ("sha256:9 HEX" lines, one pin per line, each once,
+                                        at least one), or NULL */
     const char *host_record;       /**< the host's record of the VM (uniqueness), or NULL */
-    uint32_t required_host_pcrs;   /**< bit mask of host PCRs the AuthKey must be bound to; 0: PCRs 0-9 */
+    uint32_t required_host_pcrs;   /**< bit mask of host PCRs the AuthKey must be bound to; 0: PCRs 0-9;
+                                        bits 24-31 set: a parameter error */
     const char *owner_key_pem;     /**< the host owner's policy public key (PEM) trusted to approve host
                                         states, or NULL (step "host-owner" NOT VERIFIED). Added in 0.2:
                                         callers built with the older struct_size leave it unset. */

@@ -2,14 +2,17 @@
 
 #include <cstring>
 #include <functional>
+#include <set>
 #include <sstream>
 
 #include "attest/event_log.hpp"
-#include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
+#include "tpm/objects.hpp"
+#include "tpm/public_key.hpp"
 #include "x509/cert_check.hpp"
 #include "x509/tcg_cert.hpp"
-#include "tpm/public_key.hpp"
+#include "x509/tcg_oids.hpp"
+#include "x509/x509_build.hpp"
 
 namespace vtpm::attest {
 
@@ -110,6 +113,19 @@ Result<std::string> step_host_ak(Ctx& c) {
     // an end-entity certificate for an attestation identity key.
     X509* ak = const_cast<X509*>(c.in.host_ak_cert);
     if (X509_check_ca(ak) != 0) return make_error(rc::kFail, "the host AK certificate is a CA certificate");
+    // A CertvAIK chains to the same CA through an AuthKey and is an AIK
+    // certificate too: it must never stand in for the host AK's.
+    if (x509::extension_value(ak, kOidVtpmIdentity).code() != rc::kRetry)
+        return make_error(rc::kFail,
+                          "the host AK certificate is a vTPM's CertvAIK (it carries the vTPM identity "
+                          "extension), not the host AK's");
+    for (const X509* i : bundle.intermediates)
+        if (X509* issuer = const_cast<X509*>(i); X509_check_issued(issuer, ak) == X509_V_OK &&
+                                                 (x509::has_extended_key_usage(issuer, kOidAikCertificate) ||
+                                                  x509::has_extended_key_usage(issuer, x509::oid::kEkCertificate)))
+            return make_error(rc::kFail,
+                              "the host AK certificate was issued by a vTPM issuer (an AuthKey), not by "
+                              "the privacy CA");
     if (!x509::has_extended_key_usage(ak, kOidAikCertificate))
         return make_error(rc::kFail, std::string("the host AK certificate is not for an attestation key (no extended "
                                                  "key usage tcg-kp-AIKCertificate, ") +
@@ -296,9 +312,11 @@ Result<std::string> step_quote_pcrs(Ctx& c) {
     std::vector<const tpm::PcrValue*> ordered;
     Bytes concat;
     size_t n = 0;
+    std::set<std::pair<uint16_t, unsigned>> quoted;
     for (uint32_t i = 0; i < sel.count && i < TPM2_NUM_PCR_BANKS; ++i) {
         const uint16_t bank = sel.pcrSelections[i].hash;
         for (unsigned p : tpm::selected_pcrs(sel, bank)) {
+            quoted.insert({bank, p});
             const tpm::PcrValue* v = nullptr;
             for (const auto& x : c.ev.pcrs)
                 if (x.alg == bank && x.index == p) v = &x;
@@ -317,29 +335,60 @@ Result<std::string> step_quote_pcrs(Ctx& c) {
     EVP_Digest(concat.data(), concat.size(), d, &dl, md, nullptr);
     if (!eq(ByteView(d, dl), view(c.quote.attested.quote.pcrDigest)))
         return make_error(rc::kFail, "the PCR values in the evidence are not the ones quoted");
+    // Later steps (event log, reference values) read the evidence's PCR
+    // values: each must be one the quote signed, once.
+    std::set<std::pair<uint16_t, unsigned>> seen;
+    for (const auto& x : c.ev.pcrs) {
+        const std::string name = bank_text(x.alg) + ":" + std::to_string(x.index);
+        if (!quoted.count({x.alg, x.index}))
+            return make_error(rc::kFail, "the evidence carries a value of PCR " + name +
+                                             ", which the quote does not "
+                                             "cover");
+        if (!seen.insert({x.alg, x.index}).second)
+            return make_error(rc::kFail, "the evidence carries PCR " + name + " twice");
+    }
     return std::to_string(n) + " PCR values match the quoted digest";
 }
 
 Result<std::string> step_event_log(Ctx& c) {
     if (c.ev.event_logs.empty()) return make_error(rc::kRetry, "no event log in the evidence");
     size_t checked = 0;
+    std::string unlogged;
     for (const auto& raw : c.ev.event_logs) {
         auto log = parse_event_log(raw);
         if (!log) return log.error();
         auto values = replay_event_log(*log);
         if (!values) return values.error();
-        for (const auto& [key, value] : *values) {
-            for (const auto& q : c.ev.pcrs) {
-                if (q.alg != key.first || q.index != key.second) continue;
-                if (!eq(q.digest, value))
-                    return make_error(rc::kFail, "the event log does not replay to quoted PCR " + bank_text(q.alg) +
-                                                     ":" + std::to_string(q.index));
+        for (const auto& q : c.ev.pcrs) {
+            const std::string name = bank_text(q.alg) + ":" + std::to_string(q.index);
+            const bool bank_logged = std::any_of(log->algorithms.begin(), log->algorithms.end(),
+                                                 [&](const auto& a) { return a.first == q.alg; });
+            if (!bank_logged) continue;
+            const auto it = values->find({q.alg, q.index});
+            if (it != values->end()) {
+                if (!eq(q.digest, it->second))
+                    return make_error(rc::kFail, "the event log does not replay to quoted PCR " + name);
                 ++checked;
+                continue;
             }
+            // PCRs 0-7 belong to the firmware, which logs every measurement:
+            // one extended without an event means events were dropped to
+            // hide something. Later PCRs may be extended after boot by
+            // software with logs of its own (the detail names them).
+            if (q.index < 8 && std::any_of(q.digest.begin(), q.digest.end(), [](uint8_t b) { return b != 0; }))
+                return make_error(rc::kFail, "quoted PCR " + name +
+                                                 " was extended, but the event log has no event "
+                                                 "for it");
+            if (q.index < 8)
+                ++checked;
+            else
+                unlogged += (unlogged.empty() ? "" : ", ") + name;
         }
     }
     if (!checked) return make_error(rc::kFail, "the event log covers none of the quoted PCRs");
-    return "replays to " + std::to_string(checked) + " quoted PCR values";
+    std::string out = "replays to " + std::to_string(checked) + " quoted PCR values";
+    if (!unlogged.empty()) out += " (no events for " + unlogged + ": measured after boot, not covered by this log)";
+    return out;
 }
 
 Result<std::string> step_reference(Ctx& c) {
@@ -413,13 +462,17 @@ Result<Reference> parse_reference(std::string_view text) {
     for (int n = 1; std::getline(in, line); ++n) {
         if (line.empty() || line[0] == '#') continue;
         std::istringstream ls(line);
-        std::string key, value;
-        ls >> key >> value;
+        std::string key, value, more;
+        ls >> key >> value >> more;
         auto bytes = from_hex(value);
         const auto bad = make_error(rc::kBadParameter, "reference line " + std::to_string(n) + ": expected "
                                                        "'BANK:PCR HEX' or 'host-pcr-digest HEX'");
-        if (!bytes || key.empty()) return bad;
+        // A pin must never be dropped silently: one per line, each once.
+        if (!bytes || key.empty() || !more.empty()) return bad;
+        const auto twice =
+            make_error(rc::kBadParameter, "reference line " + std::to_string(n) + ": " + key + " is given twice");
         if (key == "host-pcr-digest") {
+            if (r.host_pcr_digest) return twice;
             r.host_pcr_digest = std::move(*bytes);
             continue;
         }
@@ -430,8 +483,11 @@ Result<Reference> parse_reference(std::string_view text) {
         if (!alg || idx.empty() || idx.size() > 2 || idx.find_first_not_of("0123456789") != std::string::npos ||
             std::stoul(idx) > 23 || bytes->size() != tpm::hash_size(*alg))
             return bad;
-        r.pcrs[{*alg, static_cast<unsigned>(std::stoul(idx))}] = std::move(*bytes);
+        if (!r.pcrs.emplace(std::pair{*alg, static_cast<unsigned>(std::stoul(idx))}, std::move(*bytes)).second)
+            return twice;
     }
+    if (r.pcrs.empty() && !r.host_pcr_digest)
+        return make_error(rc::kBadParameter, "the reference file holds no values");
     return r;
 }
 

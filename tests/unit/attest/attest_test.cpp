@@ -136,6 +136,8 @@ struct Knobs {
     // The host AK certificate's profile: "aik" (as enroll issues it), "none"
     // (no extended key usage) or "ca" (a CA certificate).
     std::string ak_profile = "aik";
+    // More quoted PCRs (index below 9, in order) before PCR 9.
+    std::vector<std::pair<unsigned, Bytes>> more_pcrs;
 };
 
 // Everything a verifier gets: CA, host AK certificate, user, nonce, evidence.
@@ -147,10 +149,13 @@ struct World {
     Bytes user = Bytes{'u', 's', 'e', 'r'}, nonce = Bytes(20, 0x5a);
     Bytes evidence;
     Bytes pcr9 = Bytes(32, 0x99);
+    PkeyPtr issuer_key;
+    X509Ptr issuer_cert;  // an intermediate under the CA ("via-authkey")
     VerifyInputs inputs() const {
         VerifyInputs in;
         in.host_ak_cert = ak_cert.get();
         in.ca = ca->chain();
+        if (issuer_cert) in.ca.push_back(issuer_cert.get());
         in.user_cert_der = user;
         in.nonce = nonce;
         in.vm_uuid = kUuid;
@@ -179,14 +184,37 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
                                reinterpret_cast<const unsigned char*>("host AK"), -1, -1, 0);
     X509_set_pubkey(c, w->host_ak.get());
     X509* ca_cert = const_cast<X509*>(w->ca->certificate());
-    if (k.ak_profile == "aik") {
+    if (k.ak_profile == "aik" || k.ak_profile == "vaik" || k.ak_profile == "via-authkey") {
         REQUIRE(x509::add_conf_ext(c, ca_cert, NID_basic_constraints, "critical,CA:FALSE"));
         REQUIRE(x509::add_conf_ext(c, ca_cert, NID_ext_key_usage, "2.23.133.8.3"));
     } else if (k.ak_profile == "ca") {
         REQUIRE(x509::add_conf_ext(c, ca_cert, NID_basic_constraints, "critical,CA:TRUE"));
         REQUIRE(x509::add_conf_ext(c, ca_cert, NID_ext_key_usage, "2.23.133.8.3"));
     }
-    REQUIRE(w->ca->sign(c));
+    // A CertvAIK offered as the host AK's certificate: it carries the vTPM
+    // identity extension ("vaik"), or comes from an AuthKey-like issuer
+    // under the CA ("via-authkey").
+    if (k.ak_profile == "vaik") REQUIRE(x509::add_raw_ext(c, kOidVtpmIdentity, Bytes{0x04, 0x01, 0x00}, false));
+    if (k.ak_profile == "via-authkey") {
+        w->issuer_key = ec_key();
+        w->issuer_cert.reset(X509_new());
+        X509* ic = w->issuer_cert.get();
+        X509_set_version(ic, X509_VERSION_3);
+        REQUIRE(x509::set_random_serial(ic));
+        REQUIRE(x509::set_validity(ic, 1));
+        X509_set_issuer_name(ic, X509_get_subject_name(ca_cert));
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(ic), "CN", MBSTRING_UTF8,
+                                   reinterpret_cast<const unsigned char*>("AuthKey"), -1, -1, 0);
+        X509_set_pubkey(ic, w->issuer_key.get());
+        REQUIRE(x509::add_conf_ext(ic, ca_cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
+        REQUIRE(x509::add_conf_ext(ic, ca_cert, NID_key_usage, "critical,keyCertSign"));
+        REQUIRE(x509::add_conf_ext(ic, ca_cert, NID_ext_key_usage, "2.23.133.8.1,2.23.133.8.2,2.23.133.8.3"));
+        REQUIRE(w->ca->sign(ic));
+        X509_set_issuer_name(c, X509_get_subject_name(ic));
+        REQUIRE(X509_sign(c, w->issuer_key.get(), EVP_sha256()) > 0);
+    } else {
+        REQUIRE(w->ca->sign(c));
+    }
 
     const Bytes binding = tpm::user_binding(w->user, w->nonce);
     const TPML_PCR_SELECTION sel = tpm::pcr_selection(TPM2_ALG_SHA256, k.host_pcrs);
@@ -255,14 +283,22 @@ std::unique_ptr<World> make_world(const Knobs& k = {}) {
     ev.vaik_cert = *cert;
     ev.vaik_public = *tpm::marshal_public(vaik_pub);
     ev.identity_bundle = encode_bundle(b);
+    std::vector<unsigned> selected;
+    Bytes quoted;
+    for (const auto& [index, value] : k.more_pcrs) {
+        ev.pcrs.push_back({TPM2_ALG_SHA256, static_cast<uint8_t>(index), value});
+        selected.push_back(index);
+        quoted.insert(quoted.end(), value.begin(), value.end());
+    }
+    selected.push_back(9);
     ev.pcrs.push_back({TPM2_ALG_SHA256, 9, w->pcr9});
     TPMS_ATTEST q{};
     q.magic = TPM2_GENERATED_VALUE;
     q.type = TPM2_ST_ATTEST_QUOTE;
     q.extraData.size = static_cast<UINT16>(w->nonce.size());
     std::memcpy(q.extraData.buffer, w->nonce.data(), w->nonce.size());
-    q.attested.quote.pcrSelect = tpm::pcr_selection(TPM2_ALG_SHA256, {9});
-    Bytes quoted = w->pcr9;
+    q.attested.quote.pcrSelect = tpm::pcr_selection(TPM2_ALG_SHA256, selected);
+    quoted.insert(quoted.end(), w->pcr9.begin(), w->pcr9.end());
     if (k.wrong_pcr_value) quoted[0] ^= 1;
     const Bytes d = sha256_bytes(quoted);
     q.attested.quote.pcrDigest.size = 32;
@@ -318,15 +354,18 @@ TEST_CASE("the verifier fails closed on its own inputs and on a host AK certific
     r = verify_evidence(in, w->evidence);
     CHECK(r.failed_step == "inputs");
     CHECK(report_json(r).find("no expected VM UUID") != std::string::npos);
-    for (const char* profile : {"none", "ca"}) {
+    for (const auto& [profile, why] :
+         std::vector<std::pair<std::string, std::string>>{{"none", "not for an attestation key"},
+                                                          {"ca", "is a CA certificate"},
+                                                          {"vaik", "is a vTPM's CertvAIK"},
+                                                          {"via-authkey", "issued by a vTPM issuer (an AuthKey)"}}) {
         INFO(profile);
         Knobs k;
         k.ak_profile = profile;
         auto bad = make_world(k);
         const Report rb = verify_evidence(bad->inputs(), bad->evidence);
         CHECK(rb.failed_step == "host-ak-certificate");
-        CHECK(report_table(rb).find(std::string(profile) == "ca" ? "is a CA certificate"
-                                                                  : "not for an attestation key") != std::string::npos);
+        CHECK(report_table(rb).find(why) != std::string::npos);
     }
 }
 
@@ -593,4 +632,59 @@ TEST_CASE("PCR lists") {
         CHECK(tpm::parse_pcr_list(bad).code() == rc::kBadParameter);
     CHECK(tpm::pcr_list_text(tpm::selected_pcrs(tpm::pcr_selection(TPM2_ALG_SHA256, {7, 0}), TPM2_ALG_SHA256)) ==
           "0,7");
+}
+
+// Values the quote did not sign must not feed the later steps: a PCR record
+// beside the quoted ones, or a log that leaves an extended PCR unexplained.
+TEST_CASE("only quoted PCR values count, and the event log must explain every quoted PCR") {
+    auto w = make_world();
+    auto ev = decode_evidence(w->evidence);
+    REQUIRE(ev);
+    Evidence extra = *ev;
+    extra.pcrs.push_back({TPM2_ALG_SHA256, 10, Bytes(32, 0x10)});  // never quoted
+    auto in = w->inputs();
+    Report r = verify_evidence(in, encode_evidence(extra));
+    CHECK(r.failed_step == "quote-pcrs");
+    CHECK(report_table(r).find("PCR sha256:10, which the quote does not cover") != std::string::npos);
+    Evidence twice = *ev;
+    twice.pcrs.push_back(twice.pcrs.front());
+    CHECK(verify_evidence(in, encode_evidence(twice)).failed_step == "quote-pcrs");
+
+    // PCRs 0, 4 and 9 quoted; a log with only a StartupLocality event
+    // explains PCR 0 (zero) and nothing of PCR 4, which was extended: events
+    // dropped from a firmware PCR. PCR 9 (after boot) may go unlogged.
+    const Bytes startup = {'S', 't', 'a', 'r', 't', 'u', 'p', 'L', 'o', 'c', 'a', 'l', 'i', 't', 'y', 0, 0};
+    const Bytes d(32, 0x42);
+    Bytes from0(32, 0);
+    from0.insert(from0.end(), d.begin(), d.end());
+    auto with_log = [&](const Knobs& k, const Bytes& log) {
+        auto wk = make_world(k);
+        auto e = decode_evidence(wk->evidence);
+        REQUIRE(e);
+        e->event_logs.push_back(log);
+        return verify_evidence(wk->inputs(), encode_evidence(*e));
+    };
+    Knobs k;
+    k.more_pcrs = {{0, Bytes(32, 0)}, {4, Bytes(32, 0x44)}};
+    r = with_log(k, log_with({{0, Bytes(32, 0), 3, startup}}));
+    CHECK(r.failed_step == "event-log");
+    CHECK(report_table(r).find("quoted PCR sha256:4 was extended, but the event log has no event for it") !=
+          std::string::npos);
+    // PCR 4 explained: passes, and the detail names PCR 9 as not covered.
+    k.more_pcrs[1].second = sha256_bytes(from0);
+    r = with_log(k, log_with({{0, Bytes(32, 0), 3, startup}, {4, d}}));
+    INFO(report_table(r));
+    CHECK(r.ok);
+    CHECK(report_table(r).find("no events for sha256:9") != std::string::npos);
+}
+
+TEST_CASE("reference files: one pin per line, each once, at least one") {
+    const std::string h64(64, 'a');
+    CHECK(parse_reference("sha256:9 " + h64 + "\n"));
+    CHECK_FALSE(parse_reference("sha256:8 " + h64 + " sha256:9 " + h64 + "\n"));
+    CHECK_FALSE(parse_reference("sha256:9 " + h64 + "\nsha256:9 " + std::string(64, 'b') + "\n"));
+    CHECK_FALSE(parse_reference("host-pcr-digest " + h64 + "\nhost-pcr-digest " + h64 + "\n"));
+    CHECK_FALSE(parse_reference(""));
+    CHECK_FALSE(parse_reference("# only a comment\n"));
+    CHECK(parse_reference("host-pcr-digest " + h64 + "\n"));
 }

@@ -181,6 +181,16 @@ TEST_CASE("C API: evidence verification names what failed") {
     p.nonce_len = 8;
     CHECK(vtpm_verify_evidence(&p, nullptr) == 9);
     p.nonce_len = sizeof nonce;
+    // A VM UUID that is not one (it is read as vtpm-attest verify reads
+    // it), or host PCRs that do not exist: a parameter error, never fewer
+    // checks.
+    p.vm_uuid = "not-a-uuid";
+    CHECK(vtpm_verify_evidence(&p, nullptr) == 3);
+    p.vm_uuid = "6c1f8e22-4b6f-4d0e-9a51-0d6c3f1b2a77";
+    p.required_host_pcrs = 1u << 24;
+    CHECK(vtpm_verify_evidence(&p, nullptr) == 3);
+    p.required_host_pcrs = 0;
+    p.nonce_len = sizeof nonce;
     p.user_cert_pem = "not a certificate";
     CHECK(vtpm_verify_evidence(&p, nullptr) == 3);
     CHECK(vtpm::verify_evidence(p).code() == 3);
