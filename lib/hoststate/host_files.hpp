@@ -15,6 +15,7 @@
 //   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
 //   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
 //   vms/<uuid>.statekey the VM's state-at-rest key, sealed (state_keys.hpp)
+//   vms/<uuid>.ek       the EK keys certified for the VM (ek_bindings.hpp)
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>

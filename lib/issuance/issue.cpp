@@ -8,7 +8,9 @@
 #include "attest/vaik_cert.hpp"
 #include "x509/cert_check.hpp"
 #include "x509/tcg_cert.hpp"
+#include "hoststate/ek_bindings.hpp"
 #include "hoststate/identity_records.hpp"
+#include "issuance/ek_policy.hpp"
 #include "issuance/host_identity.hpp"
 #include "issuance/vtpm_identity.hpp"
 #include "tpm/objects.hpp"
@@ -23,23 +25,63 @@ constexpr size_t kMaxOpenChallenges = 256;
 
 }  // namespace
 
+namespace {
+
+// An AuthKey-issued EK certificate: the AuthKey signs one for any key it is
+// sent, so it vouches for a vTPM only with the key bound to the VM it names.
+Result<void> check_bound_ek(const X509* cert, const std::string& uuid, const std::string& host_dir) {
+    auto cn = subject_cn(cert);
+    if (!cn) return make_error(rc::kFail, "the vTPM's EK certificate from this host's AuthKey: " + cn.error().message);
+    auto named = vm_uuid_in(*cn);
+    if (!named) return make_error(rc::kFail, "the vTPM's EK certificate: " + named.error().message);
+    if (!*named) return make_error(rc::kFail, "the vTPM's EK certificate from this host's AuthKey names no VM UUID");
+    if (**named != uuid) return make_error(rc::kFail, "the EK certificate is for VM " + **named + ", not VM " + uuid);
+    EVP_PKEY* key = X509_get0_pubkey(cert);
+    if (!key) return make_error(rc::kFail, "the vTPM's EK certificate has no usable public key");
+    auto family = ek_key_family(key);
+    if (!family) return make_error(rc::kFail, "the vTPM's EK certificate: " + family.error().message);
+    auto digest = spki_digest(key);
+    if (!digest) return digest.error();
+    auto bound = hoststate::read_ek_binding(host_dir, uuid);
+    if (!bound) return bound.error();
+    if ((*bound)[*family] != *digest)
+        return make_error(rc::kFail, "the vTPM's EK certificate holds a key that is not the EK bound to VM " + uuid +
+                                         " (re-manufactured since, or not made by vtpm-setup)");
+    return {};
+}
+
+}  // namespace
+
 Result<hostapi::VaikChallengeReply> VaikChallenges::open(const hostapi::VaikChallengeRequest& req,
-                                                         const std::vector<const X509*>& trusted) {
+                                                         const EkIssuers& trusted, const std::string& host_dir) {
     const std::string uuid = format_uuid(req.vm);
     auto cert = x509::parse_der_certificate(req.ek_cert);
     if (!cert) return make_error(rc::kBadParameter, "the vTPM's EK certificate: " + cert.error().message);
-    if (trusted.empty())
+    if (trusted.authkey.empty() && trusted.local_ca.empty())
         return make_error(rc::kFail, "no issuers of vTPM EK certificates are trusted (vtpm-hostd --ek-ca, or "
                                      "an enrolled AuthKey)");
-    const auto bundle = x509::split_roots(trusted);
-    auto chain = x509::verify_chain(cert->get(), bundle.intermediates,
-                                    bundle.roots.empty() ? bundle.intermediates : bundle.roots);
-    if (!chain) return make_error(rc::kFail, "the vTPM's EK certificate is not trusted: " + chain.error().message);
-    // vtpm-setup --vmid puts "name:UUID" (libvirt) in the subject: it must be this VM.
-    const std::string subject = x509::summarize(cert->get());
-    for (size_t i = 0; i + 36 <= subject.size(); ++i)
-        if (auto u = canonical_uuid(subject.substr(i, 36)); u && *u != uuid)
-            return make_error(rc::kFail, "the EK certificate is for VM " + *u + ", not VM " + uuid);
+    auto verify = [&cert](const std::vector<const X509*>& issuers) {
+        const auto bundle = x509::split_roots(issuers);
+        return x509::verify_chain(cert->get(), bundle.intermediates,
+                                  bundle.roots.empty() ? bundle.intermediates : bundle.roots);
+    };
+    // The AuthKey's chain first: were --ek-ca to name the privacy CA too, its
+    // certificates would still be held to the binding.
+    auto by_authkey = trusted.authkey.empty() ? Result<std::vector<std::string>>(make_error(rc::kFail, "no AuthKey"))
+                                              : verify(trusted.authkey);
+    if (by_authkey) {
+        if (auto r = check_bound_ek(cert->get(), uuid, host_dir); !r) return r.error();
+    } else {
+        if (trusted.local_ca.empty())
+            return make_error(rc::kFail, "the vTPM's EK certificate is not trusted: " + by_authkey.error().message);
+        auto chain = verify(trusted.local_ca);
+        if (!chain) return make_error(rc::kFail, "the vTPM's EK certificate is not trusted: " + chain.error().message);
+        // vtpm-setup --vmid puts "name:UUID" (libvirt) in the subject: it must be this VM.
+        const std::string subject = x509::summarize(cert->get());
+        for (size_t i = 0; i + 36 <= subject.size(); ++i)
+            if (auto u = canonical_uuid(subject.substr(i, 36)); u && *u != uuid)
+                return make_error(rc::kFail, "the EK certificate is for VM " + *u + ", not VM " + uuid);
+    }
     auto vaik_pub = tpm::unmarshal_public(req.vaik_public);
     if (!vaik_pub) return make_error(rc::kBadParameter, "the vAIK public area: " + vaik_pub.error().message);
     auto name = tpm::object_name(*vaik_pub);

@@ -43,17 +43,25 @@ struct IssueResult {
 /// the certificate and bundle, write them into the vTPM's NV, confirm.
 Result<IssueResult> issue_identity(const hostapi::Client& hostd, VtpmChannel& vtpm, const IssueRequest& req);
 
+/// Issuers of vTPM EK certificates the daemon trusts (self-signed roots and
+/// intermediates). The AuthKey signs an EK certificate for whatever key it
+/// is sent, so one of those counts only for the key bound to its VM.
+struct EkIssuers {
+    std::vector<const X509*> authkey;   // this host's AuthKey certificate and the privacy CA's chain
+    std::vector<const X509*> local_ca;  // vtpm-setup's local CA (vtpm-hostd --ek-ca)
+};
+
 /// The challenges vtpm-hostd has handed out and not yet seen answered. A
 /// vAIK is certified only after the vTPM whose EK certificate the daemon
 /// trusts opened a credential made for that vAIK's name.
 class VaikChallenges {
 public:
-    /// Check `req.ek_cert` against `trusted` (issuers of vTPM EK
-    /// certificates: self-signed roots and intermediates) and, when its
-    /// subject names a UUID, against the VM; wrap a fresh secret to it for
-    /// the vAIK's name.
-    Result<hostapi::VaikChallengeReply> open(const hostapi::VaikChallengeRequest& req,
-                                             const std::vector<const X509*>& trusted);
+    /// Check `req.ek_cert` against `trusted`: one from the AuthKey must name
+    /// this VM in its CN and hold the EK key bound to it in `host_dir`
+    /// (hoststate/ek_bindings.hpp); one from the local CA must not name
+    /// another VM. Then wrap a fresh secret to it for the vAIK's name.
+    Result<hostapi::VaikChallengeReply> open(const hostapi::VaikChallengeRequest& req, const EkIssuers& trusted,
+                                             const std::string& host_dir);
     /// The activation in `req` answers an open challenge for this VM and
     /// vAIK; a challenge is answered once and expires after two minutes.
     Result<void> redeem(const hostapi::VaikRequest& req);

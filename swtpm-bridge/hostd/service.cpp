@@ -7,10 +7,12 @@
 #include <filesystem>
 
 #include "hostapi/protocol.hpp"
+#include "hoststate/ek_bindings.hpp"
 #include "hoststate/host_files.hpp"
 #include "hoststate/ledger.hpp"
 #include "hoststate/state_keys.hpp"
 #include "hosttpm/sealed_secret.hpp"
+#include "issuance/ek_policy.hpp"
 #include "issuance/host_identity.hpp"
 #include "issuance/issue.hpp"
 #include "merkle/merkle.hpp"
@@ -159,14 +161,34 @@ Result<Fields> leaves_for(const hoststate::Ledger& ledger, const Fields& f) {
 }
 
 // An EK or platform certificate for a vTPM being manufactured: the daemon
-// builds it from the fields (x509::issue_certificate) and signs it.
-Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f) {
+// builds it from the fields (x509::issue_certificate) and signs it. The first
+// EK key certified for a VM is bound to it (HOSTDIR/vms/UUID.ek), so that a
+// peer cannot have a key of its own certified as that VM's EK and then use
+// it to prove a software vAIK (VaikChallenge); another key needs root.
+Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const Peer& peer, std::string& what) {
     auto q = hostapi::parse_tcg_cert_request(f);
     if (!q) return q.error();
     const unsigned char* p = q->subject_public_key.data();
     vtpm::PkeyPtr key(d2i_PUBKEY(nullptr, &p, static_cast<long>(q->subject_public_key.size())));
     if (!key || p != q->subject_public_key.data() + q->subject_public_key.size())
         return make_error(rc::kBadParameter, "the subject public key is not a DER SubjectPublicKeyInfo");
+    if (auto r = issuance::check_tcg_cert_request(*q, key.get()); !r) return r.error();
+    auto vm = issuance::vm_uuid_in(q->subject_cn);
+    if (!vm) return vm.error();
+    what = std::string(q->kind == 0 ? "EK" : "platform") + " certificate for " + (*vm ? "VM " + **vm : "no VM");
+    std::optional<hoststate::EkBinding> binding;
+    hoststate::EkBindingChange change = hoststate::EkBindingChange::Unchanged;
+    if (*vm) {
+        auto family = issuance::ek_key_family(key.get());
+        auto digest = family ? issuance::spki_digest(key.get()) : Result<Digest>(family.error());
+        if (!digest) return digest.error();
+        auto bound = hoststate::read_ek_binding(root.dir(), **vm);
+        if (!bound) return bound.error();
+        auto c = hoststate::bind_ek(*bound, *family, *digest, peer.uid == 0, **vm);
+        if (!c) return c.error();
+        change = *c;
+        binding = std::move(*bound);
+    }
     x509::CertRequest req;
     req.kind = q->kind == 0 ? x509::CertKind::Ek : x509::CertKind::Platform;
     req.subject_key = key.get();
@@ -182,6 +204,14 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f) {
     if (!issuer) return issuer.error();
     auto der = x509::issue_certificate(req, **issuer);
     if (!der) return der.error();
+    // Bound before the certificate leaves; a VM named nowhere is bound to
+    // nothing, and its certificate proves no vAIK (VaikChallenge).
+    if (change != hoststate::EkBindingChange::Unchanged)
+        if (auto w = hoststate::write_ek_binding(root.dir(), **vm, *binding); !w) return w.error();
+    if (change == hoststate::EkBindingChange::Replaced)
+        VTPM_LOG_WARN("VM %s: EK key replaced for pid %d uid %u (re-manufactured); the old key proves no vAIK",
+                      vm->value().c_str(), static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid));
+    if (change == hoststate::EkBindingChange::Bound) what += " (EK key bound)";
     return Fields{*der};
 }
 
@@ -277,45 +307,47 @@ Result<std::string> Service::open_ledger() {
                                      "): another TPM, or a ledger from elsewhere");
 }
 
-Result<std::vector<vtpm::X509Ptr>> Service::trusted_ek_issuers() const {
-    std::vector<vtpm::X509Ptr> out;
-    auto add_file = [&out](const std::string& path) -> Result<void> {
+Result<Service::EkIssuerCerts> Service::trusted_ek_issuers() const {
+    EkIssuerCerts out;
+    auto add_file = [](std::vector<vtpm::X509Ptr>& to, const std::string& path) -> Result<void> {
         auto certs = x509::read_pem_certificates(path);
         if (!certs) return certs.error();
         for (int i = 0; i < sk_X509_num(certs->get()); ++i) {
             X509* c = sk_X509_value(certs->get(), i);
             X509_up_ref(c);
-            out.emplace_back(c);
+            to.emplace_back(c);
         }
         return {};
     };
     // The AuthKey signs EK certificates of vTPMs made with certificate_issuer = hosttpm.
-    (void)add_file(root_.dir() + "/" + hoststate::kAuthKeyCertFile);
-    (void)add_file(root_.dir() + "/" + hoststate::kCaChainFile);
+    (void)add_file(out.authkey, root_.dir() + "/" + hoststate::kAuthKeyCertFile);
+    if (!out.authkey.empty()) (void)add_file(out.authkey, root_.dir() + "/" + hoststate::kCaChainFile);
     if (!ek_ca_.empty()) {
         std::error_code ec;
         if (std::filesystem::is_directory(ek_ca_, ec)) {
             for (const auto& e : std::filesystem::directory_iterator(ek_ca_, ec))
                 if (e.path().filename().string().ends_with("cert.pem"))
-                    if (auto r = add_file(e.path().string()); !r) return r.error();
-        } else if (auto r = add_file(ek_ca_); !r) {
+                    if (auto r = add_file(out.local_ca, e.path().string()); !r) return r.error();
+        } else if (auto r = add_file(out.local_ca, ek_ca_); !r) {
             return make_error(rc::kFail, "--ek-ca " + ek_ca_ + ": " + r.error().message);
         }
     }
     return out;
 }
 
-// The vTPM's EK certificate checked against the issuers trusted now, then a
-// credential wrapped to that EK for the vAIK's name.
+// The vTPM's EK certificate checked against the issuers trusted now (one
+// from the AuthKey against the VM's EK binding), then a credential wrapped
+// to that EK for the vAIK's name.
 Result<std::vector<Bytes>> Service::vaik_challenge(const std::vector<Bytes>& f, std::string& what) {
     auto q = hostapi::parse_vaik_challenge_request(f);
     if (!q) return q.error();
     what = "VM " + uuid_text(q->vm);
     auto trusted = trusted_ek_issuers();
     if (!trusted) return trusted.error();
-    std::vector<const X509*> certs;
-    for (const auto& c : *trusted) certs.push_back(c.get());
-    auto r = challenges_.open(*q, certs);
+    issuance::EkIssuers issuers;
+    for (const auto& c : trusted->authkey) issuers.authkey.push_back(c.get());
+    for (const auto& c : trusted->local_ca) issuers.local_ca.push_back(c.get());
+    auto r = challenges_.open(*q, issuers, root_.dir());
     if (!r) return r.error();
     return hostapi::to_fields(*r);
 }
@@ -336,7 +368,7 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::SignSnapshotRecord: out = sign_record(root_, ledger_, m->fields, what); break;
         case Kind::KeepLeaves: out = keep_leaves(ledger_, m->fields); break;
         case Kind::LeavesFor: out = leaves_for(ledger_, m->fields); break;
-        case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields); break;
+        case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields, peer, what); break;
         case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, what); break;
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;

@@ -40,8 +40,12 @@ public:
     Bytes handle(ByteView request_body, const Peer& peer);
 
 private:
-    /// Issuers of vTPM EK certificates the daemon trusts now.
-    Result<std::vector<vtpm::X509Ptr>> trusted_ek_issuers() const;
+    /// Issuers of vTPM EK certificates the daemon trusts now: the AuthKey
+    /// with the privacy CA's chain (empty before enrollment), and --ek-ca.
+    struct EkIssuerCerts {
+        std::vector<vtpm::X509Ptr> authkey, local_ca;
+    };
+    Result<EkIssuerCerts> trusted_ek_issuers() const;
     /// VaikChallenge: `what` names the VM for the log line.
     Result<std::vector<Bytes>> vaik_challenge(const std::vector<Bytes>& fields, std::string& what);
 

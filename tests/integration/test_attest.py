@@ -12,6 +12,7 @@ vTPM, an event log that does not replay, a cloned state directory."""
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import struct
@@ -141,6 +142,122 @@ def hostd_attacks(work, sock, out, vm_with_certs):
     h.check_eq(st, 0, "and the daemon still answers")
 
 
+def as_nobody(work, sock, fn):
+    """fn() in a child running as uid/gid 65534 (a peer of the daemon that is
+    not root, as a compromised bridge would be); its return value."""
+    modes = os.stat(work).st_mode & 0o777, os.stat(sock).st_mode & 0o777
+    os.chmod(work, 0o711)  # let another user reach the daemon at all
+    os.chmod(sock, 0o666)
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                with os.fdopen(w, "wb") as out:
+                    pickle.dump(fn(), out)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as inp:
+            data = inp.read()
+        os.waitpid(pid, 0)
+    finally:
+        os.chmod(sock, modes[1])
+        os.chmod(work, modes[0])
+    return pickle.loads(data)
+
+
+def spki(work, name, algo="rsa:2048"):
+    """A key made in software: the DER SubjectPublicKeyInfo of work/name.key."""
+    key, der = os.path.join(work, name + ".key"), os.path.join(work, name + ".spki")
+    kind, _, param = algo.partition(":")
+    opts = ["-pkeyopt", f"rsa_keygen_bits:{param}"] if kind == "rsa" else ["-pkeyopt", f"ec_paramgen_curve:{param}"]
+    h.run(["openssl", "genpkey", "-algorithm", kind.upper(), *opts, "-out", key])
+    h.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER", "-out", der])
+    return open(der, "rb").read()
+
+
+def tcg_cert(sock, key, cn, days=-1, kind=0):
+    """IssueTcgCert as vtpm-setup sends it (certificate_issuer = hosttpm)."""
+    return h.hostd_call(sock, "IssueTcgCert", [
+        bytes([kind]), key, b"\1", b"\0", b"\1", cn.encode() if isinstance(cn, str) else cn, b"id:00001014",
+        b"swtpm", b"id:20191023", b"2.0", struct.pack(">Q", 0), struct.pack(">Q", 164), b"libvtpm",
+        b"libvtpm vTPM", b"0.1", struct.pack(">i", days)])
+
+
+UUID3 = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
+
+
+def proof_of_possession(work, sock, host, hostd, out, vmh, conf):
+    """The AuthKey signs an EK certificate for whatever key it is sent. Each
+    VM's EK key is bound at its first EK certificate (HOSTDIR/vms/UUID.ek):
+    a peer that is not root gets no EK certificate for another key of that
+    VM, and an AuthKey-issued EK certificate proves a vAIK (VaikChallenge)
+    only with the key bound to the VM it names. So a software key never
+    becomes a VM's EK, nor its vAIK."""
+    vaik_pub = open(os.path.join(out, "vaik.pub"), "rb").read()
+    binding = os.path.join(host, "vms", UUID2 + ".ek")
+    h.check_eq(os.stat(binding).st_mode & 0o777, 0o600, "vtpm-setup (hosttpm) bound VM 2's EK keys, file mode 0600")
+    bound = open(binding).read()
+    h.check("rsa_ek_spki_sha256 = " in bound and "ec_ek_spki_sha256 = " in bound,
+            "the RSA and the ECC EK are bound")
+    sw = spki(work, "software-ek")
+    st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"evil:{UUID2}"))
+    h.check(st != 0 and b"already has an RSA EK" in f[0] and b"re-manufacturing needs root" in f[0],
+            f"a non-root peer gets no EK certificate for a software key of a VM that has an EK: {f[0][:120]}")
+    st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"evil:{UUID2}", kind=1))
+    h.check(st != 0 and b"already has an RSA EK" in f[0], f"nor a platform certificate: {f[0][:90]}")
+    h.check_eq(open(binding).read(), bound, "and the binding is unchanged")
+    # What the daemon certifies at all.
+    for what, args, want in (
+            ("a 512-bit RSA key", (spki(work, "rsa512", "rsa:512"), f"vm:{UUID3}"), b"512 bits is refused"),
+            ("an EC key on P-521", (spki(work, "p521", "ec:P-521"), f"vm:{UUID3}"), b"is refused (P-256 or P-384)"),
+            ("an empty subject", (sw, ""), b"the subject CN is empty"),
+            ("a CN with a NUL byte", (sw, b"vm\0:" + UUID3.encode()), b"NUL or control character"),
+            ("a CN naming two VMs", (sw, f"{UUID2}:{UUID3}"), b"names two VM UUIDs"),
+            ("0 days", (sw, f"vm:{UUID3}", 0), b"days is refused"),
+            ("-5 days", (sw, f"vm:{UUID3}", -5), b"days is refused"),
+            ("36501 days", (sw, f"vm:{UUID3}", 36501), b"days is refused")):
+        st, f = tcg_cert(sock, *args)
+        h.check(st != 0 and want in f[0], f"IssueTcgCert refuses {what}: {f[0][:90]}")
+    h.check(not os.path.exists(os.path.join(host, "vms", UUID3 + ".ek")), "and binds nothing")
+
+    # A VM whose EK certificate was issued for a key that is no longer its EK.
+    st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"vm3:{UUID3}", days=36500))
+    h.check_eq(st, 0, "a VM's first EK certificate binds its key, whoever asks")
+    stale = f[0]
+    st, f = tcg_cert(sock, spki(work, "second-ek"), f"vm3:{UUID3}")
+    h.check(st == 0 and f"VM {UUID3}: EK key replaced for pid" in hostd.output(),
+            "root re-manufacturing: another key is bound, logged as a warning")
+    st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID3).bytes, vaik_pub, stale])
+    h.check(st != 0 and b"not the EK bound to VM " + UUID3.encode() in f[0],
+            f"an AuthKey-issued EK certificate of a key not bound to the VM gets no challenge: {f[0][:120]}")
+    st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID2).bytes, vaik_pub, stale])
+    h.check(st != 0 and f"is for VM {UUID3}, not VM {UUID2}".encode() in f[0],
+            f"nor one naming another VM: {f[0][:120]}")
+    st, f = tcg_cert(sock, spki(work, "no-vm-ek"), "unknown")
+    h.check_eq(st, 0, "an EK certificate naming no VM is issued (vtpm-setup without --vmid)")
+    st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID3).bytes, vaik_pub, f[0]])
+    h.check(st != 0 and b"names no VM UUID" in f[0], f"but proves no vAIK: {f[0][:120]}")
+
+    # Root re-manufactures VM 2 (vtpm-setup --overwrite): new EK keys, bound; the old certificate is stale.
+    old_ek = open(os.path.join(vmh, "ek-rsa2048.crt"), "rb").read()
+    h.run([SETUP, "--tpm2", "--tpm-state", vmh, "--createek", "--create-ek-cert", "--config", conf, "--overwrite",
+           "--vmid", f"vm-hosttpm:{UUID2}", "--write-ek-cert-files", vmh], env=ENV)
+    new_ek = open(os.path.join(vmh, "ek-rsa2048.crt"), "rb").read()
+    h.check(new_ek != old_ek and open(binding).read() != bound, "root re-manufactures VM 2: its new EK keys bound")
+    st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID2).bytes, vaik_pub, old_ek])
+    h.check(st != 0 and b"not the EK bound" in f[0], f"the old EK certificate proves no vAIK any more: {f[0][:90]}")
+    st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID2).bytes, vaik_pub, new_ek])
+    h.check(st == 0, f"the new one does: {f[0][:90] if st else st}")
+
+
 UUID_SK = "5c4b3a29-1807-4f6e-9d5c-4b3a29180706"
 
 
@@ -215,7 +332,7 @@ def test(work, stack):
     vmh = os.path.join(work, "vm-hosttpm")
     os.mkdir(vmh)
     h.run([SETUP, "--tpm2", "--tpm-state", vmh, "--createek", "--create-ek-cert", "--config", conf,
-           "--write-ek-cert-files", vmh], env=ENV)
+           "--vmid", f"vm-hosttpm:{UUID2}", "--write-ek-cert-files", vmh], env=ENV)
     for crt in sorted(f for f in os.listdir(vmh) if f.endswith(".crt")):
         pem = os.path.join(work, crt + ".pem")
         h.run(["openssl", "x509", "-inform", "der", "-in", os.path.join(vmh, crt), "-out", pem])
@@ -242,6 +359,7 @@ def test(work, stack):
     txt = h.run(["openssl", "x509", "-in", os.path.join(out1, "cert-vaik.pem"), "-noout", "-text"]).stdout
     h.check(f"URI:urn:uuid:{UUID1}" in txt and "2.23.133.8.3" in txt, "CertvAIK names the VM and is an AIK cert")
     hostd_attacks(work, sock, out1, vmh)
+    proof_of_possession(work, sock, host, hostd, out1, vmh, conf)
     vm_key = state_keys(sock, host)
 
     ctrl = os.path.join(work, "vm1.sock")
@@ -427,4 +545,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=56)
+    h.main(test, min_checks=79)
