@@ -215,12 +215,24 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const P
     return Fields{*der};
 }
 
+// --adopt overrides the identity-clash check (a cloned or older state): an
+// operator's act after checking why, so root only and logged as a warning.
 Result<Fields> issue_vaik(issuance::HostRoot& root, issuance::VaikChallenges& challenges, const Fields& f,
-                          std::string& what) {
+                          const Peer& peer, std::string& what) {
     auto q = hostapi::parse_vaik_request(f);
     if (!q) return q.error();
     what = "VM " + uuid_text(q->vm);
+    if (q->adopt && peer.uid != 0)
+        return make_error(rc::kFail, "only root may adopt a vTPM state despite an identity clash (--adopt; peer uid " +
+                                         std::to_string(peer.uid) + ")");
     auto r = issuance::sign_vaik_identity(root, challenges, *q);
+    if (q->adopt) {
+        const std::string outcome =
+            r ? "issued generation " + std::to_string(r->generation) + ", any identity clash overridden"
+              : "refused: " + r.error().message;
+        VTPM_LOG_WARN("IssueVaik --adopt %s for pid %d uid %u: %s", what.c_str(), static_cast<int>(peer.pid),
+                      static_cast<unsigned>(peer.uid), outcome.c_str());
+    }
     if (!r) return r.error();
     what += " generation " + std::to_string(r->generation);
     return hostapi::to_fields(*r);
@@ -369,7 +381,7 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::KeepLeaves: out = keep_leaves(ledger_, m->fields); break;
         case Kind::LeavesFor: out = leaves_for(ledger_, m->fields); break;
         case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields, peer, what); break;
-        case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, what); break;
+        case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, peer, what); break;
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
         case Kind::StateKey: out = state_key(root_, m->fields, what); break;

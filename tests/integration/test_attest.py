@@ -256,6 +256,11 @@ def proof_of_possession(work, sock, host, hostd, out, vmh, conf):
     h.check(st != 0 and b"not the EK bound" in f[0], f"the old EK certificate proves no vAIK any more: {f[0][:90]}")
     st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID2).bytes, vaik_pub, new_ek])
     h.check(st == 0, f"the new one does: {f[0][:90] if st else st}")
+    # --adopt overrides the identity-clash check: an operator's act.
+    st, f = as_nobody(work, sock, lambda: h.hostd_call(sock, "IssueVaik", [
+        os.urandom(16), os.urandom(32), uuid_mod.UUID(UUID2).bytes, b"user", os.urandom(20), vaik_pub,
+        struct.pack(">Q", 0), b"\0", struct.pack(">I", 7), b"\1"]))
+    h.check(st != 0 and b"only root may adopt" in f[0], f"a non-root peer cannot --adopt: {f[0][:90]}")
 
 
 UUID_SK = "5c4b3a29-1807-4f6e-9d5c-4b3a29180706"
@@ -492,6 +497,13 @@ def test(work, stack):
             f"issue refuses a cloned/older state: {r.stderr.strip()}")
     h.check_eq(h.dir_digest(clone), before, "the refused clone's state is untouched")
     h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "the host record is untouched")
+    # Root, having checked why, adopts the clone; the daemon logs it as a warning.
+    r = attest("issue", "--hostd", sock, "--state-dir", clone, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n2, "--out", os.path.join(work, "out-adopt"), "--adopt", check_rc=False)
+    h.check(r.returncode == 0, f"root may --adopt the clone: {r.stdout.strip()} {r.stderr.strip()}")
+    h.check(re.search(rf"IssueVaik --adopt VM {UUID1} for pid \d+ uid 0: issued generation", hostd.output()),
+            "vtpm-hostd logs the adopted issuance as a warning, naming pid and uid")
+    rec_before = open(os.path.join(host, "vms", UUID1 + ".record")).read()
 
     # Host PCRs change to a state the owner did not approve: the AuthKey cannot sign, nothing changes.
     # The daemon holds the TPM: stop it, change a PCR, and it cannot start again.
@@ -545,4 +557,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=79)
+    h.main(test, min_checks=82)
