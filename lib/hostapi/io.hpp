@@ -12,7 +12,7 @@ namespace vtpm::hostapi {
 
 /// Send all of `b` (no SIGPIPE).
 Result<void> send_all(int fd, ByteView b);
-/// Receive exactly `n` bytes, waiting at most `timeout_ms` for each piece.
+/// Receive exactly `n` bytes, waiting at most `timeout_ms` for all of them.
 /// `clean_eof` is set when the peer closed before the first byte.
 Result<void> recv_exact(int fd, uint8_t* p, size_t n, int timeout_ms, bool& clean_eof);
 
