@@ -14,14 +14,18 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/process.hpp"
-#include "hostapi/io.hpp"
 #include "hostapi/protocol.hpp"
 #include "hostd/service.hpp"
 #include "hosttpm/esys.hpp"
@@ -34,9 +38,176 @@ using namespace vtpm;
 
 namespace {
 
-// A client that stalls mid-request is dropped after this long: requests are
-// served one at a time, and one stuck peer must not stop the others.
-constexpr int kPeerTimeoutMs = 10000;
+using Clock = std::chrono::steady_clock;
+
+// All clients are served from one poll() loop, a request at a time (the
+// Service is not thread-safe and the TPM serializes anyway), so every wait
+// on a peer is bounded per message, never per byte: a request frame must be
+// complete this long after its first byte, and an answer taken by the peer
+// this long after it was ready.
+constexpr auto kMessageTimeout = std::chrono::seconds(10);
+// A connection with nothing in flight is closed after this long.
+constexpr auto kIdleTimeout = std::chrono::seconds(30);
+// Beyond this many open connections a new one is closed at once.
+constexpr size_t kMaxConnections = 128;
+// Bytes read from one peer per turn of the loop (others wait no longer).
+constexpr size_t kReadChunk = 64 * 1024;
+
+// Zero and free a buffer that held a request or an answer.
+void wipe(Bytes& b) {
+    if (!b.empty()) OPENSSL_cleanse(b.data(), b.size());
+    Bytes().swap(b);  // a frame may be large: give the memory back
+}
+
+// One client connection: the request frame being received, or the answer
+// being sent (then its next request waits in the socket: in order).
+struct Connection {
+    UniqueFd fd;
+    hostd::Peer peer;
+    Bytes in;               // the frame so far, length prefix included
+    uint32_t body_len = 0;  // once the prefix is in
+    Bytes out;              // the answer not yet taken, from out_off
+    size_t out_off = 0;
+    Clock::time_point deadline;
+
+    Connection() = default;
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection() {
+        wipe(in);
+        wipe(out);  // a StateKey answer carries a key
+    }
+    bool sending() const { return out_off < out.size(); }
+    int pid() const { return static_cast<int>(peer.pid); }
+};
+
+// What was done with a connection's turn: it stays, or is to be closed.
+enum class Turn { Keep, Close };
+
+// Send what the socket takes now (never blocking the loop). The answer
+// done, the connection waits for its next request.
+Turn flush(Connection& c) {
+    while (c.sending()) {
+        const ssize_t n =
+            ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Turn::Keep;  // poll for POLLOUT
+        if (n <= 0) {
+            VTPM_LOG_WARN("pid %d: sending: %s; connection dropped", c.pid(), std::strerror(errno));
+            return Turn::Close;
+        }
+        c.out_off += static_cast<size_t>(n);
+    }
+    wipe(c.out);
+    c.out_off = 0;
+    c.deadline = Clock::now() + kIdleTimeout;
+    return Turn::Keep;
+}
+
+// Read what has arrived of the current frame (no further: the next request
+// stays in the socket until this one is answered); answer it once whole.
+Turn receive(hostd::Service& service, Connection& c) {
+    const size_t want = c.in.size() < 4 ? 4 - c.in.size() : 4 + size_t{c.body_len} - c.in.size();
+    const size_t have = c.in.size();
+    c.in.resize(have + std::min(want, kReadChunk));  // grows with what arrives, not with what is announced
+    const ssize_t got = ::recv(c.fd.get(), c.in.data() + have, c.in.size() - have, MSG_DONTWAIT);
+    c.in.resize(have + static_cast<size_t>(std::max<ssize_t>(got, 0)));
+    if (got < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return Turn::Keep;
+        VTPM_LOG_WARN("pid %d: receiving: %s; connection dropped", c.pid(), std::strerror(errno));
+        return Turn::Close;
+    }
+    if (got == 0) {  // the peer closed: quietly between requests
+        if (have != 0) VTPM_LOG_WARN("pid %d: the peer closed mid-message", c.pid());
+        return Turn::Close;
+    }
+    if (have == 0) c.deadline = Clock::now() + kMessageTimeout;  // a frame started
+    if (have < 4 && c.in.size() == 4) {
+        auto n = hostapi::frame_length(ByteView(c.in.data(), 4));
+        if (!n) {
+            VTPM_LOG_WARN("pid %d: %s; connection dropped", c.pid(), n.error().message.c_str());
+            const Bytes failure = hostapi::encode_failure(0, rc::kBadParameter, n.error().message);
+            (void)::send(c.fd.get(), failure.data(), failure.size(), MSG_NOSIGNAL | MSG_DONTWAIT);  // best effort
+            return Turn::Close;
+        }
+        c.body_len = *n;
+    }
+    if (c.in.size() < 4 || c.in.size() < 4 + size_t{c.body_len}) return Turn::Keep;
+    c.out = service.handle(ByteView(c.in.data() + 4, c.body_len), c.peer);
+    c.out_off = 0;
+    wipe(c.in);
+    c.body_len = 0;
+    c.deadline = Clock::now() + kMessageTimeout;
+    return flush(c);
+}
+
+// Serve every connection until SIGTERM, SIGINT or SIGHUP (on `sig`).
+void serve(hostd::Service& service, int listener, int sig) {
+    std::list<Connection> conns;
+    std::vector<pollfd> fds;
+    for (;;) {
+        fds.assign({{listener, POLLIN, 0}, {sig, POLLIN, 0}});
+        auto next = Clock::time_point::max();
+        for (const auto& c : conns) {
+            fds.push_back({c.fd.get(), static_cast<short>(c.sending() ? POLLOUT : POLLIN), 0});
+            next = std::min(next, c.deadline);
+        }
+        int timeout = -1;
+        if (!conns.empty()) {
+            const auto ms = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now()).count();
+            timeout = static_cast<int>(std::clamp<decltype(ms)>(ms, 0, 60000));
+        }
+        if (::poll(fds.data(), fds.size(), timeout) < 0) {
+            if (errno == EINTR) continue;
+            VTPM_LOG_ERROR("poll: %s", std::strerror(errno));
+            return;
+        }
+        if (fds[1].revents) {
+            VTPM_LOG_INFO("signal received, stopping");
+            return;
+        }
+        // The pollfds from index 2 follow `conns` in order; a new connection joins after this pass.
+        size_t i = 2;
+        for (auto it = conns.begin(); it != conns.end(); ++i) {
+            Connection& c = *it;
+            Turn t = Turn::Keep;
+            if (fds[i].revents) t = c.sending() ? flush(c) : receive(service, c);
+            if (t == Turn::Keep && Clock::now() >= c.deadline) {
+                const char* what = c.sending()    ? "the answer was not taken within"
+                                   : c.in.empty() ? "idle for"
+                                                  : "the request was incomplete after";
+                const auto limit = c.sending() || !c.in.empty() ? kMessageTimeout : kIdleTimeout;
+                VTPM_LOG_WARN("pid %d: %s %lld s; connection dropped", c.pid(), what,
+                              static_cast<long long>(limit.count()));
+                t = Turn::Close;
+            }
+            it = t == Turn::Close ? conns.erase(it) : std::next(it);
+        }
+        if (fds[0].revents & POLLIN) {
+            UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+            if (!fd) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                    VTPM_LOG_WARN("accept: %s", std::strerror(errno));
+                continue;
+            }
+            ucred cred{};
+            socklen_t len = sizeof cred;
+            if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+                VTPM_LOG_ERROR("SO_PEERCRED failed: %s; connection dropped", std::strerror(errno));
+                continue;
+            }
+            if (conns.size() >= kMaxConnections) {
+                VTPM_LOG_WARN("pid %d: %zu connections open already; connection dropped", static_cast<int>(cred.pid),
+                              conns.size());
+                continue;
+            }
+            Connection& c = conns.emplace_back();
+            c.fd = std::move(fd);
+            c.peer = hostd::Peer{cred.pid, cred.uid, cred.gid};
+            c.deadline = Clock::now() + kIdleTimeout;
+        }
+    }
+}
 
 int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
@@ -46,40 +217,6 @@ int usage(int rc) {
                  "  (besides this host's AuthKey): a PEM file, or a directory of *cert.pem files.\n",
                  hosttpm::kDefaultTcti, hostapi::kDefaultSocket);
     return rc;
-}
-
-// Requests of one connection, in order, until the peer closes.
-void serve(hostd::Service& service, int fd) {
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        VTPM_LOG_ERROR("SO_PEERCRED failed: %s; connection dropped", std::strerror(errno));
-        return;
-    }
-    const hostd::Peer peer{cred.pid, cred.uid, cred.gid};
-    for (;;) {
-        uint8_t prefix[4];
-        bool eof = false;
-        if (auto r = hostapi::recv_exact(fd, prefix, sizeof prefix, kPeerTimeoutMs, eof); !r) {
-            if (!eof) VTPM_LOG_WARN("pid %d: %s", static_cast<int>(peer.pid), r.error().message.c_str());
-            return;
-        }
-        auto n = hostapi::frame_length(ByteView(prefix, 4));
-        if (!n) {
-            VTPM_LOG_WARN("pid %d: %s; connection dropped", static_cast<int>(peer.pid), n.error().message.c_str());
-            (void)hostapi::send_all(fd, hostapi::encode_failure(0, rc::kBadParameter, n.error().message));
-            return;
-        }
-        Bytes body(*n);
-        if (auto r = hostapi::recv_exact(fd, body.data(), body.size(), kPeerTimeoutMs, eof); !r) {
-            VTPM_LOG_WARN("pid %d: %s", static_cast<int>(peer.pid), r.error().message.c_str());
-            return;
-        }
-        Bytes response = service.handle(body, peer);
-        const bool sent = static_cast<bool>(hostapi::send_all(fd, response));
-        OPENSSL_cleanse(response.data(), response.size());  // a StateKey answer carries a key
-        if (!sent) return;
-    }
 }
 
 Result<UniqueFd> listen_on(const std::string& path) {
@@ -92,7 +229,7 @@ Result<UniqueFd> listen_on(const std::string& path) {
         if (!S_ISSOCK(st.st_mode)) return make_error(rc::kFail, path + " exists and is not a socket");
         ::unlink(path.c_str());  // a stale socket of an earlier run
     }
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) return make_error(rc::kFail, std::string("socket: ") + std::strerror(errno));
     // Owner and group only, from the moment the socket exists: the group
     // names who may ask (the bridges' user is put in it).
@@ -178,22 +315,7 @@ int main(int argc, char** argv) {
     VTPM_LOG_INFO("%s", ledger->c_str());
     std::fprintf(stderr, "vtpm-hostd: ready on %s\n", socket_path.c_str());
 
-    for (;;) {
-        pollfd fds[2] = {{listener->get(), POLLIN, 0}, {sig.get(), POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            VTPM_LOG_ERROR("poll: %s", std::strerror(errno));
-            break;
-        }
-        if (fds[1].revents) {
-            VTPM_LOG_INFO("signal received, stopping");
-            break;
-        }
-        if (fds[0].revents & POLLIN) {
-            UniqueFd conn(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
-            if (conn) serve(service, conn.get());
-        }
-    }
+    serve(service, listener->get(), sig.get());
     ::unlink(socket_path.c_str());
     return 0;
 }

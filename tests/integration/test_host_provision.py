@@ -14,10 +14,18 @@ what an OS update and an attacker do:
 - the owner approves a state before booting it (--pcr-digest): the daemon
   starts in it right away;
 - authorize with a public key or another owner's key, an edited approval,
-  a replaced owner.pem: refused, named, HOSTDIR left as it was."""
+  a replaced owner.pem: refused, named, HOSTDIR left as it was.
+And how the daemon serves: a client trickling a request, idle connections
+and one that never reads its answers do not hold up anyone else's request
+and are dropped."""
 import hashlib
 import os
+import select
 import shutil
+import socket
+import struct
+import threading
+import time
 
 import harness as h
 
@@ -51,6 +59,96 @@ def hostd_start(work, hostdir, tcti, stack=None, name="hostd"):
 def state_key(sock, create):
     st, fields = h.hostd_call(sock, "StateKey", [bytes.fromhex(UUID.replace("-", "")), bytes([1 if create else 0])])
     return st, fields
+
+
+HOST_INFO = struct.pack(">IHHH", 6, 1, 1, 0)  # a whole HostInfo request frame
+
+
+def timed_host_info(sock):
+    """(seconds HostInfo took, its status), or (None, the error)."""
+    start = time.monotonic()
+    try:
+        status, _ = h.hostd_call(sock, "HostInfo", [])
+    except OSError as e:
+        return None, e
+    return time.monotonic() - start, status
+
+
+def trickle(sock, out):
+    """Send a 1000-byte request's length prefix a byte at a time, then zero
+    bytes, one a second, until the daemon closes the connection (out["dropped"]:
+    seconds after the first byte) or 90 s pass."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sock)
+        start = time.monotonic()
+        try:
+            for b in b"\x00\x00\x03\xe8" + bytes(996):
+                s.sendall(bytes([b]))
+                if select.select([s], [], [], 1.0)[0] and s.recv(1) == b"":
+                    break
+                if time.monotonic() - start > 90:
+                    return
+        except OSError:
+            pass
+        out["dropped"] = time.monotonic() - start
+
+
+def serving(hostd, sock):
+    """The running daemon (hostd on sock) against stalling clients."""
+    scale = h.timeout_scale()
+    idle = []
+    for _ in range(3):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sock)
+        idle.append(c)
+    idle_since = time.monotonic()
+    trickled = {}
+    threading.Thread(target=trickle, args=(sock, trickled), daemon=True).start()
+    deaf = socket.socket(socket.AF_UNIX)  # asks and asks, never reads an answer
+    deaf.connect(sock)
+    deaf.settimeout(10 * scale)
+    deaf.sendall(HOST_INFO * 3000)
+    time.sleep(2)
+    took, status = timed_host_info(sock)
+    h.check(took is not None and took < 5 * scale and status == 0,
+            f"HostInfo is answered at once while one client trickles a request, three sit idle and one does not "
+            f"read ({took if took is None else round(took, 2)} s, {status})")
+    h.wait_for(lambda: "dropped" in trickled, 40 * scale, "the trickling client to be dropped", interval=0.2)
+    h.check(trickled["dropped"] < 30 * scale and "the request was incomplete after 10 s" in hostd.output(),
+            f"the client trickling a request is dropped ({trickled['dropped']:.1f} s after its first byte)")
+    h.wait_for(lambda: "the answer was not taken within 10 s" in hostd.output(), 40 * scale,
+               "the client that does not read to be dropped", interval=0.2)
+    answered, closed = b"", False
+    try:
+        while chunk := deaf.recv(65536):
+            answered += chunk
+        closed = True
+    except ConnectionResetError:  # closed with requests unread: Linux tells the peer so, after the data
+        closed = True
+    except OSError:
+        pass
+    deaf.close()
+    frames = 0
+    while len(answered) >= 4 and len(answered) >= 4 + struct.unpack(">I", answered[:4])[0]:
+        answered = answered[4 + struct.unpack(">I", answered[:4])[0]:]
+        frames += 1
+    h.check(closed and 0 < frames < 3000,
+            f"the client that does not read its answers is dropped once its socket is full ({frames} of 3000 "
+            f"answers sent)")
+
+    for c in idle:
+        c.settimeout(max(5.0, idle_since + 60 * scale - time.monotonic()))
+    closed = 0
+    for c in idle:
+        try:
+            closed += c.recv(1) == b""
+        except ConnectionResetError:
+            closed += 1
+        except OSError:
+            pass
+        c.close()
+    h.check(closed == 3 and "idle for 30 s" in hostd.output(),
+            f"idle connections are closed ({closed} of 3, {time.monotonic() - idle_since:.0f} s after they opened)")
 
 
 def test(work, stack):
@@ -209,6 +307,7 @@ def test(work, stack):
     h.check("1 approval(s)" in r.stdout, "authorize --replace keeps one approval")
     hostd, sock = hostd_start(work, hostdir, tcti, stack)
     h.check(state_key(sock, False)[0] == 0, "the daemon runs on the one approval")
+    serving(hostd, sock)
     hostd.stop()
 
     bad = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner, "--pcrs", "0,99"],
@@ -225,4 +324,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=40)
+    h.main(test, min_checks=44)
