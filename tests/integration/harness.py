@@ -678,6 +678,11 @@ def host_daemon(stack, work, host_dir, tcti, name="hostd", ek_ca=None):
     args = ["--dir", host_dir, "--tcti", tcti, "--socket", sock, "--log", "level=3"]
     args += ["--ek-ca", ek_ca] if ek_ca else []
     srv = Server(stack, args, cmd=[hostd], subcommand=None, wait_path=sock, env=dict(os.environ, TSS2_LOG="all+none"))
+    # The path exists from bind(), a moment before listen(): wait until it accepts.
+    def accepts():
+        with socket.socket(socket.AF_UNIX) as s:
+            return s.connect_ex(sock) == 0 or not srv.alive()
+    wait_for(accepts, 5 * timeout_scale(), f"{sock} to accept")
     return srv, sock
 
 
