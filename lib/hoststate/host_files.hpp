@@ -11,6 +11,7 @@
 //   ca-chain.pem        the privacy CA's issuing and root certificates
 //   owner.pem           the host owner's policy public key (provision pins it)
 //   authorization       the host states the owner approved (vtpm-host authorize)
+//   .lock               held (flock) by the vtpm-hostd serving HOSTDIR: one at a time
 //   vms/<uuid>.record   identity uniqueness records (identity_records.hpp)
 //   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
 //   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
@@ -42,6 +43,7 @@ inline constexpr const char* kAuthKeyCertFile = "authkey-cert.pem";
 inline constexpr const char* kCaChainFile = "ca-chain.pem";
 inline constexpr const char* kOwnerPem = "owner.pem";
 inline constexpr const char* kAuthorization = "authorization";
+inline constexpr const char* kDaemonLock = ".lock";
 /// Per-VM files live here, below HOSTDIR.
 inline constexpr const char* kVmsDir = "vms";
 

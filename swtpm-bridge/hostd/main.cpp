@@ -3,9 +3,11 @@
 // protocol.hpp) from bridges, vtpm-setup and vtpm-attest on a unix socket.
 //   vtpm-hostd --dir HOSTDIR [--tcti TCTI] [--socket PATH] [--log level=N[,file=F]]
 // It runs in the foreground (systemd's Type=simple, or a test's child).
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +30,7 @@
 #include "common/process.hpp"
 #include "hostapi/protocol.hpp"
 #include "hostd/service.hpp"
+#include "hoststate/host_files.hpp"
 #include "hosttpm/esys.hpp"
 #include "issuance/host_root.hpp"
 #include "util/fd.hpp"
@@ -227,7 +230,15 @@ Result<UniqueFd> listen_on(const std::string& path) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) return make_error(rc::kFail, path + " exists and is not a socket");
-        ::unlink(path.c_str());  // a stale socket of an earlier run
+        // Only a stale socket of an earlier run is replaced: one that accepts
+        // is served (by a vtpm-hostd of another HOSTDIR?) and is not ours to take.
+        UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!probe) return make_error(rc::kFail, std::string("socket: ") + std::strerror(errno));
+        if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 || errno == EAGAIN)
+            return make_error(rc::kFail, path + " is served by another process (another vtpm-hostd?): not taken over");
+        if (errno != ECONNREFUSED && errno != ENOENT)
+            return make_error(rc::kFail, "cannot tell whether " + path + " is in use: " + std::strerror(errno));
+        ::unlink(path.c_str());
     }
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) return make_error(rc::kFail, std::string("socket: ") + std::strerror(errno));
@@ -239,6 +250,22 @@ Result<UniqueFd> listen_on(const std::string& path) {
     ::umask(old);
     if (b != 0) return make_error(rc::kFail, "bind " + path + ": " + std::strerror(err));
     if (::listen(fd.get(), 64) != 0) return make_error(rc::kFail, std::string("listen: ") + std::strerror(errno));
+    return fd;
+}
+
+// One daemon per HOSTDIR: two would interleave ledger commits and leave
+// HOSTDIR/ledger behind the host TPM's counter (the next start refuses it).
+// The lock is held, by the open descriptor, until the process ends.
+Result<UniqueFd> lock_host_dir(const std::string& dir) {
+    const std::string path = hoststate::host_path(dir, hoststate::kDaemonLock);
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) return make_error(rc::kFail, "cannot open " + path + ": " + std::strerror(errno));
+    while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK)
+            return make_error(rc::kFail, "HOSTDIR " + dir + " is in use: another vtpm-hostd holds its lock " + path);
+        return make_error(rc::kFail, "cannot lock " + path + ": " + std::strerror(errno));
+    }
     return fd;
 }
 
@@ -289,6 +316,8 @@ int main(int argc, char** argv) {
     // tpm2-tss logs expected failures as errors; our messages say what matters.
     setenv("TSS2_LOG", "all+none", 0);
 
+    auto dir_lock = lock_host_dir(dir);  // before anything in HOSTDIR is read
+    if (!dir_lock) return std::fprintf(stderr, "vtpm-hostd: %s\n", dir_lock.error().message.c_str()), 1;
     auto tpm = hosttpm::Esys::open(tcti);
     if (!tpm) return std::fprintf(stderr, "vtpm-hostd: host TPM (%s): %s\n", tcti.c_str(),
                                   tpm.error().message.c_str()), 1;

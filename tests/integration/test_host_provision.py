@@ -17,13 +17,16 @@ what an OS update and an attacker do:
   a replaced owner.pem: refused, named, HOSTDIR left as it was.
 And how the daemon serves: a client trickling a request, idle connections
 and one that never reads its answers do not hold up anyone else's request
-and are dropped."""
+and are dropped; a second daemon on the same HOSTDIR (which would leave the
+ledger behind the TPM counter), or on a socket another daemon serves, does
+not start."""
 import hashlib
 import os
 import select
 import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -93,8 +96,22 @@ def trickle(sock, out):
         out["dropped"] = time.monotonic() - start
 
 
-def serving(hostd, sock):
-    """The running daemon (hostd on sock) against stalling clients."""
+def run_bounded(args, timeout):
+    """A daemon run that should refuse to start: (exit status, stderr), or
+    (None, stderr) when it was still running after `timeout` s (killed)."""
+    with subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV) as p:
+        try:
+            _, err = p.communicate(timeout=timeout)
+            return p.returncode, err.decode("latin-1")
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+            return None, err.decode("latin-1")
+
+
+def serving(work, stack, hostd, sock, hostdir, tcti, owner):
+    """The running daemon (hostd on sock) against stalling clients, a second
+    daemon on its HOSTDIR, and one on another HOSTDIR given its socket."""
     scale = h.timeout_scale()
     idle = []
     for _ in range(3):
@@ -135,6 +152,30 @@ def serving(hostd, sock):
     h.check(closed and 0 < frames < 3000,
             f"the client that does not read its answers is dropped once its socket is full ({frames} of 3000 "
             f"answers sent)")
+
+    # A second daemon on the same HOSTDIR: refused before it reads or opens anything.
+    other_sock = os.path.join(work, "hostd-second.sock")
+    rc, err = run_bounded([HOSTD, "--dir", hostdir, "--tcti", tcti, "--socket", other_sock], 30 * scale)
+    h.check(rc == 1 and "another vtpm-hostd holds its lock" in err and hostdir in err,
+            f"a second vtpm-hostd on the same HOSTDIR does not start ({rc}: {err.strip()[-200:]})")
+    h.check(not os.path.exists(other_sock), "and it listens nowhere")
+    h.check(state_key(sock, False)[0] == 0, "the first daemon keeps serving")
+
+    # A daemon of another HOSTDIR (another host TPM) given the first one's socket.
+    _, _, tcti2, _ = h.stand_in_hw_tpm(stack, work, "hwtpm-other")
+    hostdir2 = os.path.join(work, "host-other")
+    h.run([HOST, "provision", "--tcti", tcti2, "--dir", hostdir2, "--owner-key", owner])
+    rc, err = run_bounded([HOSTD, "--dir", hostdir2, "--tcti", tcti2, "--socket", sock], 30 * scale)
+    h.check(rc == 1 and "is served by another process" in err and sock in err,
+            f"a vtpm-hostd of another HOSTDIR does not take a socket that is served ({rc}: {err.strip()[-200:]})")
+    h.check(state_key(sock, False)[0] == 0, "the daemon serving it keeps it")
+    # A stale socket (its daemon gone) is replaced, as before.
+    stale = os.path.join(work, "hostd-stale.sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(stale)
+    h.host_daemon(stack, work, hostdir2, tcti2, name="hostd-stale")
+    h.check(h.wait_for(lambda: timed_host_info(stale)[1] == 0, 10 * scale, "the daemon on the stale socket"),
+            "a stale socket at the path is replaced")
 
     for c in idle:
         c.settimeout(max(5.0, idle_since + 60 * scale - time.monotonic()))
@@ -307,7 +348,7 @@ def test(work, stack):
     h.check("1 approval(s)" in r.stdout, "authorize --replace keeps one approval")
     hostd, sock = hostd_start(work, hostdir, tcti, stack)
     h.check(state_key(sock, False)[0] == 0, "the daemon runs on the one approval")
-    serving(hostd, sock)
+    serving(work, stack, hostd, sock, hostdir, tcti, owner)
     hostd.stop()
 
     bad = h.run([HOST, "provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner, "--pcrs", "0,99"],
@@ -324,4 +365,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=44)
+    h.main(test, min_checks=50)
