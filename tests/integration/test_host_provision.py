@@ -191,6 +191,26 @@ def serving(work, stack, hostd, sock, hostdir, tcti, owner):
     h.check(closed == 3 and "idle for 30 s" in hostd.output(),
             f"idle connections are closed ({closed} of 3, {time.monotonic() - idle_since:.0f} s after they opened)")
 
+    # At most 128 connections are open: the ones beyond are closed at once.
+    crowd = []
+    for _ in range(130):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sock)
+        crowd.append(c)
+    shut = 0
+    for c in crowd[-2:]:
+        c.settimeout(5 * scale)
+        try:
+            shut += c.recv(1) == b""
+        except ConnectionResetError:
+            shut += 1
+        except OSError:
+            pass
+    for c in crowd:
+        c.close()
+    h.check(shut == 2 and "128 connections open already" in hostd.output() and timed_host_info(sock)[1] == 0,
+            f"connections beyond 128 are closed at once ({shut} of 2), and the daemon answers when they go")
+
 
 def test(work, stack):
     hw = os.path.join(work, "hwtpm")
@@ -365,4 +385,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=50)
+    h.main(test, min_checks=51)
