@@ -373,7 +373,7 @@ Digest SnapshotGuard::starting_permanent(engine::Engine& e) const {
 
 Result<void> SnapshotGuard::before_init(engine::Engine& e) {
     if (cfg_.policy == Policy::Skip) return {};
-    if (!restore_blobs_) return settle_awaiting(e, "a reset (CMD_INIT)");
+    if (!restore_blobs_) return settle_awaiting(e, "a reset (CMD_INIT)", false);
     Verdict v;
     if (candidate_) {
         // The last word on the permanent state: the one the TPM starts from
@@ -409,10 +409,10 @@ Result<void> SnapshotGuard::after_init(engine::Engine& e) {
 }
 
 void SnapshotGuard::before_power_off(engine::Engine& e) {
-    (void)settle_awaiting(e, "a power-off (CMD_STOP, CMD_SHUTDOWN or the end of the process)");
+    (void)settle_awaiting(e, "a power-off (CMD_STOP, CMD_SHUTDOWN or the end of the process)", true);
 }
 
-Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string& event) {
+Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string& event, bool power_off) {
     if (!awaiting_) return {};
     if (awaiting_verified_) {  // consumed at its final verification
         awaiting_.reset();
@@ -423,6 +423,14 @@ Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string
         why = event + " came before the final verification (verify=before-run): the restored state is dropped";
     } else if (auto c = consume(*awaiting_); !c) {
         why = c.error().message;
+        if (power_off) {
+            // The guest may have run on it (verify=load): its state is kept
+            // rather than lost (a migration's destination has no other).
+            VTPM_LOG_ERROR("snapshot restore not recorded as used at %s: %s; its state is kept", event.c_str(),
+                           why.c_str());
+            awaiting_.reset();
+            return make_error(rc::kFail, why);
+        }
     } else {
         awaiting_.reset();
         return {};

@@ -135,8 +135,9 @@ private:
     /// `event` (a reset, a power-off) ends the wait of the restore the TPM
     /// runs on: from here its state is the TPM's, so it is consumed
     /// (verify=load); with verify=before-run, before its final verification,
-    /// it is dropped and the TPM refused. An error means refused.
-    Result<void> settle_awaiting(engine::Engine& e, const std::string& event);
+    /// it is dropped and the TPM refused. An error means refused, except
+    /// a failed consumption at a power-off, which keeps the state (logged).
+    Result<void> settle_awaiting(engine::Engine& e, const std::string& event, bool power_off);
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;

@@ -790,6 +790,21 @@ TEST_CASE("guard: a reset or power-off before the first command puts a restore t
     REQUIRE(q.send(ctrl::SetStateBlobReq{0, 1, perm2}) == 0);
     CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol2}) == rc::kFail);
 
+    // A power-off whose consumption fails (the ledger moved on: a newer
+    // save) keeps the restored state all the same: the guest may have run
+    // on it, and a migration's destination has no other.
+    REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+    REQUIRE(tpm::response_code(d.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
+    const Bytes perm4 = q.fetch(1), vol4 = q.fetch(2);
+    const Bytes restored = lab.pcr10();
+    lab.extend(10, 0x77);  // what the disk holds after the next STOP
+    restore_through(q, perm4, vol4);
+    (void)save(lab, *g);  // a newer generation: consuming the restore fails
+    REQUIRE(q.send(ctrl::StopReq{}) == 0);
+    REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+    REQUIRE(tpm::response_code(d.tpm_command(tpm::startup(TPM2_SU_STATE))) == 0);
+    CHECK(lab.pcr10() == restored);
+
     // verify=before-run: a reset before the final verification refuses the
     // restore instead (it never ran), and the TPM answers nothing.
     GuardConfig c = g->config();
