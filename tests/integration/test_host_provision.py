@@ -109,6 +109,19 @@ def run_bounded(args, timeout):
             return None, err.decode("latin-1")
 
 
+def closed_by_peer(conns, timeout):
+    """How many of `conns` the daemon closes within `timeout` seconds (each)."""
+    n = 0
+    for c in conns:
+        c.settimeout(timeout)
+        try:
+            n += c.recv(1) == b""
+        except ConnectionResetError:
+            n += 1
+        except OSError:
+            pass
+    return n
+
 def serving(work, stack, hostd, sock, hostdir, tcti, owner):
     """The running daemon (hostd on sock) against stalling clients, a second
     daemon on its HOSTDIR, and one on another HOSTDIR given its socket."""
@@ -177,16 +190,8 @@ def serving(work, stack, hostd, sock, hostdir, tcti, owner):
     h.check(h.wait_for(lambda: timed_host_info(stale)[1] == 0, 10 * scale, "the daemon on the stale socket"),
             "a stale socket at the path is replaced")
 
+    closed = closed_by_peer(idle, max(5.0, idle_since + 60 * scale - time.monotonic()))
     for c in idle:
-        c.settimeout(max(5.0, idle_since + 60 * scale - time.monotonic()))
-    closed = 0
-    for c in idle:
-        try:
-            closed += c.recv(1) == b""
-        except ConnectionResetError:
-            closed += 1
-        except OSError:
-            pass
         c.close()
     h.check(closed == 3 and "idle for 30 s" in hostd.output(),
             f"idle connections are closed ({closed} of 3, {time.monotonic() - idle_since:.0f} s after they opened)")
@@ -197,15 +202,7 @@ def serving(work, stack, hostd, sock, hostdir, tcti, owner):
         c = socket.socket(socket.AF_UNIX)
         c.connect(sock)
         crowd.append(c)
-    shut = 0
-    for c in crowd[-2:]:
-        c.settimeout(5 * scale)
-        try:
-            shut += c.recv(1) == b""
-        except ConnectionResetError:
-            shut += 1
-        except OSError:
-            pass
+    shut = closed_by_peer(crowd[-2:], 5 * scale)
     for c in crowd:
         c.close()
     h.check(shut == 2 and "128 connections open already" in hostd.output() and timed_host_info(sock)[1] == 0,

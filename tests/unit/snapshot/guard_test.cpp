@@ -194,6 +194,15 @@ struct Lab {
         g->set_peer_pid(qemu.pid);
         return g;
     }
+    // A guard with verify=before-run that trusts guard()'s key.
+    std::unique_ptr<SnapshotGuard> before_run_guard() {
+        GuardConfig c = guard()->config();
+        c.verify_before_run = true;
+        auto g = std::make_unique<SnapshotGuard>(c, std::make_unique<SoftSigner>(keys[1], 1),
+                                                 std::make_unique<FileLedger>((dir.path / "host").string()));
+        g->set_peer_pid(qemu.pid);
+        return g;
+    }
     // The plain state as a save exports it.
     SecureBytes plain(engine::BlobType t) {
         auto b = engine->get_state(t);
@@ -576,18 +585,11 @@ TEST_CASE("guard: the final verification catches RAM changed after the TPM state
 
 TEST_CASE("guard: verify=before-run holds TPM commands until the final verification; taint extends") {
     Lab lab;
-    GuardConfig c;
-    auto g0 = lab.guard();
-    c = g0->config();
-    c.verify_before_run = true;
-    auto& k = lab.keys[1];
-    SnapshotGuard g(c, std::make_unique<SoftSigner>(k, 1),
-                    std::make_unique<FileLedger>((lab.dir.path / "host").string()));
-    g.set_peer_pid(lab.qemu.pid);
+    auto g = lab.before_run_guard();
     core::DispatcherConfig dc;
     dc.vendor_commands = true;
     core::Dispatcher d(*lab.engine, dc);
-    snapshot::attach(d, g);
+    snapshot::attach(d, *g);
     Qemu q{d};
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     const Bytes pcr = lab.pcr10();
@@ -807,15 +809,11 @@ TEST_CASE("guard: a reset or power-off before the first command puts a restore t
 
     // verify=before-run: a reset before the final verification refuses the
     // restore instead (it never ran), and the TPM answers nothing.
-    GuardConfig c = g->config();
-    c.verify_before_run = true;
-    SnapshotGuard gb(c, std::make_unique<SoftSigner>(lab.keys[1], 1),
-                     std::make_unique<FileLedger>((lab.dir.path / "host").string()));
-    gb.set_peer_pid(lab.qemu.pid);
+    auto gb = lab.before_run_guard();
     core::DispatcherConfig dc;
     dc.vendor_commands = true;
     core::Dispatcher db(*lab.engine, dc);
-    snapshot::attach(db, gb);
+    snapshot::attach(db, *gb);
     Qemu qb{db};
     REQUIRE(qb.send(ctrl::InitReq{0}) == 0);
     REQUIRE(tpm::response_code(db.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
