@@ -1,6 +1,8 @@
 #include "hoststate/host_files.hpp"
 
+#include <fcntl.h>
 #include <openssl/pem.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -161,6 +163,20 @@ Result<void> write_owner_key(const std::string& host_dir, EVP_PKEY* key) {
     char* data = nullptr;
     const long n = BIO_get_mem_data(bio.get(), &data);
     return write_host_file(host_dir, kOwnerPem, std::string(data, static_cast<size_t>(n)));
+}
+
+Result<UniqueFd> lock_host_dir(const std::string& host_dir, const std::string& holder) {
+    const std::string path = host_path(host_dir, kDaemonLock);
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd && errno == ENOENT) return UniqueFd();  // no HOSTDIR yet: nobody serves it
+    if (!fd) return make_error(rc::kFail, "cannot open " + path + ": " + std::strerror(errno));
+    while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK)
+            return make_error(rc::kFail, "HOSTDIR " + host_dir + " is in use: " + holder + " holds its lock " + path);
+        return make_error(rc::kFail, "cannot lock " + path + ": " + std::strerror(errno));
+    }
+    return fd;
 }
 
 }  // namespace vtpm::hoststate

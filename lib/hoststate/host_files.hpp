@@ -11,13 +11,16 @@
 //   ca-chain.pem        the privacy CA's issuing and root certificates
 //   owner.pem           the host owner's policy public key (provision pins it)
 //   authorization       the host states the owner approved (vtpm-host authorize)
-//   .lock               held (flock) by the vtpm-hostd serving HOSTDIR: one at a time
+//   .lock               held (flock) by the vtpm-hostd serving HOSTDIR (one at a time),
+//                       and by vtpm-host provision/enroll while they rewrite it
 //   vms/<uuid>.record   identity uniqueness records (identity_records.hpp)
 //   vms/<uuid>.snapshot the last snapshot generation signed (ledger.hpp)
 //   vms/<uuid>.leaves   that snapshot's page hashes (ledger.hpp)
 //   vms/<uuid>.statekey the VM's state-at-rest key, sealed (state_keys.hpp)
 //   vms/<uuid>.ek       the EK keys certified for the VM (ek_bindings.hpp)
 #pragma once
+
+#include "util/fd.hpp"
 
 #include <tss2/tss2_tpm2_types.h>
 
@@ -98,5 +101,12 @@ Result<void> write_owner_key(const std::string& host_dir, EVP_PKEY* key);
 
 /// HOSTDIR/name.
 inline std::string host_path(const std::string& host_dir, const std::string& name) { return host_dir + "/" + name; }
+
+/// Take HOSTDIR/.lock (exclusive flock, non-blocking), held while the
+/// returned descriptor is open: vtpm-hostd holds it while it serves, and
+/// the vtpm-host commands that rewrite HOSTDIR take it so that they never
+/// run beside the daemon. A HOSTDIR that does not exist yet needs no lock
+/// (an empty descriptor). rc::kFail naming `holder` when someone has it.
+Result<UniqueFd> lock_host_dir(const std::string& host_dir, const std::string& holder);
 
 }  // namespace vtpm::hoststate

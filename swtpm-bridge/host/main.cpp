@@ -163,6 +163,14 @@ int main(int argc, char** argv) {
         owner_key = std::move(*key);
         po.owner_key = owner_key.get();
     }
+    // provision and enroll rewrite HOSTDIR: never beside the daemon that
+    // serves it (its ledger and keys in memory would no longer match).
+    UniqueFd dir_lock;
+    if (cmd == "provision" || cmd == "enroll") {
+        auto l = hoststate::lock_host_dir(dir, "a running vtpm-hostd (stop it first)");
+        if (!l) return std::fprintf(stderr, "vtpm-host: %s: %s\n", cmd.c_str(), l.error().message.c_str()), 1;
+        dir_lock = std::move(*l);
+    }
     // tpm2-tss logs expected failures (probing an empty handle) as errors;
     // our own messages say what matters. TSS2_LOG set by the caller wins.
     setenv("TSS2_LOG", "all+none", 0);

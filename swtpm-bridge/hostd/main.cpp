@@ -253,22 +253,6 @@ Result<UniqueFd> listen_on(const std::string& path) {
     return fd;
 }
 
-// One daemon per HOSTDIR: two would interleave ledger commits and leave
-// HOSTDIR/ledger behind the host TPM's counter (the next start refuses it).
-// The lock is held, by the open descriptor, until the process ends.
-Result<UniqueFd> lock_host_dir(const std::string& dir) {
-    const std::string path = hoststate::host_path(dir, hoststate::kDaemonLock);
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!fd) return make_error(rc::kFail, "cannot open " + path + ": " + std::strerror(errno));
-    while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EINTR) continue;
-        if (errno == EWOULDBLOCK)
-            return make_error(rc::kFail, "HOSTDIR " + dir + " is in use: another vtpm-hostd holds its lock " + path);
-        return make_error(rc::kFail, "cannot lock " + path + ": " + std::strerror(errno));
-    }
-    return fd;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -316,7 +300,9 @@ int main(int argc, char** argv) {
     // tpm2-tss logs expected failures as errors; our messages say what matters.
     setenv("TSS2_LOG", "all+none", 0);
 
-    auto dir_lock = lock_host_dir(dir);  // before anything in HOSTDIR is read
+    // One daemon per HOSTDIR: two would interleave ledger commits and leave
+    // HOSTDIR/ledger behind the host TPM's counter (the next start refuses it).
+    auto dir_lock = hoststate::lock_host_dir(dir, "another vtpm-hostd");  // before anything in HOSTDIR is read
     if (!dir_lock) return std::fprintf(stderr, "vtpm-hostd: %s\n", dir_lock.error().message.c_str()), 1;
     auto tpm = hosttpm::Esys::open(tcti);
     if (!tpm) return std::fprintf(stderr, "vtpm-hostd: host TPM (%s): %s\n", tcti.c_str(),

@@ -173,6 +173,15 @@ def serving(work, stack, hostd, sock, hostdir, tcti, owner):
             f"a second vtpm-hostd on the same HOSTDIR does not start ({rc}: {err.strip()[-200:]})")
     h.check(not os.path.exists(other_sock), "and it listens nowhere")
     h.check(state_key(sock, False)[0] == 0, "the first daemon keeps serving")
+    # Nor do the vtpm-host commands that rewrite HOSTDIR run beside it.
+    before = h.tree_digest(hostdir)
+    for cmd in (["provision", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner],
+                ["enroll", "--tcti", tcti, "--dir", hostdir, "--ca", os.path.join(work, "no-ca"),
+                 "--ek-roots", owner]):
+        r = h.run([HOST] + cmd, check_rc=False)
+        h.check(r.returncode == 1 and "is in use: a running vtpm-hostd (stop it first)" in r.stderr,
+                f"vtpm-host {cmd[0]} refuses while vtpm-hostd serves HOSTDIR: {r.stderr.strip()[-160:]}")
+    h.check_eq(h.tree_digest(hostdir), before, "and HOSTDIR is unchanged")
 
     # A daemon of another HOSTDIR (another host TPM) given the first one's socket.
     _, _, tcti2, _ = h.stand_in_hw_tpm(stack, work, "hwtpm-other")
@@ -382,4 +391,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=51)
+    h.main(test, min_checks=54)
