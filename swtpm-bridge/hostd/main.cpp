@@ -62,6 +62,19 @@ void wipe(Bytes& b) {
     Bytes().swap(b);  // a frame may be large: give the memory back
 }
 
+// Resize `b` to `n` bytes; a larger buffer is a new one, and the old one is
+// zeroed before it is freed (a request may carry a credential's secret).
+void grow(Bytes& b, size_t n) {
+    if (n > b.capacity()) {
+        Bytes bigger;
+        bigger.reserve(std::max(n, 2 * b.capacity()));
+        bigger.assign(b.begin(), b.end());
+        wipe(b);
+        b.swap(bigger);
+    }
+    b.resize(n);
+}
+
 // One client connection: the request frame being received, or the answer
 // being sent (then its next request waits in the socket: in order).
 struct Connection {
@@ -112,7 +125,7 @@ Turn flush(Connection& c) {
 Turn receive(hostd::Service& service, Connection& c) {
     const size_t want = c.in.size() < 4 ? 4 - c.in.size() : 4 + size_t{c.body_len} - c.in.size();
     const size_t have = c.in.size();
-    c.in.resize(have + std::min(want, kReadChunk));  // grows with what arrives, not with what is announced
+    grow(c.in, have + std::min(want, kReadChunk));  // grows with what arrives, not with what is announced
     const ssize_t got = ::recv(c.fd.get(), c.in.data() + have, c.in.size() - have, MSG_DONTWAIT);
     c.in.resize(have + static_cast<size_t>(std::max<ssize_t>(got, 0)));
     if (got < 0) {
