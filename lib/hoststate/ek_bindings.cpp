@@ -9,6 +9,7 @@
 
 #include "hoststate/host_files.hpp"
 #include "util/durable_file.hpp"
+#include "util/key_value.hpp"
 
 namespace vtpm::hoststate {
 
@@ -32,30 +33,28 @@ std::string format_ek_binding(const std::string& uuid, const EkBinding& b) {
 }
 
 Result<EkBinding> parse_ek_binding(std::string_view text, const std::string& uuid) {
+    auto lines = parse_key_values(text, "EK binding");
+    if (!lines) return lines.error();
     EkBinding b;
     bool have_uuid = false;
-    std::istringstream in{std::string(text)};
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        const auto eq = line.find(" = ");
-        if (eq == std::string::npos) return make_error(rc::kFail, "EK binding: bad line '" + line + "'");
-        const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
-        if (key == "vm_uuid") {
-            if (value != uuid) return make_error(rc::kFail, "EK binding: belongs to VM " + value + ", not " + uuid);
+    for (const auto& kv : *lines) {
+        const std::string where = "EK binding:" + std::to_string(kv.line) + ": ";
+        if (kv.key == "vm_uuid") {
+            if (have_uuid) return make_error(rc::kFail, where + "a second vm_uuid");
+            if (kv.value != uuid) return make_error(rc::kFail, where + "belongs to VM " + kv.value + ", not " + uuid);
             have_uuid = true;
             continue;
         }
         bool known = false;
         for (auto f : {EkFamily::Rsa, EkFamily::Ec}) {
-            if (key != family_key(f)) continue;
-            auto d = from_hex(value);
-            if (!d || d->size() != 32 || b[f]) return make_error(rc::kFail, "EK binding: bad " + key);
+            if (kv.key != family_key(f)) continue;
+            auto d = from_hex(kv.value);
+            if (!d || d->size() != 32 || b[f]) return make_error(rc::kFail, where + "a bad or second " + kv.key);
             b[f].emplace();
             std::copy(d->begin(), d->end(), b[f]->begin());
             known = true;
         }
-        if (!known) return make_error(rc::kFail, "EK binding: unknown key '" + key + "'");
+        if (!known) return make_error(rc::kFail, where + "unknown key '" + kv.key + "'");
     }
     if (!have_uuid) return make_error(rc::kFail, "EK binding: vm_uuid missing");
     return b;

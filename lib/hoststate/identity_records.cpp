@@ -8,8 +8,9 @@
 #include <cstring>
 #include <sstream>
 
-#include "util/uuid.hpp"
 #include "util/durable_file.hpp"
+#include "util/key_value.hpp"
+#include "util/uuid.hpp"
 
 namespace vtpm::hoststate {
 
@@ -24,36 +25,41 @@ std::string format_identity_record(const IdentityRecord& r) {
 }
 
 Result<IdentityRecord> parse_identity_record(std::string_view text) {
+    auto lines = parse_key_values(text, "identity record");
+    if (!lines) return make_error(rc::kBadParameter, lines.error().message);
     IdentityRecord r;
-    bool have_uuid = false, have_gen = false;
-    std::istringstream in{std::string(text)};
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        const auto eq = line.find(" = ");
-        if (eq == std::string::npos) return make_error(rc::kBadParameter, "identity record: bad line '" + line + "'");
-        const std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+    bool have_uuid = false, have_gen = false, have_pending = false, have_name = false;
+    for (const auto& kv : *lines) {
+        const std::string where = "identity record:" + std::to_string(kv.line) + ": ";
         auto number = [&](uint64_t& out) -> bool {
-            if (value.empty() || value.size() > 19 || value.find_first_not_of("0123456789") != std::string::npos)
-                return false;
-            out = std::stoull(value);
+            const auto& v = kv.value;
+            if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) return false;
+            out = std::stoull(v);
             return true;
         };
-        if (key == "vm_uuid") {
-            auto u = canonical_uuid(value);
-            if (!u) return make_error(rc::kBadParameter, "identity record: " + u.error().message);
+        // A key given twice is refused: which of the two would count is
+        // exactly what an edited record would try to blur.
+        auto first = [&](bool& seen) {
+            const bool was = seen;
+            seen = true;
+            return !was;
+        };
+        if (kv.key == "vm_uuid") {
+            auto u = canonical_uuid(kv.value);
+            if (!u || !first(have_uuid))
+                return make_error(rc::kBadParameter, where + (u ? "a second vm_uuid" : u.error().message));
             r.vm_uuid = *u;
-            have_uuid = true;
-        } else if (key == "generation") {
-            if (!number(r.generation)) return make_error(rc::kBadParameter, "identity record: bad generation");
-            have_gen = true;
-        } else if (key == "pending_generation") {
+        } else if (kv.key == "generation") {
+            if (!number(r.generation) || !first(have_gen))
+                return make_error(rc::kBadParameter, where + "a bad or second generation");
+        } else if (kv.key == "pending_generation") {
             uint64_t p = 0;
-            if (!number(p)) return make_error(rc::kBadParameter, "identity record: bad pending_generation");
+            if (!number(p) || !first(have_pending))
+                return make_error(rc::kBadParameter, where + "a bad or second pending_generation");
             r.pending = p;
-        } else if (key == "vaik_name") {
-            auto b = from_hex(value);
-            if (!b) return make_error(rc::kBadParameter, "identity record: bad vaik_name");
+        } else if (kv.key == "vaik_name") {
+            auto b = from_hex(kv.value);
+            if (!b || !first(have_name)) return make_error(rc::kBadParameter, where + "a bad or second vaik_name");
             r.vaik_name = std::move(*b);
         }
     }

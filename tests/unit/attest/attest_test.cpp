@@ -586,6 +586,12 @@ TEST_CASE("records, generations and clashes") {
     CHECK(p->pending == std::optional<uint64_t>(8));
     CHECK(p->vaik_name == Bytes{1, 2, 3});
     CHECK_FALSE(hoststate::parse_identity_record("generation = x\n"));
+    // A key said twice is refused, whichever value would have counted.
+    const std::string text = hoststate::format_identity_record(r);
+    for (const char* twice : {"generation = 9\n", "pending_generation = 9\n", "vaik_name = 09\n",
+                              "vm_uuid = 6f0b0e7e-1c2d-4a5b-8c9d-0e1f2a3b4c5d\n"})
+        CHECK_FALSE(hoststate::parse_identity_record(text + twice));
+    CHECK_FALSE(hoststate::parse_identity_record(text + "no equals sign\n"));
     CHECK_FALSE(hoststate::generation_clash(std::nullopt, 0, std::nullopt));
     CHECK(hoststate::generation_clash(std::nullopt, 2, std::nullopt));
     CHECK_FALSE(hoststate::generation_clash(r, 7, Bytes{1, 2, 3}));

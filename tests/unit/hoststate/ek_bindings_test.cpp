@@ -70,6 +70,8 @@ TEST_CASE("the EK binding file round-trips, is 0600, and refuses what it does no
     CHECK(!parse_ek_binding(text + "other = 1\n", kVm));
     CHECK(!parse_ek_binding("vm_uuid = " + std::string(kVm) + "\nrsa_ek_spki_sha256 = abcd\n", kVm));
     CHECK(!parse_ek_binding("rsa_ek_spki_sha256 = " + std::string(64, '0') + "\n", kVm));
+    CHECK(!parse_ek_binding(text + "vm_uuid = " + std::string(kVm) + "\n", kVm));  // said twice
+    CHECK(!parse_ek_binding(text + "no equals sign\n", kVm));
     std::ofstream(path) << "garbage\n";
     auto bad = read_ek_binding(dir.path.string(), kVm);
     REQUIRE(!bad);
