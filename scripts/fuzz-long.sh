@@ -68,7 +68,13 @@ ninja -C "$build" "${rel[@]}"
 mkdir -p "$out"
 touch "$results"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/vtpm-fuzz-long.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT INT TERM
+# Targets that keep an image in memory (fuzz-linear) make it under
+# VTPM_FUZZ_SHM: removed here even when the target is stopped by a signal.
+shm_parent=/dev/shm
+[ -d "$shm_parent" ] && [ -w "$shm_parent" ] || shm_parent=$scratch
+export VTPM_FUZZ_SHM
+VTPM_FUZZ_SHM=$(mktemp -d "$shm_parent/vtpm-fuzz-long.XXXXXX")
+trap 'rm -rf "$scratch" "$VTPM_FUZZ_SHM"' EXIT INT TERM
 # tss2-mu logs every malformed structure it is given: that is the point here.
 export TSS2_LOG=${TSS2_LOG:-all+none}
 

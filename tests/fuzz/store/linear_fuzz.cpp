@@ -1,8 +1,10 @@
 // Fuzz swtpm's file:// ("linear") image as the bridge opens and then writes
 // it: arbitrary bytes as the image, then every read the engine does and the
 // writes of an NV update (a crafted section length must never place a blob
-// outside the image). The image lives in a private directory on /dev/shm,
-// removed at exit.
+// outside the image). The image lives in a private directory on /dev/shm
+// (fsync there is cheap), removed at exit; the run scripts put that directory
+// inside one they remove themselves (VTPM_FUZZ_SHM), because libFuzzer ends
+// on SIGINT/SIGTERM (a timeout, ^C) without running exit handlers.
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,8 +21,9 @@ namespace {
 
 const std::string& image_path() {
     static const std::string path = [] {
-        char tmpl[] = "/dev/shm/vtpm-fuzz-linear-XXXXXX";
-        if (!::mkdtemp(tmpl)) std::abort();
+        const char* parent = std::getenv("VTPM_FUZZ_SHM");
+        std::string tmpl = std::string(parent && *parent ? parent : "/dev/shm") + "/vtpm-fuzz-linear-XXXXXX";
+        if (!::mkdtemp(tmpl.data())) std::abort();
         static std::string dir = tmpl;
         std::atexit([] { std::filesystem::remove_all(dir); });
         return dir + "/tpm.state";
