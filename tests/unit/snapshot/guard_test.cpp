@@ -387,9 +387,19 @@ TEST_CASE("guard: a patched QEMU's RAM digest stands in for the mapping") {
 }
 
 // QEMU's side of the control channel, for the dispatcher tests.
+// A bridge's dispatcher with the guard attached, and QEMU's side of its
+// control channel.
 struct Qemu {
-    core::Dispatcher& d;
+    core::Dispatcher d;
     core::TransportState ts{};
+    Qemu(Lab& lab, SnapshotGuard& g, bool vendor_commands = false) : d(*lab.engine, config(vendor_commands)) {
+        snapshot::attach(d, g);
+    }
+    static core::DispatcherConfig config(bool vendor_commands) {
+        core::DispatcherConfig c;
+        c.vendor_commands = vendor_commands;
+        return c;
+    }
     uint32_t send(const ctrl::Request& r) {
         return load_be32(d.handle_message(ctrl::encode_request(r), ts).bytes.data());
     }
@@ -407,9 +417,8 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
     REQUIRE(tpm::response_code(lab.engine->command(
                 tpm::nv_define_space(kMark, TPMA_NV_PPWRITE | TPMA_NV_PPREAD | TPMA_NV_PLATFORMCREATE, 8))) == 0);
     auto g = lab.guard();
-    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
-    snapshot::attach(d, *g);
-    Qemu q{d};
+    Qemu q(lab, *g);
+    core::Dispatcher& d = q.d;
     const core::TransportState& ts = q.ts;
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     CHECK(store::find_blob_tlv(vol, kTagSnapshotRecord));
@@ -466,9 +475,7 @@ TEST_CASE("guard: through the dispatcher, as QEMU saves and restores") {
 TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blob of the restore") {
     Lab lab;
     auto g = lab.guard(Policy::Taint);
-    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
-    snapshot::attach(d, *g);
-    Qemu q{d};
+    Qemu q(lab, *g);
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     const Bytes pcr = lab.pcr10();
     REQUIRE(q.send(ctrl::StopReq{}) == 0);
@@ -485,9 +492,7 @@ TEST_CASE("guard: a taint decided in a restore sticks; a refusal drops every blo
     // Refused mid-restore (refuse policy): the volatile blob accepted before
     // the refusal does not reach the TPM either; INIT starts from the disk.
     auto r = lab.guard(Policy::Refuse);
-    core::Dispatcher d2(*lab.engine, core::DispatcherConfig{});
-    snapshot::attach(d2, *r);
-    Qemu q2{d2};
+    Qemu q2(lab, *r);
     const Bytes perm2 = q2.fetch(1), vol2 = q2.fetch(2);
     REQUIRE(q2.send(ctrl::StopReq{}) == 0);
     CHECK(q2.send(ctrl::SetStateBlobReq{0, 1, perm2}) == 0);
@@ -538,12 +543,9 @@ uint32_t pcr_read_rc(core::Dispatcher& d) {
 TEST_CASE("guard: the final verification catches RAM changed after the TPM state was loaded") {
     Lab lab;
     auto g = lab.guard();
-    core::DispatcherConfig dc;
-    dc.vendor_commands = true;
-    core::Dispatcher d(*lab.engine, dc);
-    snapshot::attach(d, *g);
+    Qemu q(lab, *g, true);
+    core::Dispatcher& d = q.d;
     CHECK((d.capabilities() & ctrl::cap::kVtpmVerifyRam) != 0);
-    Qemu q{d};
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     const Bytes pcr = lab.pcr10();
     const std::string permall = (lab.dir.path / "state" / "tpm2-00.permall").string();
@@ -586,11 +588,8 @@ TEST_CASE("guard: the final verification catches RAM changed after the TPM state
 TEST_CASE("guard: verify=before-run holds TPM commands until the final verification; taint extends") {
     Lab lab;
     auto g = lab.before_run_guard();
-    core::DispatcherConfig dc;
-    dc.vendor_commands = true;
-    core::Dispatcher d(*lab.engine, dc);
-    snapshot::attach(d, *g);
-    Qemu q{d};
+    Qemu q(lab, *g, true);
+    core::Dispatcher& d = q.d;
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     const Bytes pcr = lab.pcr10();
     restore_through(q, perm, vol);
@@ -605,9 +604,8 @@ TEST_CASE("guard: verify=before-run holds TPM commands until the final verificat
 
     // Policy taint: the failed final verification extends the vPCRs.
     auto t = lab.guard(Policy::Taint);
-    core::Dispatcher dt(*lab.engine, dc);
-    snapshot::attach(dt, *t);
-    Qemu qt{dt};
+    Qemu qt(lab, *t, true);
+    core::Dispatcher& dt = qt.d;
     const Bytes perm2 = qt.fetch(1), vol2 = qt.fetch(2);
     const Bytes pcr2 = lab.pcr10();
     restore_through(qt, perm2, vol2);
@@ -621,9 +619,8 @@ TEST_CASE("guard: verify=before-run holds TPM commands until the final verificat
 
     // A patched QEMU's phase 3 runs the same check on its own digest.
     auto gq = lab.guard(Policy::Refuse, kUuid, 1, false, false);
-    core::Dispatcher dq(*lab.engine, dc);
-    snapshot::attach(dq, *gq);
-    Qemu qq{dq};
+    Qemu qq(lab, *gq, true);
+    core::Dispatcher& dq = qq.d;
     ctrl::VendorRamDigestReq rd;
     rd.phase = kPhaseSave;
     rd.hash_alg = 0x000B;
@@ -677,11 +674,8 @@ TEST_CASE("a path= file must be the RAM the control socket's peer maps") {
 TEST_CASE("guard: a save restores once; the operator's revert lets it restore again") {
     Lab lab;
     auto g = lab.guard();
-    core::DispatcherConfig dc;
-    dc.vendor_commands = true;
-    core::Dispatcher d(*lab.engine, dc);
-    snapshot::attach(d, *g);
-    Qemu q{d};
+    Qemu q(lab, *g, true);
+    core::Dispatcher& d = q.d;
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     const Bytes pcr = lab.pcr10();
 
@@ -702,9 +696,8 @@ TEST_CASE("guard: a save restores once; the operator's revert lets it restore ag
     const uint64_t gen = l.latest(kUuid)->generation;
     REQUIRE(l.revert(kUuid, gen, l.book().counter + 1));
     auto g2 = lab.guard();
-    core::Dispatcher d2(*lab.engine, dc);
-    snapshot::attach(d2, *g2);
-    Qemu q2{d2};
+    Qemu q2(lab, *g2, true);
+    core::Dispatcher& d2 = q2.d;
     restore_through(q2, perm, vol);
     CHECK(pcr_read_rc(d2) == 0);
     CHECK(lab.pcr10() == pcr);
@@ -718,9 +711,8 @@ TEST_CASE("guard: a restore without its checked volatile state, or with another 
     Lab lab;
     constexpr uint32_t kMark = 0x01500001;  // in generation 2's NV only
     auto g = lab.guard();
-    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
-    snapshot::attach(d, *g);
-    Qemu q{d};
+    Qemu q(lab, *g);
+    core::Dispatcher& d = q.d;
     const Bytes perm1 = q.fetch(1), vol1 = q.fetch(2);
     REQUIRE(tpm::response_code(lab.engine->command(
                 tpm::nv_define_space(kMark, TPMA_NV_PPWRITE | TPMA_NV_PPREAD | TPMA_NV_PLATFORMCREATE, 8))) == 0);
@@ -771,9 +763,8 @@ TEST_CASE("guard: a restore without its checked volatile state, or with another 
 TEST_CASE("guard: a reset or power-off before the first command puts a restore to use: it restores once") {
     Lab lab;
     auto g = lab.guard();
-    core::Dispatcher d(*lab.engine, core::DispatcherConfig{});
-    snapshot::attach(d, *g);
-    Qemu q{d};
+    Qemu q(lab, *g);
+    core::Dispatcher& d = q.d;
     const Bytes perm = q.fetch(1), vol = q.fetch(2);
     restore_through(q, perm, vol);
     REQUIRE(q.send(ctrl::InitReq{0}) == 0);  // a reset, no TPM command yet
@@ -810,11 +801,8 @@ TEST_CASE("guard: a reset or power-off before the first command puts a restore t
     // verify=before-run: a reset before the final verification refuses the
     // restore instead (it never ran), and the TPM answers nothing.
     auto gb = lab.before_run_guard();
-    core::DispatcherConfig dc;
-    dc.vendor_commands = true;
-    core::Dispatcher db(*lab.engine, dc);
-    snapshot::attach(db, *gb);
-    Qemu qb{db};
+    Qemu qb(lab, *gb, true);
+    core::Dispatcher& db = qb.d;
     REQUIRE(qb.send(ctrl::InitReq{0}) == 0);
     REQUIRE(tpm::response_code(db.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
     const Bytes perm3 = qb.fetch(1), vol3 = qb.fetch(2);
