@@ -25,6 +25,10 @@ bool version_available(TPMLIB_TPMVersion v) { return TPMLIB_ChooseTPMVersion(v) 
 // RSA key sizes from libtpms' TPMFeatures JSON: {"TPMFeatures":{"RSAKeySizes":[1024,2048,3072],...}}
 std::vector<unsigned> rsa_key_sizes() {
     std::vector<unsigned> out;
+    // libtpms answers for the TPM version chosen last (1.2 until one is):
+    // a TPM 1.2 lists no RSAKeySizes, and vtpm-setup asks before its engine
+    // chooses TPM 2.
+    if (!version_available(TPMLIB_TPM_VERSION_2)) return out;
     std::unique_ptr<char, FreeDeleter> info(TPMLIB_GetInfo(TPMLIB_INFO_TPMFEATURES));
     if (!info) return out;
     std::string s(info.get());

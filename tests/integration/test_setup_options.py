@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""vtpm-setup given swtpm_setup 0.7.1's options at their edges, each
+compared with what Debian's swtpm_setup does with the same command line:
+--rsa-keysize 3072 and max (the RSA 3072 EK at 0x8101001c, read back
+through a bridge)."""
+import os
+import subprocess
+
+import harness as h
+
+SETUP = os.environ.get("VTPM_SETUP", os.path.join(os.path.dirname(h.server_cmd()[0]), "vtpm-setup"))
+
+
+def run_setup(work, prog, *args):
+    p = subprocess.run([prog] + list(args), capture_output=True, timeout=120,
+                       env=dict(os.environ, XDG_CONFIG_HOME=os.path.join(work, "xdg"), HOME=work))
+    p.stdout, p.stderr = p.stdout.decode(), p.stderr.decode()
+    return p
+
+
+def fresh(work, name):
+    d = os.path.join(work, name)
+    os.mkdir(d)
+    return d
+
+
+def ek_public(stack, state, handle):
+    srv, port = h.tcp_server(stack, state)
+    try:
+        return h.tpm2(port, "readpublic", "-c", handle, check_rc=False).stdout
+    finally:
+        srv.stop()
+
+
+def rsa_keysize(work, stack, cfg, debian_cfg):
+    for size in ("3072", "max"):
+        theirs = run_setup(work, "swtpm_setup", "--tpm2", "--tpm-state", fresh(work, f"d{size}"), "--createek",
+                           "--rsa-keysize", size, *debian_cfg)
+        h.check(theirs.returncode == 0 and "RSA 3072 EK with handle 0x8101001c" in theirs.stdout,
+                f"Debian's swtpm_setup --rsa-keysize {size} makes an RSA 3072 EK")
+        state = fresh(work, f"o{size}")
+        ours = run_setup(work, SETUP, "--tpm2", "--tpm-state", state, "--createek", "--rsa-keysize", size,
+                         "--config", cfg)
+        h.check(ours.returncode == 0 and "EK with handle 0x8101001c" in ours.stdout,
+                f"vtpm-setup --rsa-keysize {size} makes the RSA 3072 EK: {(ours.stdout + ours.stderr).strip()[-160:]}")
+        if ours.returncode == 0:
+            pub = ek_public(stack, state, "0x8101001c")
+            h.check("bits: 3072" in pub, f"the EK at 0x8101001c has 3072 bits: {pub[:80]!r}")
+
+
+def test(work, stack):
+    cfg = os.path.join(work, "vtpm-setup.conf")
+    with open(cfg, "w") as f:
+        f.write(f"active_pcr_banks = sha256\nlocalca_dir = {work}/ca\n")
+    debian_cfg, _ = h.debian_setup_config(work)
+    rsa_keysize(work, stack, cfg, debian_cfg)
+
+
+if __name__ == "__main__":
+    h.main(test, min_checks=6)
