@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A state directory that stops taking writes while the bridge serves it
+(made read-only by an operator, or a full disk): an NV write made durable in
+the journal is kept, but the bridge cannot bring tpm2-00.permall up to date
+at exit. It must say so with a failing exit status (Debian's swtpm, or
+whoever takes the directory next, would read the older file), and the state
+must come back whole at its next start, and then in Debian's swtpm."""
+import os
+import pwd
+import subprocess
+
+import harness as h
+
+NV = "0x1500020"
+
+
+def handles(port):
+    return h.tpm2(port, "getcap", "handles-nv-index").stdout
+
+
+def test(work, stack):
+    if not h.is_ours():
+        h.skip("the journal beside tpm2-00.permall is libvtpm's")
+    if os.getuid() != 0:
+        h.skip("needs root to run the bridge as another user (root writes a read-only directory)")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        h.skip("no user nobody")
+    os.chmod(work, 0o755)
+    state = os.path.join(work, "state")
+    os.mkdir(state)
+    h.swtpm_setup(work, "--tpm2", "--tpm-state", state, "--createek")
+    for name in [state] + [os.path.join(state, n) for n in os.listdir(state)]:
+        os.chown(name, nobody.pw_uid, -1)
+
+    cmd = ["runuser", "-u", "nobody", "--", h.server_cmd()[0]]
+    srv, port = h.tcp_server(stack, state, cmd=cmd)
+    srv.expected_exit = True
+    # TPM2_Startup wrote the journal; from now on the directory takes no new
+    # file (an NV write still reaches the journal: it is written in place).
+    h.wait_for(lambda: os.path.exists(os.path.join(state, "tpm2-00.permall.journal")), 5 * h.timeout_scale(),
+               "the journal")
+    os.chmod(state, 0o555)
+    try:
+        h.tpm2(port, "nvdefine", NV, "-C", "o", "-s", "4", "-a", "ownerread|ownerwrite")
+        h.check(NV in handles(port), "the NV index is defined (durable in the journal)")
+        h.ioctl("--tcp", f"127.0.0.1:{port + 1}", "-s")
+        rc = srv.wait(30)
+    finally:
+        os.chmod(state, 0o755)
+    out = srv.output()
+    h.check(rc not in (None, 0), f"the bridge that could not update tpm2-00.permall exits non-zero (status {rc})")
+    h.check("only in the journal" in out and "tpm2-00.permall" in out,
+            f"and says where the newest state is: {out.strip()[-240:]!r}")
+
+    srv, port = h.tcp_server(stack, state, cmd=cmd)
+    h.check(NV in handles(port), "the next start (directory writable again) has the NV index")
+    h.ioctl("--tcp", f"127.0.0.1:{port + 1}", "-s")
+    h.check_eq(srv.wait(30), 0, "and it ends with status 0 once its state file is current")
+    srv, port = h.tcp_server(stack, state, cmd=[h.SWTPM])
+    h.check(NV in handles(port), "and after its clean stop Debian's swtpm has it too")
+    srv.stop()
+    subprocess.run(["chown", "-R", "root", state], check=True)
+
+
+if __name__ == "__main__":
+    h.main(test, min_checks=6, min_checks_swtpm=0)
