@@ -65,7 +65,9 @@ Result<void> replace_file_durably(const std::string& tmp_prefix, const std::stri
 }
 
 Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set_mode) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO put in the file's place would block the open until
+    // a writer came; it is refused below instead (no effect on a file).
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     if (!fd) {
         if (errno == ENOENT) return make_error(rc::kRetry, path + " does not exist");
         return make_error(rc::kFail, "could not open " + path + ": " + errstr());

@@ -4,7 +4,11 @@
 the journal is kept, but the bridge cannot bring tpm2-00.permall up to date
 at exit. It must say so with a failing exit status (Debian's swtpm, or
 whoever takes the directory next, would read the older file), and the state
-must come back whole at its next start, and then in Debian's swtpm."""
+must come back whole at its next start, and then in Debian's swtpm.
+
+Also: a FIFO where the journal or tpm2-00.permall should be (an open for
+reading would wait for a writer forever) is no file: the journal is ignored
+and the state opens, a FIFO state file is refused, naming it."""
 import os
 import pwd
 import subprocess
@@ -18,9 +22,30 @@ def handles(port):
     return h.tpm2(port, "getcap", "handles-nv-index").stdout
 
 
+def fifos(work, stack):
+    state = os.path.join(work, "fifo")
+    os.mkdir(state)
+    h.swtpm_setup(work, "--tpm2", "--tpm-state", state, "--createek")
+    journal = os.path.join(state, "tpm2-00.permall.journal")
+    os.mkfifo(journal)
+    srv, port = h.tcp_server(stack, state)
+    h.check("0x81010001" in h.tpm2(port, "getcap", "handles-persistent").stdout,
+            "a FIFO in the journal's place: the state opens (the journal is ignored)")
+    srv.stop()
+    os.unlink(journal)
+    permall = os.path.join(state, "tpm2-00.permall")
+    os.unlink(permall)
+    os.mkfifo(permall)
+    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}", "--server", "type=tcp,port=1",
+               "--flags", "not-need-init"], check_rc=False, timeout=30)
+    h.check(r.returncode != 0 and "tpm2-00.permall is not a regular file" in r.stderr,
+            f"a FIFO in tpm2-00.permall's place is refused, naming it: {r.stderr.strip()[-160:]!r}")
+
+
 def test(work, stack):
     if not h.is_ours():
         h.skip("the journal beside tpm2-00.permall is libvtpm's")
+    fifos(work, stack)
     if os.getuid() != 0:
         h.skip("needs root to run the bridge as another user (root writes a read-only directory)")
     try:
@@ -65,4 +90,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=6, min_checks_swtpm=0)
+    h.main(test, min_checks=8, min_checks_swtpm=0)
