@@ -298,6 +298,9 @@ private:
             auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), file, mode_);
             if (!r) return r;
             file_digest_ = sha256(file);
+            // A journal kept since the state was deleted names no file: the
+            // records that follow must name this one, or a crash drops them.
+            restart_journal(file_digest_);
             return {};
         }
         if (!journal_ || !journal_->fits(file.size())) {

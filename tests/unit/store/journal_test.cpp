@@ -261,6 +261,23 @@ TEST_CASE("dir store journal: a deleted state does not come back; an encrypted s
     CHECK(c->load(kPermall).code() == rc::kRetry);
 }
 
+TEST_CASE("dir store journal: after a deleted state is made anew, a crash keeps its newest writes") {
+    TempDir d, crashed;
+    auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
+    REQUIRE(st->lock().ok());
+    REQUIRE(st->store(kPermall, pattern(500, 1)).ok());
+    REQUIRE(st->store(kPermall, pattern(500, 2)).ok());
+    REQUIRE(st->remove(kPermall, true).ok());
+    // A new TPM in the same directory, still served by this store.
+    REQUIRE(st->store(kPermall, pattern(500, 3)).ok());
+    REQUIRE(st->store(kPermall, pattern(500, 4)).ok());
+    REQUIRE(st->store(kPermall, pattern(500, 5)).ok());
+    copy_dir(d.path, crashed.path);  // kill -9 now
+    auto c = make_dir_store(crashed.path.string(), true, 0600, std::nullopt);
+    REQUIRE(c->lock().ok());
+    CHECK(load_plain(*c) == pattern(500, 5));
+}
+
 TEST_CASE("dir store journal: a state that outgrows the slots is written directly, then journaled again") {
     TempDir d, crashed;
     auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
