@@ -52,9 +52,9 @@ Result<Key> parse_hex_key(std::string_view text, size_t keylen) {
     if (text.size() >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
     size_t digits = 0;
     while (digits < text.size() && hexval(text[digits]) >= 0) ++digits;
-    for (size_t i = digits; i < text.size(); ++i)
-        if (!std::isspace(static_cast<unsigned char>(text[i])))
-            return make_error(rc::kBadKeyProperty, "hex key contains a character that is not a hex digit");
+    // As swtpm: the key ends at the first white space, whatever follows it.
+    if (digits < text.size() && !std::isspace(static_cast<unsigned char>(text[digits])))
+        return make_error(rc::kBadKeyProperty, "hex key contains a character that is not a hex digit");
     if (digits != 2 * keylen)
         return make_error(rc::kBadKeyProperty, "hex key has " + std::to_string(digits) + " digits, the mode needs " +
                                                    std::to_string(2 * keylen));

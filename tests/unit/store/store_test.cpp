@@ -119,6 +119,11 @@ TEST_CASE("keys: hex parsing") {
     CHECK(parse_hex_key(hex32, 32).code() == rc::kBadKeyProperty);
     CHECK(parse_hex_key(hex32.substr(2), 16).code() == rc::kBadKeyProperty);
     CHECK(parse_hex_key(hex32 + "zz", 16).code() == rc::kBadKeyProperty);
+    // swtpm 0.7.1 reads the key up to the first white space and ignores the rest.
+    auto commented = parse_hex_key(hex32 + " 00 # the VM's key\n", 16);
+    REQUIRE(commented.ok());
+    CHECK(commented->bytes[15] == 0x0f);
+    CHECK(parse_hex_key(hex32 + "\tzz", 16).ok());
 }
 
 TEST_CASE("keys: PBKDF2-SHA512 and SHA-512 derivation match independent vectors") {
