@@ -57,6 +57,7 @@ public:
         if (auto r = checkpoint(); !r) VTPM_LOG_ERROR("%s", r.error().message.c_str());
         journal_.reset();
         journaled_.reset();
+        recovered_unused_ = false;
         file_digest_.reset();
         lock_fd_.reset();
         // Someone else may write the files now: forget what we knew.
@@ -79,6 +80,7 @@ public:
         wipe(*raw);
         if (!plain)
             return make_error(plain.code(), file_path("tpm", name) + ": " + plain.error().message);
+        if (name == kPermall) recovered_unused_ = false;  // the TPM runs on it now
         if (Digest* known = known_digest(name)) *known = digest(*plain);
         return plain;
     }
@@ -107,6 +109,7 @@ public:
             // A crash half-way must leave the newest state or none, never
             // an older one: make the file current, end the records' epoch,
             // then delete the file.
+            recovered_unused_ = false;
             if (auto c = checkpoint(); !c) return c;
             if (journal_) {
                 if (auto r = journal_->reset(file_digest_); !r) return r;
@@ -142,10 +145,13 @@ public:
 
     const Key* state_key() const override { return key_ ? &*key_ : nullptr; }
 
-    VTPM_HOT bool needs_checkpoint() const override { return journaled_.has_value(); }
+    VTPM_HOT bool needs_checkpoint() const override { return journaled_.has_value() && !recovered_unused_; }
 
     Result<void> checkpoint() override {
-        if (!journaled_) return {};
+        // A record a crash left is copied into the file once the TPM has
+        // run on it: a start refused before that (a wrong key, a state
+        // libtpms rejects) or --print-states leaves the directory as it was.
+        if (!journaled_ || recovered_unused_) return {};
         const std::string path = file_path("tpm", kPermall);
         if (auto r = replace_file_durably(file_path("TMP", kPermall), path, journaled_->view(), mode_); !r)
             return make_error(r.code(), "checkpoint of the journal into " + path + ": " + r.error().message);
@@ -261,6 +267,7 @@ private:
             VTPM_LOG_INFO("%s: the journal holds state newer than the file (the last run ended abruptly); it is used",
                           dir_.c_str());
             journaled_ = std::move(res->contents->latest_data);
+            recovered_unused_ = true;
             break;
         case Verdict::Foreign:
             VTPM_LOG_WARN("%s: the state file changed after the journal was written (another program wrote it); "
@@ -315,6 +322,7 @@ private:
             return r;
         }
         journaled_ = SecureBytes(file);
+        recovered_unused_ = false;
         return {};
     }
 
@@ -326,6 +334,7 @@ private:
     std::array<Digest, 3> digests_{};
     std::optional<Journal> journal_;     // open while locked, once it exists
     std::optional<SecureBytes> journaled_;  // permanent state newer than the file
+    bool recovered_unused_ = false;         // journaled_ is a crash's record nobody loaded or replaced yet
     std::optional<Digest> file_digest_;     // of the state file on disk (nullopt: none), while locked
 };
 

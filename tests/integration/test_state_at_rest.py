@@ -8,7 +8,11 @@ must come back whole at its next start, and then in Debian's swtpm.
 
 Also: a FIFO where the journal or tpm2-00.permall should be (an open for
 reading would wait for a writer forever) is no file: the journal is ignored
-and the state opens, a FIFO state file is refused, naming it."""
+and the state opens, a FIFO state file is refused, naming it.
+
+And after a kill -9 that left the newest state in the journal: a start
+refused for a wrong --key and a --print-states change no file; the right key
+then opens the newest state."""
 import os
 import pwd
 import subprocess
@@ -42,10 +46,42 @@ def fifos(work, stack):
             f"a FIFO in tpm2-00.permall's place is refused, naming it: {r.stderr.strip()[-160:]!r}")
 
 
+def state_files(state):
+    return {n: h.sha256_file(os.path.join(state, n)) for n in sorted(os.listdir(state)) if n.startswith("tpm2-00.")}
+
+
+def refused_after_kill9(work, stack):
+    state = os.path.join(work, "killed")
+    os.mkdir(state)
+    key, wrong = os.path.join(work, "key"), os.path.join(work, "wrong")
+    for path, value in ((key, "11" * 32), (wrong, "22" * 32)):
+        with open(path, "w") as f:
+            f.write(value + "\n")
+    h.swtpm_setup(work, "--tpm2", "--tpm-state", state, "--createek", "--keyfile", key, "--cipher", "aes-256-cbc")
+    right = ["--key", f"file={key},mode=aes-256-cbc"]
+    srv, port = h.tcp_server(stack, state, extra=right)
+    h.tpm2(port, "nvdefine", NV, "-C", "o", "-s", "4", "-a", "ownerread|ownerwrite")
+    srv.proc.kill()  # kill -9: the NV index is in the journal only
+    srv.proc.wait()
+    srv.expected_exit = True
+    before = state_files(state)
+    h.check("tpm2-00.permall.journal" in before, "kill -9 left the journal")
+    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}", "--server", "type=tcp,port=1",
+               "--key", f"file={wrong},mode=aes-256-cbc", "--flags", "not-need-init"], check_rc=False, timeout=30)
+    h.check(r.returncode != 0 and "HMAC" in r.stderr, f"a wrong key is refused: {r.stderr.strip()[-120:]!r}")
+    h.check_eq(state_files(state), before, "the refused start changed no state file")
+    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}", "--print-states"])
+    h.check_eq(state_files(state), before, "--print-states changed no state file")
+    srv, port = h.tcp_server(stack, state, extra=right)
+    h.check(NV in handles(port), "the right key opens the newest state (the NV index)")
+    srv.stop()
+
+
 def test(work, stack):
     if not h.is_ours():
         h.skip("the journal beside tpm2-00.permall is libvtpm's")
     fifos(work, stack)
+    refused_after_kill9(work, stack)
     if os.getuid() != 0:
         h.skip("needs root to run the bridge as another user (root writes a read-only directory)")
     try:
@@ -90,4 +126,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=8, min_checks_swtpm=0)
+    h.main(test, min_checks=13, min_checks_swtpm=0)

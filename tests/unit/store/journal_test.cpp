@@ -184,6 +184,41 @@ TEST_CASE("dir store journal: after a crash the newest acknowledged state opens"
     CHECK(load_plain(*pc) == pattern(200, 5));
 }
 
+TEST_CASE("dir store journal: a crash's record is copied into the file only once the TPM ran on it") {
+    TempDir d, crashed;
+    auto key = Key{SecureBytes(ByteView(Bytes(16, 0x5a)))};
+    auto wrong = Key{SecureBytes(ByteView(Bytes(16, 0xa5)))};
+    auto st = make_dir_store(d.path.string(), true, 0600, key);
+    REQUIRE(st->lock().ok());
+    REQUIRE(st->store(kPermall, pattern(200, 1)).ok());
+    REQUIRE(st->store(kPermall, pattern(200, 2)).ok());
+    copy_dir(d.path, crashed.path);  // kill -9 now
+    const Bytes file = slurp(crashed.path / kFile), journal = slurp(crashed.path / kJournal);
+    {
+        // A start refused for a wrong key; a lock only to list the states.
+        auto refused = make_dir_store(crashed.path.string(), true, 0600, wrong);
+        REQUIRE(refused->lock().ok());
+        CHECK_FALSE(refused->load(kPermall).ok());
+        CHECK_FALSE(refused->needs_checkpoint());
+        REQUIRE(refused->checkpoint().ok());
+        refused->unlock();
+        auto listed = make_dir_store(crashed.path.string(), true, 0600, key);
+        REQUIRE(listed->lock().ok());
+        REQUIRE(listed->list().ok());
+    }
+    CHECK(slurp(crashed.path / kFile) == file);
+    CHECK(slurp(crashed.path / kJournal) == journal);
+    {
+        auto ok = make_dir_store(crashed.path.string(), true, 0600, key);
+        REQUIRE(ok->lock().ok());
+        CHECK(load_plain(*ok) == pattern(200, 2));
+        CHECK(ok->needs_checkpoint());
+    }  // the TPM ran on it: the file is brought up to date
+    auto plain = decode_state_file(slurp(crashed.path / kFile), &key);
+    REQUIRE(plain.ok());
+    CHECK(Bytes(plain->view().begin(), plain->view().end()) == pattern(200, 2));
+}
+
 TEST_CASE("dir store journal: a torn newest record falls back to the one before") {
     TempDir d, crashed;
     auto st = make_dir_store(d.path.string(), true, 0600, std::nullopt);
