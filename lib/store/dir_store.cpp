@@ -102,6 +102,27 @@ public:
         return r;
     }
 
+    Result<void> replace(std::string_view name, ByteView plain) override {
+        if (name != kPermall) return store(name, plain);
+        if (auto l = require_lock(name); !l) return l;
+        auto file = encode_state_file(plain, key_ ? &*key_ : nullptr);
+        if (!file) return file.error();
+        // The file directly, never the journal: a write that fails leaves
+        // the old state in charge for every reader, swtpm and ours.
+        auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), *file, mode_);
+        if (r) {
+            file_digest_ = sha256(*file);
+            digests_[0] = digest(plain);
+            journaled_.reset();
+            recovered_unused_ = false;
+            // Records of the old file stop counting (a crash before this
+            // leaves a journal whose base is not the file: ignored).
+            restart_journal(file_digest_);
+        }
+        wipe(*file);
+        return r;
+    }
+
     Result<void> remove(std::string_view name, bool must_exist) override {
         if (auto l = require_lock(name); !l) return l;
         if (Digest* known = known_digest(name)) *known = Digest{};

@@ -45,6 +45,13 @@ public:
     /// Atomically replace `name` with `plain` (encrypted with the state key if
     /// any). Requires the lock (rc::kFail otherwise), as does remove().
     virtual Result<void> store(std::string_view name, ByteView plain) = 0;
+    /// store(), then the state file itself up to date (no journal left
+    /// holding it): for a whole new state that other programs read next
+    /// (vtpm-setup). On failure the state files are as they were.
+    virtual Result<void> replace(std::string_view name, ByteView plain) {
+        if (auto r = store(name, plain); !r) return r;
+        return checkpoint();
+    }
     /// Delete `name`; a missing one is fine unless must_exist.
     virtual Result<void> remove(std::string_view name, bool must_exist) = 0;
     /// Existing blobs in the order permall, volatilestate, savestate.

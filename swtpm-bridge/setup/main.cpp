@@ -284,7 +284,7 @@ int run(const SetupOptions& o, SetupLog& log) {
     auto perm = e.store().load(store::kPermall);
     if (!perm) return log.error("libtpms wrote no permanent state: " + perm.error().message), 1;
     // One atomic replacement; stale volatile/savestate of an old state go too.
-    if (auto r = (*target)->store(store::kPermall, *perm); !r) return log.error(r.error().message), 1;
+    if (auto r = (*target)->replace(store::kPermall, *perm); !r) return log.error(r.error().message), 1;
     for (auto n : {store::kVolatile, store::kSavestate})
         if (auto r = (*target)->remove(n, false); !r) return log.error(r.error().message), 1;
     if (o.write_ek_cert_files) {
