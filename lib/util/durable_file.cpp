@@ -70,6 +70,8 @@ Result<Bytes> read_whole_file(const std::string& path, std::optional<mode_t> set
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     if (!fd) {
         if (errno == ENOENT) return make_error(rc::kRetry, path + " does not exist");
+        // Never read (and chmod) what a link points to, as swtpm 0.7.1 does.
+        if (errno == ELOOP) return make_error(rc::kFail, path + " is a symbolic link, not a regular file");
         return make_error(rc::kFail, "could not open " + path + ": " + errstr());
     }
     struct stat st{};

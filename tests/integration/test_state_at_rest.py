@@ -44,6 +44,17 @@ def fifos(work, stack):
                "--flags", "not-need-init"], check_rc=False, timeout=30)
     h.check(r.returncode != 0 and "tpm2-00.permall is not a regular file" in r.stderr,
             f"a FIFO in tpm2-00.permall's place is refused, naming it: {r.stderr.strip()[-160:]!r}")
+    os.unlink(permall)
+    target = os.path.join(work, "elsewhere")
+    with open(target, "wb") as f:
+        f.write(b"not a state")
+    os.chmod(target, 0o600)
+    os.symlink(target, permall)
+    r = h.run([h.server_cmd()[0], "socket", "--tpm2", "--tpmstate", f"dir={state}", "--server", "type=tcp,port=1",
+               "--flags", "not-need-init"], check_rc=False, timeout=30)
+    h.check(r.returncode != 0 and "tpm2-00.permall is a symbolic link" in r.stderr,
+            f"a symbolic link in its place is refused, naming it: {r.stderr.strip()[-160:]!r}")
+    h.check_eq(os.stat(target).st_mode & 0o777, 0o600, "and what it points to is not chmod'ed")
 
 
 def state_files(state):
@@ -126,4 +137,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=13, min_checks_swtpm=0)
+    h.main(test, min_checks=15, min_checks_swtpm=0)
