@@ -44,9 +44,11 @@ int fail(const std::string& msg) {
 
 // At exit the state file must be current: it is what Debian's swtpm, or whoever
 // takes the directory next, reads. The destructors would only log a write that
-// fails here (a full disk, a directory made read-only) and exit 0.
-int finish_state(engine::Engine& e) {
-    e.stop();
+// fails here (a full disk, a directory made read-only) and exit 0. The
+// dispatcher powers off, so the snapshot guard settles a restore first.
+int finish_state(core::Dispatcher& d) {
+    d.stop();
+    engine::Engine& e = d.engine();
     if (auto r = e.flush_deferred(); !r) return fail(r.error().message);
     if (auto r = e.store().checkpoint(); !r)
         return fail(r.error().message + "; the newest state is only in the journal beside it, which vtpm-bridge " +
@@ -241,14 +243,14 @@ int run_bridge(const std::vector<std::string>& args, const std::string& prog, If
             return {};
         };
         if (auto r = serve_cuse(device, co, ready); !r) return fail(r.error().message);
-        return finish_state(dispatcher.engine());
+        return finish_state(dispatcher);
     }
     Server server(dispatcher, std::move(sc), **loop);
     if (auto r = install_seccomp(o.seccomp_action); !r) return fail("--seccomp: " + r.error().message);
     daemon_ready();
     VTPM_LOG_INFO("vtpm-bridge %s serving (%s)", VTPM_VERSION, o.tpm2 ? "TPM 2.0" : "TPM 1.2");
     server.run();
-    return finish_state(dispatcher.engine());
+    return finish_state(dispatcher);
 }
 
 }  // namespace

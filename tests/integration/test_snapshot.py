@@ -296,6 +296,17 @@ def peer_discovery(lab):
     h.check(r.returncode == 0 and f"generation {gen} restores once more" in r.stdout,
             f"vtpm-host revert: {r.stdout.strip()} {r.stderr.strip()}")
     h.check(f"RevertGeneration VM {UUID} generation {gen}" in lab.hostd.output(), "vtpm-hostd logs the revert")
+    # Restored, then QEMU quits before the guest's TPM got a command: the
+    # bridge's power-off at exit puts the restore to use all the same (else
+    # the image would restore again and again while it never runs).
+    srv_q, vm_q, ok = restore(lab, "memfd-quit", img, "memfd", resume=False)
+    h.check(ok, "after the revert the image restores (left paused)")
+    vm_q.kill()
+    srv_q.wait(10)
+    h.check(f"snapshot generation {gen} of VM {UUID} restored: the host ledger will not take it again" in
+            log_of(srv_q), f"a restore whose bridge exits before the guest ran is consumed: {log_of(srv_q)[-300:]}")
+    r = h.run([HOST, "revert", "--vm", UUID, "--generation", str(gen), "--hostd", lab.sock], check_rc=False)
+    h.check(r.returncode == 0, f"vtpm-host revert, again: {r.stdout.strip()} {r.stderr.strip()}")
     srv3, vm3, ok = restore(lab, "memfd-reverted", img, "memfd")
     h.check(ok, "after the revert the image restores")
     h.check_eq(running_on(vm3, "memfd restore after revert", last), EXTENDED9, "PCR 9 restored after the revert")
