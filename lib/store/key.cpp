@@ -104,9 +104,8 @@ Result<Key> load_key_option(std::string_view value) {
         else if (*m == "aes-256-cbc") keylen = 32;
         else return make_error(rc::kBadMode, "unknown encryption mode '" + *m + "'");
     }
-    const bool is_pwd = so->has("pwdfile") || so->has("pwdfd");
-    if (is_pwd && (so->has("file") || so->has("fd")))
-        return make_error(rc::kBadParameter, "give either a key (file=/fd=) or a passphrase (pwdfile=/pwdfd=)");
+    // As swtpm: file= before fd= before pwdfile= before pwdfd=.
+    const bool is_pwd = !so->has("file") && !so->has("fd") && (so->has("pwdfile") || so->has("pwdfd"));
     std::optional<std::string> path = so->str(is_pwd ? "pwdfile" : "file");
     std::optional<std::string> fdtext = so->str(is_pwd ? "pwdfd" : "fd");
     if (!path && !fdtext) return make_error(rc::kBadParameter, "file=, fd=, pwdfile= or pwdfd= is required");
@@ -123,25 +122,31 @@ Result<Key> load_key_option(std::string_view value) {
     }
     auto data = read_fd(fd.get(), is_pwd ? 0 : kMaxKeyRead);
     fd.reset();
-    if (path && so->flag("remove")) ::unlink(path->c_str());
     if (!data) return data.error();
 
-    if (is_pwd) {
-        std::string kdf = so->str("kdf").value_or("pbkdf2");
-        if (kdf == "pbkdf2") return derive_key_pbkdf2(*data, keylen);
-        if (kdf == "sha512") return derive_key_sha512(*data, keylen);
-        return make_error(rc::kBadParameter, "unknown kdf '" + kdf + "'");
-    }
-    std::string format = so->str("format").value_or("hex");
-    if (format == "hex")
-        return parse_hex_key(std::string_view(reinterpret_cast<const char*>(data->data()), data->size()), keylen);
-    if (format == "binary") {
-        if (data->size() != keylen)
-            return make_error(rc::kBadKeyProperty, "binary key has " + std::to_string(data->size()) +
-                                                       " bytes, the mode needs " + std::to_string(keylen));
-        return Key{std::move(*data)};
-    }
-    return make_error(rc::kBadParameter, "unknown key format '" + format + "'");
+    auto key = [&]() -> Result<Key> {
+        if (is_pwd) {
+            std::string kdf = so->str("kdf").value_or("pbkdf2");
+            if (kdf == "pbkdf2") return derive_key_pbkdf2(*data, keylen);
+            if (kdf == "sha512") return derive_key_sha512(*data, keylen);
+            return make_error(rc::kBadParameter, "unknown kdf '" + kdf + "'");
+        }
+        std::string format = so->str("format").value_or("hex");
+        if (format == "hex")
+            return parse_hex_key(std::string_view(reinterpret_cast<const char*>(data->data()), data->size()), keylen);
+        if (format == "binary") {
+            if (data->size() != keylen)
+                return make_error(rc::kBadKeyProperty, "binary key has " + std::to_string(data->size()) +
+                                                           " bytes, the mode needs " + std::to_string(keylen));
+            return Key{std::move(*data)};
+        }
+        return make_error(rc::kBadParameter, "unknown key format '" + format + "'");
+    }();
+    // remove: as swtpm, only once the key is loaded, and every file named.
+    if (key && so->flag("remove"))
+        for (const char* name : {"file", "pwdfile"})
+            if (auto p = so->str(name)) ::unlink(p->c_str());
+    return key;
 }
 
 }  // namespace vtpm::store

@@ -149,7 +149,21 @@ TEST_CASE("keys: option values from files and pipes") {
     CHECK(load_key_option("file=" + kf.string() + ",mode=aes-512-cbc").code() == rc::kBadMode);
     CHECK_FALSE(load_key_option("file=/nonexistent/key").ok());
     CHECK_FALSE(load_key_option("mode=aes-256-cbc").ok());
-    CHECK_FALSE(load_key_option("file=" + kf.string() + ",pwdfile=" + kf.string()).ok());
+    // Both a key and a passphrase: swtpm takes the key (file=, fd=, pwdfile=, pwdfd= in that order).
+    auto pf = d.path / "pwd";
+    std::ofstream(pf) << "secretpass";
+    auto both = load_key_option("pwdfile=" + pf.string() + ",file=" + kf.string() + ",mode=aes-256-cbc,kdf=sha512");
+    REQUIRE(both.ok());
+    CHECK(both->bytes[0] == 0xaa);
+    CHECK(load_key_option("file=" + kf.string() + ",pwdfile=" + pf.string()).code() == rc::kBadKeyProperty);
+    // remove: only once the key is loaded (as swtpm), and every file named.
+    CHECK_FALSE(load_key_option("file=" + kf.string() + ",remove").ok());
+    CHECK(fs::exists(kf));
+    auto kf2 = d.path / "key2";
+    fs::copy_file(kf, kf2);
+    REQUIRE(load_key_option("file=" + kf2.string() + ",pwdfile=" + pf.string() + ",mode=aes-256-cbc,remove").ok());
+    CHECK_FALSE(fs::exists(kf2));
+    CHECK_FALSE(fs::exists(pf));
 
     int p[2];
     REQUIRE(::pipe(p) == 0);
