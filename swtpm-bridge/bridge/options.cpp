@@ -45,12 +45,16 @@ Error opt_error(std::string_view opt, const std::string& msg) {
     return make_error(rc::kBadParameter, "option --" + std::string(opt) + ": " + msg);
 }
 
-Result<int> parse_fd(std::string_view opt, const std::string& s) {
+// swtpm refuses the standard streams for the data channel; it writes a log
+// to any descriptor open for writing, stdout included (`--log fd=1`; its
+// fd=2 fails: it closes stderr before it checks it): `std_ok` allows 1 and 2.
+Result<int> parse_fd(std::string_view opt, const std::string& s, bool std_ok = false) {
     int v = -1;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
     if (ec != std::errc{} || p != s.data() + s.size() || v < 0)
         return opt_error(opt, "invalid file descriptor '" + s + "'");
-    if (v < 3) return opt_error(opt, "file descriptor " + s + " is a standard stream and cannot be used");
+    if (v < 3 && !(std_ok && v > 0))
+        return opt_error(opt, "file descriptor " + s + " is a standard stream and cannot be used");
     return v;
 }
 
@@ -260,7 +264,7 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         LogOpts l;
         if (auto f = so->str("file")) l.file = *f;
         if (auto f = so->str("fd")) {
-            auto v = parse_fd("log", *f);
+            auto v = parse_fd("log", *f, true);
             if (!v) return v.error();
             l.fd = *v;
         }

@@ -55,6 +55,11 @@ Result<void> setup_logging(const std::optional<LogOpts>& log) {
         return {};
     }
     if (log->fd >= 0) {
+        // As swtpm: the descriptor must be open for writing.
+        const int fl = ::fcntl(log->fd, F_GETFL);
+        if (fl == -1 || (fl & O_ACCMODE) == O_RDONLY)
+            return make_error(rc::kFail, "could not write the log to fd " + std::to_string(log->fd) + ": " +
+                                             (fl == -1 ? errstr() : std::string(std::strerror(EPERM))));
         log::configure({log->fd, level, log->prefix}, true);
         libtpms_debug(level, log->fd, log->prefix);
         return {};

@@ -6,6 +6,7 @@ the option (never silently ignored), --daemon with --pid, --log levels, and
 the TPM 1.2 mode answering swtpm_ioctl like swtpm."""
 import json
 import os
+import subprocess
 import time
 
 import harness as h
@@ -15,7 +16,64 @@ def srv(*args, check=False):
     return h.run(h.server_cmd() + ["socket"] + list(args), check_rc=check, timeout=20)
 
 
+def exit_code(cmd, args, pass_fds=()):
+    """The exit status of a server that should refuse its command line at
+    start; "running" if it did not exit."""
+    try:
+        p = subprocess.run(cmd + ["socket"] + args, capture_output=True, timeout=10 * h.timeout_scale(),
+                           pass_fds=pass_fds, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return "running", ""
+    return p.returncode, p.stderr.decode("latin-1")
+
+
+def descriptors_like_swtpm(work, stack):
+    """Descriptors on the command line checked at start as swtpm checks
+    them: what swtpm refuses exits 1 before serving, what it takes serves."""
+    reg = os.open(os.path.join(work, "a-file"), os.O_RDWR | os.O_CREAT, 0o600)
+    ro = os.open(os.path.join(work, "a-file"), os.O_RDONLY)
+    closed = 250  # not open in the child (subprocess closes what pass_fds does not name)
+    for tag, cmd in (("ours", h.server_cmd()), ("swtpm", [h.SWTPM])):
+        d = os.path.join(work, f"fds-{tag}")
+        os.mkdir(d)
+        base = ["--tpm2", "--tpmstate", f"dir={d}"]
+        ctrl = ["--ctrl", f"type=unixio,path={d}/c"]
+        for args, fds, what in (
+                (base + ["--fd", str(closed)], (), "--fd naming a descriptor that is not open"),
+                (base + ["--fd", str(reg)], (reg,), "--fd naming a regular file"),
+                (base + ["--ctrl", f"type=tcp,fd={closed}"], (), "--ctrl type=tcp,fd= not open"),
+                (base + ["--ctrl", f"type=tcp,fd={reg}"], (reg,), "--ctrl type=tcp,fd= a regular file"),
+                (base + ctrl + ["--log", f"fd={closed},level=1"], (), "--log fd= not open"),
+                (base + ctrl + ["--log", f"fd={ro},level=1"], (ro,), "--log fd= open read-only")):
+            rc, err = exit_code(cmd, args, fds)
+            h.check_eq(rc, 1, f"{tag}: {what}: refused at start")
+        # swtpm logs to stdout as to any other descriptor open for writing
+        # (fd=2 it closes before it checks it), and takes a key file and a
+        # passphrase together (the key file wins).
+        key = os.path.join(d, "key")
+        with open(key, "w") as f:
+            f.write("0123456789abcdef" * 4)
+        pwd = os.path.join(d, "pwd")
+        with open(pwd, "w") as f:
+            f.write("secret")
+        for extra, what in ((["--log", "fd=1,level=1"], "--log fd=1"),
+                            (["--key", f"file={key},pwdfile={pwd},mode=aes-256-cbc"], "--key with file= and pwdfile=")):
+            st = os.path.join(d, what.split()[0].strip("-") + "-state")
+            os.mkdir(st)
+            sock = os.path.join(st, "s")
+            s = h.Server(stack, ["--tpm2", "--tpmstate", f"dir={st}", "--ctrl", f"type=unixio,path={sock}", "--flags", "not-need-init"] + extra,
+                         cmd=cmd if tag == "swtpm" else None, wait_path=sock)
+            c = h.Ctrl(path=sock)
+            h.check_eq(c.cmd(0x0f, rsp_len=8).hex(), "0000000000000001" if "--key" in extra else "0000000000000000",
+                       f"{tag}: {what}: taken, the server answers")
+            c.close()
+            s.stop()
+    os.close(reg)
+    os.close(ro)
+
+
 def test(work, stack):
+    descriptors_like_swtpm(work, stack)
     caps = srv("--print-capabilities", check=True)
     j = json.loads(caps.stdout)
     h.check_eq(j["type"], "swtpm", "capabilities: type swtpm")
@@ -131,4 +189,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=41)
+    h.main(test, min_checks=57)

@@ -39,7 +39,7 @@ Result<void> open_chardev(const BridgeOptions& o, ServerConfig& sc) {
     if (given == 0) return make_error(rc::kBadParameter, "chardev needs --chardev <device>, --fd <fd> or --vtpm-proxy");
     if (given > 1) return make_error(rc::kBadParameter, "chardev takes one of --chardev, --fd and --vtpm-proxy");
     if (o.data_fd >= 0) {
-        struct stat st{};
+        struct stat st = {};
         if (::fstat(o.data_fd, &st) != 0) return make_error(rc::kFail, "Cannot stat file descriptor: " + std::string(std::strerror(errno)));
         if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISLNK(st.st_mode))
             return make_error(rc::kFail, "Given file descriptor type is not supported.");
@@ -83,6 +83,7 @@ Result<void> open_channels(const BridgeOptions& o, ServerConfig& sc, UnlinkAtExi
         }
     } else if (c.type == ChannelOpts::Type::Tcp) {
         if (c.fd >= 0) {
+            if (!is_socket(c.fd)) return make_error(rc::kFail, "--ctrl fd= is not a socket");
             sc.ctrl_listen.reset(c.fd);
         } else {
             auto l = listen_tcp(c.bindaddr, *c.port, c.ifname);
@@ -97,6 +98,13 @@ Result<void> open_channels(const BridgeOptions& o, ServerConfig& sc, UnlinkAtExi
     sc.terminate = o.terminate;
     if (o.iface == Iface::Chardev) return open_chardev(o, sc);
     if (o.data_fd >= 0) {
+        // As swtpm: a descriptor that is not open, or a file, directory or
+        // block device, is refused at start.
+        struct stat st = {};
+        if (::fstat(o.data_fd, &st) != 0)
+            return make_error(rc::kFail, "Cannot stat file descriptor: " + std::string(std::strerror(errno)));
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISLNK(st.st_mode))
+            return make_error(rc::kFail, "--fd " + std::to_string(o.data_fd) + ": descriptor type is not supported");
         sc.data_client.reset(o.data_fd);
         sc.terminate = true;
     } else if (s.type == ChannelOpts::Type::Tcp) {
