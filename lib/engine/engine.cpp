@@ -210,9 +210,12 @@ void Engine::command_other(ByteView command, Bytes& rsp) {
     } else if (!running_) {
         rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
     } else if (tpm::command_code(cmd) == tpm::kCcSetLocality) {
-        if (!cfg_.allow_set_locality) {
+        // swtpm wants the locality byte before it looks at --locality.
+        if (cmd.size() < 11) {
+            rsp = fatal_response(tpm::kTpm2RcInsufficient, tpm::kTpm12BadParamSize);
+        } else if (!cfg_.allow_set_locality) {
             rsp = fatal_response(tpm::kTpm2RcFailure, tpm::kTpm12Fail);
-        } else if (cmd.size() < 11 || cmd[10] > 4 || (cmd[10] == 4 && cfg_.reject_locality_4)) {
+        } else if (cmd[10] > 4 || (cmd[10] == 4 && cfg_.reject_locality_4)) {
             rsp = fatal_response(tpm::kTpm2RcLocality, tpm::kTpm12BadLocality);
         } else {
             locality_ = cmd[10];

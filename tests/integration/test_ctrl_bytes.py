@@ -211,7 +211,40 @@ def short_command_at_close(work, stack):
     h.check_eq(answers[0][0], "80010000000a00000142", "TPM_RC_COMMAND_SIZE for a complete header, short body")
 
 
+def odd_data_channels(work, stack):
+    """CMD_SET_DATAFD with a descriptor no poll can wait on for input (a
+    file, /dev/null): swtpm takes it, finds no command there and serves on;
+    so must we (the bridge used to terminate). And an in-band SetLocality
+    without its locality byte: the short-message error, as swtpm answers,
+    before --locality allow-set-locality is looked at."""
+    null = os.open("/dev/null", os.O_RDWR)
+    path = os.path.join(work, "a-file")
+    with open(path, "wb") as f:
+        f.write(bytes.fromhex("80010000000c000001440000"))
+    reg = os.open(path, os.O_RDWR)
+    for fd, what in ((null, "/dev/null"), (reg, "a regular file")):
+        ours, ref = pair(work, stack, "odd-" + what.split()[-1].strip("/").replace("/", "-"))
+
+        def probe(t, fd=fd):
+            rsp = t.x(cmd(0x10), 4, fds=[fd])
+            return rsp + t.x(cmd(0x0f), 8) + (b"|alive" if t.srv.alive() else b"|exited")
+        same(ours, ref, f"SET_DATAFD of {what}: taken, the server serves on", probe,
+             want=(bytes(12) + b"|alive").hex())
+        for t in (ours, ref):
+            t.srv.stop()  # swtpm spins on the descriptor it closed
+    os.close(null)
+    os.close(reg)
+    ours, ref = pair(work, stack, "inband", extra=["--flags", "not-need-init"])
+    for t in (ours, ref):
+        t.set_datafd()
+    same(ours, ref, "in-band SetLocality without the locality byte -> TPM_RC_INSUFFICIENT",
+         lambda t: t.tpm(bytes.fromhex("80010000000a20001000")), want="80010000000a0000009a")
+    same(ours, ref, "in-band SetLocality not allowed -> TPM_RC_FAILURE",
+         lambda t: t.tpm(bytes.fromhex("80010000000b2000100002")), want="80010000000a00000101")
+
+
 def test(work, stack):
+    odd_data_channels(work, stack)
     ours, ref = pair(work, stack, "boot")
     rsp = same(ours, ref, "QEMU boot sequence answered byte for byte like swtpm", qemu_boot, want=BOOT_ANSWER)
     h.check_eq(rsp[4:14].hex(), "80010000000a00000101", "version probe before INIT gets TPM2 RC_FAILURE")
@@ -350,4 +383,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=122, min_checks_swtpm=117)
+    h.main(test, min_checks=130, min_checks_swtpm=125)

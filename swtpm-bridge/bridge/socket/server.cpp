@@ -300,8 +300,17 @@ void Server::adopt_data_client(UniqueFd fd) {
     data_.last_reply = {};
     data_.watch = loop_.watch(data_.fd.get(), kReadable, [this](int fd, uint32_t) { return on_data_client(fd); });
     if (!data_.watch) {
-        VTPM_LOG_ERROR("the data channel's descriptor cannot be waited on: terminating");
-        quit();
+        // A descriptor epoll cannot wait on (a regular file, /dev/null, sent
+        // with CMD_SET_DATAFD) carries no TPM commands: swtpm reads EOF from
+        // it at once and loses that data connection, and so do we.
+        VTPM_LOG_ERROR("the data channel's descriptor cannot be waited on: data connection lost");
+        close_data_client();
+        if (cfg_.terminate) {
+            VTPM_LOG_INFO("data connection lost: terminating");
+            quit();
+        } else {
+            watch_data_listen();
+        }
     }
 }
 
