@@ -8,6 +8,16 @@
 #include <charconv>
 
 namespace vtpm {
+namespace {
+
+// swtpm reads numbers with strtol: leading white space and a '+' are taken.
+std::string_view strtol_digits(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || (v.front() >= '\t' && v.front() <= '\r'))) v.remove_prefix(1);
+    if (v.size() > 1 && v.front() == '+' && v[1] != '-' && v[1] != '+') v.remove_prefix(1);
+    return v;
+}
+
+}  // namespace
 
 Result<SubOpts> SubOpts::parse(std::string_view text,
                                const std::vector<std::string_view>& allowed) {
@@ -53,8 +63,9 @@ Result<std::optional<long>> SubOpts::integer(std::string_view name) const {
     auto v = str(name);
     if (!v) return std::optional<long>{};
     long n = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n, 10);
-    if (ec != std::errc{} || p != v->data() + v->size())
+    const std::string_view d = strtol_digits(*v);
+    auto [p, ec] = std::from_chars(d.data(), d.data() + d.size(), n, 10);
+    if (ec != std::errc{} || p != d.data() + d.size())
         return make_error(rc::kBadParameter,
                           "Invalid number '" + *v + "' for option '" + std::string(name) + "'");
     return std::optional<long>{n};
@@ -64,8 +75,9 @@ Result<std::optional<mode_t>> SubOpts::mode(std::string_view name) const {
     auto v = str(name);
     if (!v) return std::optional<mode_t>{};
     unsigned long m = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), m, 8);
-    if (ec != std::errc{} || p != v->data() + v->size() || m > 0777)
+    const std::string_view d = strtol_digits(*v);
+    auto [p, ec] = std::from_chars(d.data(), d.data() + d.size(), m, 8);
+    if (ec != std::errc{} || p != d.data() + d.size() || m > 0777)
         return make_error(rc::kBadParameter,
                           "Invalid mode '" + *v + "' for option '" + std::string(name) + "'");
     return std::optional<mode_t>{static_cast<mode_t>(m)};

@@ -34,6 +34,15 @@ TEST_CASE("subopts: typed accessors reject junk") {
     CHECK_FALSE(r->mode("bad").ok());
     CHECK_FALSE(r->integer("port").ok());
     CHECK(r->integer("level").value() == 5);
+    // As swtpm's strtol: a '+' and leading white space are taken, nothing after the digits.
+    auto plus =
+        SubOpts::parse("port=+2321,level= 7,mode=+0600,bad=+-1,junk=+", {"port", "level", "mode", "bad", "junk"});
+    REQUIRE(plus.ok());
+    CHECK(plus->integer("port").value() == 2321);
+    CHECK(plus->integer("level").value() == 7);
+    CHECK(plus->mode("mode").value() == 0600);
+    CHECK_FALSE(plus->integer("bad").ok());
+    CHECK_FALSE(plus->integer("junk").ok());
     CHECK(r->uid("absent").value() == std::nullopt);
     auto u = SubOpts::parse("uid=0,gid=root", {"uid", "gid"});
     REQUIRE(u.ok());
