@@ -48,10 +48,16 @@ Error opt_error(std::string_view opt, const std::string& msg) {
 // swtpm refuses the standard streams for the data channel; it writes a log
 // to any descriptor open for writing, stdout included (`--log fd=1`; its
 // fd=2 fails: it closes stderr before it checks it): `std_ok` allows 1 and 2.
-Result<int> parse_fd(std::string_view opt, const std::string& s, bool std_ok = false) {
+// In --ctrl, --server and --log, swtpm reads fd=-1 as no fd= at all
+// (`minus_one_absent`: -1 is returned); a number is read as strtol reads it.
+Result<int> parse_fd(std::string_view opt, const std::string& s, bool std_ok = false, bool minus_one_absent = false) {
+    std::string_view d = s;
+    while (!d.empty() && (d.front() == ' ' || (d.front() >= '\t' && d.front() <= '\r'))) d.remove_prefix(1);
+    if (d.size() > 1 && d.front() == '+' && d[1] != '-' && d[1] != '+') d.remove_prefix(1);
     int v = -1;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
-    if (ec != std::errc{} || p != s.data() + s.size() || v < 0)
+    auto [p, ec] = std::from_chars(d.data(), d.data() + d.size(), v, 10);
+    if (ec == std::errc{} && p == d.data() + d.size() && v == -1 && minus_one_absent) return -1;
+    if (ec != std::errc{} || p != d.data() + d.size() || v < 0)
         return opt_error(opt, "invalid file descriptor '" + s + "'");
     if (v < 3 && !(std_ok && v > 0))
         return opt_error(opt, "file descriptor " + s + " is a standard stream and cannot be used");
@@ -79,13 +85,13 @@ Result<void> parse_channel(std::string_view opt, const std::string& value, bool 
     if (auto i = so->str("ifname")) ch.ifname = *i;
     if (auto p = so->str("path")) ch.path = *p;
     if (auto f = so->str("fd")) {
-        auto v = parse_fd(opt, *f);
+        auto v = parse_fd(opt, *f, false, true);
         if (!v) return v.error();
         ch.fd = *v;
     }
     if (auto f = so->str("clientfd")) {
         if (!is_ctrl) return opt_error(opt, "clientfd= is only valid for --ctrl");
-        auto v = parse_fd(opt, *f);
+        auto v = parse_fd(opt, *f, false, true);
         if (!v) return v.error();
         ch.clientfd = *v;
     }
@@ -264,7 +270,7 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         LogOpts l;
         if (auto f = so->str("file")) l.file = *f;
         if (auto f = so->str("fd")) {
-            auto v = parse_fd("log", *f, true);
+            auto v = parse_fd("log", *f, true, true);
             if (!v) return v.error();
             l.fd = *v;
         }

@@ -68,6 +68,18 @@ def descriptors_like_swtpm(work, stack):
                        f"{tag}: {what}: taken, the server answers")
             c.close()
             s.stop()
+        # fd=-1 in --ctrl, --server and --log is no fd= for swtpm; numbers are read by strtol.
+        st = os.path.join(d, "minus-one")
+        os.mkdir(st)
+        sock = os.path.join(st, "s")
+        port = h.free_port()
+        s = h.Server(stack, ["--tpm2", "--tpmstate", f"dir={st}", "--ctrl", f"type=unixio,path={sock},fd=-1",
+                             "--server", f"type=tcp,port=+{port},fd=-1", "--log", "fd=-1,level=1"],
+                     cmd=cmd if tag == "swtpm" else None, wait_path=sock)
+        c = h.Ctrl(path=sock)
+        h.check_eq(c.cmd(0x0f, rsp_len=8).hex(), "0000000000000000", f"{tag}: fd=-1 and port=+N taken")
+        c.close()
+        s.stop()
     os.close(reg)
     os.close(ro)
 
@@ -189,4 +201,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=57)
+    h.main(test, min_checks=59)
