@@ -277,7 +277,7 @@ Result<BridgeOptions> parse_options(const std::vector<std::string>& args, const 
         auto lv = so->integer("level");
         if (!lv) return opt_error("log", lv.error().message);
         if (*lv) {
-            if (**lv < 0) return opt_error("log", "level must not be negative");
+            // swtpm keeps the level's low 32 bits, as an unsigned: level=-1 is everything.
             l.level = static_cast<unsigned>(**lv);
         }
         if (auto p = so->str("prefix")) l.prefix = *p;

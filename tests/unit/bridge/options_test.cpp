@@ -231,3 +231,12 @@ TEST_CASE("snapshot settings: verify= and the admin socket, {uuid} in its path")
               "admin_socket = /run/libvtpm/{uuid}.admin\n")
               .find("names {uuid}, but the VM UUID is not known") != std::string::npos);
 }
+
+TEST_CASE("options: --log level= as swtpm 0.7.1 reads it") {
+    auto all = parse({"--ctrl", "type=unixio,path=/tmp/c", "--log", "level=-1"});
+    REQUIRE(all.ok());
+    CHECK(all->log->level == 0xffffffffu);  // every level, as swtpm's unsigned level
+    auto plus = parse({"--ctrl", "type=unixio,path=/tmp/c", "--log", "level=+20"});
+    REQUIRE(plus.ok());
+    CHECK(plus->log->level == 20u);
+}
