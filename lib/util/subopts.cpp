@@ -8,16 +8,12 @@
 #include <charconv>
 
 namespace vtpm {
-namespace {
 
-// swtpm reads numbers with strtol: leading white space and a '+' are taken.
 std::string_view strtol_digits(std::string_view v) {
     while (!v.empty() && (v.front() == ' ' || (v.front() >= '\t' && v.front() <= '\r'))) v.remove_prefix(1);
     if (v.size() > 1 && v.front() == '+' && v[1] != '-' && v[1] != '+') v.remove_prefix(1);
     return v;
 }
-
-}  // namespace
 
 Result<SubOpts> SubOpts::parse(std::string_view text,
                                const std::vector<std::string_view>& allowed) {

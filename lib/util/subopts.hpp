@@ -40,4 +40,9 @@ private:
     std::vector<std::pair<std::string, std::string>> kv_;
 };
 
+/// `v` as strtol starts reading a number: leading white space skipped and a
+/// single '+' sign dropped, as swtpm reads its numbers ("port=+2321",
+/// "fd= 5"). What remains is for std::from_chars.
+std::string_view strtol_digits(std::string_view v);
+
 }  // namespace vtpm

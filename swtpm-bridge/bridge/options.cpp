@@ -51,9 +51,7 @@ Error opt_error(std::string_view opt, const std::string& msg) {
 // In --ctrl, --server and --log, swtpm reads fd=-1 as no fd= at all
 // (`minus_one_absent`: -1 is returned); a number is read as strtol reads it.
 Result<int> parse_fd(std::string_view opt, const std::string& s, bool std_ok = false, bool minus_one_absent = false) {
-    std::string_view d = s;
-    while (!d.empty() && (d.front() == ' ' || (d.front() >= '\t' && d.front() <= '\r'))) d.remove_prefix(1);
-    if (d.size() > 1 && d.front() == '+' && d[1] != '-' && d[1] != '+') d.remove_prefix(1);
+    const std::string_view d = strtol_digits(s);
     int v = -1;
     auto [p, ec] = std::from_chars(d.data(), d.data() + d.size(), v, 10);
     if (ec == std::errc{} && p == d.data() + d.size() && v == -1 && minus_one_absent) return -1;
