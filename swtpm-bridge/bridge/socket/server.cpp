@@ -304,13 +304,7 @@ void Server::adopt_data_client(UniqueFd fd) {
         // with CMD_SET_DATAFD) carries no TPM commands: swtpm reads EOF from
         // it at once and loses that data connection, and so do we.
         VTPM_LOG_ERROR("the data channel's descriptor cannot be waited on: data connection lost");
-        close_data_client();
-        if (cfg_.terminate) {
-            VTPM_LOG_INFO("data connection lost: terminating");
-            quit();
-        } else {
-            watch_data_listen();
-        }
+        lose_data_client();
     }
 }
 
@@ -347,6 +341,10 @@ void Server::on_data_closed(int fd, bool eof) {
         // to the TPM, which answers with its command-size error. So do we.
         (void)write_all(fd, dispatcher_.tpm_command(ByteView(rx_.data(), rx_len_)));
     }
+    lose_data_client();
+}
+
+void Server::lose_data_client() {
     close_data_client();
     if (cfg_.terminate) {
         VTPM_LOG_INFO("data connection lost: terminating");

@@ -67,6 +67,9 @@ private:
     void watch_data_listen();
     void adopt_data_client(UniqueFd fd);
     void close_data_client();
+    // The data connection is gone: --terminate ends the bridge, else the
+    // next client is awaited.
+    void lose_data_client();
     void process_data();
     // The data client hung up (eof) or its socket failed: answer a partial
     // command as swtpm does, then close it.
