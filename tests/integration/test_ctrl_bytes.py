@@ -211,6 +211,38 @@ def short_command_at_close(work, stack):
     h.check_eq(answers[0][0], "80010000000a00000142", "TPM_RC_COMMAND_SIZE for a complete header, short body")
 
 
+def short_command_left_open(work, stack):
+    """A data-channel client sends a command short of its size field and
+    waits: swtpm runs what one read brought at once (TPM_RC_COMMAND_SIZE);
+    ours waits a while for the rest, then answers the same, and the
+    connection serves on."""
+    answers = []
+    for tag, cmd_ in (("ours", None), ("swtpm", [h.SWTPM])):
+        state = os.path.join(work, f"short-open-{tag}")
+        os.mkdir(state)
+        srv, port = h.tcp_server(stack, state, extra=["--tpm2"], cmd=cmd_)
+        got = []
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(5 * h.timeout_scale())
+            s.sendall(bytes.fromhex("80010000006400000144") + b"\0" * 10)
+            try:
+                got.append(s.recv(100).hex())
+            except socket.timeout:
+                got.append("timeout")
+            # The next command on the same connection: answered as swtpm answers it.
+            s.sendall(bytes.fromhex("80010000000c0000017b0008"))
+            try:
+                got.append(s.recv(100)[:10].hex()[12:])
+            except socket.timeout:
+                got.append("timeout")
+        got.append("alive" if srv.alive() else "exited")
+        answers.append(got)
+        srv.stop()
+    h.check_eq(answers[0], answers[1], "a command short of its size field, the connection left open: as swtpm")
+    h.check_eq(answers[0][0], "80010000000a00000142", "TPM_RC_COMMAND_SIZE for a body short of the size field")
+    h.check_eq(answers[0][2], "alive", "and the server serves on")
+
+
 def odd_data_channels(work, stack):
     """CMD_SET_DATAFD with a descriptor no poll can wait on for input (a
     file, /dev/null): swtpm takes it, finds no command there and serves on;
@@ -293,6 +325,7 @@ def test(work, stack):
     same(ours, ref, "server still answers on a new connection", lambda t: t.x(cmd(0x0f), 8), want="0000000000000000")
     framing_like_swtpm(ours, ref, pair(work, stack, "log", extra=["--log", "level=1"]))
     short_command_at_close(work, stack)
+    short_command_left_open(work, stack)
 
     # Blobs for the SET_STATEBLOB probes: fetch them from each server.
     blobs = {}

@@ -17,6 +17,10 @@ namespace vtpm::bridge {
 namespace {
 
 constexpr std::chrono::milliseconds kCtrlPartialTimeout{500};
+// A data command short of its size field: swtpm 0.7.1 answers it at once
+// (one read is one command); we wait this long for the rest, so that a
+// command split across writes still runs whole.
+constexpr std::chrono::milliseconds kDataPartialTimeout{500};
 // Busy-polling is off unless asked for (VTPM_BUSY_POLL_US=N spins up to N µs
 // for the next command of a burst): on a host it burns the CPU the guests'
 // vCPUs need, for latency only an idle host sees.
@@ -101,7 +105,7 @@ void Server::on_checkpoint_timer() {
 Server::~Server() {
     for (EventLoop::Id id : {ctrl_listen_watch_, data_listen_watch_, sigterm_, ctrl_.watch, data_.watch})
         loop_.unwatch(id);
-    for (EventLoop::Id id : {ctrl_timer_, checkpoint_timer_}) loop_.cancel_timer(id);
+    for (EventLoop::Id id : {ctrl_timer_, checkpoint_timer_, data_timer_}) loop_.cancel_timer(id);
 }
 
 void Server::run() {
@@ -311,6 +315,8 @@ void Server::adopt_data_client(UniqueFd fd) {
 void Server::close_data_client() {
     loop_.unwatch(data_.watch);
     data_.watch = 0;
+    loop_.cancel_timer(data_timer_);
+    data_timer_ = 0;
     data_.fd.reset();
     drop_data(rx_len_);
 }
@@ -331,8 +337,21 @@ VTPM_HOT bool Server::on_data_client(int fd) {
         if (n <= 0) break;
         rx_len_ = static_cast<size_t>(n);
     }
+    if (rx_len_ >= 10 && data_.fd && !data_timer_) [[unlikely]]
+        data_timer_ = loop_.add_timer(kDataPartialTimeout, [this] { on_data_timeout(); });
     note_state_activity();
     return data_.fd && data_.watch;
+}
+
+void Server::on_data_timeout() {
+    data_timer_ = 0;
+    if (!data_.fd || rx_len_ < 10) return;
+    VTPM_LOG_ERROR("data channel: a command still short of its size field after %lld ms (%zu bytes): answered as is",
+                   static_cast<long long>(kDataPartialTimeout.count()), rx_len_);
+    dispatcher_.tpm_command(ByteView(rx_.data(), rx_len_), rsp_);
+    drop_data(rx_len_);
+    (void)send_data_reply();
+    note_state_activity();
 }
 
 void Server::on_data_closed(int fd, bool eof) {
@@ -366,22 +385,29 @@ VTPM_HOT void Server::process_data() {
         const size_t used = dispatcher_.take_tpm_command(std::span(rx_).first(rx_len_), rsp_);
         if (used == 0) return;
         drop_data(used);
-        // One write: several clients do a single read() for the whole response.
-        bool sent = write_all(data_.fd.get(), rsp_);
-        note_reply(data_);
-        if (!sent) {
-            VTPM_LOG_ERROR("could not send the TPM response: %s", std::strerror(errno));
-            close_data_client();
-            if (cfg_.terminate) quit();
-            else watch_data_listen();
-            return;
+        if (data_timer_) [[unlikely]] {  // the command it waited for is complete
+            loop_.cancel_timer(data_timer_);
+            data_timer_ = 0;
         }
-        if (cfg_.data_disconnect) {
-            close_data_client();
-            watch_data_listen();
-            return;
-        }
+        if (!send_data_reply()) return;
     }
+}
+
+VTPM_HOT bool Server::send_data_reply() {
+    // One write: several clients do a single read() for the whole response.
+    bool sent = write_all(data_.fd.get(), rsp_);
+    note_reply(data_);
+    if (!sent) [[unlikely]] {
+        VTPM_LOG_ERROR("could not send the TPM response: %s", std::strerror(errno));
+        lose_data_client();
+        return false;
+    }
+    if (cfg_.data_disconnect) {
+        close_data_client();
+        watch_data_listen();
+        return false;
+    }
+    return true;
 }
 
 }  // namespace vtpm::bridge

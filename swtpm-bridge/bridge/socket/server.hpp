@@ -74,6 +74,12 @@ private:
     // The data client hung up (eof) or its socket failed: answer a partial
     // command as swtpm does, then close it.
     void on_data_closed(int fd, bool eof);
+    // A command still short of its size field 500 ms after its header came
+    // is answered as it is (swtpm runs whatever one read brings at once).
+    void on_data_timeout();
+    // rsp_ to the data client; false when the connection is gone after it
+    // (a failed write, or --server ...,disconnect).
+    bool send_data_reply();
 
     void quit();
     /// After commands: when the store has journaled writes, copy them into
@@ -98,6 +104,7 @@ private:
     EventLoop::Id ctrl_listen_watch_ = 0;
     EventLoop::Id data_listen_watch_ = 0;
     EventLoop::Id ctrl_timer_ = 0;
+    EventLoop::Id data_timer_ = 0;  // a data command short of its size field
     EventLoop::Id sigterm_ = 0;
     EventLoop::Id checkpoint_timer_ = 0;
     // Engine::tpm_writes() when the checkpoint timer was set: the timer

@@ -14,7 +14,9 @@
 
 namespace vtpm::bridge {
 
-/// Unlink `path`, bind a UNIX stream socket there, chmod/chown it, listen(1).
+/// A UNIX stream socket listening (backlog 1) at `path`, chmod/chown'ed:
+/// made under a temporary name beside it and renamed over `path`, so the
+/// path never names a socket that refuses connections.
 Result<UniqueFd> listen_unix(const std::string& path, mode_t mode, std::optional<uid_t> uid,
                              std::optional<gid_t> gid);
 
