@@ -31,8 +31,8 @@ Result<UniqueFd> listen_unix(const std::string& path, mode_t mode, std::optional
     // libvirt waits for the path and QEMU connects at once; between bind()
     // and listen() it would be refused. (No room for the name: bound in place.)
     const size_t slash = path.rfind('/');
-    std::string at = path.substr(0, slash == std::string::npos ? 0 : slash + 1) + ".vtpm-" +
-                     std::to_string(::getpid()) + ".sock";
+    std::string at =
+        path.substr(0, slash == std::string::npos ? 0 : slash + 1) + ".vtpm-" + std::to_string(::getpid()) + ".sock";
     if (at.size() >= sizeof addr.sun_path) at = path;
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, at.c_str(), at.size() + 1);
