@@ -491,8 +491,19 @@ class Ctrl:
 
     def __init__(self, path=None, port=None, timeout=5):
         if path:
-            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.s.connect(path)
+            # Debian's swtpm binds its socket (the path appears) before it
+            # listens: a connect in between is refused, so it is retried.
+            deadline = time.monotonic() + 5 * timeout_scale()
+            while True:
+                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    self.s.connect(path)
+                    break
+                except ConnectionRefusedError:
+                    self.s.close()
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
         else:
             self.s = socket.create_connection(("127.0.0.1", port))
         self.s.settimeout(timeout)
