@@ -484,6 +484,16 @@ def _port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def complete_lines(path):
+    """The text of `path` up to its last newline ("" while it is missing)."""
+    try:
+        with open(path, "r", errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    return text[:text.rfind("\n") + 1]
+
+
 # ------------------------------------------------------------ control channel
 
 class Ctrl:
@@ -849,11 +859,9 @@ class Qemu:
         self.qmp = Qmp(self.qmp_path)
 
     def output(self):
-        try:
-            with open(self.serial, "r", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        """The guest's serial output, complete lines only: a line the guest
+        is still writing must not match a pattern ending in `$`."""
+        return complete_lines(self.serial)
 
     def wait_output(self, pattern, timeout=90, after=0):
         rx = re.compile(pattern)

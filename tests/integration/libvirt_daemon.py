@@ -229,11 +229,9 @@ class Serial:
         self.path = path
 
     def text(self):
-        try:
-            with open(self.path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        """Complete lines only: a line the guest is still writing must not
+        match a pattern ending in `$`."""
+        return h.complete_lines(self.path)
 
     def mark(self):
         return len(self.text())
