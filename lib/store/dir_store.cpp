@@ -109,16 +109,8 @@ public:
         if (!file) return file.error();
         // The file directly, never the journal: a write that fails leaves
         // the old state in charge for every reader, swtpm and ours.
-        auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), *file, mode_);
-        if (r) {
-            file_digest_ = sha256(*file);
-            digests_[0] = digest(plain);
-            journaled_.reset();
-            recovered_unused_ = false;
-            // Records of the old file stop counting (a crash before this
-            // leaves a journal whose base is not the file: ignored).
-            restart_journal(file_digest_);
-        }
+        auto r = write_permall_file(*file);
+        if (r) digests_[0] = digest(plain);
         wipe(*file);
         return r;
     }
@@ -319,17 +311,25 @@ private:
         }
     }
 
+    // The permanent state written to its file, not the journal; the journal
+    // starts an epoch naming the new file: records of an older file (or of
+    // none, since a deletion) stop counting, and a crash before this leaves
+    // a journal whose base is not the file, which is ignored.
+    Result<void> write_permall_file(ByteView file) {
+        auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), file, mode_);
+        if (!r) return r;
+        file_digest_ = sha256(file);
+        journaled_.reset();
+        recovered_unused_ = false;
+        restart_journal(file_digest_);
+        return {};
+    }
+
     Result<void> store_permall(ByteView file) {
         if (!file_digest_ && !journaled_) {
             // No state file yet: make it, as swtpm does, so the directory
             // shows a TPM state to whoever looks (libvirt, swtpm_setup).
-            auto r = replace_file_durably(file_path("TMP", kPermall), file_path("tpm", kPermall), file, mode_);
-            if (!r) return r;
-            file_digest_ = sha256(file);
-            // A journal kept since the state was deleted names no file: the
-            // records that follow must name this one, or a crash drops them.
-            restart_journal(file_digest_);
-            return {};
+            return write_permall_file(file);
         }
         if (!journal_ || !journal_->fits(file.size())) {
             // First write here, a journal that does not fit the file as it
