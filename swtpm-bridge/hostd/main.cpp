@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/process.hpp"
+#include "common/unix_listen.hpp"
 #include "hostapi/protocol.hpp"
 #include "hostd/service.hpp"
 #include "hoststate/host_files.hpp"
@@ -251,18 +252,15 @@ Result<UniqueFd> listen_on(const std::string& path) {
             return make_error(rc::kFail, path + " is served by another process (another vtpm-hostd?): not taken over");
         if (errno != ECONNREFUSED && errno != ENOENT)
             return make_error(rc::kFail, "cannot tell whether " + path + " is in use: " + std::strerror(errno));
-        ::unlink(path.c_str());
     }
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd) return make_error(rc::kFail, std::string("socket: ") + std::strerror(errno));
-    // Owner and group only, from the moment the socket exists: the group
-    // names who may ask (the bridges' user is put in it).
-    const mode_t old = ::umask(0117);
-    const int b = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-    const int err = errno;
-    ::umask(old);
-    if (b != 0) return make_error(rc::kFail, "bind " + path + ": " + std::strerror(err));
-    if (::listen(fd.get(), 64) != 0) return make_error(rc::kFail, std::string("listen: ") + std::strerror(errno));
+    // Owner and group only (the group names who may ask: the bridges' user
+    // is put in it); the path appears only once the socket listens, so a
+    // bridge that sees it is never refused. A stale socket is replaced.
+    auto fd = bridge::listen_unix(path, 0660, std::nullopt, std::nullopt, 64);
+    if (!fd) return fd;
+    const int fl = ::fcntl(fd->get(), F_GETFL);
+    if (fl < 0 || ::fcntl(fd->get(), F_SETFL, fl | O_NONBLOCK) != 0)
+        return make_error(rc::kFail, std::string("fcntl: ") + std::strerror(errno));
     return fd;
 }
 

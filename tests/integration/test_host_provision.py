@@ -25,6 +25,7 @@ import os
 import select
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import threading
@@ -198,6 +199,11 @@ def serving(work, stack, hostd, sock, hostdir, tcti, owner):
     h.host_daemon(stack, work, hostdir2, tcti2, name="hostd-stale")
     h.check(h.wait_for(lambda: timed_host_info(stale)[1] == 0, 10 * scale, "the daemon on the stale socket"),
             "a stale socket at the path is replaced")
+    # The socket is made under a temporary name and renamed once it listens
+    # (a bridge that sees the path is never refused): owner and group only,
+    # and nothing of the temporary name is left beside it.
+    h.check_eq(stat.S_IMODE(os.stat(stale).st_mode), 0o660, "the daemon's socket is rw for owner and group only")
+    h.check_eq([n for n in os.listdir(work) if n.startswith(".vtpm-")], [], "no temporary socket name is left")
 
     closed = closed_by_peer(idle, max(5.0, idle_since + 60 * scale - time.monotonic()))
     for c in idle:

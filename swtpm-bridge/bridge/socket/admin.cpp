@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "bridge/socket/sockets.hpp"
+#include "common/unix_listen.hpp"
 #include "ctrl/framer.hpp"
 #include "util/log.hpp"
 

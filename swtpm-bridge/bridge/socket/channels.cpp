@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "bridge/socket/sockets.hpp"
+#include "common/unix_listen.hpp"
 
 namespace vtpm::bridge {
 

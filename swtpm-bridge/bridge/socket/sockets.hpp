@@ -14,12 +14,6 @@
 
 namespace vtpm::bridge {
 
-/// A UNIX stream socket listening (backlog 1) at `path`, chmod/chown'ed:
-/// made under a temporary name beside it and renamed over `path`, so the
-/// path never names a socket that refuses connections.
-Result<UniqueFd> listen_unix(const std::string& path, mode_t mode, std::optional<uid_t> uid,
-                             std::optional<gid_t> gid);
-
 /// Bind a TCP socket (SO_REUSEADDR) on bindaddr:port (IPv6 if the address has
 /// a ':'; link-local needs ifname), listen(1).
 Result<UniqueFd> listen_tcp(const std::string& bindaddr, unsigned port, const std::string& ifname);
