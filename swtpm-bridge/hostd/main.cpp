@@ -56,6 +56,49 @@ constexpr auto kIdleTimeout = std::chrono::seconds(30);
 constexpr size_t kMaxConnections = 128;
 // Bytes read from one peer per turn of the loop (others wait no longer).
 constexpr size_t kReadChunk = 64 * 1024;
+// Large frames (a save's page hashes, up to hostapi::kMaxFrame) are read only
+// while all large frames in memory, requests and answers, stay within this:
+// 128 peers each announcing the largest frame would otherwise hold 20 GiB
+// and have the kernel kill a guest for it. A frame admitted is read whole; a
+// frame waiting for room is not read at all (its peer is dropped if it waits
+// past kMessageTimeout). Small frames (every kind but a save's) always pass.
+constexpr size_t kSmallFrame = 64 * 1024;
+constexpr size_t kLargeFramesBudget = 2 * (size_t{hostapi::kMaxFrame} + 4);
+
+constexpr const char* kBusy = "too many large messages in memory now; try again";
+
+// Bytes of large frames in memory, and one connection's share of them,
+// given back when the frame is done or the connection goes.
+struct Budget {
+    size_t used = 0;
+};
+class Share {
+public:
+    Share() = default;
+    Share(const Share&) = delete;
+    Share& operator=(const Share&) = delete;
+    ~Share() { release(); }
+    // Takes n bytes (in place of what it held) if they fit; a small n
+    // always does and takes nothing.
+    bool take(Budget& b, size_t n) {
+        release();
+        if (n <= kSmallFrame) return true;
+        if (b.used + n > kLargeFramesBudget) return false;
+        b.used += n;
+        budget_ = &b;
+        n_ = n;
+        return true;
+    }
+    void release() {
+        if (budget_) budget_->used -= n_;
+        budget_ = nullptr;
+        n_ = 0;
+    }
+
+private:
+    Budget* budget_ = nullptr;
+    size_t n_ = 0;
+};
 
 // Zero and free a buffer that held a request or an answer.
 void wipe(Bytes& b) {
@@ -86,6 +129,8 @@ struct Connection {
     Bytes out;              // the answer not yet taken, from out_off
     size_t out_off = 0;
     Clock::time_point deadline;
+    Share share;            // of the large-frames budget, for `in` or `out`
+    bool admitted = false;  // the frame's body may be read (room for it taken)
 
     Connection() = default;
     Connection(const Connection&) = delete;
@@ -95,6 +140,15 @@ struct Connection {
         wipe(out);  // a StateKey answer carries a key
     }
     bool sending() const { return out_off < out.size(); }
+    // The frame's length is in and its body waits for room in the budget.
+    bool waiting() const { return in.size() == 4 && !admitted; }
+    // Room for the announced frame, if the budget has it. A large frame's
+    // buffer is reserved whole then: pages are touched only as bytes arrive,
+    // and growing it by copies would leave several times its size touched.
+    void admit(Budget& budget) {
+        admitted = share.take(budget, 4 + size_t{body_len});
+        if (admitted && body_len > kSmallFrame) in.reserve(4 + size_t{body_len});
+    }
     int pid() const { return static_cast<int>(peer.pid); }
 };
 
@@ -117,13 +171,14 @@ Turn flush(Connection& c) {
     }
     wipe(c.out);
     c.out_off = 0;
+    c.share.release();
     c.deadline = Clock::now() + kIdleTimeout;
     return Turn::Keep;
 }
 
 // Read what has arrived of the current frame (no further: the next request
 // stays in the socket until this one is answered); answer it once whole.
-Turn receive(hostd::Service& service, Connection& c) {
+Turn receive(hostd::Service& service, Budget& budget, Connection& c) {
     const size_t want = c.in.size() < 4 ? 4 - c.in.size() : 4 + size_t{c.body_len} - c.in.size();
     const size_t have = c.in.size();
     grow(c.in, have + std::min(want, kReadChunk));  // grows with what arrives, not with what is announced
@@ -148,25 +203,39 @@ Turn receive(hostd::Service& service, Connection& c) {
             return Turn::Close;
         }
         c.body_len = *n;
+        c.admit(budget);
     }
     if (c.in.size() < 4 || c.in.size() < 4 + size_t{c.body_len}) return Turn::Keep;
     c.out = service.handle(ByteView(c.in.data() + 4, c.body_len), c.peer);
     c.out_off = 0;
     wipe(c.in);
     c.body_len = 0;
+    c.admitted = false;
+    // A large answer (a save's page hashes, for LeavesFor) stays in memory
+    // until the peer takes it: one that does not fit is dropped for a refusal.
+    if (!c.share.take(budget, c.out.size())) {
+        const uint16_t kind = c.out.size() >= 8 ? load_be16(c.out.data() + 6) : 0;
+        wipe(c.out);
+        c.out = hostapi::encode_failure(kind, rc::kRetry, kBusy);
+        VTPM_LOG_WARN("pid %d: a large answer refused: %s", c.pid(), kBusy);
+    }
     c.deadline = Clock::now() + kMessageTimeout;
     return flush(c);
 }
 
 // Serve every connection until SIGTERM, SIGINT or SIGHUP (on `sig`).
 void serve(hostd::Service& service, int listener, int sig) {
+    Budget budget;  // outlives the connections' shares of it
     std::list<Connection> conns;
     std::vector<pollfd> fds;
     for (;;) {
         fds.assign({{listener, POLLIN, 0}, {sig, POLLIN, 0}});
         auto next = Clock::time_point::max();
-        for (const auto& c : conns) {
-            fds.push_back({c.fd.get(), static_cast<short>(c.sending() ? POLLOUT : POLLIN), 0});
+        for (auto& c : conns) {
+            // Room given to waiting frames in the order their peers connected.
+            if (c.waiting()) c.admit(budget);
+            const short events = c.sending() ? POLLOUT : c.waiting() ? 0 : POLLIN;  // 0: hang-ups only
+            fds.push_back({c.fd.get(), events, 0});
             next = std::min(next, c.deadline);
         }
         int timeout = -1;
@@ -188,10 +257,16 @@ void serve(hostd::Service& service, int listener, int sig) {
         for (auto it = conns.begin(); it != conns.end(); ++i) {
             Connection& c = *it;
             Turn t = Turn::Keep;
-            if (fds[i].revents) t = c.sending() ? flush(c) : receive(service, c);
+            if (fds[i].revents && c.waiting()) {
+                VTPM_LOG_WARN("pid %d: the peer closed mid-message", c.pid());
+                t = Turn::Close;
+            } else if (fds[i].revents) {
+                t = c.sending() ? flush(c) : receive(service, budget, c);
+            }
             if (t == Turn::Keep && Clock::now() >= c.deadline) {
                 const char* what = c.sending()    ? "the answer was not taken within"
                                    : c.in.empty() ? "idle for"
+                                   : c.waiting()  ? "the request waited for room in memory for"
                                                   : "the request was incomplete after";
                 const auto limit = c.sending() || !c.in.empty() ? kMessageTimeout : kIdleTimeout;
                 VTPM_LOG_WARN("pid %d: %s %lld s; connection dropped", c.pid(), what,

@@ -690,16 +690,20 @@ def owner_key(work, name="owner"):
     return path
 
 
-def host_daemon(stack, work, host_dir, tcti, name="hostd", ek_ca=None):
+def host_daemon(stack, work, host_dir, tcti, name="hostd", ek_ca=None, malloc_perturb=True):
     """vtpm-hostd on the stand-in hardware TPM (after vtpm-host provision and
     enroll): from here on the one client of that TPM. `ek_ca`: the local CA
-    directory whose vTPM EK certificates it trusts. Returns (server, socket)."""
+    directory whose vTPM EK certificates it trusts. `malloc_perturb=False`
+    leaves out meson's MALLOC_PERTURB_ (which writes every byte malloc hands
+    out), for a test of the daemon's memory. Returns (server, socket)."""
     sock = os.path.join(work, f"{name}.sock")
     hostd = os.path.join(os.path.dirname(os.path.realpath(server_cmd()[0])), "vtpm-hostd")
     args = ["--dir", host_dir, "--tcti", tcti, "--socket", sock, "--log", "level=3"]
     args += ["--ek-ca", ek_ca] if ek_ca else []
-    srv = Server(stack, args, cmd=[hostd], subcommand=None, wait_path=sock, env=dict(os.environ, TSS2_LOG="all+none"))
-    # The path exists from bind(), a moment before listen(): wait until it accepts.
+    env = {k: v for k, v in os.environ.items() if malloc_perturb or k != "MALLOC_PERTURB_"}
+    srv = Server(stack, args, cmd=[hostd], subcommand=None, wait_path=sock, env=dict(env, TSS2_LOG="all+none"))
+    # The path appears once the socket listens; a daemon that died at once
+    # leaves none (or a stale one): wait until it accepts or the daemon is gone.
     def accepts():
         with socket.socket(socket.AF_UNIX) as s:
             return s.connect_ex(sock) == 0 or not srv.alive()

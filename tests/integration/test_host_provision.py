@@ -51,13 +51,13 @@ def pcr_values(port, pcrs):
     return [vals[p] for p in pcrs]
 
 
-def hostd_start(work, hostdir, tcti, stack=None, name="hostd"):
+def hostd_start(work, hostdir, tcti, stack=None, name="hostd", malloc_perturb=True):
     """Start the daemon; with no stack, run it expecting a refusal and return that."""
     if stack is None:
         sock = os.path.join(work, name + "-refused.sock")
         p = h.run([HOSTD, "--dir", hostdir, "--tcti", tcti, "--socket", sock], check_rc=False, env=ENV, timeout=60)
         return p
-    return h.host_daemon(stack, work, hostdir, tcti, name=name)
+    return h.host_daemon(stack, work, hostdir, tcti, name=name, malloc_perturb=malloc_perturb)
 
 
 def state_key(sock, create):
@@ -108,6 +108,17 @@ def run_bounded(args, timeout):
             p.kill()
             _, err = p.communicate()
             return None, err.decode("latin-1")
+
+
+def merkle_root(leaves):
+    """RFC 6962 MTH over leaf hashes, nodes SHA-256(0x01 || l || r)
+    (lib/merkle/merkle.hpp)."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:])).digest()
 
 
 def closed_by_peer(conns, timeout):
@@ -204,6 +215,66 @@ def serving(work, stack, hostd, sock, hostdir, tcti, owner):
     # and nothing of the temporary name is left beside it.
     h.check_eq(stat.S_IMODE(os.stat(stale).st_mode), 0o660, "the daemon's socket is rw for owner and group only")
     h.check_eq([n for n in os.listdir(work) if n.startswith(".vtpm-")], [], "no temporary socket name is left")
+
+    # Peers announcing the largest frame (160 MiB, a 16 GiB VM's page hashes)
+    # and sending 16 MiB of it each: two frames are read at a time (320 MiB
+    # of room), the others wait unread and are dropped after 10 s; memory
+    # stays bounded and small requests are answered meanwhile.
+    def memory_kib(field):
+        return next(int(l.split()[1]) for l in open(f"/proc/{hostd.proc.pid}/status") if l.startswith(field + ":"))
+    rss_before = memory_kib("VmRSS")
+    big, pushed = [], []
+    for _ in range(12):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sock)
+        c.setblocking(False)
+        big.append(c)
+        pushed.append(0)
+    chunk = struct.pack(">I", 160 << 20) + bytes(1 << 20)
+    until = time.monotonic() + 5 * scale
+    while time.monotonic() < until and min(pushed) < 16 << 20:
+        progress = False
+        for k, c in enumerate(big):
+            if pushed[k] < 16 << 20:
+                try:
+                    n = c.send(chunk[4:] if pushed[k] else chunk)
+                    pushed[k] += n - (0 if pushed[k] else 4)
+                    progress = True
+                except BlockingIOError:
+                    pass
+        if not progress:
+            time.sleep(0.02)
+    time.sleep(0.5)  # what was sent is read
+    grew = memory_kib("VmHWM") - rss_before
+    read_in = sorted(pushed, reverse=True)
+    h.check(read_in[1] >= 16 << 20 and read_in[2] < 4 << 20,
+            f"two announced 160 MiB frames are read, the others wait unread (MiB sent: "
+            f"{[round(p / 2**20, 1) for p in read_in]})")
+    h.check(grew < 64 << 10, f"the daemon's memory stays bounded (peak RSS {grew} KiB over the {rss_before} KiB "
+                             f"before; 12 frames read would be 192 MiB)")
+    took, status = timed_host_info(sock)
+    h.check(took is not None and took < 5 * scale and status == 0,
+            f"a small request is answered meanwhile ({took}, {status})")
+    # A large answer (kept page hashes of a save, 128 KiB here) does not fit
+    # while the two frames hold the room: refused, to be asked again.
+    leaves = [hashlib.sha256(b"page %d" % i).digest() for i in range(4096)]
+    os.makedirs(os.path.join(hostdir, "vms"), mode=0o750, exist_ok=True)
+    kept = os.path.join(hostdir, "vms", UUID + ".leaves")
+    with open(kept, "wb") as f:
+        f.write(b"".join(leaves))
+    ask = [bytes.fromhex(UUID.replace("-", "")), merkle_root(leaves), b""]
+    st, f = h.hostd_call(sock, "LeavesFor", ask)
+    h.check(st == 0x800 and b"too many large messages in memory now; try again" in f[0],
+            f"a large answer is refused while the room is taken ({st:#x}: {f[0][:80]!r})")
+    shut = closed_by_peer(big[2:], 20 * scale)
+    h.check(shut == 10 and "the request waited for room in memory for 10 s" in hostd.output(),
+            f"the frames that waited for room are dropped after 10 s ({shut} of 10)")
+    for c in big:
+        c.close()
+    h.wait_for(lambda: "the request was incomplete after 10 s" in hostd.output(), 10 * scale, "the room to be freed")
+    st, f = h.hostd_call(sock, "LeavesFor", ask)
+    h.check(st == 0 and f[0] == b"".join(leaves), f"once the room is free the same answer is given ({st:#x})")
+    os.unlink(kept)
 
     closed = closed_by_peer(idle, max(5.0, idle_since + 60 * scale - time.monotonic()))
     for c in idle:
@@ -378,7 +449,7 @@ def test(work, stack):
     # --replace keeps only the state now: the earlier ones are gone.
     r = h.run([HOST, "authorize", "--tcti", tcti, "--dir", hostdir, "--owner-key", owner, "--replace"])
     h.check("1 approval(s)" in r.stdout, "authorize --replace keeps one approval")
-    hostd, sock = hostd_start(work, hostdir, tcti, stack)
+    hostd, sock = hostd_start(work, hostdir, tcti, stack, malloc_perturb=False)  # serving() measures its memory
     h.check(state_key(sock, False)[0] == 0, "the daemon runs on the one approval")
     serving(work, stack, hostd, sock, hostdir, tcti, owner)
     hostd.stop()
