@@ -70,6 +70,20 @@ Result<LedgerBook> parse_ledger_book(std::string_view text, const std::string& s
             } else if (!b.vms.emplace(uuid, e).second) {
                 return make_error(rc::kFail, where + "VM " + uuid + " twice");
             }
+        } else if (kv.key == "identity") {
+            std::istringstream in(kv.value);
+            std::string uuid, gen, name, pending, extra;
+            in >> uuid >> gen >> name >> pending;
+            auto u = canonical_uuid(uuid);
+            auto g = number(gen);
+            auto n = name == "-" ? std::optional<Bytes>(Bytes{}) : from_hex(name);
+            auto p = pending == "-" ? Result<uint64_t>(uint64_t{0}) : number(pending);
+            if (!u || *u != uuid || !g || !n || (name != "-" && n->empty()) || !p || (in >> extra))
+                return make_error(rc::kFail, where + "not 'identity = UUID GENERATION NAME|- PENDING|-'");
+            IdentityRecord r{uuid, *g, std::move(*n), std::nullopt};
+            if (pending != "-") r.pending = *p;
+            if (!b.identities.emplace(uuid, std::move(r)).second)
+                return make_error(rc::kFail, where + "identity of VM " + uuid + " twice");
         } else {
             return make_error(rc::kFail, where + "unknown key '" + kv.key + "'");
         }
@@ -85,6 +99,10 @@ std::string format_ledger_book(const LedgerBook& b) {
                (e.restored ? " restored\n" : " saved\n");
     for (const auto& [uuid, h] : b.history)
         for (const auto& e : h) out += "old = " + uuid + " " + std::to_string(e.generation) + " " + to_hex(e.root) + "\n";
+    for (const auto& [uuid, r] : b.identities)
+        out += "identity = " + uuid + " " + std::to_string(r.generation) + " " +
+               (r.vaik_name.empty() ? std::string("-") : to_hex(r.vaik_name)) + " " +
+               (r.pending ? std::to_string(*r.pending) : std::string("-")) + "\n";
     return out;
 }
 
@@ -204,6 +222,21 @@ Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e, uint6
     LedgerBook next = book_;
     if (auto it = next.vms.find(uuid); it != next.vms.end()) remember(next, uuid, it->second);
     next.vms[uuid] = e;
+    next.counter = counter;
+    if (auto w = save(next); !w) return w;
+    book_ = std::move(next);
+    return {};
+}
+
+std::optional<IdentityRecord> Ledger::identity(const std::string& uuid) const {
+    auto it = book_.identities.find(uuid);
+    if (it == book_.identities.end()) return std::nullopt;
+    return it->second;
+}
+
+Result<void> Ledger::commit_identity(const IdentityRecord& r, uint64_t counter) {
+    LedgerBook next = book_;
+    next.identities[r.vm_uuid] = r;
     next.counter = counter;
     if (auto w = save(next); !w) return w;
     book_ = std::move(next);

@@ -8,11 +8,14 @@
 //   counter = 42
 //   vm = <uuid> <generation> <root hex> saved|restored
 //   old = <uuid> <generation> <root hex>     (earlier saves, for a revert)
+//   identity = <uuid> <generation> <vAIK name hex|-> <pending generation|->
 //   ...
 //   mac = <HMAC-SHA256 of the lines above, keyed by the daemon>
 //
 // The MAC makes an edited file useless; the counter makes an older copy of
-// a genuine file useless.
+// a genuine file useless. The identity lines are the VMs' uniqueness records
+// (identity_records.hpp): kept here so that they are anchored too, and
+// written out to HOSTDIR/vms/<uuid>.record for verifiers (--host-record).
 #pragma once
 
 #include <map>
@@ -20,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "hoststate/identity_records.hpp"
 #include "merkle/merkle.hpp"
 #include "util/secure_memory.hpp"
 #include "vtpm/result.hpp"
@@ -43,6 +47,7 @@ struct LedgerBook {
     uint64_t counter = 0;  // the host TPM counter value this content belongs to
     std::map<std::string, LedgerEntry> vms;  // the latest save, by canonical UUID text
     std::map<std::string, std::vector<LedgerEntry>> history;  // earlier saves, oldest first
+    std::map<std::string, IdentityRecord> identities;         // uniqueness records, by canonical UUID text
 };
 
 /// Parse the ledger file's text (without its mac line); the error names
@@ -76,6 +81,12 @@ public:
     /// Make save `generation` (the latest or one in the history) the latest
     /// again, not restored.
     Result<void> revert(const std::string& uuid, uint64_t generation, uint64_t counter);
+    /// The VM's uniqueness record, nullopt when the ledger has none (none
+    /// issued, or only a record file from before records were kept here).
+    std::optional<IdentityRecord> identity(const std::string& uuid) const;
+    /// Record `r` and the counter value it will be anchored at, and write
+    /// the file durably. The caller moves the TPM counter to `counter`.
+    Result<void> commit_identity(const IdentityRecord& r, uint64_t counter);
     /// Write the file with `counter` and no other change (a new host).
     Result<void> write(uint64_t counter);
     /// Keep the leaves of the save with `root` (best effort, not synced).

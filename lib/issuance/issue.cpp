@@ -129,7 +129,7 @@ Result<void> VaikChallenges::redeem(const hostapi::VaikRequest& req) {
     return {};
 }
 
-Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& challenges,
+Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& challenges, IdentityBook& records,
                                               const hostapi::VaikRequest& req) {
     const std::string uuid = format_uuid(req.vm);
     if (req.nonce.size() < 16 || req.nonce.size() > 64)
@@ -150,10 +150,9 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& ch
     if (!issuer) return issuer.error();
 
     // Uniqueness: what this host issued before against what the vTPM holds.
-    auto records = hoststate::IdentityRecords::open_locked(root.dir());
-    if (!records) return records.error();
     std::optional<hoststate::IdentityRecord> rec;
-    if (auto r = records->load(uuid)) rec = *r;
+    if (auto r = records.load(uuid))
+        rec = *r;
     else if (r.code() != rc::kRetry) return r.error();
     std::optional<Bytes> existing_name;
     if (req.vaik_existed) existing_name = *vaik_name;
@@ -210,20 +209,19 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& ch
     // Pending until the vTPM holds it: a vTPM that never gets it is then
     // told apart from one that was rolled back.
     hoststate::IdentityRecord next{uuid, rec ? rec->generation : 0, rec ? rec->vaik_name : Bytes{}, gen};
-    if (auto r = records->save(next); !r) return r.error();
+    if (auto r = records.save(next); !r) return r.error();
     return hostapi::VaikReply{std::move(*cert), attest::encode_bundle(bundle), gen};
 }
 
-Result<void> confirm_vaik_identity(HostRoot& root, const hostapi::VaikConfirm& c) {
+Result<void> confirm_vaik_identity(IdentityBook& records, const hostapi::VaikConfirm& c) {
     const std::string uuid = format_uuid(c.vm);
-    auto records = hoststate::IdentityRecords::open_locked(root.dir());
-    if (!records) return records.error();
-    auto rec = records->load(uuid);
+    auto rec = records.load(uuid);
+    if (!rec && rec.code() != rc::kRetry) return rec.error();
     if (!rec) return make_error(rc::kFail, "no identity was issued for VM " + uuid);
     if (!rec->pending || *rec->pending != c.generation)
         return make_error(rc::kFail, "VM " + uuid + ": generation " + std::to_string(c.generation) +
                                          " is not the one pending");
-    return records->save({uuid, c.generation, c.vaik_name, std::nullopt});
+    return records.save({uuid, c.generation, c.vaik_name, std::nullopt});
 }
 
 Result<IssueResult> issue_identity(const hostapi::Client& hostd, VtpmChannel& vtpm, const IssueRequest& req) {

@@ -14,6 +14,7 @@
 
 #include "attest/evidence.hpp"
 #include "hostapi/client.hpp"
+#include "hoststate/identity_records.hpp"
 #include "issuance/host_root.hpp"
 #include "issuance/vtpm_channel.hpp"
 #include "util/bytes.hpp"
@@ -76,12 +77,24 @@ private:
     std::map<std::array<uint8_t, 16>, Entry> open_;
 };
 
+/// Where the daemon keeps the VMs' uniqueness records (vtpm-hostd: in its
+/// ledger, anchored in the host TPM's counter, so an older record put back
+/// is found out).
+class IdentityBook {
+public:
+    virtual ~IdentityBook() = default;
+    /// The VM's record; rc::kRetry when it has none.
+    virtual Result<hoststate::IdentityRecord> load(const std::string& uuid) = 0;
+    /// Keep `r`, durably and anchored, before this returns.
+    virtual Result<void> save(const hoststate::IdentityRecord& r) = 0;
+};
+
 /// The daemon half: redeem the vAIK's challenge, check the uniqueness record
 /// against what the vTPM holds, certify the AuthKey over H(user cert ||
 /// nonce), sign the CertvAIK, and record the generation as pending.
-Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& challenges,
+Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& challenges, IdentityBook& records,
                                               const hostapi::VaikRequest& req);
 /// The vTPM holds generation `c.generation` with the vAIK named `c.vaik_name`.
-Result<void> confirm_vaik_identity(HostRoot& root, const hostapi::VaikConfirm& c);
+Result<void> confirm_vaik_identity(IdentityBook& records, const hostapi::VaikConfirm& c);
 
 }  // namespace vtpm::issuance

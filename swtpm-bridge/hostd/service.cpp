@@ -215,17 +215,56 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const P
     return Fields{*der};
 }
 
+// The VMs' uniqueness records live in the ledger, so that the TPM counter
+// anchors them like the snapshot generations: a record file put back from
+// a copy no longer makes an older generation current. Each change is one
+// counter increment (an issuance and its confirmation: two). A VM with no
+// identity line yet has its record file from before (read once, then
+// carried over at its next change). The file is still written, after the
+// ledger, for verifiers given it (vtpm-attest verify --host-record).
+class LedgerIdentities final : public issuance::IdentityBook {
+public:
+    LedgerIdentities(issuance::HostRoot& root, hoststate::Ledger& ledger) : root_(root), ledger_(ledger) {}
+    Result<hoststate::IdentityRecord> load(const std::string& uuid) override {
+        if (auto r = ledger_.identity(uuid)) return *r;
+        auto files = hoststate::IdentityRecords::open_locked(root_.dir());
+        if (!files) return files.error();
+        return files->load(uuid);
+    }
+    Result<void> save(const hoststate::IdentityRecord& r) override {
+        const uint64_t counter = ledger_.book().counter + 1;
+        if (auto c = ledger_.commit_identity(r, counter); !c) return c.error();
+        if (auto a = anchor(root_, counter); !a) return a.error();
+        anchored_at = counter;
+        auto files = hoststate::IdentityRecords::open_locked(root_.dir());
+        if (!files) return files.error();
+        return files->save(r);
+    }
+
+    // The counter value of the last change, for the log.
+    std::optional<uint64_t> anchored_at;
+
+private:
+    issuance::HostRoot& root_;
+    hoststate::Ledger& ledger_;
+};
+
+std::string counter_note(const std::optional<uint64_t>& counter) {
+    return counter ? " (ledger counter " + std::to_string(*counter) + ")" : "";
+}
+
 // --adopt overrides the identity-clash check (a cloned or older state): an
 // operator's act after checking why, so root only and logged as a warning.
-Result<Fields> issue_vaik(issuance::HostRoot& root, issuance::VaikChallenges& challenges, const Fields& f,
-                          const Peer& peer, std::string& what) {
+Result<Fields> issue_vaik(issuance::HostRoot& root, issuance::VaikChallenges& challenges, hoststate::Ledger& ledger,
+                          const Fields& f, const Peer& peer, std::string& what) {
     auto q = hostapi::parse_vaik_request(f);
     if (!q) return q.error();
     what = "VM " + uuid_text(q->vm);
     if (q->adopt && peer.uid != 0)
         return make_error(rc::kFail, "only root may adopt a vTPM state despite an identity clash (--adopt; peer uid " +
                                          std::to_string(peer.uid) + ")");
-    auto r = issuance::sign_vaik_identity(root, challenges, *q);
+    LedgerIdentities records(root, ledger);
+    auto r = issuance::sign_vaik_identity(root, challenges, records, *q);
     if (q->adopt) {
         const std::string outcome =
             r ? "issued generation " + std::to_string(r->generation) + ", any identity clash overridden"
@@ -234,14 +273,17 @@ Result<Fields> issue_vaik(issuance::HostRoot& root, issuance::VaikChallenges& ch
                       static_cast<unsigned>(peer.uid), outcome.c_str());
     }
     if (!r) return r.error();
-    what += " generation " + std::to_string(r->generation);
+    what += " generation " + std::to_string(r->generation) + counter_note(records.anchored_at);
     return hostapi::to_fields(*r);
 }
 
-Result<Fields> confirm_vaik(issuance::HostRoot& root, const Fields& f) {
+Result<Fields> confirm_vaik(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f, std::string& what) {
     auto q = hostapi::parse_vaik_confirm(f);
     if (!q) return q.error();
-    if (auto r = issuance::confirm_vaik_identity(root, *q); !r) return r.error();
+    what = "VM " + uuid_text(q->vm) + " generation " + std::to_string(q->generation);
+    LedgerIdentities records(root, ledger);
+    if (auto r = issuance::confirm_vaik_identity(records, *q); !r) return r.error();
+    what += counter_note(records.anchored_at);
     return Fields{};
 }
 
@@ -381,9 +423,9 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::KeepLeaves: out = keep_leaves(ledger_, m->fields); break;
         case Kind::LeavesFor: out = leaves_for(ledger_, m->fields); break;
         case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields, peer, what); break;
-        case Kind::IssueVaik: out = issue_vaik(root_, challenges_, m->fields, peer, what); break;
+        case Kind::IssueVaik: out = issue_vaik(root_, challenges_, ledger_, m->fields, peer, what); break;
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
-        case Kind::ConfirmVaik: out = confirm_vaik(root_, m->fields); break;
+        case Kind::ConfirmVaik: out = confirm_vaik(root_, ledger_, m->fields, what); break;
         case Kind::StateKey: out = state_key(root_, m->fields, what); break;
         case Kind::ConsumeGeneration: out = generation_step(root_, ledger_, m->fields, false, what); break;
         case Kind::RevertGeneration:

@@ -487,6 +487,8 @@ def test(work, stack):
     # Cloned state directory / older copy: no second identity.
     clone = os.path.join(work, "vm1-clone")
     shutil.copytree(vm1, clone)
+    record_file = os.path.join(host, "vms", UUID1 + ".record")
+    rec_of_clone = open(record_file).read()  # the host's record when the copy was taken
     attest("issue", "--hostd", sock, "--state-dir", vm1, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
            "--nonce", n2, "--out", os.path.join(work, "out3"))
     before = h.dir_digest(clone)
@@ -497,6 +499,18 @@ def test(work, stack):
             f"issue refuses a cloned/older state: {r.stderr.strip()}")
     h.check_eq(h.dir_digest(clone), before, "the refused clone's state is untouched")
     h.check_eq(open(os.path.join(host, "vms", UUID1 + ".record")).read(), rec_before, "the host record is untouched")
+    # The record file put back from that copy too (as a backup of HOSTDIR
+    # would): the daemon keeps the records in its ledger, anchored in the
+    # host TPM's counter, and the older generation stays superseded.
+    with open(record_file, "w") as f:
+        f.write(rec_of_clone)
+    r = attest("issue", "--hostd", sock, "--state-dir", clone, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
+               "--nonce", n2, "--out", os.path.join(work, "out4b"), check_rc=False)
+    h.check(r.returncode == 1 and "identity clash" in r.stderr and "clone or an older copy" in r.stderr,
+            f"an older record file put back with the older state: still refused: {r.stderr.strip()}")
+    h.check_eq(h.dir_digest(clone), before, "and the clone's state is untouched")
+    with open(record_file, "w") as f:
+        f.write(rec_before)
     # Root, having checked why, adopts the clone; the daemon logs it as a warning.
     r = attest("issue", "--hostd", sock, "--state-dir", clone, "--vm-uuid", UUID1, "--user-cert", ctx["user"],
                "--nonce", n2, "--out", os.path.join(work, "out-adopt"), "--adopt", check_rc=False)

@@ -1,6 +1,7 @@
 // Fuzz the host's per-VM files as they are read back from HOSTDIR: the
-// snapshot ledger, the identity record and the owner's approvals. A file an attacker with
-// disk access edited must give a clean error, never a crash.
+// ledger (snapshot generations and identity records), the identity record
+// file and the owner's approvals. A file an attacker with disk access edited
+// must give a clean error, never a crash.
 #include <cstdlib>
 #include <string_view>
 

@@ -72,6 +72,49 @@ TEST_CASE("the ledger parser refuses what vtpm-hostd never writes") {
     CHECK(parse_ledger_book("counter = 1\nother = 2\n", "l").error().message.find("unknown key") != std::string::npos);
 }
 
+TEST_CASE("the ledger keeps the VMs' identity records, anchored with the rest") {
+    LedgerBook b;
+    b.counter = 4;
+    b.identities[kVm] = IdentityRecord{kVm, 2, Bytes{0x00, 0x0b, 0xaa}, 3};
+    const std::string other = "0f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+    b.identities[other] = IdentityRecord{other, 0, {}, std::nullopt};
+    const std::string text = format_ledger_book(b);
+    CHECK(text.find("identity = " + std::string(kVm) + " 2 000baa 3\n") != std::string::npos);
+    CHECK(text.find("identity = " + other + " 0 - -\n") != std::string::npos);
+    auto back = parse_ledger_book(text, "ledger");
+    REQUIRE(back);
+    CHECK(format_ledger_book(*back) == text);
+    REQUIRE(back->identities.at(kVm).pending);
+    CHECK(*back->identities.at(kVm).pending == 3);
+    CHECK(back->identities.at(kVm).vaik_name == Bytes{0x00, 0x0b, 0xaa});
+    CHECK_FALSE(back->identities.at(other).pending);
+
+    const std::string vm(kVm);
+    for (const std::string& bad : {"identity = " + vm + " 2 000baa\n", "identity = " + vm + " x 000baa -\n",
+                                   "identity = " + vm + " 2 zz -\n", "identity = " + vm + " 2 - - extra\n",
+                                   std::string("identity = not-a-uuid 2 - -\n"), "identity = " + vm + " 2 - 0x3\n"})
+        CHECK(parse_ledger_book("counter = 1\n" + bad, "l").error().message.find("not 'identity = ") !=
+              std::string::npos);
+    const std::string line = "identity = " + vm + " 1 - -\n";
+    CHECK(parse_ledger_book("counter = 1\n" + line + line, "l").error().message.find("twice") != std::string::npos);
+
+    // Committed with a counter, read back through the MAC.
+    TempDir d;
+    const Bytes key(32, 0x33);
+    Ledger l(d.path.string(), key);
+    REQUIRE(l.write(1));
+    CHECK_FALSE(l.identity(kVm));
+    REQUIRE(l.commit_identity(IdentityRecord{kVm, 0, {}, 1}, 2));
+    REQUIRE(l.commit_identity(IdentityRecord{kVm, 1, Bytes{1, 2}, std::nullopt}, 3));
+    Ledger again(d.path.string(), key);
+    REQUIRE(again.load());
+    CHECK(again.book().counter == 3);
+    REQUIRE(again.identity(kVm));
+    CHECK(again.identity(kVm)->generation == 1);
+    CHECK(again.identity(kVm)->vaik_name == Bytes{1, 2});
+    CHECK_FALSE(again.identity(kVm)->pending);
+}
+
 TEST_CASE("the ledger's MAC: written by commit, checked by load") {
     TempDir d;
     const Bytes key(32, 0x11);
