@@ -2,7 +2,9 @@
 // per VM — the identity generation it last issued and the vAIK's name — and
 // the vTPM carries the same generation in NV. A cloned state directory or an
 // older copy put back has a generation the record does not expect, so no
-// second valid identity is issued for it.
+// second valid identity is issued for it. vtpm-hostd keeps the records in
+// its ledger (ledger.hpp, anchored in the host TPM's counter) and writes
+// each out as HOSTDIR/vms/<uuid>.record for verifiers (--host-record).
 #pragma once
 
 #include <cstdint>

@@ -218,18 +218,16 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const P
 // The VMs' uniqueness records live in the ledger, so that the TPM counter
 // anchors them like the snapshot generations: a record file put back from
 // a copy no longer makes an older generation current. Each change is one
-// counter increment (an issuance and its confirmation: two). A VM with no
-// identity line yet has its record file from before (read once, then
-// carried over at its next change). The file is still written, after the
-// ledger, for verifiers given it (vtpm-attest verify --host-record).
+// counter increment (an issuance and its confirmation: two). The file is
+// still written, after the ledger, for verifiers given it (vtpm-attest
+// verify --host-record), and never read: one planted for a VM the ledger
+// does not know would vouch for whatever generation it names.
 class LedgerIdentities final : public issuance::IdentityBook {
 public:
     LedgerIdentities(issuance::HostRoot& root, hoststate::Ledger& ledger) : root_(root), ledger_(ledger) {}
     Result<hoststate::IdentityRecord> load(const std::string& uuid) override {
         if (auto r = ledger_.identity(uuid)) return *r;
-        auto files = hoststate::IdentityRecords::open_locked(root_.dir());
-        if (!files) return files.error();
-        return files->load(uuid);
+        return make_error(rc::kRetry, "no identity record for VM " + uuid);
     }
     Result<void> save(const hoststate::IdentityRecord& r) override {
         const uint64_t counter = ledger_.book().counter + 1;
