@@ -151,6 +151,13 @@ Result<void> Ledger::save(const LedgerBook& b) const {
                                 0640);
 }
 
+Result<void> Ledger::replace_book(LedgerBook next, uint64_t counter) {
+    next.counter = counter;
+    if (auto w = save(next); !w) return w;
+    book_ = std::move(next);
+    return {};
+}
+
 uint64_t Ledger::next_generation(const std::string& uuid) const {
     uint64_t top = 0;
     if (auto it = book_.vms.find(uuid); it != book_.vms.end()) top = it->second.generation;
@@ -187,10 +194,7 @@ Result<void> Ledger::consume(const std::string& uuid, uint64_t generation, const
                                          " was restored already");
     LedgerBook next = book_;
     next.vms[uuid].restored = true;
-    next.counter = counter;
-    if (auto w = save(next); !w) return w;
-    book_ = std::move(next);
-    return {};
+    return replace_book(std::move(next), counter);
 }
 
 Result<void> Ledger::revert(const std::string& uuid, uint64_t generation, uint64_t counter) {
@@ -212,20 +216,14 @@ Result<void> Ledger::revert(const std::string& uuid, uint64_t generation, uint64
     h.erase(std::remove_if(h.begin(), h.end(), [generation](const LedgerEntry& x) { return x.generation == generation; }),
             h.end());
     if (h.empty()) next.history.erase(uuid);
-    next.counter = counter;
-    if (auto w = save(next); !w) return w;
-    book_ = std::move(next);
-    return {};
+    return replace_book(std::move(next), counter);
 }
 
 Result<void> Ledger::commit(const std::string& uuid, const LedgerEntry& e, uint64_t counter) {
     LedgerBook next = book_;
     if (auto it = next.vms.find(uuid); it != next.vms.end()) remember(next, uuid, it->second);
     next.vms[uuid] = e;
-    next.counter = counter;
-    if (auto w = save(next); !w) return w;
-    book_ = std::move(next);
-    return {};
+    return replace_book(std::move(next), counter);
 }
 
 std::optional<IdentityRecord> Ledger::identity(const std::string& uuid) const {
@@ -237,19 +235,10 @@ std::optional<IdentityRecord> Ledger::identity(const std::string& uuid) const {
 Result<void> Ledger::commit_identity(const IdentityRecord& r, uint64_t counter) {
     LedgerBook next = book_;
     next.identities[r.vm_uuid] = r;
-    next.counter = counter;
-    if (auto w = save(next); !w) return w;
-    book_ = std::move(next);
-    return {};
+    return replace_book(std::move(next), counter);
 }
 
-Result<void> Ledger::write(uint64_t counter) {
-    LedgerBook next = book_;
-    next.counter = counter;
-    if (auto w = save(next); !w) return w;
-    book_ = std::move(next);
-    return {};
-}
+Result<void> Ledger::write(uint64_t counter) { return replace_book(book_, counter); }
 
 void Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const {
     const std::string vms = dir_ + "/vms";

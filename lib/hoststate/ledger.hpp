@@ -96,6 +96,9 @@ public:
 
 private:
     Result<void> save(const LedgerBook& b) const;
+    // `next` with `counter`, written durably, then in memory (left as it
+    // was when the write fails).
+    Result<void> replace_book(LedgerBook next, uint64_t counter);
     std::string mac_line(std::string_view body) const;
     std::string dir_;
     ProtectedBytes mac_key_;

@@ -68,6 +68,11 @@ Result<Fields> ledger_latest(const hoststate::Ledger& ledger, const Fields& f) {
     return hostapi::to_fields(out);
 }
 
+// " (ledger counter N)" for the log line of a step anchored at N.
+std::string counter_note(const std::optional<uint64_t>& counter) {
+    return counter ? " (ledger counter " + std::to_string(*counter) + ")" : "";
+}
+
 // After a ledger write for `counter`: move the host TPM's counter there.
 Result<void> anchor(issuance::HostRoot& root, uint64_t counter) {
     auto moved = root.ledger_counter().increment(root.tpm());
@@ -96,7 +101,7 @@ Result<Fields> generation_step(issuance::HostRoot& root, hoststate::Ledger& ledg
     auto c = revert ? ledger.revert(uuid, q->generation, counter) : ledger.consume(uuid, q->generation, d, counter);
     if (!c) return c.error();
     if (auto a = anchor(root, counter); !a) return a.error();
-    what += " (ledger counter " + std::to_string(counter) + ")";
+    what += counter_note(counter);
     return Fields{};
 }
 
@@ -127,7 +132,7 @@ Result<Fields> sign_record(issuance::HostRoot& root, hoststate::Ledger& ledger, 
     if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root, false}, counter); !c)
         return c.error();
     if (auto a = anchor(root, counter); !a) return a.error();
-    what += " (ledger counter " + std::to_string(counter) + ")";
+    what += counter_note(counter);
     return hostapi::to_fields(hostapi::RecordReply{*out});
 }
 
@@ -246,10 +251,6 @@ private:
     issuance::HostRoot& root_;
     hoststate::Ledger& ledger_;
 };
-
-std::string counter_note(const std::optional<uint64_t>& counter) {
-    return counter ? " (ledger counter " + std::to_string(*counter) + ")" : "";
-}
 
 // --adopt overrides the identity-clash check (a cloned or older state): an
 // operator's act after checking why, so root only and logged as a warning.
