@@ -1,23 +1,17 @@
 #include "hoststate/ek_bindings.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "hoststate/host_files.hpp"
 #include "util/durable_file.hpp"
 #include "util/key_value.hpp"
+#include "util/uuid.hpp"
 
 namespace vtpm::hoststate {
 
 namespace {
-
-std::string binding_path(const std::string& host_dir, const std::string& uuid) {
-    return host_dir + "/" + kVmsDir + "/" + uuid + ".ek";
-}
 
 const char* family_key(EkFamily f) { return f == EkFamily::Rsa ? "rsa_ek_spki_sha256" : "ec_ek_spki_sha256"; }
 
@@ -60,25 +54,28 @@ Result<EkBinding> parse_ek_binding(std::string_view text, const std::string& uui
     return b;
 }
 
-Result<EkBinding> read_ek_binding(const std::string& host_dir, const std::string& uuid) {
-    const std::string path = binding_path(host_dir, uuid);
-    auto raw = read_whole_file(path);
-    if (!raw) {
-        if (raw.code() == rc::kRetry) return EkBinding{};
-        return make_error(rc::kFail, path + ": " + raw.error().message);
-    }
-    auto b = parse_ek_binding(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()), uuid);
-    if (!b) return make_error(rc::kFail, path + ": " + b.error().message);
-    return b;
+std::vector<std::string> ek_file_paths(const std::string& host_dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(host_dir + "/" + kVmsDir, ec))
+        if (e.path().extension() == ".ek") out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
-Result<void> write_ek_binding(const std::string& host_dir, const std::string& uuid, const EkBinding& b) {
-    const std::string dir = host_dir + "/" + kVmsDir, path = binding_path(host_dir, uuid);
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-        return make_error(rc::kFail, "cannot create " + dir + ": " + std::strerror(errno));
-    const std::string text = format_ek_binding(uuid, b);
-    return replace_file_durably(path + ".tmp", path,
-                                ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0600);
+Result<std::map<std::string, EkBinding>> read_ek_files(const std::string& host_dir) {
+    std::map<std::string, EkBinding> out;
+    for (const auto& path : ek_file_paths(host_dir)) {
+        const std::string uuid = std::filesystem::path(path).stem().string();
+        if (auto u = canonical_uuid(uuid); !u || *u != uuid)
+            return make_error(rc::kFail, path + ": the name is not a VM UUID");
+        auto raw = read_whole_file(path);
+        if (!raw) return make_error(rc::kFail, path + ": " + raw.error().message);
+        auto b = parse_ek_binding(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()), uuid);
+        if (!b) return make_error(rc::kFail, path + ": " + b.error().message);
+        out.emplace(uuid, *b);
+    }
+    return out;
 }
 
 Result<EkBindingChange> bind_ek(EkBinding& b, EkFamily family, const Digest& spki, bool operator_peer,

@@ -1,14 +1,19 @@
-// Which EK keys a VM's vTPM has: HOSTDIR/vms/<uuid>.ek, written the first
-// time vtpm-hostd certifies an EK of that VM (mode 0600). A vTPM has one RSA
-// and one ECC EK (vtpm-setup makes both), so the file keeps one SHA-256 of a
-// DER SubjectPublicKeyInfo per key family. Without it anyone who may talk to
-// the daemon could have a software key certified as some VM's EK, and then
-// as its vAIK; with it a second key for a VM needs root (re-manufacturing).
+// Which EK keys a VM's vTPM has, bound the first time vtpm-hostd certifies
+// an EK of that VM. A vTPM has one RSA and one ECC EK (vtpm-setup makes
+// both), so a binding is one SHA-256 of a DER SubjectPublicKeyInfo per key
+// family. Without it anyone who may talk to the daemon could have a software
+// key certified as some VM's EK, and then as its vAIK; with it a second key
+// for a VM needs root (re-manufacturing). The daemon keeps the bindings in
+// its ledger (ledger.hpp), anchored in the host TPM's counter, so an older
+// binding put back is found out; older versions kept each in
+// HOSTDIR/vms/<uuid>.ek, which the ledger takes in once.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/sha256.hpp"
 #include "vtpm/result.hpp"
@@ -28,10 +33,11 @@ struct EkBinding {
 std::string format_ek_binding(const std::string& uuid, const EkBinding& b);
 Result<EkBinding> parse_ek_binding(std::string_view text, const std::string& uuid);
 
-/// VM `uuid`'s binding (canonical text); an empty one when it has none.
-Result<EkBinding> read_ek_binding(const std::string& host_dir, const std::string& uuid);
-/// Keep it durably (temp file, fsync, rename; creating HOSTDIR/vms).
-Result<void> write_ek_binding(const std::string& host_dir, const std::string& uuid, const EkBinding& b);
+/// The HOSTDIR/vms/<uuid>.ek files older versions wrote, sorted.
+std::vector<std::string> ek_file_paths(const std::string& host_dir);
+/// The bindings in those files, by VM; an error names a damaged file or one
+/// whose name is not a VM UUID.
+Result<std::map<std::string, EkBinding>> read_ek_files(const std::string& host_dir);
 
 /// What certifying EK key `spki` of `family` for VM `uuid` does to `b`.
 enum class EkBindingChange { Unchanged, Bound, Replaced };

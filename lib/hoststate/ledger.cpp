@@ -84,6 +84,26 @@ Result<LedgerBook> parse_ledger_book(std::string_view text, const std::string& s
             if (pending != "-") r.pending = *p;
             if (!b.identities.emplace(uuid, std::move(r)).second)
                 return make_error(rc::kFail, where + "identity of VM " + uuid + " twice");
+        } else if (kv.key == "ek") {
+            std::istringstream in(kv.value);
+            std::string uuid, rsa, ec, extra;
+            in >> uuid >> rsa >> ec;
+            auto u = canonical_uuid(uuid);
+            EkBinding e;
+            bool ok = u && *u == uuid && !(in >> extra) && !(rsa == "-" && ec == "-");
+            for (auto [text, slot] : {std::pair{&rsa, &e.rsa}, std::pair{&ec, &e.ec}}) {
+                if (!ok || *text == "-") continue;
+                auto d = from_hex(*text);
+                ok = d && d->size() == 32;
+                if (ok) std::memcpy(slot->emplace().data(), d->data(), 32);
+            }
+            if (!ok) return make_error(rc::kFail, where + "not 'ek = UUID RSA-SHA256|- ECC-SHA256|-'");
+            if (!b.ek_bindings.emplace(uuid, e).second)
+                return make_error(rc::kFail, where + "EK binding of VM " + uuid + " twice");
+        } else if (kv.key == "ek_files") {
+            if (kv.value != "imported" || b.ek_files_imported)
+                return make_error(rc::kFail, where + "not a single 'ek_files = imported'");
+            b.ek_files_imported = true;
         } else {
             return make_error(rc::kFail, where + "unknown key '" + kv.key + "'");
         }
@@ -103,6 +123,10 @@ std::string format_ledger_book(const LedgerBook& b) {
         out += "identity = " + uuid + " " + std::to_string(r.generation) + " " +
                (r.vaik_name.empty() ? std::string("-") : to_hex(r.vaik_name)) + " " +
                (r.pending ? std::to_string(*r.pending) : std::string("-")) + "\n";
+    auto digest = [](const std::optional<Digest>& d) { return d ? to_hex(*d) : std::string("-"); };
+    for (const auto& [uuid, e] : b.ek_bindings)
+        if (e.rsa || e.ec) out += "ek = " + uuid + " " + digest(e.rsa) + " " + digest(e.ec) + "\n";
+    if (b.ek_files_imported) out += "ek_files = imported\n";
     return out;
 }
 
@@ -238,7 +262,33 @@ Result<void> Ledger::commit_identity(const IdentityRecord& r, uint64_t counter) 
     return replace_book(std::move(next), counter);
 }
 
-Result<void> Ledger::write(uint64_t counter) { return replace_book(book_, counter); }
+EkBinding Ledger::ek_binding(const std::string& uuid) const {
+    auto it = book_.ek_bindings.find(uuid);
+    return it == book_.ek_bindings.end() ? EkBinding{} : it->second;
+}
+
+Result<void> Ledger::commit_ek_binding(const std::string& uuid, const EkBinding& b, uint64_t counter) {
+    LedgerBook next = book_;
+    if (b.rsa || b.ec)
+        next.ek_bindings[uuid] = b;
+    else
+        next.ek_bindings.erase(uuid);
+    return replace_book(std::move(next), counter);
+}
+
+Result<void> Ledger::import_ek_files(const std::map<std::string, EkBinding>& files, uint64_t counter) {
+    LedgerBook next = book_;
+    for (const auto& [uuid, b] : files)
+        if (b.rsa || b.ec) next.ek_bindings.emplace(uuid, b);  // never over one the ledger has
+    next.ek_files_imported = true;
+    return replace_book(std::move(next), counter);
+}
+
+Result<void> Ledger::create(uint64_t counter) {
+    LedgerBook fresh;
+    fresh.ek_files_imported = true;
+    return replace_book(std::move(fresh), counter);
+}
 
 void Ledger::keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const {
     const std::string vms = dir_ + "/vms";

@@ -9,6 +9,8 @@
 //   vm = <uuid> <generation> <root hex> saved|restored
 //   old = <uuid> <generation> <root hex>     (earlier saves, for a revert)
 //   identity = <uuid> <generation> <vAIK name hex|-> <pending generation|->
+//   ek = <uuid> <RSA EK SPKI SHA-256 hex|-> <ECC EK SPKI SHA-256 hex|->
+//   ek_files = imported
 //   ...
 //   mac = <HMAC-SHA256 of the lines above, keyed by the daemon>
 //
@@ -16,6 +18,9 @@
 // a genuine file useless. The identity lines are the VMs' uniqueness records
 // (identity_records.hpp): kept here so that they are anchored too, and
 // written out to HOSTDIR/vms/<uuid>.record for verifiers (--host-record).
+// The ek lines are the VMs' EK bindings (ek_bindings.hpp), anchored for the
+// same reason; `ek_files = imported` says the HOSTDIR/vms/<uuid>.ek files
+// of older versions were taken in once and are never read again.
 #pragma once
 
 #include <map>
@@ -23,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "hoststate/ek_bindings.hpp"
 #include "hoststate/identity_records.hpp"
 #include "merkle/merkle.hpp"
 #include "util/secure_memory.hpp"
@@ -48,6 +54,8 @@ struct LedgerBook {
     std::map<std::string, LedgerEntry> vms;  // the latest save, by canonical UUID text
     std::map<std::string, std::vector<LedgerEntry>> history;  // earlier saves, oldest first
     std::map<std::string, IdentityRecord> identities;         // uniqueness records, by canonical UUID text
+    std::map<std::string, EkBinding> ek_bindings;             // EK keys certified per VM, by canonical UUID text
+    bool ek_files_imported = false;                           // HOSTDIR/vms/*.ek taken in (never read again)
 };
 
 /// Parse the ledger file's text (without its mac line); the error names
@@ -87,8 +95,20 @@ public:
     /// Record `r` and the counter value it will be anchored at, and write
     /// the file durably. The caller moves the TPM counter to `counter`.
     Result<void> commit_identity(const IdentityRecord& r, uint64_t counter);
-    /// Write the file with `counter` and no other change (a new host).
-    Result<void> write(uint64_t counter);
+    /// The VM's EK binding; an empty one when the ledger has none.
+    EkBinding ek_binding(const std::string& uuid) const;
+    /// Record `b` as VM `uuid`'s EK binding and the counter value it will be
+    /// anchored at, and write the file durably. The caller moves the TPM
+    /// counter to `counter`.
+    Result<void> commit_ek_binding(const std::string& uuid, const EkBinding& b, uint64_t counter);
+    /// Take in the bindings read from older versions' HOSTDIR/vms/*.ek files
+    /// (for VMs the ledger has none of) and mark the files as taken in, at
+    /// `counter`. The caller moves the TPM counter there (unless it stands
+    /// there already: a new host).
+    Result<void> import_ek_files(const std::map<std::string, EkBinding>& files, uint64_t counter);
+    /// Write a new host's ledger, empty, at `counter` (it has no older
+    /// version's files to take in).
+    Result<void> create(uint64_t counter);
     /// Keep the leaves of the save with `root` (best effort, not synced).
     void keep_leaves(const std::string& uuid, const std::vector<Digest>& leaves) const;
     /// The kept leaves if their Merkle root is `root`.

@@ -29,7 +29,7 @@ namespace {
 
 // An AuthKey-issued EK certificate: the AuthKey signs one for any key it is
 // sent, so it vouches for a vTPM only with the key bound to the VM it names.
-Result<void> check_bound_ek(const X509* cert, const std::string& uuid, const std::string& host_dir) {
+Result<void> check_bound_ek(const X509* cert, const std::string& uuid, const hoststate::EkBinding& bound) {
     auto cn = subject_cn(cert);
     if (!cn) return make_error(rc::kFail, "the vTPM's EK certificate from this host's AuthKey: " + cn.error().message);
     auto named = vm_uuid_in(*cn);
@@ -42,9 +42,7 @@ Result<void> check_bound_ek(const X509* cert, const std::string& uuid, const std
     if (!family) return make_error(rc::kFail, "the vTPM's EK certificate: " + family.error().message);
     auto digest = spki_digest(key);
     if (!digest) return digest.error();
-    auto bound = hoststate::read_ek_binding(host_dir, uuid);
-    if (!bound) return bound.error();
-    if ((*bound)[*family] != *digest)
+    if (bound[*family] != *digest)
         return make_error(rc::kFail, "the vTPM's EK certificate holds a key that is not the EK bound to VM " + uuid +
                                          " (re-manufactured since, or not made by vtpm-setup)");
     return {};
@@ -53,7 +51,7 @@ Result<void> check_bound_ek(const X509* cert, const std::string& uuid, const std
 }  // namespace
 
 Result<hostapi::VaikChallengeReply> VaikChallenges::open(const hostapi::VaikChallengeRequest& req,
-                                                         const EkIssuers& trusted, const std::string& host_dir) {
+                                                         const EkIssuers& trusted, const hoststate::EkBinding& bound) {
     const std::string uuid = format_uuid(req.vm);
     auto cert = x509::parse_der_certificate(req.ek_cert);
     if (!cert) return make_error(rc::kBadParameter, "the vTPM's EK certificate: " + cert.error().message);
@@ -70,7 +68,7 @@ Result<hostapi::VaikChallengeReply> VaikChallenges::open(const hostapi::VaikChal
     auto by_authkey = trusted.authkey.empty() ? Result<std::vector<std::string>>(make_error(rc::kFail, "no AuthKey"))
                                               : verify(trusted.authkey);
     if (by_authkey) {
-        if (auto r = check_bound_ek(cert->get(), uuid, host_dir); !r) return r.error();
+        if (auto r = check_bound_ek(cert->get(), uuid, bound); !r) return r.error();
     } else {
         if (trusted.local_ca.empty())
             return make_error(rc::kFail, "the vTPM's EK certificate is not trusted: " + by_authkey.error().message);

@@ -14,6 +14,7 @@
 
 #include "attest/evidence.hpp"
 #include "hostapi/client.hpp"
+#include "hoststate/ek_bindings.hpp"
 #include "hoststate/identity_records.hpp"
 #include "issuance/host_root.hpp"
 #include "issuance/vtpm_channel.hpp"
@@ -58,11 +59,11 @@ struct EkIssuers {
 class VaikChallenges {
 public:
     /// Check `req.ek_cert` against `trusted`: one from the AuthKey must name
-    /// this VM in its CN and hold the EK key bound to it in `host_dir`
+    /// this VM in its CN and hold the EK key of `bound`, the VM's binding
     /// (hoststate/ek_bindings.hpp); one from the local CA must not name
     /// another VM. Then wrap a fresh secret to it for the vAIK's name.
     Result<hostapi::VaikChallengeReply> open(const hostapi::VaikChallengeRequest& req, const EkIssuers& trusted,
-                                             const std::string& host_dir);
+                                             const hoststate::EkBinding& bound);
     /// The activation in `req` answers an open challenge for this VM and
     /// vAIK; a challenge is answered once and expires after two minutes.
     Result<void> redeem(const hostapi::VaikRequest& req);

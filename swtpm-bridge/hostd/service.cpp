@@ -3,7 +3,11 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "hostapi/protocol.hpp"
@@ -167,10 +171,12 @@ Result<Fields> leaves_for(const hoststate::Ledger& ledger, const Fields& f) {
 
 // An EK or platform certificate for a vTPM being manufactured: the daemon
 // builds it from the fields (x509::issue_certificate) and signs it. The first
-// EK key certified for a VM is bound to it (HOSTDIR/vms/UUID.ek), so that a
-// peer cannot have a key of its own certified as that VM's EK and then use
-// it to prove a software vAIK (VaikChallenge); another key needs root.
-Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const Peer& peer, std::string& what) {
+// EK key certified for a VM is bound to it in the ledger (one counter
+// increment), so that a peer cannot have a key of its own certified as that
+// VM's EK and then use it to prove a software vAIK (VaikChallenge); another
+// key needs root.
+Result<Fields> issue_tcg_cert(issuance::HostRoot& root, hoststate::Ledger& ledger, const Fields& f, const Peer& peer,
+                              std::string& what) {
     auto q = hostapi::parse_tcg_cert_request(f);
     if (!q) return q.error();
     const unsigned char* p = q->subject_public_key.data();
@@ -187,12 +193,10 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const P
         auto family = issuance::ek_key_family(key.get());
         auto digest = family ? issuance::spki_digest(key.get()) : Result<Digest>(family.error());
         if (!digest) return digest.error();
-        auto bound = hoststate::read_ek_binding(root.dir(), **vm);
-        if (!bound) return bound.error();
-        auto c = hoststate::bind_ek(*bound, *family, *digest, peer.uid == 0, **vm);
+        binding = ledger.ek_binding(**vm);
+        auto c = hoststate::bind_ek(*binding, *family, *digest, peer.uid == 0, **vm);
         if (!c) return c.error();
         change = *c;
-        binding = std::move(*bound);
     }
     x509::CertRequest req;
     req.kind = q->kind == 0 ? x509::CertKind::Ek : x509::CertKind::Platform;
@@ -211,12 +215,18 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, const Fields& f, const P
     if (!der) return der.error();
     // Bound before the certificate leaves; a VM named nowhere is bound to
     // nothing, and its certificate proves no vAIK (VaikChallenge).
-    if (change != hoststate::EkBindingChange::Unchanged)
-        if (auto w = hoststate::write_ek_binding(root.dir(), **vm, *binding); !w) return w.error();
+    std::optional<uint64_t> anchored_at;
+    if (change != hoststate::EkBindingChange::Unchanged) {
+        const uint64_t counter = ledger.book().counter + 1;
+        if (auto c = ledger.commit_ek_binding(**vm, *binding, counter); !c) return c.error();
+        if (auto a = anchor(root, counter); !a) return a.error();
+        anchored_at = counter;
+    }
     if (change == hoststate::EkBindingChange::Replaced)
         VTPM_LOG_WARN("VM %s: EK key replaced for pid %d uid %u (re-manufactured); the old key proves no vAIK",
                       vm->value().c_str(), static_cast<int>(peer.pid), static_cast<unsigned>(peer.uid));
     if (change == hoststate::EkBindingChange::Bound) what += " (EK key bound)";
+    what += counter_note(anchored_at);
     return Fields{*der};
 }
 
@@ -322,6 +332,43 @@ Result<Fields> state_key(issuance::HostRoot& root, const Fields& f, std::string&
 }  // namespace
 
 Result<std::string> Service::open_ledger() {
+    auto opened = check_ledger();
+    if (!opened) return opened;
+    auto imported = import_ek_files();
+    if (!imported) return imported.error();
+    return *opened + *imported;
+}
+
+// Older versions kept each VM's EK binding in HOSTDIR/vms/UUID.ek, a plain
+// file: one put back from a copy (or planted) bound an old or foreign key.
+// The ledger takes them in once, in one counter increment, and they are
+// removed; from then on one found is never read.
+Result<std::string> Service::import_ek_files() {
+    const auto paths = hoststate::ek_file_paths(root_.dir());
+    if (ledger_.book().ek_files_imported) {
+        if (!paths.empty())
+            VTPM_LOG_WARN("%zu EK binding file(s) ignored (%s%s): the EK bindings live in the ledger", paths.size(),
+                          paths.front().c_str(), paths.size() > 1 ? ", ..." : "");
+        return std::string();
+    }
+    auto files = hoststate::read_ek_files(root_.dir());
+    if (!files)
+        return make_error(rc::kFail, files.error().message +
+                                         " (an EK binding kept by an older version; repair it, or remove it and "
+                                         "re-manufacture that VM's vTPM as root)");
+    const uint64_t counter = ledger_.book().counter + 1;
+    if (auto c = ledger_.import_ek_files(*files, counter); !c) return c.error();
+    if (auto a = anchor(root_, counter); !a) return a.error();
+    for (const auto& p : paths)
+        if (::unlink(p.c_str()) != 0)
+            VTPM_LOG_WARN("cannot remove %s (taken into the ledger, never read again): %s", p.c_str(),
+                          std::strerror(errno));
+    if (files->empty()) return std::string();
+    return "; the EK bindings of " + std::to_string(files->size()) +
+           " VM(s) taken into the ledger from HOSTDIR/vms/*.ek" + counter_note(counter);
+}
+
+Result<std::string> Service::check_ledger() {
     auto present = ledger_.load();
     if (!present) return present.error();
     const auto counter = root_.ledger_counter();
@@ -331,7 +378,7 @@ Result<std::string> Service::open_ledger() {
     if (!*present && !*tpm) {
         auto first = counter.define(root_.tpm());
         if (!first) return first.error();
-        if (auto w = ledger_.write(*first); !w) return w.error();
+        if (auto w = ledger_.create(*first); !w) return w.error();
         return "a new ledger, anchored in the host TPM's counter (NV 0x01000010) at " + std::to_string(*first);
     }
     if (!*tpm)
@@ -400,7 +447,7 @@ Result<std::vector<Bytes>> Service::vaik_challenge(const std::vector<Bytes>& f, 
     issuance::EkIssuers issuers;
     for (const auto& c : trusted->authkey) issuers.authkey.push_back(c.get());
     for (const auto& c : trusted->local_ca) issuers.local_ca.push_back(c.get());
-    auto r = challenges_.open(*q, issuers, root_.dir());
+    auto r = challenges_.open(*q, issuers, ledger_.ek_binding(uuid_text(q->vm)));
     if (!r) return r.error();
     return hostapi::to_fields(*r);
 }
@@ -421,7 +468,7 @@ Bytes Service::handle(ByteView body, const Peer& peer) {
         case Kind::SignSnapshotRecord: out = sign_record(root_, ledger_, m->fields, what); break;
         case Kind::KeepLeaves: out = keep_leaves(ledger_, m->fields); break;
         case Kind::LeavesFor: out = leaves_for(ledger_, m->fields); break;
-        case Kind::IssueTcgCert: out = issue_tcg_cert(root_, m->fields, peer, what); break;
+        case Kind::IssueTcgCert: out = issue_tcg_cert(root_, ledger_, m->fields, peer, what); break;
         case Kind::IssueVaik: out = issue_vaik(root_, challenges_, ledger_, m->fields, peer, what); break;
         case Kind::VaikChallenge: out = vaik_challenge(m->fields, what); break;
         case Kind::ConfirmVaik: out = confirm_vaik(root_, ledger_, m->fields, what); break;

@@ -33,13 +33,18 @@ public:
     /// counter (defining the counter on a new host). Refuses a ledger that is
     /// older than the counter (HOSTDIR rolled back), missing while the
     /// counter exists, or ahead of it; finishes a commit the daemon was
-    /// stopped in. Returns a line for the log.
+    /// stopped in; takes in older versions' EK binding files once. Returns a
+    /// line for the log.
     Result<std::string> open_ledger();
     /// The framed response to one request body. Never fails: a refused or
     /// malformed request gets a failure response naming why.
     Bytes handle(ByteView request_body, const Peer& peer);
 
 private:
+    /// open_ledger's check of the file against the counter.
+    Result<std::string> check_ledger();
+    /// open_ledger's one-time import of HOSTDIR/vms/*.ek into the ledger.
+    Result<std::string> import_ek_files();
     /// Issuers of vTPM EK certificates the daemon trusts now: the AuthKey
     /// with the privacy CA's chain (empty before enrollment), and --ek-ca.
     struct EkIssuerCerts {

@@ -194,26 +194,48 @@ def tcg_cert(sock, key, cn, days=-1, kind=0):
 UUID3 = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 
 
+def ek_binding(host, uuid):
+    """VM `uuid`'s EK binding in HOSTDIR/ledger ('ek = UUID RSA|- ECC|-'),
+    as (rsa, ecc) hex or '-', or None when the ledger has none."""
+    for line in open(os.path.join(host, "ledger")):
+        key, _, value = line.partition(" = ")
+        if key == "ek" and value.split()[0] == uuid:
+            return tuple(value.split()[1:])
+    return None
+
+
 def proof_of_possession(work, sock, host, hostd, out, vmh, conf):
     """The AuthKey signs an EK certificate for whatever key it is sent. Each
-    VM's EK key is bound at its first EK certificate (HOSTDIR/vms/UUID.ek):
-    a peer that is not root gets no EK certificate for another key of that
-    VM, and an AuthKey-issued EK certificate proves a vAIK (VaikChallenge)
-    only with the key bound to the VM it names. So a software key never
-    becomes a VM's EK, nor its vAIK."""
+    VM's EK key is bound at its first EK certificate, in the daemon's ledger
+    (anchored in the host TPM's counter, so no file put back or planted
+    changes it): a peer that is not root gets no EK certificate for another
+    key of that VM, and an AuthKey-issued EK certificate proves a vAIK
+    (VaikChallenge) only with the key bound to the VM it names. So a
+    software key never becomes a VM's EK, nor its vAIK."""
     vaik_pub = open(os.path.join(out, "vaik.pub"), "rb").read()
-    binding = os.path.join(host, "vms", UUID2 + ".ek")
-    h.check_eq(os.stat(binding).st_mode & 0o777, 0o600, "vtpm-setup (hosttpm) bound VM 2's EK keys, file mode 0600")
-    bound = open(binding).read()
-    h.check("rsa_ek_spki_sha256 = " in bound and "ec_ek_spki_sha256 = " in bound,
-            "the RSA and the ECC EK are bound")
+    bound = ek_binding(host, UUID2)
+    h.check(bound is not None and len(bound) == 2 and "-" not in bound,
+            f"vtpm-setup (hosttpm) bound VM 2's RSA and ECC EK keys in the ledger: {bound}")
+    h.check(re.search(rf"IssueTcgCert EK certificate for VM {UUID2} \(EK key bound\) \(ledger counter \d+\)",
+                      hostd.output()), "each binding is one step of the ledger counter, logged")
+    h.check(not os.path.exists(os.path.join(host, "vms", UUID2 + ".ek")), "and no binding file is written")
     sw = spki(work, "software-ek")
     st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"evil:{UUID2}"))
     h.check(st != 0 and b"already has an RSA EK" in f[0] and b"re-manufacturing needs root" in f[0],
             f"a non-root peer gets no EK certificate for a software key of a VM that has an EK: {f[0][:120]}")
     st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"evil:{UUID2}", kind=1))
     h.check(st != 0 and b"already has an RSA EK" in f[0], f"nor a platform certificate: {f[0][:90]}")
-    h.check_eq(open(binding).read(), bound, "and the binding is unchanged")
+    h.check_eq(ek_binding(host, UUID2), bound, "and the binding is unchanged")
+    # The binding file older versions kept, planted for the software key (as
+    # an older copy put back would be): never read, so still refused. The
+    # old daemon read it and issued the certificate.
+    planted = os.path.join(host, "vms", UUID2 + ".ek")
+    with open(planted, "w") as f:
+        f.write(f"vm_uuid = {UUID2}\nrsa_ek_spki_sha256 = {hashlib.sha256(sw).hexdigest()}\n")
+    st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"evil:{UUID2}"))
+    h.check(st != 0 and b"already has an RSA EK" in f[0],
+            f"a binding file planted for a software key binds nothing: {f[0][:120]}")
+    h.check_eq(ek_binding(host, UUID2), bound, "and the ledger's binding is unchanged")
     # What the daemon certifies at all.
     for what, args, want in (
             ("a 512-bit RSA key", (spki(work, "rsa512", "rsa:512"), f"vm:{UUID3}"), b"512 bits is refused"),
@@ -226,7 +248,7 @@ def proof_of_possession(work, sock, host, hostd, out, vmh, conf):
             ("36501 days", (sw, f"vm:{UUID3}", 36501), b"days is refused")):
         st, f = tcg_cert(sock, *args)
         h.check(st != 0 and want in f[0], f"IssueTcgCert refuses {what}: {f[0][:90]}")
-    h.check(not os.path.exists(os.path.join(host, "vms", UUID3 + ".ek")), "and binds nothing")
+    h.check(ek_binding(host, UUID3) is None, "and binds nothing")
 
     # A VM whose EK certificate was issued for a key that is no longer its EK.
     st, f = as_nobody(work, sock, lambda: tcg_cert(sock, sw, f"vm3:{UUID3}", days=36500))
@@ -251,7 +273,9 @@ def proof_of_possession(work, sock, host, hostd, out, vmh, conf):
     h.run([SETUP, "--tpm2", "--tpm-state", vmh, "--createek", "--create-ek-cert", "--config", conf, "--overwrite",
            "--vmid", f"vm-hosttpm:{UUID2}", "--write-ek-cert-files", vmh], env=ENV)
     new_ek = open(os.path.join(vmh, "ek-rsa2048.crt"), "rb").read()
-    h.check(new_ek != old_ek and open(binding).read() != bound, "root re-manufactures VM 2: its new EK keys bound")
+    rebound = ek_binding(host, UUID2)
+    h.check(new_ek != old_ek and rebound[0] != bound[0] and rebound[1] != bound[1],
+            "root re-manufactures VM 2: its new EK keys bound")
     st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID2).bytes, vaik_pub, old_ek])
     h.check(st != 0 and b"not the EK bound" in f[0], f"the old EK certificate proves no vAIK any more: {f[0][:90]}")
     st, f = h.hostd_call(sock, "VaikChallenge", [uuid_mod.UUID(UUID2).bytes, vaik_pub, new_ek])
@@ -525,6 +549,8 @@ def test(work, stack):
     hostd.stop()
     hostd, sock_again = h.host_daemon(stack, work, host, tcti, name="hostd-again")
     h.check(state_key(sock_again, False)[2] == vm_key, "a restarted daemon unseals the same state key")
+    h.check(f"EK binding file(s) ignored ({os.path.join(host, 'vms', UUID2 + '.ek')}): the EK bindings live in "
+            "the ledger" in hostd.output(), "a restarted daemon names the planted binding file as ignored")
     hostd.stop()
     h.tpm2(port, "pcrextend", "4:sha256=" + "cd" * 32)
     r = h.run([os.path.join(BIN, "vtpm-hostd"), "--dir", host, "--tcti", tcti, "--socket", sock], check_rc=False,

@@ -691,12 +691,12 @@ def test(work, stack):
     expect_refused(lab, "bad-vaik-quote", img_q, lab.mem(), r"the vAIK quote signature does not verify")
 
     # NV wear: the host TPM's ledger counter moved exactly once per save, per
-    # restore put to use, per revert and per identity issued or confirmed
-    # (the daemon since its restart in ledger_rollback), never per guest NV
-    # write or refused restore.
+    # restore put to use, per revert, per identity issued or confirmed and
+    # per EK key bound (the daemon since its restart in ledger_rollback),
+    # never per guest NV write or refused restore.
     steps = []
-    for kind, c in re.findall(r"(SignSnapshotRecord|ConsumeGeneration|RevertGeneration|IssueVaik|ConfirmVaik) VM \S+ "
-                              r"generation \d+ "
+    for kind, c in re.findall(r"(SignSnapshotRecord|ConsumeGeneration|RevertGeneration|IssueVaik|ConfirmVaik|"
+                              r"IssueTcgCert) (?:EK certificate for )?VM \S+ (?:generation \d+ |\(EK key bound\) )?"
                               r"\(ledger counter (\d+)\)", lab.hostd.output()):
         if not steps or steps[-1][1] != c:  # a revert is logged twice (as a warning too)
             steps.append((kind, c))
@@ -705,7 +705,8 @@ def test(work, stack):
             f"one ledger counter increment per save/restore/revert: {len(steps)} events, counter "
             f"{counters[0] if counters else '?'}..{counters[-1] if counters else '?'}")
     kinds = {k: sum(1 for s in steps if s[0] == k)
-             for k in ("SignSnapshotRecord", "ConsumeGeneration", "RevertGeneration", "IssueVaik", "ConfirmVaik")}
+             for k in ("SignSnapshotRecord", "ConsumeGeneration", "RevertGeneration", "IssueVaik", "ConfirmVaik",
+                       "IssueTcgCert")}
     print(f"# host TPM NV counter increments since the daemon's restart: {kinds}", flush=True)
     interrupted_commit(lab)
 

@@ -1,13 +1,14 @@
 // Fuzz the host's per-VM files as they are read back from HOSTDIR: the
-// ledger (snapshot generations and identity records), the identity record
-// file and the owner's approvals. A file an attacker with disk access edited
+// ledger (snapshot generations, identity records, EK bindings), the identity
+// record file, an older version's EK binding file and the owner's approvals. A file an attacker with disk access edited
 // must give a clean error, never a crash.
 #include <cstdlib>
 #include <string_view>
 
-#include "hoststate/ledger.hpp"
+#include "hoststate/ek_bindings.hpp"
 #include "hoststate/host_files.hpp"
 #include "hoststate/identity_records.hpp"
+#include "hoststate/ledger.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -21,6 +22,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // What parses must survive its own round trip.
         auto again = vtpm::hoststate::parse_identity_record(vtpm::hoststate::format_identity_record(*r));
         if (!again || again->generation != r->generation || again->vm_uuid != r->vm_uuid) std::abort();
+    }
+    constexpr const char* kVm = "3f0d9a4e-1111-2222-3333-444455556666";
+    if (auto b = vtpm::hoststate::parse_ek_binding(text, kVm)) {
+        auto again = vtpm::hoststate::parse_ek_binding(vtpm::hoststate::format_ek_binding(kVm, *b), kVm);
+        if (!again || !(*again == *b)) std::abort();
     }
     if (auto a = vtpm::hoststate::parse_authorization(text)) {
         const std::string again = vtpm::hoststate::encode_authorization(*a);

@@ -102,7 +102,7 @@ TEST_CASE("the ledger keeps the VMs' identity records, anchored with the rest") 
     TempDir d;
     const Bytes key(32, 0x33);
     Ledger l(d.path.string(), key);
-    REQUIRE(l.write(1));
+    REQUIRE(l.create(1));
     CHECK_FALSE(l.identity(kVm));
     REQUIRE(l.commit_identity(IdentityRecord{kVm, 0, {}, 1}, 2));
     REQUIRE(l.commit_identity(IdentityRecord{kVm, 1, Bytes{1, 2}, std::nullopt}, 3));
@@ -115,6 +115,58 @@ TEST_CASE("the ledger keeps the VMs' identity records, anchored with the rest") 
     CHECK_FALSE(again.identity(kVm)->pending);
 }
 
+TEST_CASE("the ledger keeps the VMs' EK bindings and takes in older versions' files once") {
+    Digest rsa{}, ec{};
+    rsa.fill(0xa1);
+    ec.fill(0xec);
+    LedgerBook b;
+    b.counter = 2;
+    b.ek_bindings[kVm] = EkBinding{rsa, ec};
+    const std::string other = "0f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+    b.ek_bindings[other] = EkBinding{std::nullopt, ec};
+    b.ek_files_imported = true;
+    const std::string text = format_ledger_book(b);
+    CHECK(text.find("ek = " + std::string(kVm) + " " + to_hex(rsa) + " " + to_hex(ec) + "\n") != std::string::npos);
+    CHECK(text.find("ek = " + other + " - " + to_hex(ec) + "\n") != std::string::npos);
+    CHECK(text.find("ek_files = imported\n") != std::string::npos);
+    auto back = parse_ledger_book(text, "ledger");
+    REQUIRE(back);
+    CHECK(back->ek_bindings == b.ek_bindings);
+    CHECK(back->ek_files_imported);
+    CHECK(format_ledger_book(*back) == text);
+    CHECK_FALSE(parse_ledger_book("counter = 1\n", "l")->ek_files_imported);
+
+    const std::string vm(kVm), h = to_hex(rsa);
+    for (const std::string& bad :
+         {"ek = " + vm + " - -\n", "ek = " + vm + " " + h + "\n", "ek = " + vm + " " + h + " " + h + " " + h + "\n",
+          "ek = " + vm + " abcd -\n", "ek = " + vm + " - zz\n", "ek = not-a-uuid " + h + " -\n"})
+        CHECK(parse_ledger_book("counter = 1\n" + bad, "l").error().message.find("not 'ek = ") != std::string::npos);
+    const std::string line = "ek = " + vm + " " + h + " -\n";
+    CHECK(parse_ledger_book("counter = 1\n" + line + line, "l").error().message.find("twice") != std::string::npos);
+    CHECK_FALSE(parse_ledger_book("counter = 1\nek_files = imported\nek_files = imported\n", "l"));
+    CHECK_FALSE(parse_ledger_book("counter = 1\nek_files = later\n", "l"));
+
+    // Committed with a counter and read back through the MAC; the import
+    // never replaces a binding the ledger has.
+    TempDir d;
+    const Bytes key(32, 0x44);
+    Ledger l(d.path.string(), key);
+    REQUIRE(l.create(1));
+    CHECK(l.ek_binding(kVm) == EkBinding{});
+    REQUIRE(l.commit_ek_binding(kVm, EkBinding{rsa, std::nullopt}, 2));
+    Digest planted{};
+    planted.fill(0x66);
+    REQUIRE(l.import_ek_files({{vm, EkBinding{planted, planted}}, {other, EkBinding{std::nullopt, ec}}}, 3));
+    Ledger again(d.path.string(), key);
+    REQUIRE(again.load());
+    CHECK(again.book().counter == 3);
+    CHECK(again.book().ek_files_imported);
+    CHECK(again.ek_binding(kVm) == EkBinding{rsa, std::nullopt});
+    CHECK(again.ek_binding(other) == EkBinding{std::nullopt, ec});
+    REQUIRE(again.commit_ek_binding(other, EkBinding{}, 4));  // an empty binding is no line
+    CHECK(slurp(d.path / kLedgerFile).find("ek = " + other) == std::string::npos);
+}
+
 TEST_CASE("the ledger's MAC: written by commit, checked by load") {
     TempDir d;
     const Bytes key(32, 0x11);
@@ -122,7 +174,7 @@ TEST_CASE("the ledger's MAC: written by commit, checked by load") {
     auto none = l.load();
     REQUIRE(none);
     CHECK_FALSE(*none);
-    REQUIRE(l.write(1));
+    REQUIRE(l.create(1));
     REQUIRE(l.commit(kVm, LedgerEntry{1, {}}, 2));
     CHECK(l.book().counter == 2);
 
@@ -156,7 +208,7 @@ TEST_CASE("the ledger's MAC: written by commit, checked by load") {
 TEST_CASE("a save restores once; a revert brings an earlier save back, generations never reused") {
     TempDir d;
     Ledger l(d.path.string(), Bytes(32, 0x11));
-    REQUIRE(l.write(1));
+    REQUIRE(l.create(1));
     Digest r1{}, r2{};
     r1[0] = 1;
     r2[0] = 2;
