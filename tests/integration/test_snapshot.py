@@ -449,6 +449,46 @@ def postcopy(lab):
     srv2.wait(10)
 
 
+def internal_snapshots(lab):
+    """QEMU's internal snapshots (HMP savevm / loadvm on a qcow2 disk, what
+    `virsh snapshot-create-as` and `snapshot-revert` do) on one running
+    bridge: savevm signs a record, the first loadvm is verified and put to
+    use, a second loadvm of the same snapshot is refused (its vTPM ran
+    since), and root's revert lets it load once more."""
+    mem = lab.mem()
+    srv, ctrl = lab.bridge("savevm", mem)
+    disk = os.path.join(lab.work, "savevm.qcow2")
+    h.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"])
+    vm = lab.qemu("savevm", ctrl, mem, extra=["-drive", f"file={disk},if=none,id=disk0,format=qcow2"])
+    vm.wait_output(r"(?m)^TICK 2 ", timeout=180)
+
+    def hmp(line):
+        return vm.qmp.cmd("human-monitor-command", **{"command-line": line}).strip()
+    h.check_eq(hmp("savevm s1"), "", "savevm with snapshot verification")
+    m = re.search(rf"snapshot record: VM {UUID} generation (\d+), 65536 pages of {mem} ", log_of(srv))
+    h.check(m is not None, "savevm: the bridge signed a record over the guest's RAM")
+    gen = m.group(1)
+    consumed = f"snapshot generation {gen} of VM {UUID} restored: the host ledger will not take it again"
+    h.check_eq(hmp("loadvm s1"), "", "loadvm: the snapshot's vTPM state is verified and loaded")
+    h.check_eq(running_on(vm, "after loadvm"), EXTENDED9, "PCR 9 after loadvm")
+    h.wait_for(lambda: consumed in log_of(srv), 30, "the loaded generation consumed")
+    # (The state directory is not compared: loadvm resets the machine first,
+    # and the vTPM's reset is CMD_INIT then CMD_STOP, which writes its
+    # orderly shutdown. That a refused blob never reaches the disk is checked
+    # on fresh bridges above.)
+    out = hmp("loadvm s1")
+    h.check("Setting the stateblob (type 2) failed" in out and
+            f"generation {gen} of VM {UUID} was restored already" in log_of(srv),
+            f"the same snapshot again is refused: its vTPM ran since: {out[:90]}")
+    r = h.run([HOST, "revert", "--vm", UUID, "--generation", gen, "--hostd", lab.sock], check_rc=False)
+    h.check(r.returncode == 0, f"root's revert: {r.stdout.strip()} {r.stderr.strip()}")
+    h.check_eq(hmp("loadvm s1"), "", "after the revert the snapshot loads")
+    vm.qmp.cmd("cont")  # the refused load left the VM stopped
+    h.check_eq(running_on(vm, "after the reverted loadvm"), EXTENDED9, "PCR 9 after the reverted loadvm")
+    vm.quit()
+    h.check_eq(srv.wait(10), 0, "the bridge exits 0 after QEMU quits")
+
+
 def replaced_host_dir(lab):
     """A HOSTDIR whose authkey.pub is not the AuthKey in the host TPM (here the
     host AK's public key put in its place): the host daemon must not start,
@@ -682,6 +722,7 @@ def test(work, stack):
     unhashed_ram_block(lab)
     qemu_digest(lab)
     postcopy(lab)
+    internal_snapshots(lab)
 
     # Last, since the daemon signs it as the VM's newest generation: a record
     # whose vAIK quote does not verify, re-signed with the host's AuthKey so
@@ -712,4 +753,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=174)
+    h.main(test, min_checks=186)
