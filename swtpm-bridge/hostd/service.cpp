@@ -363,7 +363,6 @@ Result<std::string> Service::import_ek_files() {
         if (::unlink(p.c_str()) != 0)
             VTPM_LOG_WARN("cannot remove %s (taken into the ledger, never read again): %s", p.c_str(),
                           std::strerror(errno));
-    if (files->empty()) return std::string();
     return "; the EK bindings of " + std::to_string(files->size()) +
            " VM(s) taken into the ledger from HOSTDIR/vms/*.ek" + counter_note(counter);
 }
