@@ -82,15 +82,6 @@ Result<IdentityRecords> IdentityRecords::open_locked(const std::string& host_dir
 
 std::string IdentityRecords::path_of(const std::string& uuid) const { return dir_ + "/" + uuid + ".record"; }
 
-Result<IdentityRecord> IdentityRecords::load(const std::string& uuid) const {
-    auto bytes = read_whole_file(path_of(uuid));
-    if (!bytes) return bytes.error();
-    auto r = parse_identity_record(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
-    if (!r) return make_error(rc::kFail, path_of(uuid) + ": " + r.error().message);
-    if (r->vm_uuid != uuid) return make_error(rc::kFail, path_of(uuid) + " belongs to VM " + r->vm_uuid);
-    return r;
-}
-
 Result<void> IdentityRecords::save(const IdentityRecord& r) const {
     const std::string text = format_identity_record(r), path = path_of(r.vm_uuid);
     return replace_file_durably(path + ".tmp", path,

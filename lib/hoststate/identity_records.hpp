@@ -29,15 +29,16 @@ struct IdentityRecord {
 std::string format_identity_record(const IdentityRecord& r);
 Result<IdentityRecord> parse_identity_record(std::string_view text);
 
-/// The records of one host: HOSTDIR/vms/<uuid>.record, written durably,
-/// changed under an exclusive lock on HOSTDIR/vms/.lock.
+/// The record files of one host, HOSTDIR/vms/<uuid>.record, written for
+/// verifiers (the daemon reads its ledger, never these), durably, under an
+/// exclusive lock on HOSTDIR/vms/.lock.
 class IdentityRecords {
 public:
     /// Open (creating HOSTDIR/vms) and take the lock.
     static Result<IdentityRecords> open_locked(const std::string& host_dir);
-    /// The record of `uuid`, rc::kRetry when there is none.
-    Result<IdentityRecord> load(const std::string& uuid) const;
+    /// Write `r` to its file (temp file, fsync, rename).
     Result<void> save(const IdentityRecord& r) const;
+    /// Where the record of `uuid` is written.
     std::string path_of(const std::string& uuid) const;
 
 private:

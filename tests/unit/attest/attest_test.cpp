@@ -13,15 +13,16 @@
 #include "attest/credential.hpp"
 #include "attest/event_log.hpp"
 #include "attest/evidence.hpp"
-#include "hoststate/identity_records.hpp"
-#include "tpm/objects.hpp"
 #include "attest/vaik_cert.hpp"
 #include "attest/verify.hpp"
+#include "hoststate/identity_records.hpp"
+#include "temp_dir.hpp"
+#include "tpm/objects.hpp"
 #include "tpm/public_key.hpp"
+#include "util/durable_file.hpp"
 #include "x509/local_ca.hpp"
 #include "x509/tcg_cert.hpp"
 #include "x509/x509_build.hpp"
-#include "temp_dir.hpp"
 
 using namespace vtpm;
 using namespace vtpm::attest;
@@ -601,9 +602,14 @@ TEST_CASE("records, generations and clashes") {
     TempDir dir;
     auto store = hoststate::IdentityRecords::open_locked(dir.path.string());
     REQUIRE(store);
-    CHECK(store->load(kUuid).code() == rc::kRetry);
+    const std::string path = store->path_of(kUuid);
+    CHECK(read_whole_file(path).code() == rc::kRetry);  // none yet
     REQUIRE(store->save(r));
-    CHECK(store->load(kUuid)->generation == 7);
+    auto saved = read_whole_file(path);
+    REQUIRE(saved);
+    CHECK(
+        hoststate::parse_identity_record(std::string_view(reinterpret_cast<const char*>(saved->data()), saved->size()))
+            ->generation == 7);
 }
 
 TEST_CASE("UUIDs, bindings, policies, credentials") {
