@@ -77,15 +77,20 @@ std::string counter_note(const std::optional<uint64_t>& counter) {
     return counter ? " (ledger counter " + std::to_string(*counter) + ")" : "";
 }
 
-// After a ledger write for `counter`: move the host TPM's counter there.
-Result<void> anchor(issuance::HostRoot& root, uint64_t counter) {
+// One ledger step: `write(counter)` puts the change in the ledger file for
+// the next counter value (durably), then the host TPM's counter moves there,
+// so that an older copy of the file is found out. Returns that value.
+template <class Write>
+Result<uint64_t> ledger_step(issuance::HostRoot& root, const hoststate::Ledger& ledger, Write&& write) {
+    const uint64_t counter = ledger.book().counter + 1;
+    if (auto w = write(counter); !w) return w.error();
     auto moved = root.ledger_counter().increment(root.tpm());
     if (!moved) return make_error(rc::kFail, "the ledger is written but the host TPM's counter did not move: " +
                                                  moved.error().message);
     if (*moved != counter)
         return make_error(rc::kFail, "the host TPM's ledger counter is at " + std::to_string(*moved) + ", expected " +
                                          std::to_string(counter) + ": another writer?");
-    return {};
+    return counter;
 }
 
 // ConsumeGeneration: the latest save of a VM was restored and its TPM runs;
@@ -101,11 +106,11 @@ Result<Fields> generation_step(issuance::HostRoot& root, hoststate::Ledger& ledg
     what = "VM " + uuid + " generation " + std::to_string(q->generation);
     Digest d{};
     std::copy(q->root.begin(), q->root.end(), d.begin());
-    const uint64_t counter = ledger.book().counter + 1;
-    auto c = revert ? ledger.revert(uuid, q->generation, counter) : ledger.consume(uuid, q->generation, d, counter);
-    if (!c) return c.error();
-    if (auto a = anchor(root, counter); !a) return a.error();
-    what += counter_note(counter);
+    auto counter = ledger_step(root, ledger, [&](uint64_t c) {
+        return revert ? ledger.revert(uuid, q->generation, c) : ledger.consume(uuid, q->generation, d, c);
+    });
+    if (!counter) return counter.error();
+    what += counter_note(*counter);
     return Fields{};
 }
 
@@ -132,11 +137,11 @@ Result<Fields> sign_record(issuance::HostRoot& root, hoststate::Ledger& ledger, 
     if (!sig) return sig.error();
     auto out = tpm::marshal_signature(*sig);
     if (!out) return out.error();
-    const uint64_t counter = ledger.book().counter + 1;
-    if (auto c = ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root, false}, counter); !c)
-        return c.error();
-    if (auto a = anchor(root, counter); !a) return a.error();
-    what += counter_note(counter);
+    auto counter = ledger_step(root, ledger, [&](uint64_t c) {
+        return ledger.commit(uuid, hoststate::LedgerEntry{r->generation, r->root, false}, c);
+    });
+    if (!counter) return counter.error();
+    what += counter_note(*counter);
     return hostapi::to_fields(hostapi::RecordReply{*out});
 }
 
@@ -217,10 +222,10 @@ Result<Fields> issue_tcg_cert(issuance::HostRoot& root, hoststate::Ledger& ledge
     // nothing, and its certificate proves no vAIK (VaikChallenge).
     std::optional<uint64_t> anchored_at;
     if (change != hoststate::EkBindingChange::Unchanged) {
-        const uint64_t counter = ledger.book().counter + 1;
-        if (auto c = ledger.commit_ek_binding(**vm, *binding, counter); !c) return c.error();
-        if (auto a = anchor(root, counter); !a) return a.error();
-        anchored_at = counter;
+        auto counter =
+            ledger_step(root, ledger, [&](uint64_t c) { return ledger.commit_ek_binding(**vm, *binding, c); });
+        if (!counter) return counter.error();
+        anchored_at = *counter;
     }
     if (change == hoststate::EkBindingChange::Replaced)
         VTPM_LOG_WARN("VM %s: EK key replaced for pid %d uid %u (re-manufactured); the old key proves no vAIK",
@@ -245,10 +250,9 @@ public:
         return make_error(rc::kRetry, "no identity record for VM " + uuid);
     }
     Result<void> save(const hoststate::IdentityRecord& r) override {
-        const uint64_t counter = ledger_.book().counter + 1;
-        if (auto c = ledger_.commit_identity(r, counter); !c) return c.error();
-        if (auto a = anchor(root_, counter); !a) return a.error();
-        anchored_at = counter;
+        auto counter = ledger_step(root_, ledger_, [&](uint64_t c) { return ledger_.commit_identity(r, c); });
+        if (!counter) return counter.error();
+        anchored_at = *counter;
         auto files = hoststate::IdentityRecords::open_locked(root_.dir());
         if (!files) return files.error();
         return files->save(r);
@@ -356,15 +360,14 @@ Result<std::string> Service::import_ek_files() {
         return make_error(rc::kFail, files.error().message +
                                          " (an EK binding kept by an older version; repair it, or remove it and "
                                          "re-manufacture that VM's vTPM as root)");
-    const uint64_t counter = ledger_.book().counter + 1;
-    if (auto c = ledger_.import_ek_files(*files, counter); !c) return c.error();
-    if (auto a = anchor(root_, counter); !a) return a.error();
+    auto counter = ledger_step(root_, ledger_, [&](uint64_t c) { return ledger_.import_ek_files(*files, c); });
+    if (!counter) return counter.error();
     for (const auto& p : paths)
         if (::unlink(p.c_str()) != 0)
             VTPM_LOG_WARN("cannot remove %s (taken into the ledger, never read again): %s", p.c_str(),
                           std::strerror(errno));
     return "; the EK bindings of " + std::to_string(files->size()) +
-           " VM(s) taken into the ledger from HOSTDIR/vms/*.ek" + counter_note(counter);
+           " VM(s) taken into the ledger from HOSTDIR/vms/*.ek" + counter_note(*counter);
 }
 
 Result<std::string> Service::check_ledger() {
