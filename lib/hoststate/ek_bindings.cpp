@@ -63,9 +63,9 @@ std::vector<std::string> ek_file_paths(const std::string& host_dir) {
     return out;
 }
 
-Result<std::map<std::string, EkBinding>> read_ek_files(const std::string& host_dir) {
+Result<std::map<std::string, EkBinding>> read_ek_files(const std::vector<std::string>& paths) {
     std::map<std::string, EkBinding> out;
-    for (const auto& path : ek_file_paths(host_dir)) {
+    for (const auto& path : paths) {
         const std::string uuid = std::filesystem::path(path).stem().string();
         if (auto u = canonical_uuid(uuid); !u || *u != uuid)
             return make_error(rc::kFail, path + ": the name is not a VM UUID");

@@ -35,9 +35,9 @@ Result<EkBinding> parse_ek_binding(std::string_view text, const std::string& uui
 
 /// The HOSTDIR/vms/<uuid>.ek files older versions wrote, sorted.
 std::vector<std::string> ek_file_paths(const std::string& host_dir);
-/// The bindings in those files, by VM; an error names a damaged file or one
-/// whose name is not a VM UUID.
-Result<std::map<std::string, EkBinding>> read_ek_files(const std::string& host_dir);
+/// The bindings in those files (`paths`, from ek_file_paths), by VM; an
+/// error names a damaged file or one whose name is not a VM UUID.
+Result<std::map<std::string, EkBinding>> read_ek_files(const std::vector<std::string>& paths);
 
 /// What certifying EK key `spki` of `family` for VM `uuid` does to `b`.
 enum class EkBindingChange { Unchanged, Bound, Replaced };

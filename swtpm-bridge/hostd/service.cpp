@@ -355,7 +355,7 @@ Result<std::string> Service::import_ek_files() {
                           paths.front().c_str(), paths.size() > 1 ? ", ..." : "");
         return std::string();
     }
-    auto files = hoststate::read_ek_files(root_.dir());
+    auto files = hoststate::read_ek_files(paths);
     if (!files)
         return make_error(rc::kFail, files.error().message +
                                          " (an EK binding kept by an older version; repair it, or remove it and "

@@ -47,7 +47,7 @@ TEST_CASE("an EK key is bound once per family; another key needs an operator") {
 
 TEST_CASE("older versions' EK binding files are read back for the ledger, and refused when damaged") {
     TempDir dir;
-    auto none = read_ek_files(dir.path.string());
+    auto none = read_ek_files(ek_file_paths(dir.path.string()));
     REQUIRE(none);
     CHECK(none->empty());
     CHECK(ek_file_paths(dir.path.string()).empty());
@@ -58,7 +58,7 @@ TEST_CASE("older versions' EK binding files are read back for the ledger, and re
     const auto path = dir.path / "vms" / (std::string(kVm) + ".ek");
     std::ofstream(path) << format_ek_binding(kVm, b);
     std::ofstream(dir.path / "vms" / (std::string(kVm) + ".record")) << "not an EK binding\n";
-    auto back = read_ek_files(dir.path.string());
+    auto back = read_ek_files(ek_file_paths(dir.path.string()));
     REQUIRE(back);
     REQUIRE(back->size() == 1);
     CHECK(back->at(kVm) == b);
@@ -76,18 +76,18 @@ TEST_CASE("older versions' EK binding files are read back for the ledger, and re
     // A file for another VM than its name says, a damaged one, a bad name: refused, named.
     const std::string other = "0f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6";
     std::ofstream(dir.path / "vms" / (other + ".ek")) << text;
-    auto swapped = read_ek_files(dir.path.string());
+    auto swapped = read_ek_files(ek_file_paths(dir.path.string()));
     REQUIRE(!swapped);
     CHECK(swapped.error().message.find(other + ".ek: ") != std::string::npos);
     CHECK(swapped.error().message.find("belongs to VM " + std::string(kVm)) != std::string::npos);
     std::filesystem::remove(dir.path / "vms" / (other + ".ek"));
     std::ofstream(path) << "garbage\n";
-    auto bad = read_ek_files(dir.path.string());
+    auto bad = read_ek_files(ek_file_paths(dir.path.string()));
     REQUIRE(!bad);
     CHECK(bad.error().message.find(path.string()) != std::string::npos);
     std::filesystem::remove(path);
     std::ofstream(dir.path / "vms" / "vm1.ek") << text;
-    auto named = read_ek_files(dir.path.string());
+    auto named = read_ek_files(ek_file_paths(dir.path.string()));
     REQUIRE(!named);
     CHECK(named.error().message.find("vm1.ek: the name is not a VM UUID") != std::string::npos);
 }
