@@ -876,6 +876,11 @@ class Qemu:
             return rx.search(self.output(), after)
         return wait_for(found, timeout, f"guest output {pattern!r}", interval=0.1)
 
+    def hmp(self, line):
+        """One HMP command (savevm, loadvm, info ...) through QMP; its output,
+        empty when it succeeded quietly."""
+        return self.qmp.cmd("human-monitor-command", **{"command-line": line}).strip()
+
     def qemu_log(self):
         with open(self.log.name, errors="replace") as f:
             return f.read()

@@ -79,18 +79,15 @@ def internal_snapshots(work, stack):
     vm = h.Qemu(stack, work, "savevm", ctrl, append="vtpm.tick_extend",
                 extra=["-drive", f"file={disk},if=none,id=disk0,format=qcow2"])
     vm.wait_output(r"(?m)^XTICK 2 ", timeout=120)
-
-    def hmp(line):
-        return vm.qmp.cmd("human-monitor-command", **{"command-line": line}).strip()
-    h.check_eq(hmp("savevm snap1"), "", "savevm: QEMU saves the VM and its vTPM state in the qcow2 disk")
-    h.check("snap1" in hmp("info snapshots"), "the internal snapshot is listed")
+    h.check_eq(vm.hmp("savevm snap1"), "", "savevm: QEMU saves the VM and its vTPM state in the qcow2 disk")
+    h.check("snap1" in vm.hmp("info snapshots"), "the internal snapshot is listed")
     for n in (1, 2):
         # Let the guest run on (its PCR 11 moves on), then go back.
         last = xticks(vm.output())[-1][0]
         vm.wait_output(rf"(?m)^XTICK {last + 3} ", timeout=60)
         before = {t: pcr for t, _, pcr in xticks(vm.output())}
         mark = len(vm.output())
-        h.check_eq(hmp("loadvm snap1"), "", f"loadvm #{n}: accepted")
+        h.check_eq(vm.hmp("loadvm snap1"), "", f"loadvm #{n}: accepted")
         vm.wait_output(r"(?m)^XTICK \d+ ", timeout=60, after=mark)
         tick, rc, pcr = xticks(vm.output()[mark:])[0]
         h.check(tick < last + 3, f"loadvm #{n}: the guest went back to tick {tick} (it was at {last + 3})")

@@ -461,28 +461,25 @@ def internal_snapshots(lab):
     h.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"])
     vm = lab.qemu("savevm", ctrl, mem, extra=["-drive", f"file={disk},if=none,id=disk0,format=qcow2"])
     vm.wait_output(r"(?m)^TICK 2 ", timeout=180)
-
-    def hmp(line):
-        return vm.qmp.cmd("human-monitor-command", **{"command-line": line}).strip()
-    h.check_eq(hmp("savevm s1"), "", "savevm with snapshot verification")
+    h.check_eq(vm.hmp("savevm s1"), "", "savevm with snapshot verification")
     m = re.search(rf"snapshot record: VM {UUID} generation (\d+), 65536 pages of {mem} ", log_of(srv))
     h.check(m is not None, "savevm: the bridge signed a record over the guest's RAM")
     gen = m.group(1)
     consumed = f"snapshot generation {gen} of VM {UUID} restored: the host ledger will not take it again"
-    h.check_eq(hmp("loadvm s1"), "", "loadvm: the snapshot's vTPM state is verified and loaded")
+    h.check_eq(vm.hmp("loadvm s1"), "", "loadvm: the snapshot's vTPM state is verified and loaded")
     h.check_eq(running_on(vm, "after loadvm"), EXTENDED9, "PCR 9 after loadvm")
     h.wait_for(lambda: consumed in log_of(srv), 30, "the loaded generation consumed")
     # (The state directory is not compared: loadvm resets the machine first,
     # and the vTPM's reset is CMD_INIT then CMD_STOP, which writes its
     # orderly shutdown. That a refused blob never reaches the disk is checked
     # on fresh bridges above.)
-    out = hmp("loadvm s1")
+    out = vm.hmp("loadvm s1")
     h.check("Setting the stateblob (type 2) failed" in out and
             f"generation {gen} of VM {UUID} was restored already" in log_of(srv),
             f"the same snapshot again is refused: its vTPM ran since: {out[:90]}")
     r = h.run([HOST, "revert", "--vm", UUID, "--generation", gen, "--hostd", lab.sock], check_rc=False)
     h.check(r.returncode == 0, f"root's revert: {r.stdout.strip()} {r.stderr.strip()}")
-    h.check_eq(hmp("loadvm s1"), "", "after the revert the snapshot loads")
+    h.check_eq(vm.hmp("loadvm s1"), "", "after the revert the snapshot loads")
     vm.qmp.cmd("cont")  # the refused load left the VM stopped
     h.check_eq(running_on(vm, "after the reverted loadvm"), EXTENDED9, "PCR 9 after the reverted loadvm")
     vm.quit()
