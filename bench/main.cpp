@@ -11,10 +11,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iterator>
+#include <map>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -212,6 +213,21 @@ struct Run {
         auto uss_ours = ours.server->private_kb();
         auto uss_theirs = theirs.server->private_kb();
         if (uss_ours && uss_theirs) rows.push_back(memory_row("private memory, USS (KiB)", 0, *uss_ours, *uss_theirs));
+        // The files one server maps and the other does not (its executable,
+        // swtpm's libswtpm_libtpms): how much of its own code stays resident.
+        // Ours grows when layout/text-order.txt goes stale.
+        auto files_ours = ours.server->file_rss_kb();
+        auto files_theirs = theirs.server->file_rss_kb();
+        if (files_ours && files_theirs) {
+            auto own = [](const std::map<std::string, long>& mine, const std::map<std::string, long>& other) {
+                long kb = 0;
+                for (const auto& [path, rss] : mine)
+                    if (!other.contains(path)) kb += rss;
+                return kb;
+            };
+            rows.push_back(memory_row("own code resident (KiB)**", 0, own(*files_ours, *files_theirs),
+                                      own(*files_theirs, *files_ours)));
+        }
         return {};
     }
 
@@ -411,6 +427,10 @@ struct Run {
         if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.op.starts_with("NV_Write vs floor"); }))
             std::printf("* its swtpm columns are the floor: a bare pwrite of the state's size and fdatasync, "
                         "on the same disk\n");
+        if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.op.starts_with("own code resident"); }))
+            std::printf(
+                "** resident pages of the files only that server maps (its executable; swtpm's library):\n"
+                "   ours grows when swtpm-bridge/layout/text-order.txt is stale (gen-text-order.py)\n");
         print_floor_summary(info.server_cpu >= 0);
         std::printf("\nours = %s, swtpm = %s\n", o.ours.c_str(), o.theirs.c_str());
         if (info.server_cpu < 0)

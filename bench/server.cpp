@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -162,6 +163,23 @@ vtpm::Result<long> Server::private_kb() const {
         }
     }
     if (!found) return vtpm::make_error(vtpm::rc::kFail, "no smaps_rollup for " + name());
+    return kb;
+}
+
+vtpm::Result<std::map<std::string, long>> Server::file_rss_kb() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/smaps");
+    if (!in) return vtpm::make_error(vtpm::rc::kFail, "no smaps for " + name());
+    std::map<std::string, long> kb;
+    std::string path;  // the file of the mapping whose fields follow; "" for anonymous ones
+    for (std::string line; std::getline(in, line);) {
+        // A mapping's header: "start-end perms offset dev inode [path]".
+        if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') < line.find(' ')) {
+            const size_t slash = line.find('/');
+            path = slash == std::string::npos ? "" : line.substr(slash);
+        } else if (!path.empty() && line.rfind("Rss:", 0) == 0) {
+            kb[path] += std::strtol(line.c_str() + 4, nullptr, 10);
+        }
+    }
     return kb;
 }
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "util/fd.hpp"
@@ -47,6 +48,9 @@ public:
     vtpm::Result<long> status_kb(const char* field) const;
     /// Private_Clean + Private_Dirty of /proc/PID/smaps_rollup, KiB.
     vtpm::Result<long> private_kb() const;
+    /// Rss of each mapped file (executable, libraries) in /proc/PID/smaps,
+    /// KiB by path, summed over that file's mappings.
+    vtpm::Result<std::map<std::string, long>> file_rss_kb() const;
     /// CPU time the process has used so far (user + system, all its
     /// threads), ns: the sum of /proc/PID/task/*/schedstat's first field.
     vtpm::Result<uint64_t> cpu_ns() const;
