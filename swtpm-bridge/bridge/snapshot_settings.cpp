@@ -102,23 +102,30 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         g.vm_uuid = *raw;
     }
 
+    // Whether the options or the config ask for verification in so many
+    // words (a verifying policy, required, verify=before-run): then a bridge
+    // without what verification needs must not start as a plain swtpm.
+    bool asked = false;
     // The config file first, then the command line over it.
     if (auto v = cfg->find("vm_memory"); v != cfg->end()) set_memory(g, v->second, uuid.value_or(""));
     if (auto v = cfg->find("policy"); v != cfg->end()) {
         auto p = snapshot::parse_policy(v->second);
         if (!p) return make_error(rc::kBadParameter, "bridge config policy: " + p.error().message);
         g.policy = *p;
+        asked = true;
     }
     if (auto v = cfg->find("required"); v != cfg->end()) {
         auto b = yes_no("bridge config required", v->second);
         if (!b) return b.error();
         g.required = *b;
+        asked = asked || *b;
     }
     if (auto v = cfg->find("host_socket"); v != cfg->end()) s.host_socket = v->second;
     if (auto v = cfg->find("verify"); v != cfg->end()) {
         auto b = verify_before_run("bridge config verify", v->second);
         if (!b) return b.error();
         g.verify_before_run = *b;
+        asked = asked || *b;
     }
     if (auto v = cfg->find("admin_socket"); v != cfg->end()) s.admin_socket = v->second;
     if (o.vtpm_admin_socket) s.admin_socket = *o.vtpm_admin_socket;
@@ -153,12 +160,14 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
             auto pol = snapshot::parse_policy(*p);
             if (!pol) return make_error(rc::kBadParameter, "option --vm-memory: " + pol.error().message);
             g.policy = *pol;
+            asked = true;
         }
-        if (so->flag("required")) g.required = true;
+        if (so->flag("required")) g.required = asked = true;
         if (auto v = so->str("verify")) {
             auto b = verify_before_run("option --vm-memory", *v);
             if (!b) return b.error();
             g.verify_before_run = *b;
+            asked = asked || *b;
         }
     }
     if (o.vtpm_host) {
@@ -201,7 +210,7 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
     s.enabled = !g.memory_path.empty() || g.memory_from_peer || !s.host_socket.empty();
     // Fail closed: a policy that asks for verification must have everything
     // verification needs, or the bridge does not start.
-    if (s.enabled && g.policy != snapshot::Policy::Skip) {
+    if ((s.enabled || asked) && g.policy != snapshot::Policy::Skip) {
         std::string missing;
         auto need = [&](bool ok, const char* what) {
             if (!ok) missing += std::string(missing.empty() ? "" : "; ") + what;
@@ -212,6 +221,15 @@ Result<SnapshotSettings> resolve_snapshot_settings(const BridgeOptions& o, std::
         need(!g.memory_path.empty() || g.memory_from_peer || s.vendor_ctrl,
              "guest memory (--vm-memory path=...|peer, or vm_memory in the bridge config, or a patched QEMU's "
              "digest with --vtpm-vendor-ctrl)");
+        // Records hold TPM 2 PCR banks: a TPM 1.2 would save without them.
+        need(o.tpm2, "a TPM 2 (--tpm2): snapshot records hold TPM 2 PCR banks");
+        // Guest memory is hashed only once it is known to be QEMU's: the
+        // control socket's peer credentials name QEMU. TCP and CUSE carry
+        // none, so every save would go without a record.
+        const bool hashes_memory = !g.memory_path.empty() || g.memory_from_peer;
+        need(!hashes_memory || (o.iface != Iface::Cuse && o.ctrl.type != ChannelOpts::Type::Tcp),
+             "a control channel that names its peer (QEMU), to check that the guest memory is QEMU's: --ctrl "
+             "type=unixio (a TCP control channel and CUSE carry no peer credentials)");
         if (!missing.empty())
             return make_error(rc::kBadParameter, "snapshot verification with policy=" +
                                                      std::string(snapshot::policy_name(g.policy)) +
@@ -227,11 +245,17 @@ Result<SnapshotSettings> read_snapshot_settings(const BridgeOptions& o, const st
     const bool explicit_path = !path.empty();
     if (path.empty()) path = kDefaultBridgeConfig;
     std::string text;
-    if (auto raw = read_whole_file(path)) text.assign(raw->begin(), raw->end());
-    else if (explicit_path || raw.code() != rc::kRetry)
+    bool read = false;
+    if (auto raw = read_whole_file(path)) {
+        text.assign(raw->begin(), raw->end());
+        read = true;
+    } else if (explicit_path || raw.code() != rc::kRetry) {
         return make_error(rc::kFail, "bridge config " + path + ": " + raw.error().message);
+    }
     auto s = resolve_snapshot_settings(o, text);
-    if (!s) return make_error(s.code(), path + ": " + s.error().message);
+    // Named only when there is one: a file that does not exist is not where
+    // the options' error is.
+    if (!s) return make_error(s.code(), (read ? path + ": " : std::string()) + s.error().message);
     return s;
 }
 

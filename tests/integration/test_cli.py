@@ -130,6 +130,21 @@ def test(work, stack):
                     f"unsupported {opt[0]} refused with a message naming it")
         r = h.run(h.server_cmd() + ["chardev"], check_rc=False)
         h.check(r.returncode == 1 and "chardev" in r.stderr, "unsupported interface type refused")
+        # Snapshot verification that cannot be honoured stops the bridge at
+        # start, naming what is missing; it never runs as a plain swtpm.
+        uuid = "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6"
+        no_conf = os.path.join(work, "empty-bridge.conf")
+        open(no_conf, "w").close()
+        snap = ["--vm-memory", "path=/dev/shm/vtpm-cli-absent", "--vtpm-host", f"socket={work}/absent.sock",
+                "--vm-uuid", uuid, "--vtpm-config", no_conf]
+        for args, word in (
+                (["--tpm2", "--ctrl", f"type=tcp,port={h.free_port()}"] + snap, "--ctrl type=unixio"),
+                (["--ctrl", f"type=unixio,path={work}/cli.sock"] + snap, "a TPM 2 (--tpm2)"),
+                (["--tpm2", "--ctrl", f"type=unixio,path={work}/cli.sock", "--vm-memory", "policy=refuse,required",
+                  "--vtpm-config", no_conf], "missing the host key")):
+            r = srv("--tpmstate", f"dir={d}", *args)
+            h.check(r.returncode == 1 and word in r.stderr and "cannot be honoured" in r.stderr,
+                    f"verification that cannot be honoured refused at start, naming {word!r}: {r.stderr.strip()}")
 
     # --daemon + --pid: the parent returns once the child serves; the pid file names it.
     d2 = os.path.join(work, "daemon")
@@ -201,4 +216,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=59)
+    h.main(test, min_checks=62)

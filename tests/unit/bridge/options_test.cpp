@@ -186,6 +186,41 @@ TEST_CASE("snapshot settings: options, config file, UUID from libvirt's state pa
     CHECK(err({"--vtpm-host", "socket=/h.sock", "--vm-uuid", "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6", "--vtpm-vendor-ctrl"})
               .empty());  // a patched QEMU's digest is the memory source
     CHECK(err({"--vm-memory", "path=/dev/shm/x,policy=skip"}).empty());  // skip asks for nothing
+    // Asked for in so many words, verification without a memory source or
+    // host key is refused, never a silent plain swtpm.
+    const std::string asked = err({"--vm-memory", "policy=refuse,required"});
+    CHECK(asked.find("policy=refuse cannot be honoured: missing the host key") != std::string::npos);
+    CHECK(asked.find("guest memory") != std::string::npos);
+    CHECK(err({}, "required = yes\n").find("cannot be honoured") != std::string::npos);
+    CHECK(err({}, "verify = before-run\n").find("cannot be honoured") != std::string::npos);
+    CHECK(err({}, "policy = taint\n").find("policy=taint cannot be honoured") != std::string::npos);
+    CHECK(err({}, "required = no\nverify = load\nlog_level = 2\n").empty());  // nothing asked
+    CHECK(err({"--vm-memory", "policy=skip,required"}).empty());
+    // What makes every save go without a record stops the bridge at start.
+    const std::string uuid = "3f0d9a4e-5b6c-4d7e-8f90-a1b2c3d4e5f6";
+    auto verdict = [&](std::vector<std::string> a, Iface iface = Iface::Socket) {
+        auto p = parse_options(a, "", "", iface);
+        REQUIRE(p);
+        auto r = resolve_snapshot_settings(*p, "");
+        return r ? std::string() : r.error().message;
+    };
+    const std::vector<std::string> snap{"--vm-memory",    "path=/dev/shm/x", "--vtpm-host",
+                                        "socket=/h.sock", "--vm-uuid",       uuid};
+    auto with = [&](std::vector<std::string> a) {
+        a.insert(a.end(), snap.begin(), snap.end());
+        return a;
+    };
+    CHECK(verdict(with({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock"})).empty());
+    CHECK(verdict(with({"--tpmstate", "dir=/s", "--ctrl", "type=unixio,path=/run/x.sock"}))
+              .find("missing a TPM 2 (--tpm2)") != std::string::npos);
+    CHECK(verdict(with({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=tcp,port=2322"}))
+              .find("a control channel that names its peer") != std::string::npos);
+    CHECK(verdict(with({"--tpm2", "--tpmstate", "dir=/s", "-n", "vtpm0"}), Iface::Cuse)
+              .find("a control channel that names its peer") != std::string::npos);
+    // A patched QEMU's digest needs no peer: TCP is fine there.
+    CHECK(verdict({"--tpm2", "--tpmstate", "dir=/s", "--ctrl", "type=tcp,port=2322", "--vtpm-host", "socket=/h.sock",
+                   "--vm-uuid", uuid, "--vtpm-vendor-ctrl"})
+              .empty());
     CHECK(err({}, "colour = blue\n").find("bridge config:1: unknown key 'colour'") != std::string::npos);
     CHECK(err({}, "\npolicy\n").find("bridge config:2: expected 'key = value'") != std::string::npos);
     CHECK(err({}, "required = perhaps\n").find("neither yes nor no") != std::string::npos);
