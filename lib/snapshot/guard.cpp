@@ -158,6 +158,7 @@ Result<std::optional<Bytes>> SnapshotGuard::make_record(engine::Engine& e, ByteV
     };
     if (!cfg_.vm_uuid) return skip("the VM UUID is not known (--vm-uuid, or a state directory named by it)");
     if (!signer_ || !ledger_) return skip("no host key to sign with (--vtpm-host socket=...)");
+    if (auto s = settle_before_record(e); !s) return s.error();
     const auto t0 = std::chrono::steady_clock::now();
     auto md = digest_memory(DigestSource::MappedMemory, kPhaseSave);
     if (!md) return skip(md.error().message);
@@ -445,6 +446,42 @@ Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string
     refused_ = true;
     gate_logged_ = true;
     return make_error(rc::kFail, "snapshot restore refused: " + why);
+}
+
+Result<void> SnapshotGuard::settle_before_record(engine::Engine& e) {
+    if (!awaiting_ || awaiting_verified_) return {};
+    const std::string uuid = format_uuid(awaiting_->vm_uuid);
+    const std::string gen = std::to_string(awaiting_->generation);
+    if (cfg_.verify_before_run) {
+        // Later sections of the incoming stream may have changed guest RAM
+        // after the check at load: a record made now would launder them into
+        // a save that verifies.
+        VTPM_LOG_ERROR(
+            "no snapshot record, save refused: the restore of VM %s generation %s awaits its final "
+            "verification (verify=before-run)",
+            uuid.c_str(), gen.c_str());
+        return make_error(rc::kFail, "no snapshot record: the restore of VM " + uuid + " generation " + gen +
+                                         " awaits its final verification (verify=before-run); a record now would "
+                                         "sign guest RAM nobody checked: verify it first (vtpm-host restore, "
+                                         "CMD_VTPM_VERIFY_RAM)");
+    }
+    // verify=load: saved before any TPM command, the restored state goes on
+    // in the new save: it has run, as at the guest's first command.
+    VTPM_LOG_WARN(
+        "snapshot record verified at load, not before run: a save came after the restore (VM %s "
+        "generation %s) without a final verification",
+        uuid.c_str(), gen.c_str());
+    if (auto c = consume(*awaiting_); !c) {
+        VTPM_LOG_ERROR("snapshot restore refused at a save: %s", c.error().message.c_str());
+        awaiting_.reset();
+        e.discard_writes();
+        e.forgo_auto_shutdown();
+        refused_ = true;
+        gate_logged_ = true;
+        return c;
+    }
+    awaiting_.reset();
+    return e.release_writes();
 }
 
 void SnapshotGuard::end_restore() {

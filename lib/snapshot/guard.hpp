@@ -73,8 +73,10 @@ public:
     /// A patched QEMU's RAM digest for the next save (phase 1) or restore (2).
     void set_qemu_digest(uint32_t phase, const QemuDigest& d);
     /// Save: the record for the volatile state `volatile_plain`, or nullopt
-    /// when verification is off or impossible (logged). Errors only when
-    /// verification is required.
+    /// when verification is off or impossible (logged). Errors when
+    /// verification is required, and while a restore awaits its final
+    /// verification under verify=before-run (a record then would sign guest
+    /// RAM nobody checked).
     Result<std::optional<Bytes>> make_record(engine::Engine& e, ByteView permanent_plain, ByteView volatile_plain);
     /// The record for the TPM's state now (CMD_VTPM_SNAPSHOT).
     Result<std::optional<Bytes>> make_record_now(engine::Engine& e);
@@ -138,6 +140,10 @@ private:
     /// it is dropped and the TPM refused. An error means refused, except
     /// a failed consumption at a power-off, which keeps the state (logged).
     Result<void> settle_awaiting(engine::Engine& e, const std::string& event, bool power_off);
+    /// A save while the restore the TPM runs on awaits its final
+    /// verification: refused with verify=before-run; with verify=load the
+    /// restore counts as run (consumed, as at the guest's first command).
+    Result<void> settle_before_record(engine::Engine& e);
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;

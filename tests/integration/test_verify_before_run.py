@@ -13,8 +13,9 @@ the bridge's admin socket refuses naming the page, the guest is not resumed,
 the vTPM refuses commands, and the state directory and host ledger are
 unchanged; (c) the unedited stream verifies before run and the resumed
 guest's TPM answers; (d) with verify=before-run an unverified restore gets
-no TPM command; (e) `vtpm-host restore` of a libvirt save image: the edited
-image is refused and the domain destroyed, the unedited one resumes."""
+no TPM command and cannot be saved (a record would sign unchecked RAM);
+(e) `vtpm-host restore` of a libvirt save image: the edited image is
+refused and the domain destroyed, the unedited one resumes."""
 import os
 import re
 import socket
@@ -180,6 +181,16 @@ def plain_qemu(lab, work):
     srv, vm, ok = restore(lab, "before-run", img2, md, resume=False, extra=["--vtpm-admin-socket", admin_d],
                           mem_opts=",verify=before-run")
     h.check(ok, "(d) QEMU loads the stream, paused")
+    # A save before the final verification would sign guest RAM nobody
+    # checked (a later section may have changed it): refused.
+    try:
+        save(vm, os.path.join(work, "d.vmstate"))
+        saved = True
+    except RuntimeError:
+        saved = False
+    h.check(not saved, "(d) a save before the final verification fails")
+    h.check("no snapshot record, save refused: the restore of VM " + UUID in log_of(srv) and
+            "awaits its final verification (verify=before-run)" in log_of(srv), "(d) the bridge says why")
     vm.qmp.cmd("cont")
     h.check_eq(tick_rc(vm, "(d)"), TPM_FAILURE, "(d) verify=before-run: no TPM command before the final verification")
     h.check("TPM commands refused until the final verification (verify=before-run)" in log_of(srv),
@@ -250,4 +261,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=40)
+    h.main(test, min_checks=42)

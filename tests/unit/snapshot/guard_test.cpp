@@ -646,6 +646,61 @@ TEST_CASE("guard: verify=before-run holds TPM commands until the final verificat
     CHECK(pcr_read_rc(dq) == 0);
 }
 
+TEST_CASE("guard: a save while a restore awaits its final verification never signs unchecked RAM") {
+    Lab lab;
+    const auto generation_of = [](const Bytes& vol) {
+        auto tlv = store::find_blob_tlv(vol, kTagSnapshotRecord);
+        REQUIRE(tlv);
+        auto r = parse_record(*tlv);
+        REQUIRE(r);
+        return r->generation;
+    };
+    const auto latest = [&] {
+        auto l = FileLedger((lab.dir.path / "host").string()).latest(kUuid);
+        REQUIRE(l);
+        REQUIRE(*l);
+        return (*l)->generation;
+    };
+    {
+        // verify=before-run: a later section of the stream changed RAM after
+        // the check at load. A save now would sign that RAM as generation 2
+        // and the edit would verify from then on: refused, by QEMU's save and
+        // by CMD_VTPM_SNAPSHOT alike, until the final verification.
+        auto g = lab.before_run_guard();
+        Qemu q(lab, *g, true);
+        const Bytes perm = q.fetch(1), vol = q.fetch(2);
+        CHECK(generation_of(vol) == 1);
+        restore_through(q, perm, vol);
+        lab.ram.p[1500 * 4096 + 8] ^= 1;
+        auto rep = q.d.handle_message(ctrl::encode_request(ctrl::GetStateBlobReq{1, 2, 0}), q.ts);
+        CHECK(load_be32(rep.bytes.data()) == rc::kFail);
+        CHECK(load_be32(q.d.handle_message(ctrl::encode_request(ctrl::VendorSnapshotReq{}), q.ts).bytes.data()) != 0);
+        CHECK(latest() == 1);
+        CHECK(verify_ram(q.d).first == rc::kFail);  // the edit is still caught
+        lab.ram.p[1500 * 4096 + 8] ^= 1;
+        // Verified, the same RAM saves again.
+        restore_through(q, perm, vol);
+        REQUIRE(verify_ram(q.d).first == 0);
+        CHECK(generation_of(q.fetch(2)) == 2);
+    }
+    {
+        // verify=load: a save before the guest's first command puts the
+        // restore to use, as that command would; the guest then runs on.
+        auto g = lab.guard();
+        Qemu q(lab, *g, true);
+        const Bytes perm = q.fetch(1), vol = q.fetch(2);
+        const uint64_t n = generation_of(vol);
+        restore_through(q, perm, vol);
+        CHECK(lab.engine->holding_writes());
+        CHECK(generation_of(q.fetch(2)) == n + 1);
+        CHECK_FALSE(lab.engine->holding_writes());
+        CHECK(pcr_read_rc(q.d) == 0);  // not taken for a second use of generation n
+        REQUIRE(q.send(ctrl::StopReq{}) == 0);
+        REQUIRE(q.send(ctrl::SetStateBlobReq{0, 1, perm}) == 0);
+        CHECK(q.send(ctrl::SetStateBlobReq{0, 2, vol}) == rc::kFail);  // n is older than the latest save
+    }
+}
+
 TEST_CASE("a path= file must be the RAM the control socket's peer maps") {
     Lab lab;
     auto g = lab.guard();
