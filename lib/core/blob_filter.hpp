@@ -49,6 +49,10 @@ public:
     /// fatal response (TPM_FAILURE) and the engine never sees it; the filter
     /// logs. Called for every command, so it must be cheap.
     virtual Result<void> admit_tpm_command(engine::Engine&) { return {}; }
+    /// CMD_STORE_VOLATILE is about to write the running TPM's volatile state
+    /// (its vPCRs) to the disk, where the next CMD_INIT resumes from it. An
+    /// error refuses it and nothing is written.
+    virtual Result<void> admit_store_volatile(engine::Engine&) { return {}; }
 };
 
 }  // namespace vtpm::core

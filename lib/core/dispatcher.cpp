@@ -205,6 +205,12 @@ void Dispatcher::stop() {
     engine_.stop();
 }
 
+Result<void> Dispatcher::store_volatile() {
+    for (BlobFilter* f : filters_)
+        if (auto r = f->admit_store_volatile(engine_); !r) return r;
+    return engine_.store_volatile();
+}
+
 Result<store::MigrationBlob> Dispatcher::export_blob(engine::BlobType type, bool decrypted) {
     auto plain = engine_.get_state(type);
     if (!plain) return plain.error();

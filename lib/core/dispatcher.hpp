@@ -139,6 +139,8 @@ public:
     /// CMD_STOP / CMD_SHUTDOWN: the filters' before_power_off, then the
     /// engine's stop.
     void stop();
+    /// CMD_STORE_VOLATILE, once the filters admit it.
+    Result<void> store_volatile();
 
     /// The process on the other end of the control connection (0: unknown).
     void set_peer_pid(pid_t pid);

@@ -71,7 +71,6 @@ Result<void> hash_start(E& e, const ctrl::HashStartReq&) { return e.hash_start()
 Result<void> hash_data(E& e, const ctrl::HashDataReq& r) { return e.hash_data(r.data); }
 Result<void> hash_end(E& e, const ctrl::HashEndReq&) { return e.hash_end(); }
 Result<void> cancel(E& e, const ctrl::CancelTpmCmdReq&) { return e.cancel(); }
-Result<void> store_volatile(E& e, const ctrl::StoreVolatileReq&) { return e.store_volatile(); }
 Result<void> reset_established(E& e, const ctrl::ResetTpmEstablishedReq& r) {
     return e.reset_tpm_established(r.locality);
 }
@@ -88,6 +87,10 @@ Reply set_state_blob(Dispatcher& d, const ctrl::SetStateBlobReq& req) {
     if (!r) return error_reply(r.error(), "CMD_SET_STATEBLOB");
     VTPM_LOG_INFO("CMD_SET_STATEBLOB: accepted blob type %u (%zu bytes)", req.type, req.data.size());
     return result_reply(rc::kSuccess);
+}
+
+Reply store_volatile(Dispatcher& d, const ctrl::StoreVolatileReq&) {
+    return status(d.store_volatile(), "CMD_STORE_VOLATILE");
 }
 
 Reply stop(Dispatcher& d, const ctrl::StopReq&) {
@@ -150,8 +153,7 @@ void add_swtpm_commands(Dispatcher& d) {
     d.add_command(Cmd::HashEnd, running_status<ctrl::HashEndReq>(cap::kHashing, "CMD_HASH_END", hash_end));
     d.add_command(Cmd::CancelTpmCmd,
                   running_status<ctrl::CancelTpmCmdReq>(cap::kCancelTpmCmd, "CMD_CANCEL_TPM_CMD", cancel));
-    d.add_command(Cmd::StoreVolatile,
-                  running_status<ctrl::StoreVolatileReq>(cap::kStoreVolatile, "CMD_STORE_VOLATILE", store_volatile));
+    d.add_command(Cmd::StoreVolatile, row<ctrl::StoreVolatileReq>(cap::kStoreVolatile, store_volatile, Needs::Running));
     d.add_command(Cmd::ResetTpmEstablished,
                   running_status<ctrl::ResetTpmEstablishedReq>(cap::kResetTpmEstablished, "CMD_RESET_TPMESTABLISHED",
                                                                reset_established));

@@ -374,7 +374,10 @@ Digest SnapshotGuard::starting_permanent(engine::Engine& e) const {
 
 Result<void> SnapshotGuard::before_init(engine::Engine& e) {
     if (cfg_.policy == Policy::Skip) return {};
-    if (!restore_blobs_) return settle_awaiting(e, "a reset (CMD_INIT)", false);
+    if (!restore_blobs_) {
+        if (auto s = settle_awaiting(e, "a reset (CMD_INIT)", false); !s) return s;
+        return check_volatile_on_disk(e);
+    }
     Verdict v;
     if (candidate_) {
         // The last word on the permanent state: the one the TPM starts from
@@ -482,6 +485,35 @@ Result<void> SnapshotGuard::settle_before_record(engine::Engine& e) {
     }
     awaiting_.reset();
     return e.release_writes();
+}
+
+Result<void> SnapshotGuard::check_volatile_on_disk(engine::Engine& e) {
+    const std::string name(store::kVolatile);
+    auto vol = e.load_state(name);  // as libtpms will load it
+    if (!vol) {
+        if (vol.code() == rc::kRetry) return {};  // none: the TPM starts from its permanent state
+        VTPM_LOG_ERROR("CMD_INIT refused: the volatile state cannot be read to check it: %s",
+                       vol.error().message.c_str());
+        return make_error(rc::kFail, "the volatile state cannot be read to check it: " + vol.error().message);
+    }
+    auto v = record_missing(
+        "the state holds a volatile state (tpm2-00.volatilestate: vPCRs stored by "
+        "CMD_STORE_VOLATILE or left by a restore) that the TPM would resume from");
+    if (!v) return v.error();
+    taint_at_init_ = taint_at_init_ || v->taint;
+    return {};
+}
+
+Result<void> SnapshotGuard::admit_store_volatile(engine::Engine&) {
+    if (cfg_.policy == Policy::Skip) return {};
+    // What a refused or not yet verified restore runs on never reaches the
+    // disk, this way neither.
+    if (refused_) return make_error(rc::kFail, "the restored state failed its final verification: not stored");
+    if (awaiting_ && !awaiting_verified_)
+        return make_error(rc::kFail, "the restore of VM " + format_uuid(awaiting_->vm_uuid) + " generation " +
+                                         std::to_string(awaiting_->generation) +
+                                         " awaits its final verification: its volatile state is not stored");
+    return {};
 }
 
 void SnapshotGuard::end_restore() {

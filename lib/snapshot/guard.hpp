@@ -108,6 +108,7 @@ public:
     void before_power_off(engine::Engine& e) override;
     void end_restore() override;
     Result<void> admit_tpm_command(engine::Engine& e) override;
+    Result<void> admit_store_volatile(engine::Engine& e) override;
 
 private:
     struct MemoryDigest {
@@ -144,6 +145,10 @@ private:
     /// verification: refused with verify=before-run; with verify=load the
     /// restore counts as run (consumed, as at the guest's first command).
     Result<void> settle_before_record(engine::Engine& e);
+    /// CMD_INIT without a restore: a volatile state in the state directory
+    /// (CMD_STORE_VOLATILE's, or one a restore by swtpm left) would give the
+    /// TPM vPCRs that no record covers: judged as a restore without one.
+    Result<void> check_volatile_on_disk(engine::Engine& e);
 
     GuardConfig cfg_;
     std::unique_ptr<RecordSigner> signer_;

@@ -701,6 +701,63 @@ TEST_CASE("guard: a save while a restore awaits its final verification never sig
     }
 }
 
+TEST_CASE("guard: a volatile state on disk is a restore without a record; none of a restore is stored") {
+    Lab lab;
+    const std::string volfile = (lab.dir.path / "state" / "tpm2-00.volatilestate").string();
+    {
+        auto g = lab.guard();
+        Qemu q(lab, *g, true);
+        // A VM this host never saved resumes from it, as with swtpm (logged).
+        REQUIRE(q.send(ctrl::StoreVolatileReq{}) == 0);
+        REQUIRE(std::filesystem::exists(volfile));
+        REQUIRE(q.send(ctrl::StopReq{}) == 0);
+        CHECK(q.send(ctrl::InitReq{0}) == 0);
+        // Once the host signed a save of the VM, vPCRs stored by
+        // CMD_STORE_VOLATILE (or a compromised QEMU, or a copy planted in the
+        // directory) would come back at the next reset unchecked: refused,
+        // with or without QEMU's delete-volatile flag, the file left as it is.
+        (void)q.fetch(1), (void)q.fetch(2);
+        REQUIRE(q.send(ctrl::StoreVolatileReq{}) == 0);
+        const auto before = read_whole_file(volfile);
+        REQUIRE(before);
+        REQUIRE(q.send(ctrl::StopReq{}) == 0);
+        CHECK(q.send(ctrl::InitReq{0}) == rc::kFail);
+        CHECK(q.send(ctrl::InitReq{ctrl::kInitFlagDeleteVolatile}) == rc::kFail);
+        CHECK(*read_whole_file(volfile) == *before);
+        CHECK(pcr_read_rc(q.d) != 0);  // no TPM came up
+        // Removed by the operator: the TPM starts from its permanent state.
+        std::filesystem::remove(volfile);
+        CHECK(q.send(ctrl::InitReq{0}) == 0);
+    }
+    {
+        // Policy taint: it comes up on them, spoilt.
+        auto t = lab.guard(Policy::Taint);
+        Qemu q(lab, *t, true);
+        REQUIRE(q.send(ctrl::InitReq{0}) == 0);
+        REQUIRE(tpm::response_code(q.d.tpm_command(tpm::startup(TPM2_SU_CLEAR))) == 0);
+        lab.extend(10, 0x42);
+        REQUIRE(q.send(ctrl::StoreVolatileReq{}) == 0);
+        const Bytes pcr = lab.pcr10();
+        REQUIRE(q.send(ctrl::StopReq{}) == 0);
+        REQUIRE(q.send(ctrl::InitReq{ctrl::kInitFlagDeleteVolatile}) == 0);
+        CHECK(lab.pcr10() != pcr);
+        CHECK_FALSE(std::filesystem::exists(volfile));
+    }
+    {
+        // What a restore awaiting its final verification runs on is not
+        // stored this way either, until it passed.
+        auto b = lab.before_run_guard();
+        Qemu q(lab, *b, true);
+        const Bytes perm = q.fetch(1), vol = q.fetch(2);
+        restore_through(q, perm, vol);
+        CHECK(q.send(ctrl::StoreVolatileReq{}) == rc::kFail);
+        CHECK_FALSE(std::filesystem::exists(volfile));
+        REQUIRE(verify_ram(q.d).first == 0);
+        CHECK(q.send(ctrl::StoreVolatileReq{}) == 0);
+        CHECK(std::filesystem::exists(volfile));
+    }
+}
+
 TEST_CASE("a path= file must be the RAM the control socket's peer maps") {
     Lab lab;
     auto g = lab.guard();
