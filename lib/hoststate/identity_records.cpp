@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -86,6 +87,12 @@ Result<void> IdentityRecords::save(const IdentityRecord& r) const {
     const std::string text = format_identity_record(r), path = path_of(r.vm_uuid);
     return replace_file_durably(path + ".tmp", path,
                                        ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()), 0600);
+}
+
+uint64_t next_identity_generation(const std::optional<IdentityRecord>& rec, uint64_t vtpm_generation) {
+    uint64_t last = vtpm_generation;
+    if (rec) last = std::max({last, rec->generation, rec->pending.value_or(0)});
+    return last + 1;
 }
 
 std::optional<std::string> generation_clash(const std::optional<IdentityRecord>& rec, uint64_t vtpm_generation,

@@ -47,6 +47,11 @@ private:
     UniqueFd lock_;
 };
 
+/// The generation an issuance certifies: past the vTPM's, the host's last
+/// and one still pending, so two issuances (two copies of one state asking
+/// in turn) never certify the same generation.
+uint64_t next_identity_generation(const std::optional<IdentityRecord>& rec, uint64_t vtpm_generation);
+
 /// What the vTPM's generation says about a record. Empty when consistent;
 /// otherwise the reason the state is a clone or an older copy.
 std::optional<std::string> generation_clash(const std::optional<IdentityRecord>& rec, uint64_t vtpm_generation,

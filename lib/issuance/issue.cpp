@@ -157,7 +157,7 @@ Result<hostapi::VaikReply> sign_vaik_identity(HostRoot& root, VaikChallenges& ch
     if (auto clash = hoststate::generation_clash(rec, req.vtpm_generation, existing_name); clash && !req.adopt)
         return make_error(rc::kFail, "identity clash for VM " + uuid + ": " + *clash +
                                          "; refusing to issue a second identity (--adopt overrides after checking)");
-    const uint64_t gen = std::max(req.vtpm_generation, rec ? rec->generation : 0) + 1;
+    const uint64_t gen = hoststate::next_identity_generation(rec, req.vtpm_generation);
 
     // Fresh CertAuthKey for this user and nonce, and the host PCR inputs.
     const Bytes binding = tpm::user_binding(req.user_cert, req.nonce);
@@ -219,6 +219,10 @@ Result<void> confirm_vaik_identity(IdentityBook& records, const hostapi::VaikCon
     if (!rec->pending || *rec->pending != c.generation)
         return make_error(rc::kFail, "VM " + uuid + ": generation " + std::to_string(c.generation) +
                                          " is not the one pending");
+    // The name is what later issuances and verifiers compare the vTPM's vAIK
+    // with: an empty or malformed one would switch that comparison off.
+    if (c.vaik_name.size() != 34 || c.vaik_name[0] != 0x00 || c.vaik_name[1] != 0x0B)  // TPM_ALG_SHA256 ‖ digest
+        return make_error(rc::kBadParameter, "VM " + uuid + ": the confirmed vAIK name is not a SHA-256 TPM name");
     return records.save({uuid, c.generation, c.vaik_name, std::nullopt});
 }
 

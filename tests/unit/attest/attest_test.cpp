@@ -599,6 +599,15 @@ TEST_CASE("records, generations and clashes") {
     CHECK_FALSE(hoststate::generation_clash(r, 8, std::nullopt));  // an interrupted issuance
     CHECK(hoststate::generation_clash(r, 6, std::nullopt)->find("clone or an older copy") != std::string::npos);
     CHECK(hoststate::generation_clash(r, 7, Bytes{9}));
+    // The next issuance goes past the pending one: two copies of one state
+    // asking in turn (both at 7, generation 8 pending) never get the same.
+    CHECK(hoststate::next_identity_generation(std::nullopt, 0) == 1);
+    CHECK(hoststate::next_identity_generation(std::nullopt, 4) == 5);
+    CHECK(hoststate::next_identity_generation(r, 7) == 9);
+    auto settled = r;
+    settled.pending.reset();
+    CHECK(hoststate::next_identity_generation(settled, 7) == 8);
+    CHECK(hoststate::next_identity_generation(settled, 10) == 11);
     TempDir dir;
     auto store = hoststate::IdentityRecords::open_locked(dir.path.string());
     REQUIRE(store);
