@@ -443,11 +443,7 @@ Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string
     // reaches the disk, and the TPM answers no command until a restore
     // passes.
     VTPM_LOG_ERROR("snapshot restore refused at %s: %s", event.c_str(), why.c_str());
-    awaiting_.reset();
-    e.discard_writes();
-    e.forgo_auto_shutdown();
-    refused_ = true;
-    gate_logged_ = true;
+    refuse_restore(e);
     return make_error(rc::kFail, "snapshot restore refused: " + why);
 }
 
@@ -474,17 +470,26 @@ Result<void> SnapshotGuard::settle_before_record(engine::Engine& e) {
         "snapshot record verified at load, not before run: a save came after the restore (VM %s "
         "generation %s) without a final verification",
         uuid.c_str(), gen.c_str());
+    return use_awaiting(e, "a save");
+}
+
+Result<void> SnapshotGuard::use_awaiting(engine::Engine& e, const char* at) {
     if (auto c = consume(*awaiting_); !c) {
-        VTPM_LOG_ERROR("snapshot restore refused at a save: %s", c.error().message.c_str());
-        awaiting_.reset();
-        e.discard_writes();
-        e.forgo_auto_shutdown();
-        refused_ = true;
-        gate_logged_ = true;
+        // Restored twice at once (two QEMUs from one image): only one runs.
+        VTPM_LOG_ERROR("snapshot restore refused at %s: %s", at, c.error().message.c_str());
+        refuse_restore(e);
         return c;
     }
     awaiting_.reset();
     return e.release_writes();
+}
+
+void SnapshotGuard::refuse_restore(engine::Engine& e) {
+    awaiting_.reset();
+    e.discard_writes();
+    e.forgo_auto_shutdown();
+    refused_ = true;
+    gate_logged_ = true;
 }
 
 Result<void> SnapshotGuard::check_volatile_on_disk(engine::Engine& e) {
@@ -544,13 +549,6 @@ Result<void> SnapshotGuard::admit_tpm_command(engine::Engine& e) {
         awaiting_.reset();  // verified before run: the guest runs now
         return {};
     }
-    const auto release = [&e]() -> Result<void> {
-        if (auto w = e.release_writes(); !w) {
-            VTPM_LOG_ERROR("TPM command refused: %s", w.error().message.c_str());
-            return w;
-        }
-        return {};
-    };
     if (cfg_.verify_before_run) {
         if (!std::exchange(gate_logged_, true))
             VTPM_LOG_ERROR("TPM commands refused until the final verification (verify=before-run): the restore "
@@ -562,18 +560,11 @@ Result<void> SnapshotGuard::admit_tpm_command(engine::Engine& e) {
     VTPM_LOG_WARN("snapshot record verified at load, not before run: the TPM got its first command after the restore "
                   "(VM %s generation %llu) without a final verification",
                   format_uuid(awaiting_->vm_uuid).c_str(), static_cast<unsigned long long>(awaiting_->generation));
-    if (auto c = consume(*awaiting_); !c) {
-        // Restored twice at once (two QEMUs from one image): only one runs.
-        VTPM_LOG_ERROR("snapshot restore refused at the first TPM command: %s", c.error().message.c_str());
-        awaiting_.reset();
-        e.discard_writes();
-        e.forgo_auto_shutdown();
-        refused_ = true;
-        gate_logged_ = true;
-        return c;
+    if (auto u = use_awaiting(e, "the first TPM command"); !u) {
+        if (!refused_) VTPM_LOG_ERROR("TPM command refused: %s", u.error().message.c_str());  // a held write failed
+        return u;
     }
-    awaiting_.reset();
-    return release();
+    return {};
 }
 
 Result<void> SnapshotGuard::consume(const SnapshotRecord& r) {
@@ -633,10 +624,8 @@ Result<void> SnapshotGuard::verify_before_run(engine::Engine& e) {
     // keeps running: QEMU waits for full-size answers to its control
     // commands, which a stopped TPM does not give.
     VTPM_LOG_ERROR("snapshot record not verified before run, TPM refused: %s", why.c_str());
-    e.discard_writes();
-    e.forgo_auto_shutdown();
-    refused_ = true;
-    gate_logged_ = false;
+    refuse_restore(e);
+    gate_logged_ = false;  // the guest's next command logs the gate once
     return make_error(rc::kFail, "snapshot verification before run failed, TPM refused: " + why);
 }
 

@@ -145,6 +145,13 @@ private:
     /// verification: refused with verify=before-run; with verify=load the
     /// restore counts as run (consumed, as at the guest's first command).
     Result<void> settle_before_record(engine::Engine& e);
+    /// The awaiting restore is put to use without a final verification
+    /// (verify=load) at `at`: consumed in the ledger, its held writes
+    /// written. A ledger that does not take it refuses the restore.
+    Result<void> use_awaiting(engine::Engine& e, const char* at);
+    /// The restore is refused: its held writes dropped, no automatic
+    /// TPM2_Shutdown, every TPM command answered TPM_FAILURE.
+    void refuse_restore(engine::Engine& e);
     /// CMD_INIT without a restore: a volatile state in the state directory
     /// (CMD_STORE_VOLATILE's, or one a restore by swtpm left) would give the
     /// TPM vPCRs that no record covers: judged as a restore without one.
