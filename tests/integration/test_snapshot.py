@@ -521,6 +521,33 @@ def replaced_host_dir(lab):
         h.check(not os.path.exists(sock) and os.listdir(state) == [], "and it touched nothing in the state directory")
 
 
+def volatile_on_disk(lab):
+    """vPCRs stored with CMD_STORE_VOLATILE (swtpm_ioctl -v) come back at the
+    next CMD_INIT, a VM's reset included, checked by no record: for a VM this
+    host has saved, the bridge does not resume from them, and leaves the file
+    for the operator."""
+    state = os.path.join(lab.work, "vm-volatile")
+    os.mkdir(state)
+    srv, ctrl = lab.bridge("volatile-on-disk", lab.mem(), state=state)
+    h.ioctl("--unix", ctrl, "-i")
+    h.ioctl("--unix", ctrl, "-v")
+    vol = os.path.join(state, "tpm2-00.volatilestate")
+    h.check(os.path.exists(vol), "swtpm_ioctl -v stored the TPM's volatile state")
+    with open(vol, "rb") as f:
+        stored = f.read()
+    h.ioctl("--unix", ctrl, "--stop")
+    r = h.ioctl("--unix", ctrl, "-i", check_rc=False)
+    h.check(r.returncode != 0, f"CMD_INIT over a stored volatile state is refused ({(r.stdout + r.stderr).strip()})")
+    h.check("the state holds a volatile state (tpm2-00.volatilestate" in log_of(srv) and
+            f"this host signed generation" in log_of(srv), "the bridge says why")
+    with open(vol, "rb") as f:
+        h.check(f.read() == stored, "and leaves the file as it was")
+    os.unlink(vol)
+    r = h.ioctl("--unix", ctrl, "-i", check_rc=False)
+    h.check(r.returncode == 0, "without it the TPM starts from its permanent state")
+    srv.stop()
+
+
 def attacks_on_the_device(lab):
     """Attacks that need the TPM device itself, before the daemon holds it."""
     authkey_without_secret(lab)
@@ -720,6 +747,7 @@ def test(work, stack):
     qemu_digest(lab)
     postcopy(lab)
     internal_snapshots(lab)
+    volatile_on_disk(lab)
 
     # Last, since the daemon signs it as the VM's newest generation: a record
     # whose vAIK quote does not verify, re-signed with the host's AuthKey so
@@ -750,4 +778,4 @@ def test(work, stack):
 
 
 if __name__ == "__main__":
-    h.main(test, min_checks=186)
+    h.main(test, min_checks=191)
