@@ -221,7 +221,8 @@ Result<void> confirm_vaik_identity(IdentityBook& records, const hostapi::VaikCon
                                          " is not the one pending");
     // The name is what later issuances and verifiers compare the vTPM's vAIK
     // with: an empty or malformed one would switch that comparison off.
-    if (c.vaik_name.size() != 34 || c.vaik_name[0] != 0x00 || c.vaik_name[1] != 0x0B)  // TPM_ALG_SHA256 ‖ digest
+    // TPM2_ALG_SHA256 ‖ digest: the vAIK template's nameAlg (vaik_template()).
+    if (c.vaik_name.size() != 2 + TPM2_SHA256_DIGEST_SIZE || load_be16(c.vaik_name.data()) != TPM2_ALG_SHA256)
         return make_error(rc::kBadParameter, "VM " + uuid + ": the confirmed vAIK name is not a SHA-256 TPM name");
     return records.save({uuid, c.generation, c.vaik_name, std::nullopt});
 }

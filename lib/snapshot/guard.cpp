@@ -447,19 +447,21 @@ Result<void> SnapshotGuard::settle_awaiting(engine::Engine& e, const std::string
     return make_error(rc::kFail, "snapshot restore refused: " + why);
 }
 
+std::string SnapshotGuard::awaiting_restore() const {
+    return "the restore of VM " + format_uuid(awaiting_->vm_uuid) + " generation " +
+           std::to_string(awaiting_->generation);
+}
+
 Result<void> SnapshotGuard::settle_before_record(engine::Engine& e) {
     if (!awaiting_ || awaiting_verified_) return {};
-    const std::string uuid = format_uuid(awaiting_->vm_uuid);
-    const std::string gen = std::to_string(awaiting_->generation);
+    const std::string what = awaiting_restore();
     if (cfg_.verify_before_run) {
         // Later sections of the incoming stream may have changed guest RAM
         // after the check at load: a record made now would launder them into
         // a save that verifies.
-        VTPM_LOG_ERROR(
-            "no snapshot record, save refused: the restore of VM %s generation %s awaits its final "
-            "verification (verify=before-run)",
-            uuid.c_str(), gen.c_str());
-        return make_error(rc::kFail, "no snapshot record: the restore of VM " + uuid + " generation " + gen +
+        VTPM_LOG_ERROR("no snapshot record, save refused: %s awaits its final verification (verify=before-run)",
+                       what.c_str());
+        return make_error(rc::kFail, "no snapshot record: " + what +
                                          " awaits its final verification (verify=before-run); a record now would "
                                          "sign guest RAM nobody checked: verify it first (vtpm-host restore, "
                                          "CMD_VTPM_VERIFY_RAM)");
@@ -467,9 +469,9 @@ Result<void> SnapshotGuard::settle_before_record(engine::Engine& e) {
     // verify=load: saved before any TPM command, the restored state goes on
     // in the new save: it has run, as at the guest's first command.
     VTPM_LOG_WARN(
-        "snapshot record verified at load, not before run: a save came after the restore (VM %s "
-        "generation %s) without a final verification",
-        uuid.c_str(), gen.c_str());
+        "snapshot record verified at load, not before run: a save came after %s without a final "
+        "verification",
+        what.c_str());
     return use_awaiting(e, "a save");
 }
 
@@ -515,9 +517,9 @@ Result<void> SnapshotGuard::admit_store_volatile(engine::Engine&) {
     // disk, this way neither.
     if (refused_) return make_error(rc::kFail, "the restored state failed its final verification: not stored");
     if (awaiting_ && !awaiting_verified_)
-        return make_error(rc::kFail, "the restore of VM " + format_uuid(awaiting_->vm_uuid) + " generation " +
-                                         std::to_string(awaiting_->generation) +
-                                         " awaits its final verification: its volatile state is not stored");
+        return make_error(rc::kFail, awaiting_restore() +
+                                         " awaits its final verification: its volatile state is "
+                                         "not stored");
     return {};
 }
 

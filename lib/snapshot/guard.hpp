@@ -145,6 +145,8 @@ private:
     /// verification: refused with verify=before-run; with verify=load the
     /// restore counts as run (consumed, as at the guest's first command).
     Result<void> settle_before_record(engine::Engine& e);
+    /// "the restore of VM U generation G" for `awaiting_`, in messages.
+    std::string awaiting_restore() const;
     /// The awaiting restore is put to use without a final verification
     /// (verify=load) at `at`: consumed in the ledger, its held writes
     /// written. A ledger that does not take it refuses the restore.
