@@ -539,7 +539,7 @@ def volatile_on_disk(lab):
     r = h.ioctl("--unix", ctrl, "-i", check_rc=False)
     h.check(r.returncode != 0, f"CMD_INIT over a stored volatile state is refused ({(r.stdout + r.stderr).strip()})")
     h.check("the state holds a volatile state (tpm2-00.volatilestate" in log_of(srv) and
-            f"this host signed generation" in log_of(srv), "the bridge says why")
+            "this host signed generation" in log_of(srv), "the bridge says why")
     with open(vol, "rb") as f:
         h.check(f.read() == stored, "and leaves the file as it was")
     os.unlink(vol)
